@@ -1,0 +1,111 @@
+"""The settings sections as plain pydantic models.
+
+They live apart from ``settings.py`` so that the core (service, providers,
+registry) can take them without importing ``pydantic_settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = [
+    "HttpSettings",
+    "LoggingSettings",
+    "ProviderSettings",
+    "ResilienceSettings",
+    "Scope",
+    "ScopeSettings",
+    "StateSettings",
+]
+
+Scope = Literal["singleton", "thread_local", "context_local", "factory"]
+"""How long a container node's instance lives: one per container, per thread, per asyncio context, or per call."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    """The pooled ``httpx.AsyncClient`` every provider shares."""
+
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(
+        default=120.0, gt=0, description="Between two reads of a response; streams use the stall limit too"
+    )
+    write_timeout: float = Field(default=30.0, gt=0)
+    pool_timeout: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+    max_keepalive_connections: int = Field(default=20, ge=0)
+    keepalive_expiry: float = Field(default=30.0, ge=0)
+    http2: bool = False
+    transport: Literal["httpx", "aiohttp"] = Field(
+        default="httpx", description="'aiohttp' needs the httpx-aiohttp package"
+    )
+    verify: bool = True
+
+
+class ScopeSettings(_Section):
+    """The scope of each container node."""
+
+    http_client: Scope = "singleton"
+    state_store: Scope = "singleton"
+    registry: Scope = "singleton"
+    selector: Scope = "singleton"
+    provider_factory: Scope = "singleton"
+    model_service: Scope = "singleton"
+
+
+class ResilienceSettings(_Section):
+    """The fallback policy's limits. Tasks override the time limits in the registry, calls per request."""
+
+    deadline: float = Field(default=60.0, gt=0, description="Seconds for a whole call, retries and fallbacks included")
+    attempt_timeout: float = Field(default=30.0, gt=0)
+    first_token_timeout: float = Field(default=15.0, gt=0)
+    stall_timeout: float = Field(default=15.0, gt=0)
+    max_attempts_per_model: int = Field(default=2, ge=1)
+    max_attempts_total: int = Field(default=6, ge=1)
+    backoff_initial: float = Field(default=0.25, ge=0)
+    backoff_max: float = Field(default=4.0, ge=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
+    retry_after_cap: float = Field(
+        default=10.0, ge=0, description="Longest Retry-After honoured; a longer one moves to the next model"
+    )
+    breaker_failure_threshold: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=30.0, gt=0)
+    stream_policy: Literal["restart", "error"] = "restart"
+    fallback_on_content_filter: bool = False
+    stream_under_the_hood: bool = Field(
+        default=False,
+        description="complete_with_task_model streams from the provider to watch first-token and stall limits",
+    )
+
+
+class StateSettings(_Section):
+    """Where circuit-breaker and spend state lives."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: SecretStr | None = Field(
+        default=None, description="redis://host:port/db; may hold a password, so it is kept secret"
+    )
+    namespace: str = "taskmodels"
+    operation_timeout: float = Field(
+        default=0.05, gt=0, description="Longest wait on the store before a call goes on with local state"
+    )
+    retry_interval: float = Field(default=5.0, gt=0, description="How often to try a lost store again")
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class ProviderSettings(_Section):
+    """Settings for one provider name, e.g. ``TASKMODELS_PROVIDERS__OPENAI__BASE_URL``."""
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)

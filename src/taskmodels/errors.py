@@ -1,0 +1,279 @@
+"""Every error taskmodels raises.
+
+Configuration errors are found when the registry or the settings load; call
+errors happen while a task is being served. No raw ``httpx``, ``json`` or
+``KeyError`` escapes the library: each is mapped onto one of these.
+
+TaskModelsError
+├── ConfigurationError
+│   ├── RegistryError                 a registry file with located problems (all of them)
+│   └── SettingsError                 an invalid setting, named by its variable
+├── SelectionError
+│   ├── UnknownTaskError              the registry names no model for the task, and has no default
+│   └── NoEligibleModelError          every candidate was skipped; carries each skip's reason
+├── ProviderError                     one call to one model failed (task, model, provider, status, ...)
+│   ├── RateLimitError                429; ``retry_after`` when the provider said
+│   ├── ProviderUnavailableError      5xx, overloaded (Anthropic 529)
+│   ├── ProviderConnectionError       refused, reset, DNS, TLS
+│   ├── ProviderTimeoutError          no answer in time
+│   │   ├── FirstTokenTimeoutError    a stream's first token came too late
+│   │   └── StreamStalledError        a stream stopped sending mid-answer
+│   ├── InvalidResponseError          a body or stream event we could not parse
+│   │   └── IncompleteStreamError     a stream ended before its terminal event
+│   ├── AuthenticationError           401 / 403
+│   ├── ContextLengthExceededError    the prompt does not fit the model
+│   ├── ContentFilteredError          the provider refused on content grounds
+│   └── BadRequestError               any other 4xx: the caller's request is wrong
+├── DeadlineExceededError             the whole call's deadline passed
+├── AllModelsFailedError              every candidate failed; carries every attempt
+└── BudgetExceededError               a task's spend limit for its window is reached
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taskmodels.types import Attempt
+
+__all__ = [
+    "AllModelsFailedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "ContentFilteredError",
+    "ContextLengthExceededError",
+    "DeadlineExceededError",
+    "FirstTokenTimeoutError",
+    "IncompleteStreamError",
+    "InvalidResponseError",
+    "NoEligibleModelError",
+    "Problem",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "RegistryError",
+    "SelectionError",
+    "SettingsError",
+    "StreamStalledError",
+    "TaskModelsError",
+    "UnknownTaskError",
+]
+
+
+class TaskModelsError(Exception):
+    """Root of every error this library raises."""
+
+
+# --- configuration -----------------------------------------------------------------
+
+
+class ConfigurationError(TaskModelsError):
+    """The registry or the settings are wrong; found when they load, not per call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One located problem in a registry file.
+
+    ``path`` is a JSON path such as ``taskMappings[2].fallbackModelIds[0]``;
+    ``source`` is the file it came from (or ``<dict>`` for an in-memory registry).
+    """
+
+    source: str
+    path: str
+    message: str
+    severity: str = "error"  # "error" or "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.source}: {where}{self.message}"
+
+
+class RegistryError(ConfigurationError):
+    """A registry that cannot be used. ``problems`` lists every error found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source or (self.problems[0].source if self.problems else "<registry>")
+        count = len(self.problems)
+        lines = [f"{self.source}: {count} problem{'s' if count != 1 else ''} in the model registry"]
+        lines.extend(f"  {p.path or '(file)'}: {p.message}" for p in self.problems)
+        super().__init__("\n".join(lines))
+
+
+class SettingsError(ConfigurationError):
+    """An invalid setting. The message names the environment variable to fix."""
+
+
+# --- selection ---------------------------------------------------------------------
+
+
+class SelectionError(TaskModelsError):
+    """No model could be chosen for a task."""
+
+    def __init__(self, message: str, *, task: str) -> None:
+        self.task = task
+        super().__init__(message)
+
+
+class UnknownTaskError(SelectionError):
+    """The registry maps no model to the task and has no default model."""
+
+
+class NoEligibleModelError(SelectionError):
+    """Every candidate for the task was skipped; ``skipped`` holds ``(model_id, reason)`` pairs."""
+
+    def __init__(self, *, task: str, skipped: Sequence[tuple[str, str]]) -> None:
+        self.skipped: tuple[tuple[str, str], ...] = tuple(skipped)
+        reasons = "; ".join(f"{model_id}: {reason}" for model_id, reason in self.skipped)
+        super().__init__(f"no model can serve task {task!r}: {reasons or 'no candidates'}", task=task)
+
+
+# --- calls -------------------------------------------------------------------------
+
+
+class ProviderError(TaskModelsError):
+    """One call to one model failed.
+
+    Providers raise it without ``task`` (they do not know tasks); the service fills
+    ``task`` in before it reaches the caller. The message never holds a secret:
+    providers pass only the provider's own error text, which never echoes keys.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model_id: str,
+        task: str | None = None,
+        status_code: int | None = None,
+        provider_message: str | None = None,
+        provider_code: str | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.message = message
+        self.provider = provider
+        self.model_id = model_id
+        self.task = task
+        self.status_code = status_code
+        self.provider_message = provider_message
+        self.provider_code = provider_code
+        self.retry_after = retry_after
+        self.request_id = request_id
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = [f"task={self.task!r}"] if self.task is not None else []
+        parts.append(f"model={self.model_id!r}")
+        parts.append(f"provider={self.provider!r}")
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        if self.provider_code:
+            parts.append(f"code={self.provider_code!r}")
+        return f"{self.message} ({', '.join(parts)})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructor: pickle through __dict__ so errors cross process pools.
+        return (_rebuild_error, (type(self), self.__dict__.copy()))
+
+
+def _rebuild_error(cls: type[ProviderError], state: dict[str, object]) -> ProviderError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
+
+
+class RateLimitError(ProviderError):
+    """429, or a provider's own rate-limit signal."""
+
+
+class ProviderUnavailableError(ProviderError):
+    """5xx or overloaded: the provider could not serve the call right now."""
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection failed: refused, reset before an answer, DNS or TLS."""
+
+
+class ProviderTimeoutError(ProviderError):
+    """No answer within the attempt's time limit."""
+
+
+class FirstTokenTimeoutError(ProviderTimeoutError):
+    """A stream's first token did not arrive in time."""
+
+
+class StreamStalledError(ProviderTimeoutError):
+    """A stream sent nothing for longer than the stall limit."""
+
+
+class InvalidResponseError(ProviderError):
+    """The provider answered something we could not parse."""
+
+
+class IncompleteStreamError(InvalidResponseError):
+    """A stream ended before its terminal event: the answer may be truncated."""
+
+
+class AuthenticationError(ProviderError):
+    """401 or 403: the key is missing, wrong or lacks permission."""
+
+
+class ContextLengthExceededError(ProviderError):
+    """The request does not fit the model's context window."""
+
+
+class ContentFilteredError(ProviderError):
+    """The provider refused the prompt or the answer on content grounds."""
+
+
+class BadRequestError(ProviderError):
+    """Any other 4xx: the caller's request is wrong, and another model will not fix it."""
+
+
+# --- whole calls -------------------------------------------------------------------
+
+
+class DeadlineExceededError(TaskModelsError):
+    """The call's overall deadline passed before any model answered."""
+
+    def __init__(self, message: str, *, task: str, attempts: Sequence[Attempt] = ()) -> None:
+        self.task = task
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+        super().__init__(message)
+
+
+class AllModelsFailedError(TaskModelsError):
+    """Every candidate for the task failed. ``attempts`` says what was tried and why it failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: str,
+        attempts: Sequence[Attempt],
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.task = task
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+        self.skipped: tuple[tuple[str, str], ...] = tuple(skipped)
+        super().__init__(message)
+
+
+class BudgetExceededError(TaskModelsError):
+    """The task's spend limit for the current window is reached."""
+
+    def __init__(self, message: str, *, task: str, spent: float, limit: float) -> None:
+        self.task = task
+        self.spent = spent
+        self.limit = limit
+        super().__init__(message)

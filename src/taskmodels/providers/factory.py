@@ -1,0 +1,123 @@
+"""``ModelProviderFactory``: a registry ``provider`` string to a ready provider instance."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+import httpx
+
+from taskmodels.config import ProviderSettings
+from taskmodels.errors import ConfigurationError
+from taskmodels.providers.base import BaseModelProvider
+from taskmodels.registry.schema import ModelConfig
+
+if TYPE_CHECKING:
+    from taskmodels.settings import Settings
+
+__all__ = ["BUILTIN_PROVIDERS", "ENTRY_POINT_GROUP", "ModelProviderFactory"]
+
+ENTRY_POINT_GROUP = "taskmodels.providers"
+
+# Imported on first use, so `import taskmodels` pays for no provider module.
+BUILTIN_PROVIDERS: Mapping[str, str] = {
+    "openai": "taskmodels.providers.openai:OpenAIProvider",
+    "openai-compatible": "taskmodels.providers.openai:OpenAICompatibleProvider",
+    "azure-openai": "taskmodels.providers.azure:AzureOpenAIProvider",
+    "anthropic": "taskmodels.providers.anthropic:AnthropicProvider",
+    "gemini": "taskmodels.providers.gemini:GeminiProvider",
+    "ollama": "taskmodels.providers.ollama:OllamaProvider",
+}
+
+
+def _load(target: str) -> type[BaseModelProvider]:
+    module, _, attr = target.partition(":")
+    cls = getattr(import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, BaseModelProvider)):
+        raise ConfigurationError(f"{target} is not a BaseModelProvider subclass")
+    return cls
+
+
+class ModelProviderFactory:
+    """Builds one provider per model and keeps it; knows every provider name.
+
+    Names come from the built-ins, the ``taskmodels.providers`` entry-point group
+    and ``register_provider_implementation``, later ones winning.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        *,
+        discover_entry_points: bool = True,
+    ) -> None:
+        self._settings = settings
+        self._client = http_client
+        self._targets: dict[str, str | type[BaseModelProvider]] = dict(BUILTIN_PROVIDERS)
+        if discover_entry_points:
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                self._targets[ep.name] = ep.value
+        self._classes: dict[str, type[BaseModelProvider]] = {}
+        self._cache: dict[str, tuple[ModelConfig, BaseModelProvider]] = {}
+        self._lock = threading.Lock()
+
+    def register_provider_implementation(self, name: str, cls: type[BaseModelProvider]) -> None:
+        """Serve registry entries whose ``provider`` is ``name`` with ``cls``."""
+        if not (isinstance(cls, type) and issubclass(cls, BaseModelProvider)):
+            raise TypeError(f"{cls!r} is not a BaseModelProvider subclass")
+        with self._lock:
+            self._targets[name] = cls
+            self._classes.pop(name, None)
+            self._cache = {k: v for k, v in self._cache.items() if v[0].provider != name}
+
+    def provider_names(self) -> frozenset[str]:
+        return frozenset(self._targets)
+
+    def get_provider_class(self, name: str) -> type[BaseModelProvider]:
+        cls = self._classes.get(name)
+        if cls is None:
+            target = self._targets.get(name)
+            if target is None:
+                known = ", ".join(sorted(self._targets))
+                raise ConfigurationError(f"no provider implementation named {name!r} (known: {known})")
+            cls = target if isinstance(target, type) else _load(target)
+            self._classes[name] = cls
+        return cls
+
+    def create_provider_for_model(self, model: ModelConfig) -> BaseModelProvider:
+        """The provider for ``model``, built once per model and reused while its entry is unchanged."""
+        cached = self._cache.get(model.id)
+        if cached is not None and (cached[0] is model or cached[0] == model):
+            return cached[1]
+        with self._lock:
+            provider = self._build(model)
+            self._cache[model.id] = (model, provider)
+        return provider
+
+    def _build(self, model: ModelConfig) -> BaseModelProvider:
+        cls = self.get_provider_class(model.provider)
+        section = self._settings.provider_settings(model.provider) if self._settings is not None else ProviderSettings()
+        api_key = section.api_key
+        if model.api_key_env:
+            from pydantic import SecretStr
+
+            value = os.environ.get(model.api_key_env)
+            api_key = SecretStr(value) if value else None
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        try:
+            return cls(
+                model,
+                self._client,
+                api_key=api_key,
+                base_url=section.base_url,
+                headers=section.headers,
+                options=section.options,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None

@@ -1,0 +1,195 @@
+"""Where circuit-breaker and spend state lives.
+
+``StateStore`` is the interface; ``MemoryStateStore`` keeps state in this
+process (the default); a Redis store shares it between processes. Every
+operation that must not race (a failure crossing the threshold, a probe being
+let through, a spend reserved against a limit) is one call here, so a shared
+store can make it atomic on its server rather than read-modify-write in Python.
+
+Times are seconds on the caller's clock (``now``), so tests inject the clock;
+a store shared between processes needs a clock they share, such as ``time.time``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "Admission",
+    "BreakerSnapshot",
+    "BreakerStateName",
+    "MemoryStateStore",
+    "SpendDecision",
+    "StateStore",
+    "window_start",
+]
+
+BreakerStateName = Literal["closed", "open", "half_open"]
+
+
+@dataclass(slots=True, frozen=True)
+class BreakerSnapshot:
+    """A model's breaker. ``retry_at``: when an open breaker lets a probe through."""
+
+    key: str
+    state: BreakerStateName
+    consecutive_failures: int = 0
+    retry_at: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Admission:
+    """May a call go to this model now? ``probe`` is true for the one call let through a cooled-down breaker."""
+
+    allowed: bool
+    probe: bool = False
+    retry_at: float | None = None  # when refused: when a probe will be let through
+
+
+@dataclass(slots=True, frozen=True)
+class SpendDecision:
+    accepted: bool
+    total: float  # spend in the window after the decision
+
+
+def window_start(now: float, window: float) -> float:
+    """Spend windows are fixed and aligned to the epoch, so every process agrees on them."""
+    return math.floor(now / window) * window
+
+
+class StateStore(ABC):
+    """Shared state of the fallback loop. All methods are safe to call concurrently."""
+
+    @abstractmethod
+    async def admit(self, key: str, *, now: float, probe_lease: float) -> Admission:
+        """Closed: allowed. Open and cooled down with no probe out: allowed as the probe, which
+        holds the half-open slot for ``probe_lease`` seconds. Otherwise refused with ``retry_at``."""
+
+    @abstractmethod
+    async def record_success(self, key: str, *, now: float) -> BreakerSnapshot:
+        """Close the breaker and clear its failures."""
+
+    @abstractmethod
+    async def record_failure(self, key: str, *, now: float, threshold: int, cooldown: float) -> BreakerSnapshot:
+        """Count a failure; open the breaker (``retry_at = now + cooldown``) when the count reaches
+        ``threshold`` or when the failure was a half-open probe's."""
+
+    @abstractmethod
+    async def breaker(self, key: str, *, now: float) -> BreakerSnapshot:
+        """The breaker as it stands; a key never seen is closed."""
+
+    @abstractmethod
+    async def breakers(self, *, now: float) -> Mapping[str, BreakerSnapshot]:
+        """Every breaker the store knows."""
+
+    @abstractmethod
+    async def reserve_spend(
+        self, scope: str, amount: float, *, limit: float, window: float, now: float
+    ) -> SpendDecision:
+        """Add ``amount`` to the scope's spend in the current window if the total stays within
+        ``limit``; refuse otherwise. Settle the difference later with ``add_spend``."""
+
+    @abstractmethod
+    async def add_spend(self, scope: str, amount: float, *, window: float, now: float) -> float:
+        """Add ``amount`` (negative to give back a reservation) and return the window's total."""
+
+    @abstractmethod
+    async def spend(self, scope: str, *, window: float, now: float) -> float:
+        """The scope's spend in the current window."""
+
+    async def aclose(self) -> None:
+        """Release connections; the memory store has none."""
+        return None
+
+
+@dataclass(slots=True)
+class _Breaker:
+    failures: int = 0
+    open: bool = False
+    retry_at: float = 0.0
+    probe_until: float | None = None
+
+
+class MemoryStateStore(StateStore):
+    """State in this process. Single-threaded per event loop, so no locks are needed."""
+
+    def __init__(self) -> None:
+        self._breakers: dict[str, _Breaker] = {}
+        self._spend: dict[tuple[str, float], float] = {}
+
+    def _snapshot(self, key: str, b: _Breaker | None, now: float) -> BreakerSnapshot:
+        if b is None or not b.open:
+            return BreakerSnapshot(key, "closed", b.failures if b else 0, None)
+        state: BreakerStateName = "half_open" if now >= b.retry_at else "open"
+        return BreakerSnapshot(key, state, b.failures, b.retry_at)
+
+    async def admit(self, key: str, *, now: float, probe_lease: float) -> Admission:
+        b = self._breakers.get(key)
+        if b is None or not b.open:
+            return _ALLOWED
+        if now < b.retry_at:
+            return Admission(False, False, b.retry_at)
+        if b.probe_until is not None and now < b.probe_until:
+            return Admission(False, False, b.probe_until)
+        b.probe_until = now + probe_lease
+        return Admission(True, True, None)
+
+    async def record_success(self, key: str, *, now: float) -> BreakerSnapshot:
+        b = self._breakers.get(key)
+        if b is not None:
+            if b.failures or b.open:
+                del self._breakers[key]
+            else:
+                b.probe_until = None
+        return BreakerSnapshot(key, "closed")
+
+    async def record_failure(self, key: str, *, now: float, threshold: int, cooldown: float) -> BreakerSnapshot:
+        b = self._breakers.get(key)
+        if b is None:
+            b = self._breakers[key] = _Breaker()
+        b.failures += 1
+        was_probe = b.open and b.probe_until is not None
+        if was_probe or b.failures >= threshold:
+            b.open = True
+            b.retry_at = now + cooldown
+            b.probe_until = None
+        return self._snapshot(key, b, now)
+
+    async def breaker(self, key: str, *, now: float) -> BreakerSnapshot:
+        return self._snapshot(key, self._breakers.get(key), now)
+
+    async def breakers(self, *, now: float) -> Mapping[str, BreakerSnapshot]:
+        return {k: self._snapshot(k, b, now) for k, b in self._breakers.items()}
+
+    async def reserve_spend(
+        self, scope: str, amount: float, *, limit: float, window: float, now: float
+    ) -> SpendDecision:
+        slot = (scope, window_start(now, window))
+        total = self._spend.get(slot, 0.0)
+        if total + amount > limit:
+            return SpendDecision(False, total)
+        self._spend[slot] = total = total + amount
+        self._expire(now, window)
+        return SpendDecision(True, total)
+
+    async def add_spend(self, scope: str, amount: float, *, window: float, now: float) -> float:
+        slot = (scope, window_start(now, window))
+        total = self._spend[slot] = self._spend.get(slot, 0.0) + amount
+        return total
+
+    async def spend(self, scope: str, *, window: float, now: float) -> float:
+        return self._spend.get((scope, window_start(now, window)), 0.0)
+
+    def _expire(self, now: float, window: float) -> None:
+        # Old windows are dropped lazily so a long-running process does not grow.
+        if len(self._spend) > 1024:
+            oldest = window_start(now, window) - window
+            for slot in [s for s in self._spend if s[1] < oldest]:
+                del self._spend[slot]
+
+
+_ALLOWED = Admission(True, False, None)

@@ -1,0 +1,140 @@
+"""Settings, read from the environment (prefix ``TASKMODELS_``, nested with ``__``) and ``.env``.
+
+    TASKMODELS_REGISTRY_PATH=settings/modelRegistry.json
+    TASKMODELS_ENVIRONMENT=production           # also loads settings/modelRegistry.production.json
+    TASKMODELS_HTTP__MAX_CONNECTIONS=200
+    TASKMODELS_SCOPES__MODEL_SERVICE=thread_local
+    TASKMODELS_RESILIENCE__DEADLINE=30
+    TASKMODELS_STATE__BACKEND=redis
+    OPENAI_API_KEY=...                           # the providers' usual variables are honoured
+
+This module and ``containers.py`` are the only ones that import ``pydantic_settings``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from taskmodels.config import (
+    HttpSettings,
+    LoggingSettings,
+    ProviderSettings,
+    ResilienceSettings,
+    Scope,
+    ScopeSettings,
+    StateSettings,
+)
+from taskmodels.errors import SettingsError
+
+__all__ = [
+    "HttpSettings",
+    "LoggingSettings",
+    "ProviderSettings",
+    "ResilienceSettings",
+    "Scope",
+    "ScopeSettings",
+    "Settings",
+    "StateSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "TASKMODELS_"
+NESTED_DELIMITER = "__"
+
+# The providers' usual variables, read when the TASKMODELS_ one is not set.
+_KEY_FIELDS: dict[str, str] = {
+    "openai": "openai_api_key",
+    "azure-openai": "azure_openai_api_key",
+    "anthropic": "anthropic_api_key",
+    "gemini": "gemini_api_key",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        secrets_dir=os.environ.get("TASKMODELS_SECRETS_DIR") or None,
+    )
+
+    registry_path: Path = Field(default=Path("settings/modelRegistry.json"))
+    environment: str | None = Field(
+        default=None, description="Chooses the overlay settings/modelRegistry.<environment>.json"
+    )
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    scopes: ScopeSettings = Field(default_factory=ScopeSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TASKMODELS_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TASKMODELS_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    )
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TASKMODELS_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    )
+    azure_openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TASKMODELS_AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
+    )
+    azure_openai_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("TASKMODELS_AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_ENDPOINT")
+    )
+    ollama_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("TASKMODELS_OLLAMA_HOST", "OLLAMA_HOST")
+    )
+
+    def provider_settings(self, provider: str) -> ProviderSettings:
+        """Settings for a provider name, with its usual key and endpoint variables filled in."""
+        section = self.providers.get(provider) or self.providers.get(provider.replace("-", "_")) or ProviderSettings()
+        updates: dict[str, Any] = {}
+        if section.api_key is None and (field := _KEY_FIELDS.get(provider)) is not None:
+            key = getattr(self, field)
+            if key is not None:
+                updates["api_key"] = key
+        if section.base_url is None:
+            if provider == "azure-openai" and self.azure_openai_endpoint:
+                updates["base_url"] = self.azure_openai_endpoint
+            elif provider == "ollama" and self.ollama_host:
+                host = self.ollama_host
+                updates["base_url"] = host if "://" in host else f"http://{host}"
+        return section.model_copy(update=updates) if updates else section
+
+    def registry_paths(self) -> list[Path]:
+        """The registry file, then its overlay for ``environment`` when one is set."""
+        paths = [self.registry_path]
+        if self.environment:
+            base = self.registry_path
+            paths.append(base.with_name(f"{base.stem}.{self.environment}{base.suffix}"))
+        return paths
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    if not parts:
+        return ENV_PREFIX.rstrip("_")
+    return ENV_PREFIX + NESTED_DELIMITER.join(parts).upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build ``Settings`` from the environment; an invalid value raises ``SettingsError`` naming its variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False):
+            lines.append(f"{_env_name(err['loc'])}: {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

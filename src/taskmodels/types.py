@@ -1,0 +1,212 @@
+"""The values that flow through a call: requests in, results and stream events out.
+
+Plain slotted dataclasses rather than pydantic models: they are built on every
+call, and validation already happened where the data came from (the registry at
+load time, the provider's response in its parser).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Attempt",
+    "AttemptOutcome",
+    "CompletionRequest",
+    "CompletionResult",
+    "EmbeddingResult",
+    "FinishReason",
+    "Message",
+    "ResponseFormat",
+    "Role",
+    "StreamEvent",
+    "StreamEventType",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "other"]
+"""Normalized across providers: OpenAI ``stop``, Anthropic ``end_turn`` and Gemini ``STOP`` are all ``stop``."""
+
+AttemptOutcome = Literal["success", "error", "skipped"]
+
+StreamEventType = Literal["text", "tool_call", "restart", "done"]
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCall:
+    """A tool call the model asked for. ``arguments`` is the raw JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True, frozen=True)
+class ToolSpec:
+    """A tool the model may call; ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    role: Role
+    content: str | None = None
+    name: str | None = None
+    tool_call_id: str | None = None  # for role="tool": which call this answers
+    tool_calls: tuple[ToolCall, ...] = ()  # for role="assistant": calls it made
+
+
+@dataclass(slots=True, frozen=True)
+class ResponseFormat:
+    """Ask for JSON: any JSON object (``json_object``) or one matching ``schema`` (``json_schema``)."""
+
+    type: Literal["text", "json_object", "json_schema"] = "json_object"
+    schema: Mapping[str, Any] | None = None
+    name: str = "response"
+    strict: bool = True
+
+    @classmethod
+    def json(cls) -> ResponseFormat:
+        return cls(type="json_object")
+
+    @classmethod
+    def json_schema(cls, schema: Mapping[str, Any], *, name: str = "response", strict: bool = True) -> ResponseFormat:
+        return cls(type="json_schema", schema=schema, name=name, strict=strict)
+
+
+@dataclass(slots=True, kw_only=True)
+class CompletionRequest:
+    """What the caller wants, independent of provider.
+
+    ``prompt`` and ``system_prompt`` are the seed's shorthand; ``messages`` holds a
+    whole conversation. ``max_tokens`` and ``temperature`` default to the model's
+    registry entry. ``extra`` is merged into the provider's request body as is.
+    ``required_capabilities``, ``max_cost`` and the time limits steer selection
+    and the fallback loop; they are never sent to a provider.
+    """
+
+    prompt: str | None = None
+    system_prompt: str | None = None
+    messages: Sequence[Message] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: Sequence[str] = ()
+    response_format: ResponseFormat | None = None
+    tools: Sequence[ToolSpec] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    # selection and policy, per call
+    required_capabilities: frozenset[str] = frozenset()
+    max_cost: float | None = None
+    deadline: float | None = None  # seconds for the whole call, retries and fallbacks included
+    attempt_timeout: float | None = None
+    first_token_timeout: float | None = None
+    stall_timeout: float | None = None
+
+    def conversation(self) -> list[Message]:
+        """System prompt, then ``messages``, then ``prompt`` as the last user turn."""
+        out: list[Message] = []
+        if self.system_prompt:
+            out.append(Message(role="system", content=self.system_prompt))
+        out.extend(self.messages)
+        if self.prompt is not None:
+            out.append(Message(role="user", content=self.prompt))
+        return out
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0  # part of input_tokens served from the provider's prompt cache
+    reasoning_tokens: int = 0  # part of output_tokens spent on hidden reasoning
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Attempt:
+    """One try of one model within a call."""
+
+    model_id: str
+    provider: str
+    outcome: AttemptOutcome
+    latency: float  # seconds
+    error_class: str | None = None
+    error_message: str | None = None
+    status_code: int | None = None
+    number: int = 1  # 1-based try of this model within the call
+
+
+@dataclass(slots=True)
+class CompletionResult:
+    """What served the call and what it answered.
+
+    ``model_id``/``provider``/``model_name`` name the model that really answered (a
+    fallback's, after a fallback); ``usage`` and ``cost`` are that answer's only.
+    """
+
+    text: str
+    model_id: str
+    provider: str
+    model_name: str
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    finish_reason: FinishReason = "stop"
+    tool_calls: tuple[ToolCall, ...] = ()
+    request_id: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One event of a stream.
+
+    - ``text``: ``text`` holds the next piece of the answer.
+    - ``tool_call``: ``tool_call`` holds a complete tool call.
+    - ``restart``: the service moved to another model after text was sent; discard
+      what you received so far (``model_id`` names the new model).
+    - ``done``: the last event; ``finish_reason``, ``usage`` and, from the service,
+      ``result`` (the whole answer with its attempts) are set.
+    """
+
+    type: StreamEventType
+    text: str = ""
+    tool_call: ToolCall | None = None
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    model_id: str | None = None
+    model_name: str | None = None
+    request_id: str | None = None
+    result: CompletionResult | None = None
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    vectors: list[list[float]]
+    model_id: str
+    provider: str
+    model_name: str
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    attempts: tuple[Attempt, ...] = ()
