@@ -1,0 +1,51 @@
+"""The public API: every exported name resolves, and nothing public is missing from ``__all__``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import taskmodels
+import taskmodels.errors
+
+
+def test_every_name_in_all_resolves() -> None:
+    for name in taskmodels.__all__:
+        assert getattr(taskmodels, name) is not None, name
+
+
+def test_all_is_sorted_and_unique() -> None:
+    assert list(taskmodels.__all__) == sorted(set(taskmodels.__all__))
+
+
+def test_every_error_class_is_exported() -> None:
+    errors = {
+        name
+        for name, value in vars(taskmodels.errors).items()
+        if isinstance(value, type) and issubclass(value, taskmodels.errors.TaskModelsError)
+    }
+    assert errors <= set(taskmodels.__all__)
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        taskmodels.NoSuchThing  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_import_loads_neither_dependency_injector_nor_pydantic_settings() -> None:
+    code = "import sys, taskmodels; print(sorted(m for m in ('dependency_injector', 'pydantic_settings', 'httpx') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_core_modules_do_not_import_pydantic_settings_or_dependency_injector() -> None:
+    code = (
+        "import sys; import taskmodels.service, taskmodels.selection, taskmodels.registry, taskmodels.providers; "
+        "print(sorted(m for m in ('dependency_injector', 'pydantic_settings') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
