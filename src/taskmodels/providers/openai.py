@@ -1,0 +1,481 @@
+"""OpenAI's Chat Completions protocol, and every server that speaks it.
+
+``OpenAIProvider`` talks to api.openai.com; ``OpenAICompatibleProvider`` is the
+same mapping at any ``baseUrl`` (vLLM, llama.cpp's server, Ollama's /v1, LM
+Studio, Groq, Together, Mistral, DeepSeek, OpenRouter), with the key optional.
+
+Model options (registry ``options`` or ``TASKMODELS_PROVIDERS__<NAME>__OPTIONS``):
+
+- ``maxTokensField``: ``"max_completion_tokens"`` or ``"max_tokens"``. OpenAI's
+  newer models refuse ``max_tokens``; most compatible servers know only it.
+- ``streamUsage``: ``false`` for servers that reject ``stream_options``.
+- ``organization`` / ``project``: OpenAI's ``OpenAI-Organization`` / ``OpenAI-Project`` headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from taskmodels.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    IncompleteStreamError,
+    InvalidResponseError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.types import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingResult,
+    FinishReason,
+    Message,
+    ResponseFormat,
+    StreamEvent,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = ["OpenAICompatibleProvider", "OpenAIProvider", "OpenAIStreamDecoder"]
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "error": "error",
+}
+
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+# Servers that give no code still say so in words; these phrases are specific enough not to misfire.
+_CONTEXT_PHRASES = (
+    "maximum context length",
+    "context_length_exceeded",
+    "exceeds the available context size",
+    "exceed_context_size",
+)
+_CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+_TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
+
+
+def normalize_finish_reason(raw: Any) -> FinishReason:
+    if raw is None:
+        return "other"
+    return _FINISH_REASONS.get(str(raw), "other")
+
+
+def parse_usage(raw: Any) -> Usage:
+    """OpenAI's usage object; DeepSeek reports its cache hits under its own name."""
+    if not isinstance(raw, Mapping):
+        return Usage()
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        cached_tokens=int(cached),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+def _content_text(content: Any) -> str:
+    """Message content is a string, null with tool calls, or (Mistral and others) a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text") or "") for part in content if isinstance(part, Mapping) and part.get("type") == "text"
+        )
+    raise TypeError("message content is neither text nor a list of parts")
+
+
+def _arguments_text(arguments: Any) -> str:
+    # Some compatible servers send arguments as an object instead of JSON text.
+    if arguments is None:
+        return ""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _parse_tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
+    calls = [
+        ToolCall(
+            id=str(call.get("id") or ""),
+            name=str(call["function"]["name"]),
+            arguments=_arguments_text(call["function"].get("arguments")),
+        )
+        for call in message.get("tool_calls") or ()
+    ]
+    legacy = message.get("function_call")
+    if not calls and isinstance(legacy, Mapping):
+        calls.append(ToolCall(id="", name=str(legacy["name"]), arguments=_arguments_text(legacy.get("arguments"))))
+    return tuple(calls)
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role}
+    if message.role == "assistant" and message.tool_calls:
+        out["content"] = message.content
+        out["tool_calls"] = [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in message.tool_calls
+        ]
+    else:
+        out["content"] = message.content or ""
+    if message.role == "tool":
+        out["tool_call_id"] = message.tool_call_id
+    if message.name and message.role != "tool":
+        out["name"] = message.name
+    return out
+
+
+def _tool_json(tool: ToolSpec) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters) or {"type": "object"}}
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
+
+
+def _tool_choice_json(choice: str | Mapping[str, Any]) -> Any:
+    if isinstance(choice, str):
+        if choice in _TOOL_CHOICE_KEYWORDS:
+            return choice
+        # Any other string names the one tool the model must call.
+        return {"type": "function", "function": {"name": choice}}
+    return dict(choice)
+
+
+def _response_format_json(fmt: ResponseFormat) -> dict[str, Any] | None:
+    if fmt.type == "json_object":
+        return {"type": "json_object"}
+    if fmt.type == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": fmt.name, "schema": dict(fmt.schema or {}), "strict": fmt.strict},
+        }
+    return None  # plain text is every server's default; some reject an explicit {"type": "text"}
+
+
+def _error_object(body: bytes) -> tuple[dict[str, Any], str | None]:
+    """The ``error`` object of an error body, and the raw text when the body is not JSON."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return {}, (text[:500] or None)
+    if isinstance(data, Mapping):
+        err = data.get("error")
+        if isinstance(err, Mapping):
+            return dict(err), None
+        if isinstance(err, str):
+            return {"message": err}, None
+        if isinstance(data.get("message"), str):
+            return dict(data), None
+        # vLLM's older servers answer {"object": "error", "message": ..., "type": ..., "code": 400}
+    return {}, None
+
+
+def _error_code(err: Mapping[str, Any]) -> str | None:
+    """The provider's own code: ``code`` when it is a name, else ``type``.
+
+    llama.cpp puts the HTTP status in ``code`` and the name in ``type``.
+    """
+    code = err.get("code")
+    if isinstance(code, str) and code:
+        return code
+    kind = err.get("type")
+    if isinstance(kind, str) and kind:
+        return kind
+    return None
+
+
+@dataclass(slots=True)
+class _ToolCallParts:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class OpenAIProvider(BaseModelProvider):
+    """OpenAI Chat Completions and embeddings at api.openai.com."""
+
+    name: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    supports_embeddings: ClassVar[bool] = True
+    requires_api_key: ClassVar[bool] = True
+    default_max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    api_key_env_var: ClassVar[str] = "OPENAI_API_KEY"
+
+    # --- request -----------------------------------------------------------------------
+
+    def completion_url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def embedding_url(self) -> str:
+        return f"{self.base_url}/embeddings"
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def request_headers(self) -> dict[str, str]:
+        """Auth, account and configured headers. A required key that is missing fails here, before sending."""
+        headers = dict(self.extra_headers)
+        key = self.api_key_value()
+        if key:
+            headers.update(self.auth_headers(key))
+        elif self.requires_api_key:
+            variable = self.model.api_key_env or self.api_key_env_var
+            raise self.error(
+                AuthenticationError,
+                f"no API key for {self.name} model {self.model.id!r}: set {variable}",
+            )
+        if self.options.get("organization"):
+            headers["OpenAI-Organization"] = str(self.options["organization"])
+        if self.options.get("project"):
+            headers["OpenAI-Project"] = str(self.options["project"])
+        return headers
+
+    def completion_body(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model.model_name,
+            "messages": [_message_json(m) for m in request.conversation()],
+        }
+        max_tokens = request.max_tokens if request.max_tokens is not None else self.model.max_tokens
+        body[str(self.options.get("maxTokensField") or self.default_max_tokens_field)] = max_tokens
+        body["temperature"] = request.temperature if request.temperature is not None else self.model.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.response_format is not None:
+            fmt = _response_format_json(request.response_format)
+            if fmt is not None:
+                body["response_format"] = fmt
+        if request.tools:
+            body["tools"] = [_tool_json(t) for t in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = _tool_choice_json(request.tool_choice)
+        if stream:
+            body["stream"] = True
+            if self.options.get("streamUsage", True):
+                body["stream_options"] = {"include_usage": True}
+        body.update(request.extra)
+        return body
+
+    def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
+        return HttpRequest(
+            "POST", self.completion_url(), self.request_headers(), self.completion_body(request, stream=stream)
+        )
+
+    def build_embedding_request(self, texts: Sequence[str]) -> HttpRequest:
+        body: dict[str, Any] = {"model": self.model.model_name, "input": list(texts)}
+        if self.options.get("dimensions") is not None:
+            body["dimensions"] = int(self.options["dimensions"])
+        return HttpRequest("POST", self.embedding_url(), self.request_headers(), body)
+
+    # --- response ----------------------------------------------------------------------
+
+    def response_request_id(self, data: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
+        request_id = headers.get("x-request-id") or data.get("id")
+        return str(request_id) if request_id else None
+
+    def parse_completion(self, data: Any, headers: Mapping[str, str]) -> CompletionResult:
+        if not isinstance(data, Mapping):
+            raise TypeError("completion body is not an object")
+        if data.get("error"):
+            # Some compatible servers answer 200 with an error object.
+            raise self.error_from_object(data["error"], status=None)
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        usage = parse_usage(data.get("usage"))
+        tool_calls = _parse_tool_calls(message)
+        finish = normalize_finish_reason(choice.get("finish_reason"))
+        if finish == "other" and choice.get("finish_reason") is None:
+            finish = "tool_calls" if tool_calls else "stop"
+        return CompletionResult(
+            text=_content_text(message.get("content")),
+            model_id=self.model.id,
+            provider=self.name,
+            model_name=str(data.get("model") or self.model.model_name),
+            usage=usage,
+            cost=self.model.cost(usage),
+            finish_reason=finish,
+            tool_calls=tool_calls,
+            request_id=self.response_request_id(data, headers),
+        )
+
+    def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
+        if not isinstance(data, Mapping):
+            raise TypeError("embedding body is not an object")
+        items = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
+        vectors = [[float(x) for x in item["embedding"]] for item in items]
+        raw_usage = data.get("usage") or {}
+        usage = Usage(input_tokens=int(raw_usage.get("prompt_tokens") or 0))
+        return EmbeddingResult(
+            vectors=vectors,
+            model_id=self.model.id,
+            provider=self.name,
+            model_name=str(data.get("model") or self.model.model_name),
+            usage=usage,
+            cost=self.model.cost(usage),
+        )
+
+    def new_stream_decoder(self) -> StreamDecoder:
+        return OpenAIStreamDecoder(self)
+
+    # --- errors ------------------------------------------------------------------------
+
+    def classify_error(self, status: int | None, code: str | None, message: str | None) -> type[ProviderError] | None:
+        """The error class the body asks for, or ``None`` to go by the status alone."""
+        text = (message or "").lower()
+        if code in _CONTEXT_CODES or any(phrase in text for phrase in _CONTEXT_PHRASES):
+            return ContextLengthExceededError
+        if code in _CONTENT_FILTER_CODES:
+            return ContentFilteredError
+        if status == 429 or code in {"rate_limit_exceeded", "insufficient_quota"}:
+            return RateLimitError
+        if status is None:
+            # A stream's error object has no status; what it names decides, and an unnamed one is the server's.
+            if code == "invalid_request_error":
+                return BadRequestError
+            if code in {"invalid_api_key", "authentication_error"}:
+                return AuthenticationError
+            return ProviderUnavailableError
+        return None
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        err, raw_text = _error_object(body)
+        message = err.get("message")
+        message_text = str(message) if message is not None else raw_text
+        code = _error_code(err)
+        cls = self.classify_error(status, code, message_text)
+        return self.error_for_status(status, headers, message_text, code, cls=cls)
+
+    def error_from_object(self, err: Any, *, status: int | None) -> ProviderError:
+        """An error object sent inside a 200 body or a stream chunk."""
+        if not isinstance(err, Mapping):
+            err = {"message": str(err)}
+        message = err.get("message")
+        message_text = str(message) if message is not None else None
+        code = _error_code(err)
+        raw_status = err.get("code") if isinstance(err.get("code"), int) else err.get("status")
+        if status is None and isinstance(raw_status, int):
+            status = raw_status
+        cls = self.classify_error(status, code, message_text)
+        if status is not None:
+            return self.error_for_status(status, {}, message_text, code, cls=cls)
+        return self.error(
+            cls or ProviderUnavailableError,
+            f"{self.name} reported an error: {message_text or code or 'no message'}",
+            provider_message=message_text,
+            provider_code=code,
+        )
+
+
+class OpenAICompatibleProvider(OpenAIProvider):
+    """The OpenAI protocol at any ``baseUrl``; the key is optional (no ``Authorization`` header without one)."""
+
+    name: ClassVar[str] = "openai-compatible"
+    default_base_url: ClassVar[str | None] = None
+    requires_api_key: ClassVar[bool] = False
+    default_max_tokens_field: ClassVar[str] = "max_tokens"
+    api_key_env_var: ClassVar[str] = "TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__API_KEY"
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    """Chat Completions chunks: text deltas, tool-call fragments by index, finish reason, usage chunk, ``[DONE]``."""
+
+    def __init__(self, provider: OpenAIProvider) -> None:
+        self.provider = provider
+        self.finished = False
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.model_name: str | None = None
+        self.request_id: str | None = None
+        self._tools: dict[int, _ToolCallParts] = {}
+        self._tools_sent = False
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        if data.strip() == "[DONE]":
+            self.finished = True
+            return self._flush_tools()
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise self.provider.error(
+                InvalidResponseError, f"{self.provider.name} sent a stream event that is not JSON"
+            ) from None
+        if not isinstance(chunk, Mapping):
+            raise self.provider.error(
+                InvalidResponseError, f"{self.provider.name} sent a stream event that is not an object"
+            )
+        if chunk.get("error"):
+            raise self.provider.error_from_object(chunk["error"], status=None)
+        if chunk.get("model"):
+            self.model_name = str(chunk["model"])
+        if chunk.get("id") and self.request_id is None:
+            self.request_id = str(chunk["id"])
+        if chunk.get("usage"):
+            self.usage = parse_usage(chunk["usage"])
+        events: list[StreamEvent] = []
+        for choice in chunk.get("choices") or ():
+            if int(choice.get("index") or 0) != 0:
+                continue  # n > 1 is not part of the normalized request
+            delta = choice.get("delta") or {}
+            text = _content_text(delta.get("content"))
+            if text:
+                events.append(StreamEvent(type="text", text=text))
+            for fragment in delta.get("tool_calls") or ():
+                self._add_tool_fragment(fragment)
+            if choice.get("finish_reason") is not None:
+                self.finish_reason = normalize_finish_reason(choice["finish_reason"])
+                events.extend(self._flush_tools())
+        return events
+
+    def _add_tool_fragment(self, fragment: Mapping[str, Any]) -> None:
+        parts = self._tools.setdefault(int(fragment.get("index") or 0), _ToolCallParts())
+        if fragment.get("id"):
+            parts.id = str(fragment["id"])
+        function = fragment.get("function") or {}
+        if function.get("name"):
+            parts.name += str(function["name"])
+        if function.get("arguments") is not None:
+            parts.arguments.append(_arguments_text(function["arguments"]))
+
+    def _flush_tools(self) -> list[StreamEvent]:
+        if self._tools_sent or not self._tools:
+            return []
+        self._tools_sent = True
+        return [
+            StreamEvent(type="tool_call", tool_call=ToolCall(id=p.id, name=p.name, arguments="".join(p.arguments)))
+            for _, p in sorted(self._tools.items())
+        ]
+
+    def close(self) -> StreamEvent:
+        if self.finish_reason is None:
+            raise self.provider.error(
+                IncompleteStreamError, f"{self.provider.name} stream ended before the answer finished"
+            )
+        return StreamEvent(
+            type="done",
+            finish_reason=self.finish_reason,
+            usage=self.usage,
+            model_id=self.provider.model.id,
+            model_name=self.model_name or self.provider.model.model_name,
+            request_id=self.request_id,
+        )
