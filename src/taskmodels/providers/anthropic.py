@@ -1,0 +1,386 @@
+"""Anthropic's Messages API (``POST /v1/messages``) and its SSE stream.
+
+Choices this mapping makes, because the API differs from the normalized request:
+
+- **System prompt**: every ``system`` message is joined into the top-level ``system``.
+- **max_tokens** is required by Anthropic: the request's, else the registry's ``maxTokens``.
+- **temperature** is 0..1 at Anthropic (the registry allows up to 2): values above 1 are clamped to 1.
+- **JSON mode**: Anthropic has no JSON mode, so ``response_format`` becomes one forced tool named
+  ``JSON_TOOL_NAME`` whose input schema is the wanted schema (any object for ``json_object``). Its
+  input comes back as the result's ``text`` (and as ``text`` stream events), with ``finish_reason``
+  ``stop``: callers see JSON text, as from any other provider. It overrides ``tool_choice``.
+- **Usage**: Anthropic's ``input_tokens`` leaves out prompt-cache reads and writes. We report
+  ``input_tokens = input + cache_read + cache_creation`` (everything the prompt held) and
+  ``cached_tokens = cache_read``, which is what the other providers mean by those fields.
+- **Options** (``options`` in the registry or settings): ``anthropicVersion`` (default
+  ``2023-06-01``) and ``anthropicBeta`` (sent as the ``anthropic-beta`` header).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from taskmodels.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextLengthExceededError,
+    IncompleteStreamError,
+    InvalidResponseError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.types import (
+    CompletionRequest,
+    CompletionResult,
+    FinishReason,
+    Message,
+    StreamEvent,
+    ToolCall,
+    Usage,
+)
+
+__all__ = ["JSON_TOOL_NAME", "AnthropicProvider"]
+
+API_VERSION = "2023-06-01"
+JSON_TOOL_NAME = "taskmodels_json_response"
+"""The forced tool that carries JSON mode; a caller's own tool must not use this name."""
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+_ERROR_TYPES: dict[str, type[ProviderError]] = {
+    "invalid_request_error": BadRequestError,
+    "authentication_error": AuthenticationError,
+    "permission_error": AuthenticationError,
+    "not_found_error": BadRequestError,
+    "request_too_large": ContextLengthExceededError,
+    "rate_limit_error": RateLimitError,
+    "api_error": ProviderUnavailableError,
+    "overloaded_error": ProviderUnavailableError,
+    "timeout_error": ProviderUnavailableError,
+}
+
+# Anthropic words a prompt that does not fit in a few ways, all invalid_request_error.
+_CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
+
+
+class AnthropicProvider(BaseModelProvider):
+    name: ClassVar[str] = "anthropic"
+    default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
+
+    # --- request ----------------------------------------------------------------------
+
+    def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
+        body: dict[str, Any] = {
+            "model": self.model.model_name,
+            "max_tokens": request.max_tokens or self.model.max_tokens,
+        }
+        system, messages = _split_conversation(request.conversation())
+        if system:
+            body["system"] = system
+        body["messages"] = messages
+        temperature = request.temperature if request.temperature is not None else self.model.temperature
+        body["temperature"] = min(temperature, 1.0)
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        tools = [
+            {"name": t.name, "description": t.description, "input_schema": dict(t.parameters) or {"type": "object"}}
+            for t in request.tools
+        ]
+        tool_choice = _tool_choice(request.tool_choice)
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text":
+            schema = dict(fmt.schema) if fmt.type == "json_schema" and fmt.schema else {"type": "object"}
+            tools.append(
+                {"name": JSON_TOOL_NAME, "description": "Give the answer as this tool's input.", "input_schema": schema}
+            )
+            tool_choice = {"type": "tool", "name": JSON_TOOL_NAME}
+        if tools:
+            body["tools"] = tools
+        if tools and tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        if stream:
+            body["stream"] = True
+        body.update(request.extra)
+        return HttpRequest("POST", f"{self.base_url}/v1/messages", headers=self._headers(), json=body)
+
+    def _headers(self) -> dict[str, str]:
+        key = self.api_key_value()
+        if not key:
+            env = self.model.api_key_env or "ANTHROPIC_API_KEY"
+            raise self.error(AuthenticationError, f"no API key for {self.name}: set {env}")
+        headers = {
+            **self.extra_headers,
+            "x-api-key": key,
+            "anthropic-version": str(self.options.get("anthropicVersion", API_VERSION)),
+            "content-type": "application/json",
+        }
+        beta = self.options.get("anthropicBeta")
+        if beta:
+            headers["anthropic-beta"] = beta if isinstance(beta, str) else ",".join(beta)
+        return headers
+
+    # --- response ---------------------------------------------------------------------
+
+    def parse_completion(self, data: Any, headers: Mapping[str, str]) -> CompletionResult:
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            raise self.error(InvalidResponseError, f"{self.name} answered a body without content")
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        json_answer = False
+        for block in data["content"]:
+            kind = block.get("type")
+            if kind == "text":
+                texts.append(block["text"])
+            elif kind == "tool_use":
+                arguments = json.dumps(block.get("input") or {})
+                if block["name"] == JSON_TOOL_NAME:
+                    texts.append(arguments)
+                    json_answer = True
+                else:
+                    calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
+        finish = _finish_reason(data.get("stop_reason"), json_answer=json_answer and not calls)
+        result = CompletionResult(
+            text="".join(texts),
+            model_id=self.model.id,
+            provider=self.name,
+            model_name=data.get("model") or self.model.model_name,
+            usage=_usage(data.get("usage") or {}),
+            finish_reason=finish,
+            tool_calls=tuple(calls),
+            request_id=headers.get("request-id") or data.get("id"),
+        )
+        result.cost = self.cost(result)
+        return result
+
+    def new_stream_decoder(self) -> StreamDecoder:
+        return _AnthropicStreamDecoder(self)
+
+    # --- errors -----------------------------------------------------------------------
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        kind, message = _error_fields(body)
+        if status == 529:
+            cls: type[ProviderError] | None = ProviderUnavailableError
+        else:
+            cls = _error_class(kind, message)
+        return self.error_for_status(status, headers, message, kind, cls=cls)
+
+    def stream_error(self, kind: str | None, message: str | None) -> ProviderError:
+        """An ``error`` event sent mid-stream (after the 200), typed by its ``error.type``."""
+        cls = _error_class(kind, message) or ProviderUnavailableError
+        return self.error(
+            cls,
+            f"{self.name} stream failed: {message or kind or 'unknown error'}",
+            provider_message=message,
+            provider_code=kind,
+        )
+
+
+class _AnthropicStreamDecoder(StreamDecoder):
+    """Assembles text and tool calls from content blocks; ``message_stop`` is terminal."""
+
+    def __init__(self, provider: AnthropicProvider) -> None:
+        self.provider = provider
+        self.finished = False
+        self.started = False
+        self.usage = Usage()
+        self.stop_reason: str | None = None
+        self.model_name: str | None = None
+        self.request_id: str | None = None
+        # index -> (id, name, partial json) of tool_use blocks still open
+        self.tools: dict[int, tuple[str, str, list[str]]] = {}
+        self.tool_calls = 0
+        self.json_answer = False
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        payload = json.loads(data)
+        kind = payload.get("type") or event
+        if kind == "ping":
+            return []
+        if kind == "error":
+            err = payload.get("error") or {}
+            raise self.provider.stream_error(err.get("type"), err.get("message"))
+        if kind == "message_start":
+            message = payload["message"]
+            self.started = True
+            self.model_name = message.get("model")
+            self.request_id = message.get("id")
+            self.usage = _usage(message.get("usage") or {})
+            return []
+        if kind == "content_block_start":
+            return self._block_start(payload["index"], payload["content_block"])
+        if kind == "content_block_delta":
+            return self._block_delta(payload["index"], payload["delta"])
+        if kind == "content_block_stop":
+            return self._block_stop(payload["index"])
+        if kind == "message_delta":
+            self.stop_reason = payload.get("delta", {}).get("stop_reason") or self.stop_reason
+            self._update_usage(payload.get("usage") or {})
+            return []
+        if kind == "message_stop":
+            self.finished = True
+            return []
+        # Unknown event types are allowed by Anthropic's versioning policy: skip them.
+        return []
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
+        if block.get("type") == "tool_use":
+            self.tools[index] = (block["id"], block["name"], [])
+            if block["name"] == JSON_TOOL_NAME:
+                self.json_answer = True
+            return []
+        text = block.get("text") if block.get("type") == "text" else None
+        return [StreamEvent(type="text", text=text)] if text else []
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[StreamEvent]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return [StreamEvent(type="text", text=delta["text"])] if delta["text"] else []
+        if kind == "input_json_delta":
+            _, name, parts = self.tools[index]
+            piece: str = delta["partial_json"]
+            if name == JSON_TOOL_NAME:
+                # JSON mode: the forced tool's input is the answer, so it streams as text.
+                return [StreamEvent(type="text", text=piece)] if piece else []
+            parts.append(piece)
+        return []  # thinking and signature deltas are not part of the answer
+
+    def _block_stop(self, index: int) -> list[StreamEvent]:
+        tool = self.tools.pop(index, None)
+        if tool is None or tool[1] == JSON_TOOL_NAME:
+            return []
+        tool_id, name, parts = tool
+        raw = "".join(parts) or "{}"
+        json.loads(raw)  # a tool call whose arguments do not parse is an invalid response
+        self.tool_calls += 1
+        return [StreamEvent(type="tool_call", tool_call=ToolCall(id=tool_id, name=name, arguments=raw))]
+
+    def _update_usage(self, raw: dict[str, Any]) -> None:
+        # message_delta's usage is cumulative; input fields appear there only on newer API versions.
+        if "output_tokens" in raw:
+            self.usage.output_tokens = int(raw["output_tokens"])
+        if any(k in raw for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")):
+            fresh = _usage({**raw, "output_tokens": self.usage.output_tokens})
+            if fresh.input_tokens:
+                self.usage = fresh
+
+    def close(self) -> StreamEvent:
+        if not self.finished:
+            raise self.provider.error(IncompleteStreamError, f"{self.provider.name} stream ended before message_stop")
+        return StreamEvent(
+            type="done",
+            finish_reason=_finish_reason(self.stop_reason, json_answer=self.json_answer and not self.tool_calls),
+            usage=self.usage,
+            model_id=self.provider.model.id,
+            model_name=self.model_name or self.provider.model.model_name,
+            request_id=self.request_id,
+        )
+
+
+# --- mapping helpers -------------------------------------------------------------------
+
+
+def _split_conversation(conversation: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """The joined system prompt, and user/assistant turns with consecutive same-role turns merged.
+
+    Merging matters: every tool_result answering one assistant turn must sit in the
+    single user message that follows it.
+    """
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for msg in conversation:
+        if msg.role == "system":
+            if msg.content:
+                system.append(msg.content)
+            continue
+        role = "assistant" if msg.role == "assistant" else "user"
+        blocks = _content_blocks(msg)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return "\n\n".join(system), turns
+
+
+def _content_blocks(msg: Message) -> list[dict[str, Any]]:
+    if msg.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.content or ""}]
+    blocks: list[dict[str, Any]] = []
+    if msg.content:
+        blocks.append({"type": "text", "text": msg.content})
+    for call in msg.tool_calls:
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _arguments(call.arguments)})
+    return blocks
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {"arguments": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _tool_choice(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        mapped = {"auto": "auto", "required": "any", "any": "any", "none": "none"}.get(choice)
+        return {"type": mapped} if mapped else {"type": "tool", "name": choice}
+    name = choice.get("name") or (choice.get("function") or {}).get("name")
+    if name:
+        return {"type": "tool", "name": name}
+    return dict(choice)  # already Anthropic's shape
+
+
+def _finish_reason(stop_reason: str | None, *, json_answer: bool) -> FinishReason:
+    if stop_reason is None:
+        return "other"
+    if json_answer and stop_reason == "tool_use":
+        return "stop"
+    return _STOP_REASONS.get(stop_reason, "other")
+
+
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    cache_read = int(raw.get("cache_read_input_tokens") or 0)
+    cache_write = int(raw.get("cache_creation_input_tokens") or 0)
+    return Usage(
+        input_tokens=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
+        output_tokens=int(raw.get("output_tokens") or 0),
+        cached_tokens=cache_read,
+    )
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return None, (text[:500] or None)
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        kind, message = err.get("type"), err.get("message")
+        return (str(kind) if kind else None), (str(message) if message is not None else None)
+    return None, None
+
+
+def _error_class(kind: str | None, message: str | None) -> type[ProviderError] | None:
+    if kind == "invalid_request_error" and message and any(m in message.lower() for m in _CONTEXT_MARKERS):
+        return ContextLengthExceededError
+    return _ERROR_TYPES.get(kind or "")
