@@ -1,0 +1,404 @@
+"""Google's Gemini API: ``generateContent``, ``streamGenerateContent?alt=sse`` and ``batchEmbedContents``.
+
+Choices this mapping makes:
+
+- The key travels in the ``x-goog-api-key`` header, never as ``?key=`` in the URL, where proxies
+  and access logs would keep it.
+- ``system`` messages go to ``systemInstruction``; assistant turns are role ``model``; tool results
+  are ``functionResponse`` parts in a user turn (the function name comes from ``Message.name``, else
+  from the assistant tool call with the same id). Consecutive same-role turns are merged.
+- Schemas go as full JSON Schema (``responseJsonSchema``, ``parametersJsonSchema``) rather than the
+  older OpenAPI-subset fields, so a schema that works with OpenAI works here too.
+- Usage: ``input_tokens`` = ``promptTokenCount`` (it already counts cached content), ``cached_tokens``
+  = ``cachedContentTokenCount``, ``output_tokens`` = candidates + thoughts, ``reasoning_tokens`` =
+  ``thoughtsTokenCount``: thinking tokens are billed as output.
+- A prompt blocked outright (``promptFeedback.blockReason``, no candidates) raises
+  ``ContentFilteredError``; an answer stopped for safety returns ``finish_reason="content_filter"``.
+- Options: ``apiVersion`` (default ``v1beta``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from taskmodels.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    IncompleteStreamError,
+    InvalidResponseError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.types import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingResult,
+    FinishReason,
+    Message,
+    StreamEvent,
+    ToolCall,
+    Usage,
+)
+
+__all__ = ["GeminiProvider"]
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "MALFORMED_FUNCTION_CALL": "error",
+}
+
+_STATUS_CLASSES: dict[str, type[ProviderError]] = {
+    "INVALID_ARGUMENT": BadRequestError,
+    "FAILED_PRECONDITION": BadRequestError,
+    "NOT_FOUND": BadRequestError,
+    "UNAUTHENTICATED": AuthenticationError,
+    "PERMISSION_DENIED": AuthenticationError,
+    "RESOURCE_EXHAUSTED": RateLimitError,
+    "UNAVAILABLE": ProviderUnavailableError,
+    "INTERNAL": ProviderUnavailableError,
+    "DEADLINE_EXCEEDED": ProviderUnavailableError,
+}
+
+_CONTEXT_RE = re.compile(r"input token count.*exceeds the maximum", re.IGNORECASE | re.DOTALL)
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+class GeminiProvider(BaseModelProvider):
+    name: ClassVar[str] = "gemini"
+    default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
+    supports_embeddings: ClassVar[bool] = True
+
+    # --- request ----------------------------------------------------------------------
+
+    def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
+        system, contents = _contents(request.conversation())
+        body: dict[str, Any] = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": system}]}
+        config: dict[str, Any] = {
+            "maxOutputTokens": request.max_tokens or self.model.max_tokens,
+            "temperature": request.temperature if request.temperature is not None else self.model.temperature,
+        }
+        if request.top_p is not None:
+            config["topP"] = request.top_p
+        if request.stop:
+            config["stopSequences"] = list(request.stop)
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text":
+            config["responseMimeType"] = "application/json"
+            if fmt.type == "json_schema" and fmt.schema:
+                config["responseJsonSchema"] = dict(fmt.schema)
+        body["generationConfig"] = config
+        if request.tools:
+            body["tools"] = [
+                {"functionDeclarations": [_declaration(t.name, t.description, t.parameters) for t in request.tools]}
+            ]
+            tool_config = _tool_config(request.tool_choice)
+            if tool_config is not None:
+                body["toolConfig"] = tool_config
+        body.update(request.extra)
+        url = f"{self._model_url()}:streamGenerateContent?alt=sse" if stream else f"{self._model_url()}:generateContent"
+        return HttpRequest("POST", url, headers=self._headers(), json=body)
+
+    def build_embedding_request(self, texts: Sequence[str]) -> HttpRequest:
+        model = f"models/{self._model_path()}"
+        body = {"requests": [{"model": model, "content": {"parts": [{"text": text}]}} for text in texts]}
+        return HttpRequest("POST", f"{self._model_url()}:batchEmbedContents", headers=self._headers(), json=body)
+
+    def _model_path(self) -> str:
+        name = self.model.model_name
+        return name.removeprefix("models/")
+
+    def _model_url(self) -> str:
+        version = str(self.options.get("apiVersion", "v1beta"))
+        return f"{self.base_url}/{version}/models/{self._model_path()}"
+
+    def _headers(self) -> dict[str, str]:
+        key = self.api_key_value()
+        if not key:
+            env = self.model.api_key_env or "GEMINI_API_KEY"
+            raise self.error(AuthenticationError, f"no API key for {self.name}: set {env}")
+        return {**self.extra_headers, "x-goog-api-key": key, "content-type": "application/json"}
+
+    # --- response ---------------------------------------------------------------------
+
+    def parse_completion(self, data: Any, headers: Mapping[str, str]) -> CompletionResult:
+        if not isinstance(data, dict):
+            raise self.error(InvalidResponseError, f"{self.name} answered a body that is not an object")
+        self._check_blocked(data)
+        candidates = data.get("candidates") or []
+        if not candidates:
+            raise self.error(InvalidResponseError, f"{self.name} answered no candidates")
+        texts, calls = _parts(candidates[0])
+        result = CompletionResult(
+            text="".join(texts),
+            model_id=self.model.id,
+            provider=self.name,
+            model_name=data.get("modelVersion") or self.model.model_name,
+            usage=_usage(data.get("usageMetadata") or {}),
+            finish_reason=_finish_reason(candidates[0].get("finishReason"), has_calls=bool(calls)),
+            tool_calls=tuple(calls),
+            request_id=data.get("responseId") or headers.get("x-goog-request-id"),
+        )
+        result.cost = self.cost(result)
+        return result
+
+    def _check_blocked(self, data: Mapping[str, Any]) -> None:
+        reason = (data.get("promptFeedback") or {}).get("blockReason")
+        if reason and not data.get("candidates"):
+            raise self.error(
+                ContentFilteredError,
+                f"{self.name} blocked the prompt: {reason}",
+                provider_code=str(reason),
+                provider_message=f"prompt blocked: {reason}",
+            )
+
+    def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
+        vectors = [[float(v) for v in item["values"]] for item in data["embeddings"]]
+        return EmbeddingResult(
+            vectors=vectors, model_id=self.model.id, provider=self.name, model_name=self.model.model_name
+        )
+
+    def new_stream_decoder(self) -> StreamDecoder:
+        return _GeminiStreamDecoder(self)
+
+    # --- errors -----------------------------------------------------------------------
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        err = _error_object(body)
+        if err is None:
+            text = body.decode("utf-8", "replace").strip()[:500] or None
+            return self.error_for_status(status, headers, text, None)
+        return self._error_from(err, status, headers)
+
+    def _error_from(self, err: Mapping[str, Any], status: int | None, headers: Mapping[str, str]) -> ProviderError:
+        message = err.get("message")
+        message = str(message) if message is not None else None
+        code = err.get("status")
+        code = str(code) if code else None
+        http_status = status if status is not None else _int_or_none(err.get("code"))
+        cls = _error_class(code, message, err.get("details") or [])
+        if http_status is None:
+            error = self.error(
+                cls or ProviderUnavailableError,
+                f"{self.name} failed: {message or code}",
+                provider_message=message,
+                provider_code=code,
+            )
+        else:
+            error = self.error_for_status(http_status, headers, message, code, cls=cls)
+        if error.retry_after is None:
+            error.retry_after = _retry_delay(err.get("details") or [])
+        return error
+
+
+class _GeminiStreamDecoder(StreamDecoder):
+    """Each SSE event is a whole GenerateContentResponse; the body's end is the stream's end."""
+
+    def __init__(self, provider: GeminiProvider) -> None:
+        self.provider = provider
+        self.finished = False  # Gemini sends no terminal event: the reader runs to the body's end
+        self.finish_reason: str | None = None
+        self.has_calls = False
+        self.usage = Usage()
+        self.model_name: str | None = None
+        self.request_id: str | None = None
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError("stream chunk is not an object")
+        if isinstance(chunk.get("error"), dict):
+            raise self.provider._error_from(chunk["error"], None, {})
+        self.provider._check_blocked(chunk)
+        self.model_name = chunk.get("modelVersion") or self.model_name
+        self.request_id = chunk.get("responseId") or self.request_id
+        if "usageMetadata" in chunk:
+            self.usage = _usage(chunk["usageMetadata"])
+        out: list[StreamEvent] = []
+        candidates = chunk.get("candidates") or []
+        if candidates:
+            texts, calls = _parts(candidates[0])
+            out.extend(StreamEvent(type="text", text=t) for t in texts if t)
+            out.extend(StreamEvent(type="tool_call", tool_call=c) for c in calls)
+            self.has_calls = self.has_calls or bool(calls)
+            self.finish_reason = candidates[0].get("finishReason") or self.finish_reason
+        return out
+
+    def close(self) -> StreamEvent:
+        if self.finish_reason is None:
+            raise self.provider.error(
+                IncompleteStreamError, f"{self.provider.name} stream ended without a finishReason"
+            )
+        return StreamEvent(
+            type="done",
+            finish_reason=_finish_reason(self.finish_reason, has_calls=self.has_calls),
+            usage=self.usage,
+            model_id=self.provider.model.id,
+            model_name=self.model_name or self.provider.model.model_name,
+            request_id=self.request_id,
+        )
+
+
+# --- mapping helpers -------------------------------------------------------------------
+
+
+def _contents(conversation: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}
+    for msg in conversation:
+        if msg.role == "system":
+            if msg.content:
+                system.append(msg.content)
+            continue
+        parts: list[dict[str, Any]] = []
+        if msg.role == "tool":
+            name = msg.name or call_names.get(msg.tool_call_id or "", "")
+            response: dict[str, Any] = {"name": name, "response": _tool_response(msg.content)}
+            if msg.tool_call_id:
+                response["id"] = msg.tool_call_id
+            parts.append({"functionResponse": response})
+        else:
+            if msg.content:
+                parts.append({"text": msg.content})
+            for call in msg.tool_calls:
+                call_names[call.id] = call.name
+                parts.append({"functionCall": {"name": call.name, "args": _arguments(call.arguments)}})
+        if not parts:
+            continue
+        role = "model" if msg.role == "assistant" else "user"
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    return "\n\n".join(system), contents
+
+
+def _declaration(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name}
+    if description:
+        out["description"] = description
+    if parameters:
+        out["parametersJsonSchema"] = dict(parameters)
+    return out
+
+
+def _tool_response(content: str | None) -> dict[str, Any]:
+    # functionResponse.response must be an object: wrap anything that is not one.
+    try:
+        value = json.loads(content) if content else None
+    except ValueError:
+        value = content
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {"arguments": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _tool_config(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        mode = {"auto": "AUTO", "required": "ANY", "any": "ANY", "none": "NONE"}.get(choice)
+        if mode is not None:
+            return {"functionCallingConfig": {"mode": mode}}
+        name: Any = choice
+    else:
+        name = choice.get("name") or (choice.get("function") or {}).get("name")
+        if not name:
+            return dict(choice)  # already Gemini's toolConfig shape
+    return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
+
+
+def _parts(candidate: Mapping[str, Any]) -> tuple[list[str], list[ToolCall]]:
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for part in (candidate.get("content") or {}).get("parts") or []:
+        if part.get("thought"):
+            continue  # thought summaries are not the answer
+        if "text" in part:
+            texts.append(part["text"])
+        elif "functionCall" in part:
+            fc = part["functionCall"]
+            # Older models send no id; the caller needs one to answer the call.
+            call_id = fc.get("id") or f"call_{uuid.uuid4().hex[:24]}"
+            calls.append(ToolCall(id=call_id, name=fc["name"], arguments=json.dumps(fc.get("args") or {})))
+    return texts, calls
+
+
+def _finish_reason(reason: str | None, *, has_calls: bool) -> FinishReason:
+    if reason is None:
+        return "other"
+    if has_calls and reason == "STOP":
+        return "tool_calls"
+    return _FINISH_REASONS.get(reason, "other")
+
+
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    thoughts = int(raw.get("thoughtsTokenCount") or 0)
+    return Usage(
+        input_tokens=int(raw.get("promptTokenCount") or 0),
+        output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
+        cached_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+    )
+
+
+def _error_object(body: bytes) -> Mapping[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    # Streaming endpoints sometimes wrap the error in a one-element list.
+    if isinstance(data, list) and data:
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    return err if isinstance(err, dict) else None
+
+
+def _error_class(status: str | None, message: str | None, details: Sequence[Any]) -> type[ProviderError] | None:
+    reasons = {d.get("reason") for d in details if isinstance(d, dict)}
+    # A wrong key is a 400 INVALID_ARGUMENT at Gemini; only ErrorInfo's reason tells it apart.
+    if "API_KEY_INVALID" in reasons:
+        return AuthenticationError
+    if status == "INVALID_ARGUMENT" and message and _CONTEXT_RE.search(message):
+        return ContextLengthExceededError
+    return _STATUS_CLASSES.get(status or "")
+
+
+def _retry_delay(details: Sequence[Any]) -> float | None:
+    """``google.rpc.RetryInfo``'s ``retryDelay``, a protobuf duration such as ``"12s"`` or ``"58.93s"``."""
+    for detail in details:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            match = _DURATION_RE.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
