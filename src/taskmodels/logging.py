@@ -1,9 +1,166 @@
-"""STUB — configure_logging and the redaction processor (issue 2 / 4)."""
+"""structlog setup for applications and the CLI, and the processor that keeps secrets out of logs.
+
+Importing this module configures nothing: a library must not change its host's
+logging. An application calls :func:`configure_logging` once at start-up, or adds
+:func:`redact_secrets` to its own structlog processor chain.
+"""
 
 from __future__ import annotations
 
-__all__ = ["configure_logging"]
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["REDACTED", "configure_logging", "get_logger", "redact_secrets", "redact_text"]
+
+REDACTED = "[REDACTED]"
+
+# Keys whose value is a secret whatever it looks like. Compared after lowercasing and
+# turning '-' into '_', so 'X-Api-Key' and 'x_api_key' match alike. Counters such as
+# 'max_tokens' or 'input_tokens' must not match, so 'token' is matched as a whole word.
+_SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "authorization",
+        "proxy_authorization",
+        "x_api_key",
+        "x_goog_api_key",
+        "api_token",
+        "password",
+        "passwd",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "secret",
+        "client_secret",
+        "cookie",
+        "set_cookie",
+        "url_password",
+    }
+)
+_SECRET_SUFFIXES = ("_api_key", "_apikey", "_password", "_secret", "_token")
+
+# Things that look like keys wherever they appear, e.g. inside an error message or a URL.
+_SECRET_PATTERN = re.compile(
+    r"""
+      \bBearer\s+[A-Za-z0-9._~+/\-]+=*        # Authorization header values
+    | \bsk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,}  # OpenAI and Anthropic keys
+    | \bAIza[0-9A-Za-z_\-]{20,}               # Google API keys
+    | \b(?:gsk|xai|hf)[_-][A-Za-z0-9]{16,}    # Groq, xAI, Hugging Face
+    | ([?&](?:key|api_key|apikey|token)=)[^&\s"']+   # keys in query strings
+    """,
+    re.VERBOSE,
+)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    raise NotImplementedError
+def _is_secret_key(key: str) -> bool:
+    k = key.lower().replace("-", "_")
+    return k in _SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with anything that looks like a key replaced by ``[REDACTED]``."""
+    if not text:
+        return text
+    return _SECRET_PATTERN.sub(lambda m: (m.group(1) or "") + REDACTED, text)
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if depth > 20:  # a cycle or absurd nesting: stop rather than recurse forever
+        return value
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and _is_secret_key(k) and v is not None else _redact(v, depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        items = [_redact(v, depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
+def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask secret-named keys and key-like strings anywhere in the event, recursively."""
+    for key in list(event_dict):
+        value = event_dict[key]
+        if _is_secret_key(key) and value is not None:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact(value)
+    return event_dict
+
+
+def configure_logging(
+    level: str | int = "INFO",
+    fmt: Literal["auto", "console", "json"] | str = "auto",
+    *,
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog for an application: console output in a terminal, JSON lines otherwise.
+
+    ``fmt`` is ``auto`` (console when the stream is a TTY), ``console`` or ``json``.
+    Output goes to ``stream`` (stderr by default). Secrets are redacted in both formats.
+    """
+    out = stream if stream is not None else sys.stderr
+    numeric = level if isinstance(level, int) else logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}")
+    if fmt not in {"auto", "console", "json"}:
+        raise ValueError(f"unknown log format {fmt!r}; use auto, console or json")
+    use_console = fmt == "console" or (fmt == "auto" and _isatty(out))
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer(colors=_isatty(out)) if use_console else structlog.processors.JSONRenderer()
+    )
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        # Exceptions become text first so the redaction below sees their messages too.
+        structlog.processors.format_exc_info,
+        redact_secrets,
+        renderer,
+    ]
+    if use_console:
+        processors.remove(structlog.processors.format_exc_info)  # the console renderer formats them itself
+        processors.insert(processors.index(redact_secrets) + 1, _redact_exc_info)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _redact_exc_info(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    # The console renderer prints exc_info itself; render it to redacted text here instead.
+    exc = event_dict.pop("exc_info", None)
+    if exc:
+        formatted = structlog.processors.format_exc_info(logger, method_name, {"exc_info": exc})
+        if "exception" in formatted:
+            event_dict["exception"] = redact_text(str(formatted["exception"]))
+    return event_dict
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def get_logger(name: str | None = None, **initial: Any) -> Any:
+    """A structlog logger bound to ``logger=name``; configuration is the application's business."""
+    bound: MutableMapping[str, Any] = dict(initial)
+    if name:
+        bound["logger"] = name
+    return structlog.get_logger(**bound)

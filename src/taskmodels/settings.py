@@ -14,9 +14,11 @@ This module and ``containers.py`` are the only ones that import ``pydantic_setti
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+import pydantic_settings
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -133,6 +135,12 @@ def load_settings(**overrides: Any) -> Settings:
     """Build ``Settings`` from the environment; an invalid value raises ``SettingsError`` naming its variable."""
     try:
         return Settings(**overrides)
+    except pydantic_settings.SettingsError as exc:
+        # A nested section given as a whole (e.g. TASKMODELS_HTTP='{...}') that is not valid JSON:
+        # pydantic-settings names only the field, so turn it back into the variable's name.
+        match = re.search(r'field "([^"]+)"', str(exc))
+        name = _env_name((match.group(1),)) if match else ENV_PREFIX + "*"
+        raise SettingsError(f"invalid settings:\n  {name}: not valid JSON for a nested section") from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors(include_url=False, include_input=False):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
 import types
 import typing
@@ -63,6 +64,7 @@ def _preferred(cls: type[BaseModel]) -> dict[str, str]:
 
 
 _T = TypeVar("_T", bound=BaseModel)
+_DIGITS = re.compile(r"(\d+)")
 
 _MODEL_KEYS = _spellings(ModelConfig)
 _TASK_KEYS = _spellings(TaskMapping)
@@ -329,7 +331,9 @@ class _Validator:
                 default_model_id=default_id.strip(),
                 schema_=top.get("schema_"),
             )
-        return LoadResult(config, m.sources, tuple(self.errors), tuple(self.warnings))
+        return LoadResult(
+            config, m.sources, _in_file_order(self.errors, m.sources), _in_file_order(self.warnings, m.sources)
+        )
 
     # top level
 
@@ -482,6 +486,17 @@ class _Validator:
                 where,
                 f"fallback {fallback.id!r} lacks capabilities the primary {primary.id!r} has: {', '.join(missing)}",
             )
+
+
+def _in_file_order(problems: list[Problem], sources: Sequence[str]) -> tuple[Problem, ...]:
+    """Sorted by file, then by path with indexes compared as numbers, so a report reads top to bottom."""
+    rank = {source: i for i, source in enumerate(sources)}
+
+    def key(p: Problem) -> tuple[int, list[str | int]]:
+        parts: list[str | int] = [int(t) if i % 2 else t for i, t in enumerate(_DIGITS.split(p.path))]
+        return rank.get(p.source, -1), parts
+
+    return tuple(sorted(problems, key=key))
 
 
 def _unknown_key(key: str, owner: type[BaseModel] | None) -> str:

@@ -24,7 +24,7 @@ from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
 if TYPE_CHECKING:
     from taskmodels.settings import Settings
 
-__all__ = ["ModelRegistryService", "Registry", "build_registry", "load_registry"]
+__all__ = ["ModelRegistryService", "Registry", "build_registry", "check_files", "load_registry"]
 
 _log = structlog.get_logger("taskmodels.registry")
 
@@ -76,15 +76,20 @@ def _registry_from(result: LoadResult) -> Registry:
     return build_registry(result.config, result.sources, result.warnings)
 
 
-def load_registry(paths: Sequence[Path], *, provider_names: Collection[str] | None = None) -> Registry:
-    """Read, merge (base then overlays) and validate registry files; raise every problem at once."""
+def check_files(paths: Sequence[Path], *, provider_names: Collection[str] | None = None) -> LoadResult:
+    """Read, merge (base then overlays) and validate registry files; errors and warnings, without raising."""
     layers: list[tuple[str, Any]] = []
     problems: list[Problem] = []
     for path in paths:
         data, found = read_layer(path)
         layers.append((str(path), data))
         problems.extend(found)
-    return _registry_from(load_layers(layers, provider_names=provider_names, problems=problems))
+    return load_layers(layers, provider_names=provider_names, problems=problems)
+
+
+def load_registry(paths: Sequence[Path], *, provider_names: Collection[str] | None = None) -> Registry:
+    """Read, merge (base then overlays) and validate registry files; raise every problem at once."""
+    return _registry_from(check_files(paths, provider_names=provider_names))
 
 
 def _stamp(paths: Sequence[Path]) -> _Stamp:

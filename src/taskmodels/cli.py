@@ -1,0 +1,346 @@
+"""The ``taskmodels`` command: validate a registry, show its routing, explain one decision, print the schema.
+
+Exit codes: 0 success, 1 the registry has errors, 2 a usage error or a missing file.
+Nothing here prints a secret: the registry holds none, and settings are only read
+for the registry path and environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from taskmodels.errors import Problem, RegistryError, SettingsError, UnknownTaskError
+from taskmodels.registry.jsonschema import registry_json_schema
+from taskmodels.registry.schema import ModelConfig, TaskMapping
+from taskmodels.registry.service import ModelRegistryService, build_registry, check_files
+from taskmodels.selection import ModelSelectionFactory, Selection
+from taskmodels.types import CompletionRequest
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    """A problem with how the command was called, or a file that is not there: exit 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    paths: list[Path]
+    as_json: bool
+    out: TextIO
+    err: TextIO
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    # The global options are accepted before and after the subcommand; SUPPRESS keeps a
+    # subcommand's unset copy from overwriting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS, help="registry file")
+    common.add_argument("--env", metavar="NAME", default=argparse.SUPPRESS, help="environment overlay to apply")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+
+    parser = argparse.ArgumentParser(
+        prog="taskmodels",
+        description="Inspect a taskmodels model registry: which model serves each task, and why.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    validate = sub.add_parser("validate", parents=[common], help="check a registry file; list every problem")
+    validate.add_argument("path", nargs="?", metavar="PATH", help="registry file (default: --registry)")
+    sub.add_parser("plan", parents=[common], help="show each task's chain: primary, fallbacks, default")
+    explain = sub.add_parser("explain", parents=[common], help="the chain for one request, with each skip's reason")
+    explain.add_argument("task", metavar="TASK")
+    explain.add_argument("--prompt-tokens", type=_non_negative, metavar="N", help="prompt size in tokens")
+    explain.add_argument("--max-tokens", type=_positive, metavar="N", help="output tokens to reserve")
+    explain.add_argument("--max-cost", type=float, metavar="USD", help="cost ceiling for one call")
+    explain.add_argument(
+        "--require", action="append", default=[], metavar="CAP", help="a capability the call needs (repeatable)"
+    )
+    sub.add_parser("schema", parents=[common], help="print the JSON Schema of the registry file")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _provider_names() -> frozenset[str]:
+    from taskmodels.providers.factory import ModelProviderFactory
+
+    return ModelProviderFactory().provider_names()
+
+
+def _paths(args: argparse.Namespace) -> list[Path]:
+    from taskmodels.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    registry = getattr(args, "path", None) or getattr(args, "registry", None)
+    if registry:
+        overrides["registry_path"] = Path(registry)
+    if getattr(args, "env", None) is not None:
+        overrides["environment"] = args.env or None
+    settings = load_settings(**overrides)
+    paths = settings.registry_paths()
+    for i, path in enumerate(paths):
+        if not path.is_file():
+            what = "registry file" if i == 0 else f"overlay for environment {settings.environment!r}"
+            raise _UsageError(f"{what} not found: {path}")
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    out, err = sys.stdout, sys.stderr
+    as_json = bool(getattr(args, "json", False))
+    try:
+        if args.command == "schema":
+            _print_json(registry_json_schema(), out)
+            return EXIT_OK
+        ctx = _Context(_paths(args), as_json, out, err)
+        if args.command == "validate":
+            return _validate(ctx)
+        service = _load(ctx)
+        if service is None:
+            return EXIT_INVALID
+        if args.command == "plan":
+            return _plan(ctx, service)
+        return _explain(ctx, service, args)
+    except (_UsageError, SettingsError) as exc:
+        print(f"taskmodels: error: {exc}", file=err)
+        return EXIT_USAGE
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def _validate(ctx: _Context) -> int:
+    result = check_files(ctx.paths, provider_names=_provider_names())
+    if ctx.as_json:
+        _print_json(
+            {
+                "valid": not result.errors,
+                "sources": list(result.sources),
+                "errors": [_problem_json(p) for p in result.errors],
+                "warnings": [_problem_json(p) for p in result.warnings],
+                "models": len(result.config.models) if result.config else None,
+                "tasks": len(result.config.task_mappings) if result.config else None,
+            },
+            ctx.out,
+        )
+        return EXIT_INVALID if result.errors else EXIT_OK
+    files = " + ".join(result.sources)
+    if result.errors:
+        count = len(result.errors)
+        print(f"{files}: {count} error{'s' if count != 1 else ''}", file=ctx.out)
+        for problem in result.errors:
+            print(f"  {_problem_line(problem)}", file=ctx.out)
+    for problem in result.warnings:
+        print(f"  warning: {_problem_line(problem)}", file=ctx.out)
+    if result.errors or result.config is None:
+        return EXIT_INVALID
+    config = result.config
+    warn = len(result.warnings)
+    print(
+        f"{files}: valid: {len(config.models)} models, {len(config.task_mappings)} tasks, "
+        f"default model {config.default_model_id!r}, {warn} warning{'s' if warn != 1 else ''}",
+        file=ctx.out,
+    )
+    return EXIT_OK
+
+
+def _load(ctx: _Context) -> ModelRegistryService | None:
+    result = check_files(ctx.paths, provider_names=_provider_names())
+    if result.errors or result.config is None:
+        if ctx.as_json:
+            _print_json({"valid": False, "errors": [_problem_json(p) for p in result.errors]}, ctx.out)
+        else:
+            print(str(RegistryError(result.errors)), file=ctx.err)
+            print("run 'taskmodels validate' for details", file=ctx.err)
+        return None
+    registry = build_registry(result.config, result.sources, result.warnings)
+    return ModelRegistryService(registry, paths=ctx.paths)
+
+
+def _plan(ctx: _Context, service: ModelRegistryService) -> int:
+    reg = service.current
+    if ctx.as_json:
+        _print_json(
+            {
+                "sources": list(reg.sources),
+                "default": _model_json(reg.default_model),
+                "tasks": [
+                    {
+                        "task": task.task_name,
+                        "description": task.description,
+                        "chain": [
+                            _model_json(m, role=_role(i, m, task)) for i, m in enumerate(reg.chains[task.task_name])
+                        ],
+                    }
+                    for task in service.list_tasks()
+                ],
+            },
+            ctx.out,
+        )
+        return EXIT_OK
+    rows: list[list[str]] = []
+    for task in service.list_tasks():
+        for i, model in enumerate(reg.chains[task.task_name]):
+            rows.append([task.task_name if i == 0 else "", _role(i, model, task), *_model_cells(model)])
+    print(f"registry: {' + '.join(reg.sources)}", file=ctx.out)
+    print(file=ctx.out)
+    header = ["TASK", "ROLE", "MODEL", "PROVIDER", "MODEL NAME", "CONTEXT", "$/1K IN", "$/1K OUT"]
+    _print_table(header, rows, ctx.out, right={5, 6, 7})
+    print(file=ctx.out)
+    d = reg.default_model
+    print(
+        f"default model (any other task): {d.id} ({d.provider} {d.model_name}, "
+        f"context {d.context_window:,}, ${_price(d.input_price)}/${_price(d.output_price)} per 1K)",
+        file=ctx.out,
+    )
+    return EXIT_OK
+
+
+def _explain(ctx: _Context, service: ModelRegistryService, args: argparse.Namespace) -> int:
+    selector = ModelSelectionFactory(service)
+    request = None
+    if args.max_tokens is not None or args.max_cost is not None:
+        request = CompletionRequest(max_tokens=args.max_tokens, max_cost=args.max_cost)
+    try:
+        selection = selector.explain(args.task, request, prompt_tokens=args.prompt_tokens or 0, require=args.require)
+    except UnknownTaskError as exc:
+        print(f"taskmodels: error: {exc}", file=ctx.err)
+        return EXIT_INVALID
+    if ctx.as_json:
+        _print_json(_selection_json(selection), ctx.out)
+        return EXIT_OK if selection.models else EXIT_INVALID
+    where = "" if selection.known_task else " (not in the registry: the default model serves it)"
+    print(f"task: {selection.task}{where}", file=ctx.out)
+    needs = [f"prompt {selection.prompt_tokens:,} tokens"]
+    if args.max_tokens is not None:
+        needs.append(f"output {args.max_tokens:,} tokens")
+    if selection.required_capabilities:
+        needs.append("capabilities " + ", ".join(sorted(selection.required_capabilities)))
+    if selection.max_cost is not None:
+        needs.append(f"cost <= ${selection.max_cost:.4f}")
+    print(f"needs: {'; '.join(needs)}", file=ctx.out)
+    print(file=ctx.out)
+    if selection.models:
+        rows = [[str(i + 1), *_model_cells(m)] for i, m in enumerate(selection.models)]
+        _print_table(
+            ["#", "MODEL", "PROVIDER", "MODEL NAME", "CONTEXT", "$/1K IN", "$/1K OUT"], rows, ctx.out, {4, 5, 6}
+        )
+    else:
+        print("no model can serve this request", file=ctx.out)
+    if selection.skipped:
+        print(file=ctx.out)
+        _print_table(["SKIPPED", "REASON"], [[s.model_id, s.reason] for s in selection.skipped], ctx.out)
+    return EXIT_OK if selection.models else EXIT_INVALID
+
+
+# --- formatting ----------------------------------------------------------------------
+
+
+def _role(i: int, model: ModelConfig, task: TaskMapping) -> str:
+    if i == 0:
+        return "primary"
+    return f"fallback {i}" if model.id in task.fallback_model_ids else "default"
+
+
+def _price(value: float) -> str:
+    return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
+
+
+def _model_cells(model: ModelConfig) -> list[str]:
+    return [
+        model.id,
+        model.provider,
+        model.model_name,
+        f"{model.context_window:,}",
+        _price(model.input_price),
+        _price(model.output_price),
+    ]
+
+
+def _model_json(model: ModelConfig, *, role: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {} if role is None else {"role": role}
+    data.update(
+        id=model.id,
+        provider=model.provider,
+        modelName=model.model_name,
+        contextWindow=model.context_window,
+        maxTokens=model.max_tokens,
+        inputCostPer1kTokens=model.input_price,
+        outputCostPer1kTokens=model.output_price,
+        capabilities=list(model.capabilities),
+    )
+    return data
+
+
+def _selection_json(selection: Selection) -> dict[str, Any]:
+    return {
+        "task": selection.task,
+        "knownTask": selection.known_task,
+        "promptTokens": selection.prompt_tokens,
+        "requiredCapabilities": sorted(selection.required_capabilities),
+        "maxCost": selection.max_cost,
+        "models": [_model_json(m) for m in selection.models],
+        "skipped": [{"id": s.model_id, "reason": s.reason} for s in selection.skipped],
+    }
+
+
+def _problem_line(problem: Problem) -> str:
+    where = f"{problem.path}: " if problem.path else ""
+    return f"{problem.source}: {where}{problem.message}"
+
+
+def _problem_json(problem: Problem) -> dict[str, str]:
+    return {"source": problem.source, "path": problem.path, "message": problem.message, "severity": problem.severity}
+
+
+def _print_table(header: list[str], rows: list[list[str]], out: TextIO, right: set[int] | None = None) -> None:
+    right = right or set()
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(parts).rstrip()
+
+    print(line(header), file=out)
+    for row in rows:
+        print(line(row), file=out)
+
+
+def _print_json(data: Any, out: TextIO) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False), file=out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
