@@ -411,6 +411,8 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._tools_sent = False
 
     def feed(self, event: str, data: str) -> list[StreamEvent]:
+        if not data.strip():
+            return []  # an empty "data:" line is a keep-alive some proxies send
         if data.strip() == "[DONE]":
             self.finished = True
             return self._flush_tools()
