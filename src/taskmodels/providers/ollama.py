@@ -1,0 +1,284 @@
+"""Ollama's native API: ``POST /api/chat`` (NDJSON streaming) and ``POST /api/embed``.
+
+(Ollama's OpenAI-compatible ``/v1`` is served by the ``openai-compatible`` provider instead.)
+
+Choices this mapping makes:
+
+- No key is needed. One given (for an Ollama behind an authenticating proxy, or ollama.com) is sent
+  as ``Authorization: Bearer``.
+- ``options`` from the registry entry or settings are Ollama runtime options (``num_ctx``, ``seed``,
+  ``repeat_penalty`` …) and go into the body's ``options``; ``keep_alive`` and ``think`` go top-level.
+  The request's own ``max_tokens``/``temperature``/``top_p``/``stop`` win over them.
+  ``request.extra`` is merged into the body last (its ``options`` into ``options``).
+- ``num_ctx`` is never set unless configured: Ollama's default applies. Ollama silently truncates
+  a prompt longer than its context instead of failing, so ``ContextLengthExceededError`` is only
+  raised for the explicit errors newer versions send.
+- ``tool_choice`` has no Ollama equivalent: ``"none"`` leaves the tools out, anything else is ignored.
+- Ollama gives no tool-call ids on older versions: one is synthesized so the caller can answer the call.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+from taskmodels.errors import (
+    BadRequestError,
+    ContextLengthExceededError,
+    IncompleteStreamError,
+    InvalidResponseError,
+    ProviderError,
+    ProviderUnavailableError,
+)
+from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.types import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingResult,
+    FinishReason,
+    Message,
+    StreamEvent,
+    ToolCall,
+    Usage,
+)
+
+__all__ = ["OllamaProvider"]
+
+_TOP_LEVEL_OPTIONS = frozenset({"keep_alive", "think"})
+_CONTEXT_MARKERS = ("context length", "context window", "exceeds the context")
+
+
+class OllamaProvider(BaseModelProvider):
+    name: ClassVar[str] = "ollama"
+    default_base_url: ClassVar[str | None] = "http://localhost:11434"
+    stream_framing: ClassVar[Literal["sse", "ndjson"]] = "ndjson"
+    supports_embeddings: ClassVar[bool] = True
+    requires_api_key: ClassVar[bool] = False
+
+    # --- request ----------------------------------------------------------------------
+
+    def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
+        body: dict[str, Any] = {
+            "model": self.model.model_name,
+            "messages": _messages(request.conversation()),
+            "stream": stream,
+        }
+        options: dict[str, Any] = {
+            "num_predict": self.model.max_tokens,
+            "temperature": self.model.temperature,
+        }
+        for key, value in self.options.items():
+            if key in _TOP_LEVEL_OPTIONS:
+                body[key] = value
+            else:
+                options[key] = value
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.stop:
+            options["stop"] = list(request.stop)
+        fmt = request.response_format
+        if fmt is not None and fmt.type != "text":
+            body["format"] = dict(fmt.schema) if fmt.type == "json_schema" and fmt.schema else "json"
+        if request.tools and request.tool_choice != "none":
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters) or {"type": "object", "properties": {}},
+                    },
+                }
+                for t in request.tools
+            ]
+        extra = dict(request.extra)
+        extra_options = extra.pop("options", None)
+        if isinstance(extra_options, Mapping):
+            options.update(extra_options)
+        body["options"] = options
+        body.update(extra)
+        return HttpRequest("POST", f"{self.base_url}/api/chat", headers=self._headers(), json=body)
+
+    def build_embedding_request(self, texts: Sequence[str]) -> HttpRequest:
+        body: dict[str, Any] = {"model": self.model.model_name, "input": list(texts)}
+        if "keep_alive" in self.options:
+            body["keep_alive"] = self.options["keep_alive"]
+        return HttpRequest("POST", f"{self.base_url}/api/embed", headers=self._headers(), json=body)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {**self.extra_headers, "content-type": "application/json"}
+        key = self.api_key_value()
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    # --- response ---------------------------------------------------------------------
+
+    def parse_completion(self, data: Any, headers: Mapping[str, str]) -> CompletionResult:
+        if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
+            if isinstance(data, dict) and data.get("error"):
+                raise self._body_error(str(data["error"]), None)
+            raise self.error(InvalidResponseError, f"{self.name} answered a body without a message")
+        message = data["message"]
+        calls = _tool_calls(message)
+        result = CompletionResult(
+            text=message.get("content") or "",
+            model_id=self.model.id,
+            provider=self.name,
+            model_name=data.get("model") or self.model.model_name,
+            usage=_usage(data),
+            finish_reason=_finish_reason(data.get("done_reason"), has_calls=bool(calls)),
+            tool_calls=tuple(calls),
+        )
+        result.cost = self.cost(result)
+        return result
+
+    def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
+        vectors = [[float(v) for v in vector] for vector in data["embeddings"]]
+        result = EmbeddingResult(
+            vectors=vectors,
+            model_id=self.model.id,
+            provider=self.name,
+            model_name=data.get("model") or self.model.model_name,
+            usage=Usage(input_tokens=int(data.get("prompt_eval_count") or 0)),
+        )
+        result.cost = self.model.cost(result.usage)
+        return result
+
+    def new_stream_decoder(self) -> StreamDecoder:
+        return _OllamaStreamDecoder(self)
+
+    # --- errors -----------------------------------------------------------------------
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            message: str | None = data["error"]
+        else:
+            message = body.decode("utf-8", "replace").strip()[:500] or None
+        cls: type[ProviderError] | None = None
+        if message and any(m in message.lower() for m in _CONTEXT_MARKERS):
+            cls = ContextLengthExceededError
+        elif status == 404:
+            # "model 'x' not found": a registry or deployment mistake another call will not fix.
+            cls = BadRequestError
+        return self.error_for_status(status, headers, message, None, cls=cls)
+
+    def _body_error(self, message: str, status: int | None) -> ProviderError:
+        """An ``{"error": "..."}`` object that arrived with a 200, e.g. mid-stream."""
+        cls = (
+            ContextLengthExceededError
+            if any(m in message.lower() for m in _CONTEXT_MARKERS)
+            else ProviderUnavailableError
+        )
+        return self.error(cls, f"{self.name} failed: {message}", status_code=status, provider_message=message)
+
+
+class _OllamaStreamDecoder(StreamDecoder):
+    """Each NDJSON line is a partial answer; the one with ``done: true`` is terminal and holds the counts."""
+
+    def __init__(self, provider: OllamaProvider) -> None:
+        self.provider = provider
+        self.finished = False
+        self.has_calls = False
+        self.done_reason: str | None = None
+        self.usage = Usage()
+        self.model_name: str | None = None
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        line = json.loads(data)
+        if not isinstance(line, dict):
+            raise ValueError("stream line is not an object")
+        if line.get("error"):
+            raise self.provider._body_error(str(line["error"]), None)
+        self.model_name = line.get("model") or self.model_name
+        out: list[StreamEvent] = []
+        message = line.get("message") or {}
+        if message.get("content"):
+            out.append(StreamEvent(type="text", text=message["content"]))
+        for call in _tool_calls(message):
+            self.has_calls = True
+            out.append(StreamEvent(type="tool_call", tool_call=call))
+        if line.get("done"):
+            self.finished = True
+            self.done_reason = line.get("done_reason")
+            self.usage = _usage(line)
+        return out
+
+    def close(self) -> StreamEvent:
+        if not self.finished:
+            raise self.provider.error(IncompleteStreamError, f"{self.provider.name} stream ended before done: true")
+        return StreamEvent(
+            type="done",
+            finish_reason=_finish_reason(self.done_reason, has_calls=self.has_calls),
+            usage=self.usage,
+            model_id=self.provider.model.id,
+            model_name=self.model_name or self.provider.model.model_name,
+        )
+
+
+# --- mapping helpers -------------------------------------------------------------------
+
+
+def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
+    call_names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for msg in conversation:
+        item: dict[str, Any] = {"role": msg.role, "content": msg.content or ""}
+        if msg.tool_calls:
+            item["tool_calls"] = [
+                {"function": {"name": c.name, "arguments": _arguments(c.arguments)}} for c in msg.tool_calls
+            ]
+            call_names.update((c.id, c.name) for c in msg.tool_calls)
+        if msg.role == "tool":
+            name = msg.name or call_names.get(msg.tool_call_id or "")
+            if name:
+                item["tool_name"] = name
+        out.append(item)
+    return out
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {"arguments": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    for raw in message.get("tool_calls") or []:
+        fn = raw["function"]
+        arguments = fn.get("arguments")
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        call_id = raw.get("id") or f"call_{uuid.uuid4().hex[:24]}"
+        calls.append(ToolCall(id=call_id, name=fn["name"], arguments=text))
+    return calls
+
+
+def _finish_reason(reason: str | None, *, has_calls: bool) -> FinishReason:
+    if has_calls:
+        return "tool_calls"
+    if reason in (None, "stop"):
+        # Older Ollama versions send no done_reason; done means the model stopped.
+        return "stop"
+    if reason == "length":
+        return "length"
+    return "other"  # "load", "unload"
+
+
+def _usage(data: Mapping[str, Any]) -> Usage:
+    return Usage(
+        input_tokens=int(data.get("prompt_eval_count") or 0),
+        output_tokens=int(data.get("eval_count") or 0),
+    )
