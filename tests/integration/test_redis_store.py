@@ -1,0 +1,298 @@
+"""The ``StateStore`` contract, run against ``MemoryStateStore`` and ``RedisStateStore`` on a real redis-server.
+
+The memory store is the reference: every test here must pass unchanged on both.
+A Redis test also checks that its answers really came from Redis, not from the
+local fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from redisserver import RedisServer, require_redis_server
+
+from taskmodels.config import StateSettings
+from taskmodels.resilience.redis import RedisStateStore
+from taskmodels.resilience.state import MemoryStateStore, StateStore
+
+pytestmark = pytest.mark.integration
+
+DAY = 86400.0
+T0 = 1_700_000_000.0  # an instant well inside one day window: floor(T0 / DAY) * DAY < T0
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    require_redis_server()
+    with RedisServer.launch() as server:
+        yield server
+
+
+def redis_store(server: RedisServer, **overrides: object) -> RedisStateStore:
+    settings = StateSettings.model_validate(
+        {
+            "backend": "redis",
+            "url": SecretStr(server.url),
+            "namespace": f"test-{uuid.uuid4().hex[:12]}",
+            # Generous: the contract is about answers, and CI machines are shared.
+            "operation_timeout": 2.0,
+            **overrides,
+        }
+    )
+    return RedisStateStore.from_settings(settings)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStateStore()
+        return
+    s = redis_store(request.getfixturevalue("redis_server"))
+    yield s
+    assert s.on_redis, "a Redis contract test was answered by the local fallback"
+    await s.aclose()
+
+
+# --- breakers ------------------------------------------------------------------------------
+
+
+async def test_unknown_key_is_closed_and_admitted(store: StateStore) -> None:
+    snap = await store.breaker("m", now=T0)
+    assert (snap.key, snap.state, snap.consecutive_failures, snap.retry_at) == ("m", "closed", 0, None)
+    admission = await store.admit("m", now=T0, probe_lease=5)
+    assert admission.allowed
+    assert not admission.probe
+    assert admission.retry_at is None
+    assert await store.breakers(now=T0) == {}
+
+
+async def test_failures_below_threshold_stay_closed(store: StateStore) -> None:
+    for n in (1, 2):
+        snap = await store.record_failure("m", now=T0, threshold=3, cooldown=30)
+        assert snap.state == "closed"
+        assert snap.consecutive_failures == n
+        assert snap.retry_at is None
+    assert (await store.admit("m", now=T0, probe_lease=5)).allowed
+    assert (await store.breaker("m", now=T0)).consecutive_failures == 2
+
+
+async def test_threshold_opens_and_refuses_until_cooldown(store: StateStore) -> None:
+    for _ in range(2):
+        await store.record_failure("m", now=T0, threshold=3, cooldown=30)
+    snap = await store.record_failure("m", now=T0 + 1, threshold=3, cooldown=30)
+    assert (snap.state, snap.consecutive_failures, snap.retry_at) == ("open", 3, T0 + 31)
+    refused = await store.admit("m", now=T0 + 30.5, probe_lease=5)
+    assert (refused.allowed, refused.probe, refused.retry_at) == (False, False, T0 + 31)
+    assert (await store.breaker("m", now=T0 + 31)).state == "half_open"
+
+
+async def test_one_probe_after_cooldown_then_lease_expiry_lets_another(store: StateStore) -> None:
+    await store.record_failure("m", now=T0, threshold=1, cooldown=10)
+    probe = await store.admit("m", now=T0 + 10, probe_lease=4)
+    assert (probe.allowed, probe.probe) == (True, True)
+    second = await store.admit("m", now=T0 + 11, probe_lease=4)
+    assert (second.allowed, second.probe, second.retry_at) == (False, False, T0 + 14)
+    again = await store.admit("m", now=T0 + 14, probe_lease=4)
+    assert (again.allowed, again.probe) == (True, True)
+
+
+async def test_probe_failure_reopens_below_threshold(store: StateStore) -> None:
+    await store.record_failure("m", now=T0, threshold=1, cooldown=10)
+    await store.admit("m", now=T0 + 10, probe_lease=4)
+    snap = await store.record_failure("m", now=T0 + 12, threshold=100, cooldown=10)
+    assert (snap.state, snap.consecutive_failures, snap.retry_at) == ("open", 2, T0 + 22)
+    assert not (await store.admit("m", now=T0 + 21, probe_lease=4)).allowed
+    assert (await store.admit("m", now=T0 + 22, probe_lease=4)).probe
+
+
+async def test_failure_while_open_without_probe_keeps_retry_at(store: StateStore) -> None:
+    await store.record_failure("m", now=T0, threshold=2, cooldown=10)
+    await store.record_failure("m", now=T0, threshold=2, cooldown=10)
+    # A call admitted before the breaker opened fails late: the count is past the threshold,
+    # so the cooldown starts again from this failure.
+    snap = await store.record_failure("m", now=T0 + 5, threshold=2, cooldown=10)
+    assert (snap.state, snap.consecutive_failures, snap.retry_at) == ("open", 3, T0 + 15)
+    # Below the threshold and with no probe out, a failure leaves the retry time alone.
+    snap = await store.record_failure("m", now=T0 + 6, threshold=10, cooldown=10)
+    assert (snap.state, snap.consecutive_failures, snap.retry_at) == ("open", 4, T0 + 15)
+
+
+async def test_probe_success_closes_and_forgets(store: StateStore) -> None:
+    await store.record_failure("m", now=T0, threshold=1, cooldown=10)
+    assert (await store.admit("m", now=T0 + 10, probe_lease=4)).probe
+    snap = await store.record_success("m", now=T0 + 11)
+    assert (snap.state, snap.consecutive_failures, snap.retry_at) == ("closed", 0, None)
+    assert (await store.breaker("m", now=T0 + 11)).consecutive_failures == 0
+    admission = await store.admit("m", now=T0 + 11, probe_lease=4)
+    assert (admission.allowed, admission.probe) == (True, False)
+    assert "m" not in await store.breakers(now=T0 + 11)
+
+
+async def test_success_clears_failures_of_a_closed_breaker(store: StateStore) -> None:
+    await store.record_failure("m", now=T0, threshold=3, cooldown=10)
+    await store.record_success("m", now=T0)
+    snap = await store.record_failure("m", now=T0, threshold=3, cooldown=10)
+    assert snap.consecutive_failures == 1
+    assert snap.state == "closed"
+    assert (await store.record_success("never-seen", now=T0)).state == "closed"
+
+
+async def test_breakers_lists_every_known_breaker(store: StateStore) -> None:
+    keys = ["closed-one", "open:with:colons", "half-open", "ünïcode/*?[x]"]
+    await store.record_failure(keys[0], now=T0, threshold=5, cooldown=10)
+    await store.record_failure(keys[1], now=T0, threshold=1, cooldown=100)
+    await store.record_failure(keys[2], now=T0 - 20, threshold=1, cooldown=10)
+    await store.record_failure(keys[3], now=T0, threshold=1, cooldown=1)
+    found = await store.breakers(now=T0)
+    assert set(found) == set(keys)
+    assert {k: s.state for k, s in found.items()} == {
+        keys[0]: "closed",
+        keys[1]: "open",
+        keys[2]: "half_open",
+        keys[3]: "open",
+    }
+    assert found[keys[1]].retry_at == T0 + 100
+    assert found[keys[0]] == await store.breaker(keys[0], now=T0)
+
+
+async def test_fractional_times_round_trip_exactly(store: StateStore) -> None:
+    now, cooldown = 1_700_000_000.123456789, 0.1 + 0.2
+    snap = await store.record_failure("m", now=now, threshold=1, cooldown=cooldown)
+    assert snap.retry_at == now + cooldown
+    refused = await store.admit("m", now=now, probe_lease=1)
+    assert refused.retry_at == now + cooldown
+
+
+async def test_concurrent_admits_let_exactly_one_probe_through(store: StateStore) -> None:
+    await store.record_failure("m", now=T0, threshold=1, cooldown=1)
+    admissions = await asyncio.gather(*(store.admit("m", now=T0 + 2, probe_lease=5) for _ in range(20)))
+    assert sum(a.probe for a in admissions) == 1
+    assert sum(a.allowed for a in admissions) == 1
+
+
+# --- spend ---------------------------------------------------------------------------------
+
+
+async def test_reserve_within_limit_then_refuse_without_change(store: StateStore) -> None:
+    first = await store.reserve_spend("task", 3.0, limit=5.0, window=DAY, now=T0)
+    assert (first.accepted, first.total) == (True, 3.0)
+    refused = await store.reserve_spend("task", 2.5, limit=5.0, window=DAY, now=T0)
+    assert (refused.accepted, refused.total) == (False, 3.0)
+    exact = await store.reserve_spend("task", 2.0, limit=5.0, window=DAY, now=T0)
+    assert (exact.accepted, exact.total) == (True, 5.0)
+    assert await store.spend("task", window=DAY, now=T0) == 5.0
+
+
+async def test_add_spend_settles_and_gives_back(store: StateStore) -> None:
+    await store.reserve_spend("task", 1.0, limit=2.0, window=DAY, now=T0)
+    assert await store.add_spend("task", -0.75, window=DAY, now=T0) == 0.25
+    assert await store.add_spend("task", 5.0, window=DAY, now=T0) == 5.25  # settling may pass the limit
+    assert not (await store.reserve_spend("task", 0.01, limit=2.0, window=DAY, now=T0)).accepted
+    assert await store.add_spend("fresh", 0.5, window=DAY, now=T0) == 0.5
+
+
+async def test_windows_and_scopes_are_separate(store: StateStore) -> None:
+    await store.add_spend("a", 4.0, window=DAY, now=T0)
+    await store.add_spend("a:b", 1.0, window=DAY, now=T0)
+    assert await store.spend("a", window=DAY, now=T0) == 4.0
+    assert await store.spend("a", window=DAY, now=T0 + DAY) == 0.0
+    assert await store.spend("a", window=3600, now=T0) == 0.0
+    assert await store.spend("a:b", window=DAY, now=T0) == 1.0
+    assert await store.spend("never", window=DAY, now=T0) == 0.0
+    assert (await store.reserve_spend("a", 5.0, limit=5.0, window=DAY, now=T0 + DAY)).accepted
+
+
+async def test_float_totals_match_python_addition(store: StateStore) -> None:
+    expected = 0.0
+    for amount in (0.1, 0.2, 0.3, 1e-9, 0.07):
+        expected += amount
+        decision = await store.reserve_spend("f", amount, limit=float("inf"), window=DAY, now=T0)
+        assert decision.accepted
+        assert decision.total == expected
+    assert await store.spend("f", window=DAY, now=T0) == expected
+
+
+async def test_concurrent_reservations_never_exceed_the_limit(store: StateStore) -> None:
+    decisions = await asyncio.gather(
+        *(store.reserve_spend("c", 1.0, limit=25.0, window=DAY, now=T0) for _ in range(60))
+    )
+    assert sum(d.accepted for d in decisions) == 25
+    assert await store.spend("c", window=DAY, now=T0) == 25.0
+
+
+# --- Redis specifics -------------------------------------------------------------------------
+
+
+async def test_keys_are_namespaced_and_expire(redis_server: RedisServer) -> None:
+    store = redis_store(redis_server, namespace="ns-expiry")
+    raw = Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await store.record_failure("m", now=T0, threshold=1, cooldown=30)
+        await store.admit("m", now=T0 + 31, probe_lease=5)
+        await store.reserve_spend("task", 1.0, limit=2.0, window=3600, now=T0)
+        await store.add_spend("other", 1.0, window=DAY, now=T0)
+        keys = sorted(await raw.keys("ns-expiry:*"))
+        assert keys == [
+            "ns-expiry:breaker:m",
+            f"ns-expiry:spend:other:{(T0 // DAY) * DAY!r}",
+            f"ns-expiry:spend:task:{(T0 // 3600) * 3600!r}",
+        ]
+        stored = await raw.hgetall("ns-expiry:breaker:m")
+        assert sorted(stored) == ["failures", "open", "probe_until", "retry_at"]
+        assert (stored["failures"], stored["open"]) == ("1", "1")
+        assert (float(stored["retry_at"]), float(stored["probe_until"])) == (T0 + 30, T0 + 36)
+        ttls = {k: await raw.pttl(k) for k in keys}
+        assert 0 < ttls["ns-expiry:breaker:m"] <= 3600_000  # max(cooldown * 10, 1 h)
+        assert 3600_000 < ttls[keys[2]] <= (3600 + 360) * 1000  # the window and a margin
+        assert DAY * 1000 < ttls[keys[1]] <= DAY * 1.1 * 1000
+        assert store.on_redis
+    finally:
+        await raw.aclose()
+        await store.aclose()
+
+
+async def test_namespaces_do_not_see_each_other(redis_server: RedisServer) -> None:
+    a, b = redis_store(redis_server, namespace="tenant*a"), redis_store(redis_server, namespace="tenant-b")
+    try:
+        await a.record_failure("m", now=T0, threshold=1, cooldown=30)
+        await b.record_failure("n", now=T0, threshold=1, cooldown=30)
+        assert set(await a.breakers(now=T0)) == {"m"}
+        assert set(await b.breakers(now=T0)) == {"n"}
+        assert (await b.breaker("m", now=T0)).state == "closed"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_two_stores_on_one_server_share_state(redis_server: RedisServer) -> None:
+    ns = f"shared-{uuid.uuid4().hex[:8]}"
+    a, b = redis_store(redis_server, namespace=ns), redis_store(redis_server, namespace=ns)
+    try:
+        for _ in range(3):
+            await a.record_failure("m", now=T0, threshold=3, cooldown=30)
+        refused = await b.admit("m", now=T0 + 1, probe_lease=5)
+        assert (refused.allowed, refused.retry_at) == (False, T0 + 30)
+        await b.reserve_spend("task", 4.0, limit=5.0, window=DAY, now=T0)
+        assert not (await a.reserve_spend("task", 1.5, limit=5.0, window=DAY, now=T0)).accepted
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_scripts_are_reloaded_after_a_script_flush(redis_server: RedisServer) -> None:
+    store = redis_store(redis_server)
+    raw = Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await store.record_failure("m", now=T0, threshold=5, cooldown=30)
+        await raw.script_flush()
+        snap = await store.record_failure("m", now=T0, threshold=5, cooldown=30)
+        assert snap.consecutive_failures == 2
+        assert store.on_redis
+    finally:
+        await raw.aclose()
+        await store.aclose()
