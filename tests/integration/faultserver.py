@@ -14,9 +14,10 @@ What it does is chosen per model name (the body's ``model``, i.e. the registry's
     server.always("m-primary", Behaviour.slow_first_token(0.5))
 
 Every request is recorded per model (``server.requests("m-primary")``) so a test
-can assert what each model saw. The server runs in the test's own event loop (an
-async fixture), and every wait it makes is bounded by ``hold_limit`` and ended at
-shutdown, so a test can never hang on it.
+can assert what each model saw. The server runs in the test's own event loop
+(``async with FaultServer() as server`` in an async fixture), and every wait it
+makes is bounded by ``hold_limit`` and ended at shutdown, so a test can never
+hang on it.
 """
 
 from __future__ import annotations
@@ -28,13 +29,11 @@ import socket
 import struct
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pytest
-
-__all__ = ["Behaviour", "FaultServer", "SeenRequest", "fault_server"]
+__all__ = ["Behaviour", "FaultServer", "SeenRequest"]
 
 Kind = Literal[
     "ok",
@@ -475,14 +474,3 @@ def _chunk(model: str, created: int, delta: Mapping[str, Any], finish: str | Non
         "model": model,
         "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish}],
     }
-
-
-@pytest.fixture
-async def fault_server() -> AsyncIterator[FaultServer]:
-    """A started server in the test's event loop, stopped (every held connection dropped) after the test."""
-    server = FaultServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
