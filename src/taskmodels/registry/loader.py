@@ -318,9 +318,11 @@ class _Validator:
         for model in models:
             if model is not None:
                 valid_models.setdefault(model.id, model)
-        self._check_tasks(model_index, valid_models)
+        # Without a usable model list every reference would be "unknown": say it once, not per reference.
+        refs = m.models_seen and not any(p.path == m.models_key for p in m.problems)
+        self._check_tasks(model_index, valid_models, check_refs=refs)
         default_id = top.get("default_model_id")
-        if isinstance(default_id, str) and default_id.strip() and default_id.strip() not in model_index:
+        if refs and isinstance(default_id, str) and default_id.strip() and default_id.strip() not in model_index:
             key = _find_key(m.top, "default_model_id", _TOP_KEYS) or "defaultModelId"
             self.error((m.top_origins[key], key), self._unknown_model(default_id.strip(), model_index))
         config = None
@@ -433,7 +435,9 @@ class _Validator:
                 message += f"; did you mean {close[0]!r}?"
         return message
 
-    def _check_tasks(self, model_index: Mapping[str, int], valid: Mapping[str, ModelConfig]) -> None:
+    def _check_tasks(
+        self, model_index: Mapping[str, int], valid: Mapping[str, ModelConfig], *, check_refs: bool
+    ) -> None:
         first: dict[str, int] = {}
         for i, item in enumerate(self.m.tasks):
             if not isinstance(item, Mapping):
@@ -449,6 +453,8 @@ class _Validator:
             primary_key = _find_key(item, "primary_model_id", _TASK_KEYS)
             primary = item.get(primary_key) if primary_key is not None else None
             primary = primary.strip() if isinstance(primary, str) and primary.strip() else None
+            if not check_refs:
+                continue
             if primary is not None and primary_key is not None and primary not in model_index:
                 self.error(self.m.where(_TASKS, i, primary_key), self._unknown_model(primary, model_index))
             fb_key = _find_key(item, "fallback_model_ids", _TASK_KEYS)
