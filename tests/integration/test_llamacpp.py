@@ -26,6 +26,10 @@ from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.providers.openai import OpenAICompatibleProvider
 from taskmodels.registry.schema import ModelConfig
+from taskmodels.registry.service import ModelRegistryService
+from taskmodels.resilience.state import MemoryStateStore
+from taskmodels.selection import ModelSelectionFactory
+from taskmodels.service import ModelService
 from taskmodels.types import CompletionRequest, ResponseFormat, StreamEvent
 
 pytestmark = pytest.mark.integration
@@ -251,3 +255,71 @@ async def test_right_api_key_from_the_models_key_variable_is_accepted(
 
     assert result.usage.output_tokens == 2
     assert llamacpp_secured_server.api_key not in repr(provider)
+
+
+# --- through the service ---------------------------------------------------------------
+
+
+@pytest.fixture
+def service(
+    llamacpp_server: LlamaCppServer, llamacpp_secured_server: LlamaCppServer, http_client: httpx.AsyncClient
+) -> ModelService:
+    """The whole call path from a registry document: task -> chain -> provider -> real server.
+
+    ``locked`` is the secured server reached without its key, so it always answers 401.
+    """
+    open_entry = model_config(llamacpp_server).model_dump(by_alias=True, exclude_none=True)
+    locked_entry = model_config(llamacpp_secured_server, id="locked").model_dump(by_alias=True, exclude_none=True)
+    factory = ModelProviderFactory(http_client=http_client, discover_entry_points=False)
+    registry = ModelRegistryService.from_dict(
+        {
+            "models": [open_entry, locked_entry],
+            "taskMappings": [
+                {"taskName": "chat", "primaryModelId": "local-tiny"},
+                {"taskName": "guarded", "primaryModelId": "locked", "fallbackModelIds": ["local-tiny"]},
+            ],
+            "defaultModelId": "local-tiny",
+        },
+        provider_names=factory.provider_names(),
+    )
+    return ModelService(
+        registry=registry,
+        selector=ModelSelectionFactory(registry),
+        provider_factory=factory,
+        state_store=MemoryStateStore(),
+    )
+
+
+async def test_service_completes_a_task_on_llamacpp(service: ModelService) -> None:
+    result = await service.complete_with_task_model("chat", prompt="Tell me something.", max_tokens=4)
+
+    assert result.text
+    assert (result.model_id, result.provider, result.model_name) == ("local-tiny", "openai-compatible", MODEL_NAME)
+    assert result.usage.output_tokens == 4
+    assert [attempt.outcome for attempt in result.attempts] == ["success"]
+
+
+async def test_service_streams_a_task_on_llamacpp(service: ModelService) -> None:
+    events = await collect(service.stream_with_task_model("chat", prompt="Tell me something.", max_tokens=4))
+
+    done = events[-1]
+    assert done.type == "done"
+    assert done.result is not None
+    assert done.result.text == "".join(event.text for event in events if event.type == "text")
+    assert done.result.usage.output_tokens == 4
+
+
+async def test_service_embeds_for_a_task_on_llamacpp(service: ModelService, llamacpp_model: TinyModel) -> None:
+    result = await service.embed_with_task_model("chat", ["one", "two", "three"])
+
+    assert [len(vector) for vector in result.vectors] == [llamacpp_model.n_embd] * 3
+    assert result.model_id == "local-tiny"
+
+
+async def test_service_falls_back_past_a_server_that_refuses_the_key(service: ModelService) -> None:
+    result = await service.complete_with_task_model("guarded", prompt="Hi.", max_tokens=2)
+
+    assert result.model_id == "local-tiny"
+    failed, served = result.attempts
+    assert (failed.model_id, failed.error_class, failed.status_code) == ("locked", "AuthenticationError", 401)
+    assert served.outcome == "success"
