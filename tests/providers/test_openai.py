@@ -221,6 +221,13 @@ async def test_options_choose_max_tokens_field_stream_usage_and_account_headers(
     assert sent.headers["x-title"] == "demo"
 
 
+async def test_send_temperature_option(mock_http: Any, make_model: Any) -> None:
+    mock_http.reply(json=CHAT_RESPONSE)
+    provider = openai(make_model, mock_http.client, model={"options": {"sendTemperature": False}})
+    await provider.complete(CompletionRequest(prompt="x", temperature=0.2))
+    assert "temperature" not in mock_http.last_json()
+
+
 async def test_missing_key_fails_before_sending_and_names_the_variable(mock_http: Any, make_model: Any) -> None:
     provider = OpenAIProvider(make_model(), mock_http.client)
     with pytest.raises(AuthenticationError, match="OPENAI_API_KEY") as info:

@@ -9,6 +9,8 @@ Model options (registry ``options`` or ``TASKMODELS_PROVIDERS__<NAME>__OPTIONS``
 - ``maxTokensField``: ``"max_completion_tokens"`` or ``"max_tokens"``. OpenAI's
   newer models refuse ``max_tokens``; most compatible servers know only it.
 - ``streamUsage``: ``false`` for servers that reject ``stream_options``.
+- ``sendTemperature``: ``false`` for reasoning models that accept only their default temperature.
+- ``dimensions``: the embedding size to ask for (models that can shorten their vectors).
 - ``organization`` / ``project``: OpenAI's ``OpenAI-Organization`` / ``OpenAI-Project`` headers.
 """
 
@@ -257,7 +259,8 @@ class OpenAIProvider(BaseModelProvider):
         }
         max_tokens = request.max_tokens if request.max_tokens is not None else self.model.max_tokens
         body[str(self.options.get("maxTokensField") or self.default_max_tokens_field)] = max_tokens
-        body["temperature"] = request.temperature if request.temperature is not None else self.model.temperature
+        if self.options.get("sendTemperature", True):
+            body["temperature"] = request.temperature if request.temperature is not None else self.model.temperature
         if request.top_p is not None:
             body["top_p"] = request.top_p
         if request.stop:
