@@ -1,0 +1,224 @@
+"""The taskmodels command, run in-process through main([...])."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmodels.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "settings" / "modelRegistry.json"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("TASKMODELS_REGISTRY_PATH", "TASKMODELS_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env, and the default path is relative to here
+
+
+def write(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def model(id: str, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": id,
+        "provider": "openai",
+        "modelName": f"{id}-name",
+        "maxTokens": 1000,
+        "temperature": 0.5,
+        "contextWindow": 16000,
+        "costPer1kTokens": 0.001,
+        "capabilities": ["chat"],
+    }
+    data.update(overrides)
+    return data
+
+
+def test_validate_good_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "valid: 11 models, 6 tasks, default model 'gpt-4o-mini', 0 warnings" in out
+
+
+def test_validate_bad_file_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(
+        tmp_path / "bad.json",
+        {
+            "models": [model("a", maxTokens=0), model("a", provider="nope"), model("b", contextWindow=100)],
+            "taskMappings": [{"taskName": "t", "primaryModelId": "gpt-9", "fallbackModelIds": ["a", "a"]}],
+            "defaultModelId": "a",
+            "defaultModel": "x",
+        },
+    )
+    assert main(["validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}: 6 errors" in out
+    for line in (
+        f"{bad}: models[0].maxTokens: must be greater than 0 (got 0)",
+        f"{bad}: models[1].id: duplicate model id 'a' (also at models[0])",
+        f"{bad}: models[1].provider: no provider implementation named 'nope'",
+        f"{bad}: taskMappings[0].primaryModelId: unknown model 'gpt-9'",
+        f"{bad}: taskMappings[0].fallbackModelIds[1]: model 'a' appears twice in the chain",
+        f"{bad}: defaultModel: unknown key 'defaultModel'; did you mean 'defaultModelId'?",
+    ):
+        assert line in out
+
+
+def test_validate_prints_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(
+        tmp_path / "w.json",
+        {
+            "models": [model("a", contextWindow=9000), model("b", contextWindow=100)],
+            "taskMappings": [{"taskName": "t", "primaryModelId": "a", "fallbackModelIds": ["b"]}],
+            "defaultModelId": "a",
+        },
+    )
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: {path}: taskMappings[0].fallbackModelIds[0]: fallback 'b' has a smaller context window" in out
+    assert "1 warning" in out
+
+
+def test_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path / "bad.json", {"models": [model("a", temperature=7)], "defaultModelId": "a"})
+    assert main(["validate", str(bad), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["valid"] is False
+    assert data["errors"] == [
+        {
+            "source": str(bad),
+            "path": "models[0].temperature",
+            "message": "must be less than or equal to 2 (got 7)",
+            "severity": "error",
+        }
+    ]
+
+
+def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope.json")]) == 2
+    assert "registry file not found" in capsys.readouterr().err
+
+
+def test_missing_overlay_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--registry", str(EXAMPLE), "--env", "staging", "plan"]) == 2
+    err = capsys.readouterr().err
+    assert "overlay for environment 'staging' not found" in err
+    assert "modelRegistry.staging.json" in err
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert main(["explain", "t", "--prompt-tokens", "-3"]) == 2
+    assert "must not be negative" in capsys.readouterr().err
+
+
+def test_registry_path_from_environment(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TASKMODELS_REGISTRY_PATH", str(EXAMPLE))
+    assert main(["validate"]) == 0
+    assert str(EXAMPLE) in capsys.readouterr().out
+
+
+def test_default_registry_path_is_settings_model_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "settings").mkdir()
+    write(tmp_path / "settings" / "modelRegistry.json", {"models": [model("only")], "defaultModelId": "only"})
+    assert main(["plan"]) == 0
+    assert "default model (any other task): only" in capsys.readouterr().out
+
+
+def test_plan_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--registry", str(EXAMPLE), "plan"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("TASK"))
+    assert header.split() == [
+        "TASK",
+        "ROLE",
+        "MODEL",
+        "PROVIDER",
+        "MODEL",
+        "NAME",
+        "CONTEXT",
+        "$/1K",
+        "IN",
+        "$/1K",
+        "OUT",
+    ]
+    row = next(line for line in lines if line.startswith("persona-generation"))
+    assert row.split()[:4] == ["persona-generation", "primary", "gpt-4o", "openai"]
+    assert "128,000" in row
+    assert "0.0025" in row
+    assert any("fallback 1" in line and "claude-3-5-sonnet" in line and "anthropic" in line for line in lines)
+    assert "default model (any other task): gpt-4o-mini" in out
+    # columns line up: every table row starts the MODEL column at the same offset
+    col = header.index("MODEL")
+    table = [line for line in lines if "primary" in line or "fallback" in line]
+    assert all(line[col - 2 : col] == "  " and line[col] != " " for line in table)
+
+
+def test_plan_with_overlay(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--registry", str(EXAMPLE), "--env", "production", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    classification = next(t for t in data["tasks"] if t["task"] == "classification")
+    assert [m["id"] for m in classification["chain"]] == ["azure-gpt-4o-mini", "gpt-4o-mini", "claude-3-5-haiku-batch"]
+    assert data["default"]["id"] == "gpt-4o-mini"
+    assert len(data["sources"]) == 2
+
+
+def test_plan_on_invalid_registry_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path / "bad.json", {"models": [model("a")], "defaultModelId": "b"})
+    assert main(["--registry", str(bad), "plan"]) == 1
+    assert "defaultModelId: unknown model 'b'" in capsys.readouterr().err
+
+
+def test_explain_shows_chain_and_skips(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["--registry", str(EXAMPLE), "explain", "classification", "--prompt-tokens", "7500", "--require", "tools"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "llama3.1-local  lacks capability tools" in out
+    assert "1  llama3.1-ollama" in out
+    assert "capabilities json, tools" in out
+
+
+def test_explain_context_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--registry", str(EXAMPLE), "explain", "classification", "--prompt-tokens", "7500"]) == 0
+    assert "context window 8192 < 8524 tokens needed (7500 prompt + 1024 output)" in capsys.readouterr().out
+
+
+def test_explain_json_and_nothing_eligible(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--json", "--registry", str(EXAMPLE), "explain", "embedding", "--require", "audio"])
+    assert code == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["models"] == []
+    assert {s["id"] for s in data["skipped"]} == {"text-embedding-3-small", "nomic-embed-ollama", "gpt-4o-mini"}
+    assert data["requiredCapabilities"] == ["audio", "embedding"]
+
+
+def test_explain_unknown_task_uses_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--registry", str(EXAMPLE), "explain", "poetry", "--max-tokens", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "not in the registry: the default model serves it" in out
+    assert "gpt-4o-mini" in out
+
+
+def test_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["required"] == ["models", "defaultModelId"]
+    assert "taskMappings" in schema["properties"]
+
+
+def test_output_never_holds_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value-123456")
+    for argv in (["validate", str(EXAMPLE)], ["--registry", str(EXAMPLE), "plan", "--json"]):
+        main(argv)
+        captured = capsys.readouterr()
+        assert "sk-test-secret" not in captured.out + captured.err
