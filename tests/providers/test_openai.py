@@ -523,6 +523,14 @@ async def test_error_body_that_is_not_json(mock_http: Any, make_model: Any) -> N
     assert "502 Bad Gateway" in (info.value.provider_message or "")
 
 
+async def test_fastapi_detail_error_body(mock_http: Any, make_model: Any) -> None:
+    mock_http.reply(422, json={"detail": "messages: field required"})
+    with pytest.raises(BadRequestError) as info:
+        await compatible(make_model, mock_http.client).complete(CompletionRequest(prompt="x"))
+    assert info.value.provider_message == "messages: field required"
+    assert info.value.status_code == 422
+
+
 async def test_key_never_in_error_text(mock_http: Any, make_model: Any) -> None:
     mock_http.fail(httpx.ConnectError("connection refused"))
     provider = openai(make_model, mock_http.client)

@@ -187,8 +187,10 @@ def _error_object(body: bytes) -> tuple[dict[str, Any], str | None]:
         if isinstance(err, str):
             return {"message": err}, None
         if isinstance(data.get("message"), str):
+            # vLLM's older servers answer {"object": "error", "message": ..., "type": ..., "code": 400}
             return dict(data), None
-        # vLLM's older servers answer {"object": "error", "message": ..., "type": ..., "code": 400}
+        if isinstance(data.get("detail"), str):
+            return {"message": data["detail"]}, None  # FastAPI-based proxies
     return {}, None
 
 
