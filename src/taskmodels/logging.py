@@ -159,8 +159,13 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Any:
-    """A structlog logger bound to ``logger=name``; configuration is the application's business."""
-    bound: MutableMapping[str, Any] = dict(initial)
+    """A lazy structlog logger with ``logger_name=name`` bound; configuration stays the application's business.
+
+    The name is bound as ``logger_name`` because structlog reserves the ``logger`` keyword.
+    It is also passed to the logger factory, so stdlib-backed setups name their logger after it.
+    """
+    values: MutableMapping[str, Any] = dict(initial)
     if name:
-        bound["logger"] = name
-    return structlog.get_logger(**bound)
+        values["logger_name"] = name
+        return structlog.get_logger(name, **values)
+    return structlog.get_logger(**values)
