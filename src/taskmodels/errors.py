@@ -69,6 +69,17 @@ __all__ = [
 class TaskModelsError(Exception):
     """Root of every error this library raises."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructors: pickle through __dict__ so errors cross process pools.
+        return (_rebuild_error, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild_error(cls: type[TaskModelsError], args: tuple[object, ...], state: dict[str, object]) -> TaskModelsError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 # --- configuration -----------------------------------------------------------------
 
@@ -179,17 +190,6 @@ class ProviderError(TaskModelsError):
         if self.provider_code:
             parts.append(f"code={self.provider_code!r}")
         return f"{self.message} ({', '.join(parts)})"
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only constructor: pickle through __dict__ so errors cross process pools.
-        return (_rebuild_error, (type(self), self.__dict__.copy()))
-
-
-def _rebuild_error(cls: type[ProviderError], state: dict[str, object]) -> ProviderError:
-    error = cls.__new__(cls)
-    Exception.__init__(error, state.get("message", ""))
-    error.__dict__.update(state)
-    return error
 
 
 class RateLimitError(ProviderError):
