@@ -1,0 +1,78 @@
+"""Running totals per task and per model, kept in this process.
+
+Only answers are billed: a failed attempt adds to ``failures`` but never to
+tokens or cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taskmodels.types import Usage
+
+__all__ = ["Accounting", "Totals"]
+
+
+@dataclass(slots=True)
+class Totals:
+    calls: int = 0  # calls that ended in an answer served by this task/model
+    failed_calls: int = 0  # calls of a task that ended in an error (per task only)
+    attempts: int = 0
+    failed_attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {
+            "calls": self.calls,
+            "failed_calls": self.failed_calls,
+            "attempts": self.attempts,
+            "failed_attempts": self.failed_attempts,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": self.cost,
+        }
+
+
+@dataclass(slots=True)
+class Accounting:
+    tasks: dict[str, Totals] = field(default_factory=dict)
+    models: dict[str, Totals] = field(default_factory=dict)
+
+    def _task(self, task: str) -> Totals:
+        t = self.tasks.get(task)
+        if t is None:
+            t = self.tasks[task] = Totals()
+        return t
+
+    def _model(self, model_id: str) -> Totals:
+        t = self.models.get(model_id)
+        if t is None:
+            t = self.models[model_id] = Totals()
+        return t
+
+    def failed_attempt(self, task: str, model_id: str) -> None:
+        t = self._task(task)
+        t.attempts += 1
+        t.failed_attempts += 1
+        m = self._model(model_id)
+        m.attempts += 1
+        m.failed_attempts += 1
+
+    def answered(self, task: str, model_id: str, usage: Usage, cost: float) -> None:
+        for t in (self._task(task), self._model(model_id)):
+            t.calls += 1
+            t.attempts += 1
+            t.input_tokens += usage.input_tokens
+            t.output_tokens += usage.output_tokens
+            t.cost += cost
+
+    def failed_call(self, task: str) -> None:
+        self._task(task).failed_calls += 1
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, int | float]]]:
+        return {
+            "tasks": {name: t.as_dict() for name, t in self.tasks.items()},
+            "models": {name: t.as_dict() for name, t in self.models.items()},
+        }

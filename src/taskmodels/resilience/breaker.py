@@ -1,0 +1,99 @@
+"""A circuit breaker per model over a ``StateStore``.
+
+The store keeps the state (so a shared store shares it between processes); this
+class adds the policy's numbers, the wall clock, and one rule: the store must
+never fail a call. When it raises, the breaker answers "allowed", logs one
+warning when the store is lost and one when it comes back, and the call goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from taskmodels.resilience.state import Admission, BreakerSnapshot, StateStore
+
+__all__ = ["CircuitBreaker"]
+
+_ALLOWED = Admission(True, False, None)
+_log = structlog.get_logger("taskmodels.breaker")
+
+
+class CircuitBreaker:
+    """Open after ``threshold`` consecutive failures, probe once after ``cooldown``, close on success."""
+
+    __slots__ = ("_store_ok", "clock", "cooldown", "store", "threshold")
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        threshold: int,
+        cooldown: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.clock = clock
+        self._store_ok = True
+
+    async def admit(self, key: str, *, probe_lease: float) -> Admission:
+        try:
+            admission = await self.store.admit(key, now=self.clock(), probe_lease=probe_lease)
+        except Exception as exc:
+            self._lost(exc, "admit")
+            return _ALLOWED
+        self._back()
+        return admission
+
+    async def record_success(self, key: str) -> None:
+        try:
+            await self.store.record_success(key, now=self.clock())
+        except Exception as exc:
+            self._lost(exc, "record_success")
+            return
+        self._back()
+
+    async def record_failure(self, key: str, *, trip: bool = False) -> BreakerSnapshot | None:
+        """Count a failure; ``trip`` opens the breaker at once (a route that cannot authenticate)."""
+        try:
+            snapshot = await self.store.record_failure(
+                key, now=self.clock(), threshold=1 if trip else self.threshold, cooldown=self.cooldown
+            )
+        except Exception as exc:
+            self._lost(exc, "record_failure")
+            return None
+        self._back()
+        return snapshot
+
+    async def snapshot(self, key: str) -> BreakerSnapshot:
+        try:
+            return await self.store.breaker(key, now=self.clock())
+        except Exception as exc:
+            self._lost(exc, "breaker")
+            return BreakerSnapshot(key, "closed")
+
+    async def snapshots(self) -> Mapping[str, BreakerSnapshot]:
+        try:
+            return await self.store.breakers(now=self.clock())
+        except Exception as exc:
+            self._lost(exc, "breakers")
+            return {}
+
+    def _lost(self, exc: Exception, operation: str) -> None:
+        if self._store_ok:
+            self._store_ok = False
+            _log.warning(
+                "taskmodels.state_store_unavailable",
+                operation=operation,
+                error_class=type(exc).__name__,
+                store=type(self.store).__name__,
+            )
+
+    def _back(self) -> None:
+        if not self._store_ok:
+            self._store_ok = True
+            _log.warning("taskmodels.state_store_recovered", store=type(self.store).__name__)

@@ -1,0 +1,517 @@
+"""Test doubles for applications that use taskmodels, and for taskmodels' own tests.
+
+``FakeProvider`` answers from a script instead of a network. Script each model's
+calls on a ``FakeBackend``; when a model's script runs out it gets the backend's
+default (an answer naming the model)::
+
+    backend = FakeBackend()
+    backend.script("primary", rate_limited(retry_after=0.1), server_error(503))
+    backend.script("fallback", reply("hello", usage=Usage(12, 3)))
+
+    factory = ModelProviderFactory(discover_entry_points=False)
+    factory.register_provider_implementation("openai", backend.provider_class())
+    ...
+    assert [c.model_id for c in backend.calls] == ["primary", "primary", "fallback"]
+
+Or take a whole container with fakes behind every provider name of a registry,
+and any node overridden (overrides are reset when the block ends)::
+
+    @pytest.fixture
+    def container():
+        with overridden_container(REGISTRY, backend=FakeBackend()) as container:
+            yield container
+
+    async def test_summary(container):
+        service = container.model_service()
+        result = await service.complete_with_task_model("summarize", prompt="...")
+
+Steps: ``reply``, ``rate_limited``, ``server_error``, ``connection_error``,
+``timeout``, ``hang`` (waits forever, or until the first-token limit when
+streaming), ``stall`` (a stream stops after N chunks until the stall limit),
+``cut`` (a stream ends after N chunks without its terminal event),
+``malformed`` (a stream event that cannot be read), ``context_length``,
+``content_filtered``, ``auth_error``, ``bad_request``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import httpx
+from pydantic import SecretStr
+
+from taskmodels.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    FirstTokenTimeoutError,
+    IncompleteStreamError,
+    InvalidResponseError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    RateLimitError,
+    StreamStalledError,
+)
+from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.registry.schema import ModelConfig
+from taskmodels.types import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingResult,
+    FinishReason,
+    StreamEvent,
+    ToolCall,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from taskmodels.config import ResilienceSettings
+    from taskmodels.containers import Container
+    from taskmodels.resilience.state import StateStore
+    from taskmodels.service import ModelService
+    from taskmodels.settings import Settings
+
+__all__ = [
+    "Fail",
+    "FakeBackend",
+    "FakeCall",
+    "FakeProvider",
+    "Hang",
+    "ManualClock",
+    "Reply",
+    "Step",
+    "auth_error",
+    "bad_request",
+    "connection_error",
+    "content_filtered",
+    "context_length",
+    "cut",
+    "hang",
+    "make_test_container",
+    "make_test_service",
+    "malformed",
+    "offline_client",
+    "overridden_container",
+    "rate_limited",
+    "reply",
+    "server_error",
+    "stall",
+    "timeout",
+]
+
+
+# --- steps -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer. Streamed as ``chunks`` text events (words by default), then ``done``."""
+
+    text: str = "ok"
+    usage: Usage = field(default_factory=lambda: Usage(10, 5))
+    finish_reason: FinishReason = "stop"
+    tool_calls: tuple[ToolCall, ...] = ()
+    chunks: Sequence[str] | None = None
+    delay: float = 0.0  # seconds before answering (real time)
+
+    def pieces(self) -> list[str]:
+        if self.chunks is not None:
+            return list(self.chunks)
+        words = self.text.split(" ")
+        return [w if i == len(words) - 1 else w + " " for i, w in enumerate(words)] if self.text else []
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Raise ``error``; when streaming, after sending ``after_chunks`` chunks of ``partial``."""
+
+    error: type[ProviderError]
+    message: str = "scripted failure"
+    status_code: int | None = None
+    retry_after: float | None = None
+    provider_code: str | None = None
+    after_chunks: int = 0
+    partial: str = "partial answer that will be cut"
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    """Wait forever (after ``after_chunks`` chunks when streaming).
+
+    Streaming, it honours the limits a real provider gets: no first chunk within
+    ``first_token_timeout`` raises ``FirstTokenTimeoutError``, a pause longer
+    than ``stall_timeout`` raises ``StreamStalledError``. ``complete`` waits
+    until the service's attempt timeout or deadline cancels it.
+    """
+
+    after_chunks: int = 0
+    partial: str = "partial answer that stalls"
+
+
+Step = Reply | Fail | Hang
+
+
+def reply(text: str = "ok", *, usage: Usage | None = None, **kw: Any) -> Reply:
+    return Reply(text, usage if usage is not None else Usage(10, 5), **kw)
+
+
+def rate_limited(retry_after: float | None = None, message: str = "rate limited") -> Fail:
+    return Fail(RateLimitError, message, 429, retry_after, "rate_limit_exceeded")
+
+
+def server_error(status: int = 500, message: str = "server error", retry_after: float | None = None) -> Fail:
+    return Fail(ProviderUnavailableError, message, status, retry_after)
+
+
+def connection_error(message: str = "connection reset") -> Fail:
+    return Fail(ProviderConnectionError, message)
+
+
+def timeout(message: str = "timed out") -> Fail:
+    return Fail(ProviderTimeoutError, message)
+
+
+def hang(after_chunks: int = 0) -> Hang:
+    return Hang(after_chunks)
+
+
+def stall(after_chunks: int = 1) -> Hang:
+    return Hang(after_chunks)
+
+
+def cut(after_chunks: int = 2) -> Fail:
+    return Fail(IncompleteStreamError, "stream ended before its terminal event", after_chunks=after_chunks)
+
+
+def malformed(after_chunks: int = 0) -> Fail:
+    return Fail(InvalidResponseError, "a stream event we could not read", after_chunks=after_chunks)
+
+
+def context_length(message: str = "maximum context length exceeded") -> Fail:
+    return Fail(ContextLengthExceededError, message, 400, None, "context_length_exceeded")
+
+
+def content_filtered(reason: str = "content policy violation") -> Fail:
+    return Fail(ContentFilteredError, reason, 400, None, "content_filter")
+
+
+def auth_error(status: int = 401, message: str = "invalid api key") -> Fail:
+    return Fail(AuthenticationError, message, status, None, "invalid_api_key")
+
+
+def bad_request(message: str = "invalid request") -> Fail:
+    return Fail(BadRequestError, message, 400, None, "invalid_request_error")
+
+
+# --- the backend: scripts and records ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FakeCall:
+    """One call a fake provider saw."""
+
+    model_id: str
+    kind: Literal["complete", "stream", "embed"]
+    request: CompletionRequest | None
+    texts: tuple[str, ...] = ()
+    first_token_timeout: float | None = None
+    stall_timeout: float | None = None
+
+
+class FakeBackend:
+    """Scripts per model id, shared by every ``FakeProvider`` bound to it, and the calls they saw."""
+
+    def __init__(self, default: Step | None = None) -> None:
+        self.default = default
+        self.calls: list[FakeCall] = []
+        self._scripts: dict[str, deque[Step]] = {}
+        self._always: dict[str, Step] = {}
+
+    def script(self, model_id: str, *steps: Step) -> FakeBackend:
+        """Queue ``steps`` for the model's next calls, one step per call."""
+        self._scripts.setdefault(model_id, deque()).extend(steps)
+        return self
+
+    def always(self, model_id: str, step: Step) -> FakeBackend:
+        """Answer every call of the model with ``step`` once its queued steps are spent."""
+        self._always[model_id] = step
+        return self
+
+    def next_step(self, model: ModelConfig) -> Step:
+        queue = self._scripts.get(model.id)
+        if queue:
+            return queue.popleft()
+        step = self._always.get(model.id) or self.default
+        return step if step is not None else Reply(f"answer from {model.id}")
+
+    def calls_for(self, model_id: str) -> list[FakeCall]:
+        return [c for c in self.calls if c.model_id == model_id]
+
+    def models_called(self) -> list[str]:
+        return [c.model_id for c in self.calls]
+
+    def provider_class(self, name: str = "fake") -> type[FakeProvider]:
+        """A ``FakeProvider`` subclass bound to this backend, for ``register_provider_implementation``."""
+        return type(f"FakeProvider_{name}", (FakeProvider,), {"name": name, "bound_backend": self})
+
+
+def _no_network(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("FakeProvider never uses the network")
+
+
+def offline_client() -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` that refuses every request: fakes need none."""
+    return httpx.AsyncClient(transport=httpx.MockTransport(_no_network))
+
+
+class FakeProvider(BaseModelProvider):
+    """A provider that plays its backend's script instead of calling a server."""
+
+    name: ClassVar[str] = "fake"
+    default_base_url: ClassVar[str | None] = "http://fake.invalid"
+    supports_embeddings: ClassVar[bool] = True
+    requires_api_key: ClassVar[bool] = False
+    bound_backend: ClassVar[FakeBackend | None] = None
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        client: httpx.AsyncClient | None = None,
+        *,
+        backend: FakeBackend | None = None,
+        api_key: SecretStr | None = None,
+        base_url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            client if client is not None else _UNUSED_CLIENT,
+            api_key=api_key,
+            base_url=base_url,
+            headers=headers,
+            options=options,
+        )
+        self.backend = backend or type(self).bound_backend or FakeBackend()
+
+    # The mapping half is unused: the fake answers above the wire.
+    def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
+        return HttpRequest("POST", f"{self.base_url}/fake")
+
+    def parse_completion(self, data: Any, headers: Mapping[str, str]) -> CompletionResult:
+        raise NotImplementedError("FakeProvider does not parse wire responses")
+
+    def new_stream_decoder(self) -> StreamDecoder:
+        raise NotImplementedError("FakeProvider does not decode wire streams")
+
+    def _raise(self, step: Fail) -> ProviderError:
+        return step.error(
+            step.message,
+            provider=self.name,
+            model_id=self.model.id,
+            status_code=step.status_code,
+            provider_message=step.message,
+            provider_code=step.provider_code,
+            retry_after=step.retry_after,
+        )
+
+    def _result(self, step: Reply) -> CompletionResult:
+        return CompletionResult(
+            text=step.text,
+            model_id=self.model.id,
+            provider=self.name,
+            model_name=self.model.model_name,
+            usage=step.usage,
+            finish_reason=step.finish_reason,
+            tool_calls=step.tool_calls,
+        )
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        self.backend.calls.append(FakeCall(self.model.id, "complete", request))
+        step = self.backend.next_step(self.model)
+        if isinstance(step, Hang):
+            await asyncio.Event().wait()
+        if isinstance(step, Fail):
+            raise self._raise(step)
+        assert isinstance(step, Reply)
+        if step.delay:
+            await asyncio.sleep(step.delay)
+        return self._result(step)
+
+    async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        self.backend.calls.append(FakeCall(self.model.id, "embed", None, tuple(texts)))
+        step = self.backend.next_step(self.model)
+        if isinstance(step, Hang):
+            await asyncio.Event().wait()
+        if isinstance(step, Fail):
+            raise self._raise(step)
+        assert isinstance(step, Reply)
+        return EmbeddingResult(
+            vectors=[[float(len(t)), 1.0] for t in texts],
+            model_id=self.model.id,
+            provider=self.name,
+            model_name=self.model.model_name,
+            usage=Usage(sum(len(t) for t in texts) // 4 + 1, 0),
+        )
+
+    async def stream(
+        self,
+        request: CompletionRequest,
+        *,
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        self.backend.calls.append(FakeCall(self.model.id, "stream", request, (), first_token_timeout, stall_timeout))
+        step = self.backend.next_step(self.model)
+        if isinstance(step, Reply):
+            if step.delay:
+                await asyncio.sleep(step.delay)
+            for piece in step.pieces():
+                yield StreamEvent(type="text", text=piece)
+            for call in step.tool_calls:
+                yield StreamEvent(type="tool_call", tool_call=call)
+            yield StreamEvent(
+                type="done", finish_reason=step.finish_reason, usage=step.usage, model_name=self.model.model_name
+            )
+            return
+        pieces = Reply(step.partial).pieces()
+        for piece in pieces[: step.after_chunks]:
+            yield StreamEvent(type="text", text=piece)
+        if isinstance(step, Fail):
+            raise self._raise(step)
+        limit = first_token_timeout if step.after_chunks == 0 else stall_timeout
+        try:
+            async with asyncio.timeout(limit):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            if step.after_chunks == 0:
+                raise self.error(FirstTokenTimeoutError, f"{self.name} sent no first token in time") from None
+            raise self.error(StreamStalledError, f"{self.name} stream stalled") from None
+
+
+_UNUSED_CLIENT = httpx.AsyncClient(transport=httpx.MockTransport(_no_network))
+
+
+# --- clocks and services ----------------------------------------------------------------
+
+
+class ManualClock:
+    """A clock that moves only when told to, and a ``sleep`` that moves it instead of waiting.
+
+    Pass ``clock=clock, sleep=clock.sleep`` (and ``wall_clock=clock``) to ``ModelService``.
+    """
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def make_test_service(
+    registry: Mapping[str, Any],
+    *,
+    backend: FakeBackend | None = None,
+    state_store: StateStore | None = None,
+    resilience: ResilienceSettings | None = None,
+    **service_kwargs: Any,
+) -> ModelService:
+    """A ``ModelService`` on ``registry`` (a dict in the file's format), every provider name served by
+    ``backend``'s fakes; ``service_kwargs`` go to ``ModelService`` (``clock``, ``sleep``, ``wall_clock`` ...)."""
+    from taskmodels.providers.factory import ModelProviderFactory
+    from taskmodels.registry.service import ModelRegistryService
+    from taskmodels.resilience.state import MemoryStateStore
+    from taskmodels.selection import ModelSelectionFactory
+    from taskmodels.service import ModelService
+
+    backend = backend or FakeBackend()
+    factory = ModelProviderFactory(http_client=_UNUSED_CLIENT, discover_entry_points=False)
+    for name in _provider_names(registry):
+        factory.register_provider_implementation(name, backend.provider_class(name))
+    service = ModelRegistryService.from_dict(registry, provider_names=factory.provider_names())
+    return ModelService(
+        registry=service,
+        selector=ModelSelectionFactory(service),
+        provider_factory=factory,
+        state_store=state_store or MemoryStateStore(),
+        resilience=resilience,
+        **service_kwargs,
+    )
+
+
+def _provider_names(registry: Mapping[str, Any]) -> set[str]:
+    return {str(m.get("provider")) for m in registry.get("models", ()) if isinstance(m, Mapping)} | {"fake"}
+
+
+# --- containers ----------------------------------------------------------------------------
+
+
+def make_test_container(
+    registry: Mapping[str, Any],
+    *,
+    backend: FakeBackend | None = None,
+    settings: Settings | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Container:
+    """A ``Container`` whose registry is ``registry`` (a dict in the file's format) and whose every
+    provider name is served by ``backend``'s ``FakeProvider``. ``overrides`` maps node names
+    (``state_store``, ``model_service`` ...) to objects or dependency-injector providers.
+    Call ``container.reset_override()`` when done, or use ``overridden_container``."""
+    from dependency_injector import providers
+
+    from taskmodels.containers import Container
+    from taskmodels.providers.factory import ModelProviderFactory
+    from taskmodels.registry.service import ModelRegistryService
+    from taskmodels.settings import Settings
+
+    backend = backend or FakeBackend()
+    settings = settings or Settings()
+    factory = ModelProviderFactory(settings, http_client=_UNUSED_CLIENT, discover_entry_points=False)
+    for name in _provider_names(registry):
+        factory.register_provider_implementation(name, backend.provider_class(name))
+    service = ModelRegistryService.from_dict(registry, provider_names=factory.provider_names())
+
+    container = Container()
+    container.settings.override(providers.Object(settings))
+    container.provider_factory.override(providers.Object(factory))
+    container.registry.override(providers.Object(service))
+    for node, value in (overrides or {}).items():
+        target = getattr(container, node, None)
+        if not isinstance(target, providers.Provider):
+            raise ValueError(f"the container has no node named {node!r}")
+        target.override(value if isinstance(value, providers.Provider) else providers.Object(value))
+    return container
+
+
+@contextmanager
+def overridden_container(
+    registry: Mapping[str, Any],
+    *,
+    backend: FakeBackend | None = None,
+    settings: Settings | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Iterator[Container]:
+    """``make_test_container`` for one block; every override and singleton is reset when it ends."""
+    container = make_test_container(registry, backend=backend, settings=settings, overrides=overrides)
+    try:
+        yield container
+    finally:
+        container.reset_override()
+        container.reset_singletons()
