@@ -56,12 +56,15 @@ _EXPORTS: dict[str, str] = {
     "ModelProviderFactory": "taskmodels.providers.factory",
     "ModelRegistryService": "taskmodels.registry.service",
     "ModelSelectionFactory": "taskmodels.selection",
+    "Selection": "taskmodels.selection",
+    "Skip": "taskmodels.selection",
     "ModelService": "taskmodels.service",
     "RegistryConfig": "taskmodels.registry.schema",
     "Settings": "taskmodels.settings",
     "StateStore": "taskmodels.resilience.state",
     "TaskMapping": "taskmodels.registry.schema",
     "configure_logging": "taskmodels.logging",
+    "get_logger": "taskmodels.logging",
 }
 
 __all__ = [
@@ -99,9 +102,11 @@ __all__ = [
     "RegistryConfig",
     "RegistryError",
     "ResponseFormat",
+    "Selection",
     "SelectionError",
     "Settings",
     "SettingsError",
+    "Skip",
     "StateStore",
     "StreamEvent",
     "StreamStalledError",
@@ -112,6 +117,7 @@ __all__ = [
     "UnknownTaskError",
     "Usage",
     "configure_logging",
+    "get_logger",
 ]
 
 
@@ -156,13 +162,13 @@ if TYPE_CHECKING:
         TaskModelsError,
         UnknownTaskError,
     )
-    from taskmodels.logging import configure_logging
+    from taskmodels.logging import configure_logging, get_logger
     from taskmodels.providers.base import BaseModelProvider
     from taskmodels.providers.factory import ModelProviderFactory
     from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
     from taskmodels.registry.service import ModelRegistryService
     from taskmodels.resilience.state import MemoryStateStore, StateStore
-    from taskmodels.selection import ModelSelectionFactory
+    from taskmodels.selection import ModelSelectionFactory, Selection, Skip
     from taskmodels.service import ModelService
     from taskmodels.settings import Settings
     from taskmodels.types import (
