@@ -223,6 +223,10 @@ class FaultServer:
         """What ``model`` does once its script is used up (``ok`` until set). Flip it to end an outage."""
         self._models[model].default = Behaviour.parse(behaviour)
 
+    def reset_scripts(self) -> None:
+        """Forget every script and default: each model answers ``ok`` again."""
+        self._models.clear()
+
     def _next_behaviour(self, model: str) -> Behaviour:
         state = self._models[model]
         return state.queue.popleft() if state.queue else state.default
