@@ -1,0 +1,305 @@
+"""Turns one run's measurements into the targets table, the comparison table and the JSON record."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Row", "comparison_rows", "format_table", "machine_info", "target_rows"]
+
+_PACKAGES = (
+    "taskmodels",
+    "httpx",
+    "httpcore",
+    "pydantic",
+    "dependency-injector",
+    "structlog",
+    "openai",
+    "pydantic-ai-slim",
+    "litellm",
+    "httpx-aiohttp",
+    "aiohttp",
+    "uvloop",
+)
+
+
+@dataclass(slots=True)
+class Row:
+    metric: str
+    baseline: str
+    candidate: str
+    ratio: str
+    target: str
+    met: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "taskmodels": self.candidate,
+            "ratio": self.ratio,
+            "target": self.target,
+            "met": self.met,
+        }
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and not math.isnan(x) and not math.isinf(x)
+
+
+def _us(seconds: float | None) -> str:
+    return f"{seconds * 1e6:,.1f} µs" if _finite(seconds) else "—"  # type: ignore[operator]
+
+
+def _ms(seconds: float | None) -> str:
+    return f"{seconds * 1e3:,.1f} ms" if _finite(seconds) else "—"  # type: ignore[operator]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if not (_finite(a) and _finite(b)) or not b:
+        return None
+    return a / b  # type: ignore[operator]
+
+
+def _x(r: float | None) -> str:
+    return f"{r:.3f}×" if r is not None else "—"
+
+
+def _met(ok: bool | None) -> str:
+    return "—" if ok is None else ("yes" if ok else "NO")
+
+
+def _status(entry: dict[str, Any] | None) -> str | None:
+    """Why a variant has no figures: skipped (and why) or failed (and how)."""
+    if entry is None:
+        return "not run"
+    if entry.get("skipped"):
+        return f"skipped: {entry['skipped']!s}"
+    if entry.get("error"):
+        return f"FAILED: {str(entry['error'])[:80]}"
+    return None
+
+
+def target_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: str = "bare httpx") -> list[Row]:
+    """One row per target of the issue, taskmodels against its baseline."""
+    rows: list[Row] = []
+    ov = run.get("overhead", {})
+    seq = ov.get("sequential", {})
+    b = seq.get(base)
+
+    def pair_rows(
+        metric: str,
+        group: dict[str, Any],
+        *,
+        base_name: str,
+        key: str,
+        fmt: Any,
+        limit: float | None,
+        higher_is_better: bool = False,
+        per: float = 1.0,
+    ) -> None:
+        be, se = group.get(base_name), group.get(subject)
+        bad = _status(be) or _status(se)
+        target = "—" if limit is None else (f"≥ {limit:.2f}×" if higher_is_better else f"≤ {limit:.2f}×")
+        if bad is not None:
+            rows.append(
+                Row(metric, _status(be) or "", _status(se) or "", "—", target, "NO" if "FAILED" in bad else "—")
+            )
+            return
+        assert be is not None
+        assert se is not None
+        bv, sv = be[key] / per, se[key] / per
+        r = _ratio(sv, bv)
+        ok = None if limit is None or r is None else (r >= limit if higher_is_better else r <= limit)
+        rows.append(Row(metric, fmt(bv), fmt(sv), _x(r), target, _met(ok)))
+
+    fb_base = f"{base} try/except"
+    pair_rows("sequential median", seq, base_name=base, key="median_s", fmt=_us, limit=1.05)
+    pair_rows("sequential p99", seq, base_name=base, key="p99_s", fmt=_us, limit=1.20)
+    pair_rows("client CPU per call", seq, base_name=base, key="cpu_per_call_s", fmt=_us, limit=None)
+    pair_rows(
+        "concurrency 50 (req/s)",
+        ov.get("concurrent", {}),
+        base_name=base,
+        key="median_rps",
+        fmt=lambda v: f"{v:,.0f}/s",
+        limit=0.95,
+        higher_is_better=True,
+    )
+    pair_rows("fallback path median", ov.get("fallback", {}), base_name=fb_base, key="median_s", fmt=_us, limit=1.10)
+    chunks = float(run.get("config", {}).get("chunks", 1))
+    stream = ov.get("stream", {})
+    pair_rows("streaming, per chunk", stream, base_name=base, key="median_s", fmt=_us, limit=1.10, per=chunks)
+
+    scale = run.get("scale")
+    bare_call = b.get("median_s") if b and not _status(b) else None
+    if scale:
+        size = f"{scale['models']:,} models/{scale['tasks']:,} tasks"
+        for key, label in (("select_s", "selection"), ("select_filtered_s", "selection + capability filter")):
+            share = _ratio(scale[key], bare_call)
+            rows.append(
+                Row(
+                    f"{label} ({size})",
+                    _us(bare_call) + " (1 bare call)",
+                    _us(scale[key]),
+                    f"{share * 100:.2f} %" if share is not None else "—",
+                    "< 2 %",
+                    _met(None if share is None else share < 0.02),
+                )
+            )
+        for key, label in (("load_file_s", "load+validate from file"), ("load_dict_s", "load+validate from dict")):
+            rows.append(Row(f"{label} ({size})", "—", _ms(scale[key]), "—", "< 1 s", _met(scale[key] < 1.0)))
+    elif run.get("scale_error"):
+        rows.append(Row("registry scale", "", f"FAILED: {run['scale_error'][:80]}", "—", "", "NO"))
+
+    imports = run.get("imports", {})
+    ti, hi = imports.get("import taskmodels", {}), imports.get("import httpx", {})
+    if ti and hi:
+        r = _ratio(ti.get("median_s"), hi.get("median_s"))
+        rows.append(
+            Row(
+                "cold import",
+                _ms(hi.get("median_s")) + " (httpx)",
+                _ms(ti.get("median_s")),
+                _x(r),
+                "≤ 2.00×",
+                _met(None if r is None else r <= 2.0),
+            )
+        )
+        ready = imports.get("taskmodels ready to call", {})
+        if ready.get("median_s") is not None:
+            r2 = _ratio(ready.get("median_s"), hi.get("median_s"))
+            rows.append(
+                Row(
+                    "cold import, container + provider",
+                    _ms(hi.get("median_s")) + " (httpx)",
+                    _ms(ready["median_s"]),
+                    _x(r2),
+                    "—",
+                    "—",
+                )
+            )
+
+    mem = run.get("memory", {})
+    mt, mb = mem.get(subject), mem.get(base)
+    if mt is not None:
+        if mt.get("error"):
+            rows.append(Row("RSS growth", "", f"FAILED: {mt['error'][:80]}", "—", "< 5 MB", "NO"))
+        else:
+            growth = mt["growth_bytes"] / 1e6
+            base_txt = f"{mb['growth_bytes'] / 1e6:+.2f} MB (bare)" if mb and not mb.get("error") else "—"
+            rows.append(
+                Row(
+                    f"RSS growth over {mt['calls']:,} calls",
+                    base_txt,
+                    f"{growth:+.2f} MB",
+                    "—",
+                    "< 5 MB",
+                    _met(growth < 5.0),
+                )
+            )
+    return rows
+
+
+def comparison_rows(run: dict[str, Any], base: str = "bare httpx") -> list[list[str]]:
+    """Every variant as ratios to bare httpx: median, p99, CPU per call, req/s, fallback, per-chunk streaming."""
+    ov = run.get("overhead", {})
+    seq, conc, fb, st = (ov.get(k, {}) for k in ("sequential", "concurrent", "fallback", "stream"))
+    names = list(seq)
+    for extra in (*conc, *fb, *st):
+        short = extra.split(" try/except")[0].split(" FallbackModel")[0].split(" fallbacks")[0]
+        if short not in names:
+            names.append(short)
+
+    def fallback_name(name: str) -> str | None:
+        if name in fb:
+            return name
+        # The hand-written and SDK fallbacks carry a suffix naming how they fall back.
+        suffixed = [str(k) for k in fb if str(k).startswith(name + " ")]
+        return min(suffixed, key=len) if suffixed else None
+
+    def ratio(group: dict[str, Any], name: str | None, base_name: str, key: str) -> str:
+        if name is None:
+            return "—"
+        e, be = group.get(name), group.get(base_name)
+        bad = _status(e)
+        if bad is not None:
+            return bad
+        if be is None or e is None or _status(be) is not None:
+            return "—"
+        return _x(_ratio(e[key], be[key]))
+
+    out = []
+    for name in names:
+        out.append(
+            [
+                name,
+                ratio(seq, name, base, "median_s"),
+                ratio(seq, name, base, "p99_s"),
+                ratio(seq, name, base, "cpu_per_call_s"),
+                ratio(conc, name, base, "median_rps"),
+                ratio(fb, fallback_name(name), f"{base} try/except", "median_s"),
+                ratio(st, name, base, "median_s"),
+            ]
+        )
+    return out
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)), line]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, check=False, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def machine_info() -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "load_average_at_start": list(load),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "packages": versions,
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--", "src")),
+    }

@@ -1,0 +1,275 @@
+"""One benchmark run: every measurement against the same server, then the tables and the JSON file.
+
+    python -m benchmarks            # the default size (a couple of minutes)
+    python -m benchmarks --full     # the published figures: 100,000 calls for memory, more rounds
+    python -m benchmarks --smoke    # CI: a few hundred calls, well under a minute, no timing asserted
+
+The exit status is non-zero when any call failed (a wrong answer, an exception),
+never because a timing missed its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import traceback
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.clients import SDK_BUILDERS, Endpoints, bare_httpx_variants
+from benchmarks.harness import Variant, run_concurrent, run_sequential
+from benchmarks.imports import measure_imports
+from benchmarks.memory import measure_rss_growth
+from benchmarks.report import comparison_rows, format_table, machine_info, target_rows
+from benchmarks.scale import measure_scale
+from benchmarks.server import BenchServer
+from benchmarks.subject import build_service, taskmodels_variants
+
+__all__ = ["SIZES", "Size", "main"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    seq_calls: int  # per round per variant
+    seq_rounds: int
+    warmup: int
+    conc_calls: int
+    conc_rounds: int
+    concurrency: int
+    fb_calls: int
+    fb_rounds: int
+    stream_calls: int
+    stream_rounds: int
+    chunks: int
+    scale_models: int
+    scale_repeats: int
+    selections: int
+    import_repeats: int
+    memory_calls: int
+    memory_warmup: int
+    memory_concurrency: int
+
+
+SIZES: dict[str, Size] = {
+    "smoke": Size(20, 2, 5, 100, 1, 50, 10, 2, 10, 2, 20, 1_000, 1, 1_000, 2, 300, 50, 10),
+    "quick": Size(200, 5, 50, 1_000, 3, 50, 100, 5, 100, 5, 20, 10_000, 3, 20_000, 6, 10_000, 2_000, 10),
+    "full": Size(500, 10, 100, 2_000, 5, 50, 300, 6, 200, 6, 20, 10_000, 5, 50_000, 10, 100_000, 5_000, 10),
+}
+
+
+def _failed_variant(name: str, exc: BaseException) -> dict[str, Variant]:
+    message = f"{type(exc).__name__}: {exc}"
+
+    async def broken() -> None:
+        raise RuntimeError(f"could not build {name}: {message}")
+
+    return {k: Variant(name, broken) for k in ("complete", "fallback", "stream")}
+
+
+async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[str, Variant]]:
+    """The same calls over httpx-aiohttp's transport, when it is installed."""
+    try:
+        from httpx_aiohttp import AiohttpTransport
+    except ImportError:
+        return []
+    client = httpx.AsyncClient(transport=AiohttpTransport())
+    stack.push_async_callback(client.aclose)
+    out = [bare_httpx_variants(ep, client, label="bare httpx+aiohttp")]
+    label = "taskmodels (aiohttp transport)"
+    try:
+        service = await build_service(ep, stack, transport="aiohttp")
+        out.append(taskmodels_variants(service, ep, label=label))
+    except Exception as exc:
+        out.append(_failed_variant(label, exc))
+    return out
+
+
+async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log: Any) -> dict[str, Any]:
+    async with AsyncExitStack() as stack:
+        client = httpx.AsyncClient()
+        stack.push_async_callback(client.aclose)
+        groups = [bare_httpx_variants(ep, client)]
+        try:
+            service = await build_service(ep, stack)
+            groups.append(taskmodels_variants(service, ep))
+        except Exception as exc:
+            traceback.print_exc()
+            groups.append(_failed_variant("taskmodels", exc))
+        if aiohttp:
+            groups += await _aiohttp_variants(ep, stack)
+        if sdks:
+            for build in SDK_BUILDERS:
+                try:
+                    groups.append(await build(ep, stack))
+                except Exception as exc:
+                    groups.append(_failed_variant(build.__name__.removesuffix("_variants"), exc))
+
+        def pick(kind: str) -> list[Variant]:
+            return [g[kind] for g in groups]
+
+        out: dict[str, Any] = {}
+        log("sequential calls")
+        seq = await run_sequential(
+            pick("complete"), calls_per_round=size.seq_calls, rounds=size.seq_rounds, warmup=size.warmup
+        )
+        out["sequential"] = {k: v.as_dict() for k, v in seq.items()}
+        log(f"concurrency {size.concurrency}")
+        conc = await run_concurrent(
+            pick("complete"),
+            concurrency=size.concurrency,
+            calls_per_round=size.conc_calls,
+            rounds=size.conc_rounds,
+            warmup=size.warmup,
+        )
+        out["concurrent"] = {k: v.as_dict() for k, v in conc.items()}
+        log("fallback path")
+        fb = await run_sequential(
+            pick("fallback"), calls_per_round=size.fb_calls, rounds=size.fb_rounds, warmup=size.warmup
+        )
+        out["fallback"] = {k: v.as_dict() for k, v in fb.items()}
+        log("streaming")
+        st = await run_sequential(
+            pick("stream"), calls_per_round=size.stream_calls, rounds=size.stream_rounds, warmup=size.warmup
+        )
+        out["stream"] = {k: v.as_dict() for k, v in st.items()}
+        log(f"memory over {size.memory_calls:,} calls")
+        memory: dict[str, Any] = {}
+        for group in groups[:2]:  # bare httpx, then taskmodels
+            variant = group["complete"]
+            try:
+                memory[variant.name] = await measure_rss_growth(
+                    variant, calls=size.memory_calls, warmup=size.memory_warmup, concurrency=size.memory_concurrency
+                )
+            except Exception as exc:
+                memory[variant.name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return {"overhead": out, "memory": memory}
+
+
+def _errors(run: dict[str, Any]) -> list[str]:
+    found = []
+    for group, entries in run.get("overhead", {}).items():
+        for name, entry in entries.items():
+            if entry.get("error"):
+                found.append(f"{group} / {name}: {entry['error']}")
+    for name, entry in run.get("memory", {}).items():
+        if entry.get("error"):
+            found.append(f"memory / {name}: {entry['error']}")
+    if run.get("scale_error"):
+        found.append(f"scale: {run['scale_error']}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_const", dest="size", const="smoke", help="CI size, no timing asserted")
+    mode.add_argument("--quick", action="store_const", dest="size", const="quick", help="the default size")
+    mode.add_argument("--full", action="store_const", dest="size", const="full", help="the published size")
+    parser.add_argument("--no-sdks", action="store_true", help="skip the openai / pydantic-ai / LiteLLM comparisons")
+    parser.add_argument("--no-aiohttp", action="store_true", help="skip the httpx-aiohttp transport variants")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="taskmodels' log level during the run (WARNING: the per-call events are off, as in production)",
+    )
+    parser.add_argument("--output", type=Path, default=None, help="JSON file (default benchmarks/results/<time>.json)")
+    args = parser.parse_args(argv)
+    size_name = args.size or "quick"
+    # Unconfigured structlog prints every event at every level: an application sets a level, so do we.
+    from taskmodels.logging import configure_logging
+
+    # Rendered to /dev/null: the formatting work counts, a terminal's speed does not.
+    devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (lives as long as the run)
+    configure_logging(level=args.log_level, fmt="json", stream=devnull)
+    size = SIZES[size_name]
+    started = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    run: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "size": size_name,
+        "log_level": args.log_level,
+        "config": vars_of(size),
+        "machine": machine_info(),
+    }
+    with BenchServer(chunks=size.chunks, lifetime=3600.0) as server:
+        log(f"server at {server.url} (pid {server.pid})")
+        ep = Endpoints(server.url, size.chunks)
+        run.update(asyncio.run(_overhead(ep, size, sdks=not args.no_sdks, aiohttp=not args.no_aiohttp, log=log)))
+    log(f"registry scale at {size.scale_models:,} models and tasks")
+    try:
+        run["scale"] = measure_scale(
+            models=size.scale_models,
+            tasks=size.scale_models,
+            load_repeats=size.scale_repeats,
+            selections=size.selections,
+        )
+    except Exception as exc:
+        traceback.print_exc()
+        run["scale_error"] = f"{type(exc).__name__}: {exc}"
+    log("cold imports")
+    labels = ["import taskmodels", "import httpx", "taskmodels ready to call"]
+    if not args.no_sdks and size_name != "smoke":
+        labels += ["import openai", "import pydantic_ai", "import litellm"]
+    run["imports"] = measure_imports(size.import_repeats, labels=labels)
+    run["elapsed_s"] = time.perf_counter() - started
+
+    targets = target_rows(run)
+    run["targets"] = [r.as_dict() for r in targets]
+    print()
+    print(f"taskmodels benchmarks ({size_name}) on {run['machine']['cpu_model']}, {run['machine']['cpu_cores']} cores")
+    print()
+    print(
+        format_table(
+            ["metric", "baseline", "taskmodels", "ratio", "target", "met?"],
+            [[r.metric, r.baseline, r.candidate, r.ratio, r.target, r.met] for r in targets],
+        )
+    )
+    print()
+    print("every client against bare httpx (ratios; lower is better except req/s):")
+    print()
+    comparison = comparison_rows(run)
+    run["comparison"] = comparison
+    print(
+        format_table(
+            ["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"],
+            comparison,
+        )
+    )
+    imports = run["imports"]
+    print()
+    print(
+        "cold imports (median of fresh interpreters): "
+        + ", ".join(
+            f"{k}: {v['median_s'] * 1e3:.0f} ms" if v["median_s"] is not None else f"{k}: {v['error']}"
+            for k, v in imports.items()
+        )
+    )
+    out = args.output or RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{size_name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
+    print(f"\nwrote {out} in {run['elapsed_s']:.0f} s")
+    errors = _errors(run)
+    if errors:
+        print("\nFAILED calls:", file=sys.stderr)
+        for e in errors:
+            print(f"  {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def vars_of(size: Size) -> dict[str, Any]:
+    return {name: getattr(size, name) for name in Size.__dataclass_fields__}
