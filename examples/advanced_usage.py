@@ -12,10 +12,12 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from _cli import parse_args, settings_from_args
 from dependency_injector import providers
 
-from _cli import parse_args, settings_from_args
 from taskmodels.containers import Container
+from taskmodels.providers.factory import ModelProviderFactory
+from taskmodels.selection import ModelSelectionFactory
 from taskmodels.types import CompletionRequest
 
 
@@ -23,8 +25,8 @@ async def run(argv: Sequence[str] | None = None) -> str:
     args = parse_args(__doc__ or "", argv)
     container = Container()
     container.settings.override(providers.Object(settings_from_args(args)))
-    selector = container.selector()  # ModelSelectionFactory
-    provider_factory = container.provider_factory()  # ModelProviderFactory
+    selector: ModelSelectionFactory = container.selector()
+    provider_factory: ModelProviderFactory = container.provider_factory()
     try:
         model = selector.select_model_for_task(args.task)
         provider = provider_factory.create_provider_for_model(model)

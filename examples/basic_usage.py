@@ -13,17 +13,18 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from _cli import parse_args, settings_from_args
 from dependency_injector import providers
 
-from _cli import parse_args, settings_from_args
 from taskmodels.containers import Container
+from taskmodels.service import ModelService
 
 
 async def run(argv: Sequence[str] | None = None) -> str:
     args = parse_args(__doc__ or "", argv)
     container = Container()
     container.settings.override(providers.Object(settings_from_args(args)))
-    service = container.model_service()  # built synchronously: no await
+    service: ModelService = container.model_service()  # built synchronously: no await
     try:
         result = await service.complete_with_task_model(
             args.task,

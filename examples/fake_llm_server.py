@@ -26,6 +26,7 @@ serves until interrupted). It never listens anywhere but 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -151,24 +152,47 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         creds = any(self.headers.get(h) for h in ("authorization", "x-api-key", "api-key", "x-goog-api-key"))
         if path.endswith("/chat/completions"):
-            self._serve("openai", path, body, str(body.get("model", "")), creds, self._openai_chat)
+            self._serve(
+                "openai", path=path, body=body, model=str(body.get("model", "")), creds=creds, handle=self._openai_chat
+            )
         elif path.endswith("/embeddings"):
-            self._serve("openai", path, body, str(body.get("model", "")), creds, self._openai_embeddings)
+            self._serve(
+                "openai",
+                path=path,
+                body=body,
+                model=str(body.get("model", "")),
+                creds=creds,
+                handle=self._openai_embeddings,
+            )
         elif path.endswith("/v1/messages"):
-            self._serve("anthropic", path, body, str(body.get("model", "")), creds, self._anthropic)
+            self._serve(
+                "anthropic", path=path, body=body, model=str(body.get("model", "")), creds=creds, handle=self._anthropic
+            )
         elif "/models/" in path and ":" in path:
             model, _, method = path.rsplit("/", 1)[1].partition(":")
-            self._serve("gemini", path, body, model, creds, lambda b: self._gemini(b, model, method))
+            self._serve(
+                "gemini",
+                path=path,
+                body=body,
+                model=model,
+                creds=creds,
+                handle=lambda b: self._gemini(b, model, method),
+            )
         elif path == "/api/chat":
-            self._serve("ollama", path, body, str(body.get("model", "")), creds, self._ollama_chat)
+            self._serve(
+                "ollama", path=path, body=body, model=str(body.get("model", "")), creds=creds, handle=self._ollama_chat
+            )
         elif path == "/api/embed":
-            self._serve("ollama", path, body, str(body.get("model", "")), creds, self._ollama_embed)
+            self._serve(
+                "ollama", path=path, body=body, model=str(body.get("model", "")), creds=creds, handle=self._ollama_embed
+            )
         else:
             self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
     def _serve(
         self,
         protocol: str,
+        *,
         path: str,
         body: dict[str, Any],
         model: str,
@@ -227,12 +251,11 @@ class _Handler(BaseHTTPRequestHandler):
             for piece in _chunks(text):
                 yield json.dumps(chunk({"content": piece}, None))
             yield json.dumps(chunk({}, "stop"))
-            yield json.dumps(
-                {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}
-            )
+            # The usage chunk that stream_options.include_usage asks for: no choices, just usage.
+            yield json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [], "usage": usage})
             yield "[DONE]"
 
-        self._sse((f"data: {e}\n\n" for e in events()))
+        self._sse(f"data: {e}\n\n" for e in events())
 
     def _openai_embeddings(self, body: dict[str, Any]) -> None:
         texts = body.get("input") or []
@@ -429,7 +452,5 @@ def _vector(text: str) -> list[float]:
 if __name__ == "__main__":
     with FakeLLMServer() as server:
         print(f"fake LLM server on {server.base_url} (OpenAI base URL {server.openai_base_url}); Ctrl-C stops it")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass

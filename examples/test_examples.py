@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fake_llm_server import FakeLLMServer
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -67,8 +66,9 @@ def registry(tmp_path: Path) -> Path:
 def run_example(script: str, registry: Path, server: FakeLLMServer, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKMODELS_")}
     env["OPENAI_API_KEY"] = "sk-example-test-not-a-real-key"
+    command = [sys.executable, str(EXAMPLES / script), "--registry", str(registry)]
     return subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--registry", str(registry), "--base-url", server.openai_base_url, *extra],
+        [*command, "--base-url", server.openai_base_url, *extra],
         capture_output=True,
         text=True,
         timeout=60,
