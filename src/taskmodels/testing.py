@@ -94,6 +94,8 @@ __all__ = [
     "content_filtered",
     "context_length",
     "cut",
+    "fake_model",
+    "fake_registry",
     "hang",
     "make_test_container",
     "make_test_service",
@@ -398,6 +400,31 @@ class FakeProvider(BaseModelProvider):
 
 
 _UNUSED_CLIENT = httpx.AsyncClient(transport=httpx.MockTransport(_no_network))
+
+
+# --- registries -------------------------------------------------------------------------
+
+
+def fake_model(model_id: str, *, context: int = 8000, price: float = 0.001, **keys: Any) -> dict[str, Any]:
+    """A registry model entry (file format) served by the ``fake`` provider; ``keys`` add or replace keys."""
+    return {
+        "id": model_id,
+        "provider": "fake",
+        "modelName": f"{model_id}-name",
+        "maxTokens": 100,
+        "temperature": 0.2,
+        "contextWindow": context,
+        "costPer1kTokens": price,
+        **keys,
+    }
+
+
+def fake_registry(*models: dict[str, Any], task: str = "t", **mapping: Any) -> dict[str, Any]:
+    """A registry document with one task whose chain is ``models`` in order (the last is the default);
+    ``mapping`` adds task-mapping keys such as ``streamPolicy`` or ``budget``."""
+    ids = [m["id"] for m in models]
+    entry = {"taskName": task, "primaryModelId": ids[0], "fallbackModelIds": ids[1:], **mapping}
+    return {"models": list(models), "taskMappings": [entry], "defaultModelId": ids[-1]}
 
 
 # --- clocks and services ----------------------------------------------------------------

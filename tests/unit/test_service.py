@@ -25,6 +25,8 @@ from taskmodels.testing import (
     connection_error,
     content_filtered,
     context_length,
+    fake_model,
+    fake_registry,
     hang,
     make_test_service,
     malformed,
@@ -36,23 +38,12 @@ from taskmodels.testing import (
 from taskmodels.types import CompletionRequest, Usage
 
 
-def model(mid: str, *, context: int = 8000, price: float = 0.001, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": mid,
-        "provider": "fake",
-        "modelName": f"{mid}-name",
-        "maxTokens": 100,
-        "temperature": 0.2,
-        "contextWindow": context,
-        "costPer1kTokens": price,
-        **extra,
-    }
+def model(mid: str, **keys: Any) -> dict[str, Any]:
+    return fake_model(mid, **keys)
 
 
 def registry(*models: dict[str, Any], task: dict[str, Any] | None = None) -> dict[str, Any]:
-    ids = [m["id"] for m in models]
-    mapping = {"taskName": "t", "primaryModelId": ids[0], "fallbackModelIds": ids[1:], **(task or {})}
-    return {"models": list(models), "taskMappings": [mapping], "defaultModelId": ids[-1]}
+    return fake_registry(*models, **(task or {}))
 
 
 THREE = registry(model("a"), model("b"), model("c"))
