@@ -104,6 +104,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+def _check_unique(variants: Sequence[Variant]) -> None:
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must be unique, got {names}")
+
+
 def _rotated(items: Sequence[Variant], by: int) -> list[Variant]:
     k = by % len(items) if items else 0
     return [*items[k:], *items[:k]]
@@ -118,6 +124,7 @@ async def run_sequential(
     variants: Sequence[Variant], *, calls_per_round: int, rounds: int, warmup: int
 ) -> dict[str, SequentialResult]:
     """One call at a time; wall time per call and client CPU per call."""
+    _check_unique(variants)
     results = {v.name: SequentialResult(v.name, skipped=v.skipped) for v in variants}
     active = [v for v in variants if v.skipped is None]
     for v in active:
@@ -154,6 +161,7 @@ async def run_concurrent(
     variants: Sequence[Variant], *, concurrency: int, calls_per_round: int, rounds: int, warmup: int
 ) -> dict[str, ConcurrentResult]:
     """``concurrency`` workers share ``calls_per_round`` calls; requests per second per round."""
+    _check_unique(variants)
     results = {v.name: ConcurrentResult(v.name, skipped=v.skipped) for v in variants}
     active = [v for v in variants if v.skipped is None]
 
