@@ -205,7 +205,9 @@ class RedisStateStore(StateStore):
         self._probing = False
 
     @classmethod
-    def from_settings(cls, settings: StateSettings) -> RedisStateStore:
+    def from_settings(
+        cls, settings: StateSettings, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> RedisStateStore:
         if settings.url is None:
             raise SettingsError("TASKMODELS_STATE__URL must be set (redis://host:port/db) when the backend is redis")
         url = settings.url.get_secret_value()
@@ -234,6 +236,7 @@ class RedisStateStore(StateStore):
             operation_timeout=timeout,
             retry_interval=settings.retry_interval,
             location=_redacted_location(url),
+            monotonic=monotonic,
         )
 
     @property

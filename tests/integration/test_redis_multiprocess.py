@@ -1,0 +1,300 @@
+"""Separate OS processes sharing breaker and spend state through a real redis-server.
+
+Each worker is this file run as a script: a ``RedisStateStore`` in its own
+process, driven by JSON commands on stdin, answering one JSON line per command
+together with whether the answer came from Redis. Every read of a worker's
+answer is bounded, so a stuck worker fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import structlog
+from pydantic import SecretStr
+from structlog.testing import LogCapture, capture_logs
+
+from taskmodels.config import StateSettings
+from taskmodels.resilience.redis import RedisStateStore
+
+T0 = 1_700_000_000.0
+DAY = 86400.0
+REPLY_TIMEOUT = 20.0
+
+
+# --- the worker process ----------------------------------------------------------------------
+
+
+async def _reserve_many(store: RedisStateStore, scope: str, amount: float, limit: float, count: int) -> dict[str, Any]:
+    accepted = 0
+    on_redis = True
+    for _ in range(count):
+        decision = await store.reserve_spend(scope, amount, limit=limit, window=DAY, now=T0)
+        accepted += decision.accepted
+        on_redis = on_redis and store.on_redis
+    return {"accepted": accepted, "all_on_redis": on_redis}
+
+
+def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., Awaitable[Any]]]:
+    async def admit(key: str, now: float) -> list[Any]:
+        a = await store.admit(key, now=now, probe_lease=5)
+        return [a.allowed, a.probe, a.retry_at]
+
+    async def record_failure(key: str, now: float, threshold: int, cooldown: float) -> list[Any]:
+        s = await store.record_failure(key, now=now, threshold=threshold, cooldown=cooldown)
+        return [s.state, s.consecutive_failures, s.retry_at]
+
+    async def record_success(key: str, now: float) -> str:
+        return (await store.record_success(key, now=now)).state
+
+    async def breaker(key: str, now: float) -> list[Any]:
+        s = await store.breaker(key, now=now)
+        return [s.state, s.consecutive_failures, s.retry_at]
+
+    async def reserve_many(scope: str, amount: float, limit: float, count: int) -> dict[str, Any]:
+        return await _reserve_many(store, scope, amount, limit, count)
+
+    async def spend(scope: str) -> float:
+        return await store.spend(scope, window=DAY, now=T0)
+
+    async def events() -> list[str]:
+        return [str(e["event"]) for e in logged.entries]
+
+    return {
+        "events": events,
+        "admit": admit,
+        "record_failure": record_failure,
+        "record_success": record_success,
+        "breaker": breaker,
+        "reserve_many": reserve_many,
+        "spend": spend,
+    }
+
+
+async def _serve(url: str, namespace: str, operation_timeout: float, retry_interval: float) -> None:
+    settings = StateSettings(
+        backend="redis",
+        url=SecretStr(url),
+        namespace=namespace,
+        operation_timeout=operation_timeout,
+        retry_interval=retry_interval,
+    )
+    logged = LogCapture()  # stdout carries the replies, so log events are kept and asked for
+    structlog.configure(processors=[logged])
+    store = RedisStateStore.from_settings(settings)
+    ops = _ops(store, logged)
+    loop = asyncio.get_running_loop()
+    print(json.dumps({"ready": True}), flush=True)
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        command = json.loads(line)
+        result = await ops[command["op"]](**command["args"])
+        print(json.dumps({"result": result, "on_redis": store.on_redis}), flush=True)
+    await store.aclose()
+
+
+# --- the test side ---------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, url: str, namespace: str, *, operation_timeout: float = 1.0, retry_interval: float = 5.0):
+        args = [sys.executable, __file__, url, namespace, str(operation_timeout), str(retry_interval)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def send(self, op: str, **args: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
+        self.proc.stdin.flush()
+
+    def receive(self, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise AssertionError(f"worker {self.proc.pid} did not answer within {timeout}s")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"worker {self.proc.pid} exited with {self.proc.wait(5)}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def ask(self, op: str, **args: Any) -> dict[str, Any]:
+        self.send(op, **args)
+        return self.receive()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
+    raise SystemExit(0)
+
+
+from redisserver import RedisServer, require_redis_server  # noqa: E402 - a worker needs none of this
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    require_redis_server()
+    with RedisServer.launch() as server:
+        yield server
+
+
+@pytest.fixture
+def start_workers(redis_server: RedisServer) -> Iterator[Callable[..., list[Worker]]]:
+    started: list[Worker] = []
+
+    def start(n: int, namespace: str, **options: float) -> list[Worker]:
+        workers = [Worker(redis_server.url, namespace, **options) for _ in range(n)]
+        started.extend(workers)
+        for w in workers:  # they start in parallel; wait for each in turn
+            assert w.receive() == {"ready": True}
+        return workers
+
+    yield start
+    for w in started:
+        w.close()
+
+
+def namespace() -> str:
+    return f"mp-{uuid.uuid4().hex[:10]}"
+
+
+def test_an_outage_seen_by_one_process_opens_the_breaker_for_the_others(
+    start_workers: Callable[..., list[Worker]],
+) -> None:
+    a, b, c = start_workers(3, namespace())
+    for n in (1, 2):
+        assert a.ask("record_failure", key="gpt", now=T0, threshold=3, cooldown=30)["result"] == ["closed", n, None]
+    assert b.ask("admit", key="gpt", now=T0)["result"] == [True, False, None]
+    assert a.ask("record_failure", key="gpt", now=T0, threshold=3, cooldown=30)["result"] == ["open", 3, T0 + 30]
+
+    reply = b.ask("admit", key="gpt", now=T0 + 1)
+    assert reply == {"result": [False, False, T0 + 30], "on_redis": True}
+    assert c.ask("breaker", key="gpt", now=T0 + 1)["result"] == ["open", 3, T0 + 30]
+
+    # After the cooldown exactly one process gets the probe; its success closes the breaker for all.
+    assert b.ask("admit", key="gpt", now=T0 + 30)["result"] == [True, True, None]
+    assert c.ask("admit", key="gpt", now=T0 + 31)["result"] == [False, False, T0 + 35]
+    assert b.ask("record_success", key="gpt", now=T0 + 32)["result"] == "closed"
+    assert a.ask("admit", key="gpt", now=T0 + 32)["result"] == [True, False, None]
+    assert c.ask("breaker", key="gpt", now=T0 + 32)["result"] == ["closed", 0, None]
+
+
+@pytest.mark.parametrize(("amount", "limit"), [(1.0, 100.0), (0.3, 10.0)])
+def test_processes_reserving_against_one_limit_never_exceed_it(
+    start_workers: Callable[..., list[Worker]], amount: float, limit: float
+) -> None:
+    workers = start_workers(4, namespace())
+    count = int(limit / amount)  # each could take the whole budget alone
+    for w in workers:
+        w.send("reserve_many", scope="task:summarize", amount=amount, limit=limit, count=count)
+    replies = [w.receive()["result"] for w in workers]
+    assert all(r["all_on_redis"] for r in replies)
+    accepted = sum(r["accepted"] for r in replies)
+    total = workers[0].ask("spend", scope="task:summarize")["result"]
+    assert total <= limit
+    assert total > limit - amount  # the budget was used up, not merely respected
+    assert accepted == round(total / amount)
+    assert sum(r["accepted"] > 0 for r in replies) >= 2  # the processes really competed
+
+
+async def test_killing_redis_loses_no_call_and_restarting_resumes_sharing(
+    redis_server: RedisServer, start_workers: Callable[..., list[Worker]]
+) -> None:
+    ns = namespace()
+    (other,) = start_workers(1, ns, operation_timeout=0.5, retry_interval=0.05)
+    clock = [0.0]
+    settings = StateSettings(
+        backend="redis", url=SecretStr(redis_server.url), namespace=ns, operation_timeout=0.5, retry_interval=1.0
+    )
+    store = RedisStateStore.from_settings(settings, monotonic=lambda: clock[0])  # retries on this test's clock
+
+    with capture_logs() as logs:
+        for _ in range(3):
+            await store.record_failure("before", now=T0, threshold=3, cooldown=30)
+        assert other.ask("admit", key="before", now=T0 + 1)["result"] == [False, False, T0 + 30]
+
+        # Calls in flight while the server dies: every one of them returns an answer.
+        async def call(i: int) -> object:
+            if i % 2:
+                return await store.admit(f"k{i % 7}", now=T0, probe_lease=5)
+            return await store.reserve_spend("task", 0.01, limit=1e9, window=DAY, now=T0)
+
+        killed = threading.Event()
+
+        def kill() -> None:
+            redis_server.kill()
+            killed.set()
+
+        warmed_up = asyncio.Event()
+
+        async def calls() -> list[object]:
+            results: list[object] = []
+            after_kill = 0
+            while after_kill < 100:
+                async with asyncio.timeout(2.0):
+                    results.append(await call(len(results)))
+                if len(results) == 20:
+                    warmed_up.set()
+                after_kill += killed.is_set()
+                await asyncio.sleep(0)  # local answers never yield; the loop must still run
+            return results
+
+        running = asyncio.create_task(calls())
+        await warmed_up.wait()  # the first calls reach Redis before it dies
+        assert store.on_redis
+        await asyncio.to_thread(kill)
+        results = await running
+        assert len(results) >= 120
+        assert all(r is not None for r in results)
+        assert not store.on_redis
+
+        # Local answers while Redis is down are the memory store's, bounded like every call.
+        started = time.monotonic()
+        for _ in range(3):
+            snap = await store.record_failure("during", now=T0, threshold=3, cooldown=30)
+        assert snap.state == "open"
+        assert not (await store.admit("during", now=T0 + 1, probe_lease=5)).allowed
+        assert time.monotonic() - started < 2.0
+        assert other.ask("admit", key="x", now=T0)["on_redis"] is False
+
+        redis_server.start()  # same port, empty: nothing is persisted
+        assert (await store.admit("after", now=T0, probe_lease=5)).allowed
+        assert not store.on_redis  # the retry interval has not passed on the store's clock
+        clock[0] += 1.0
+        for _ in range(3):
+            await store.record_failure("after", now=T0, threshold=3, cooldown=30)
+        assert store.on_redis
+
+    assert len([e for e in logs if e["event"] == "taskmodels.state.redis_lost"]) == 1
+    assert len([e for e in logs if e["event"] == "taskmodels.state.redis_restored"]) == 1
+
+    # The other process finds Redis again on its own retry timer and sees the new state.
+    deadline = time.monotonic() + 10.0
+    while True:
+        reply = other.ask("admit", key="after", now=T0 + 1)
+        if reply["on_redis"] or time.monotonic() > deadline:
+            break
+    assert reply == {"result": [False, False, T0 + 30], "on_redis": True}
+    assert other.ask("events")["result"] == ["taskmodels.state.redis_lost", "taskmodels.state.redis_restored"]
+    await store.aclose()
