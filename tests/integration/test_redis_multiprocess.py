@@ -67,10 +67,55 @@ def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., 
     async def spend(scope: str) -> float:
         return await store.spend(scope, window=DAY, now=T0)
 
+    services: dict[str, Any] = {}
+
+    async def start_service(primary: str, budget: dict[str, Any] | None = None) -> None:
+        # Imported here: only this command needs the service and its test kit.
+        from taskmodels.config import ResilienceSettings
+        from taskmodels.testing import FakeBackend, fake_model, fake_registry, make_test_service, server_error
+
+        backend = FakeBackend()
+        if primary == "fail":
+            backend.always("primary", server_error(503))
+        resilience = ResilienceSettings(
+            breaker_failure_threshold=2, breaker_cooldown=60, max_attempts_per_model=1, backoff_initial=0
+        )
+        mapping = {"budget": budget} if budget else {}
+        registry = fake_registry(fake_model("primary"), fake_model("fallback"), task="summarize", **mapping)
+        services["backend"] = backend
+        services["service"] = make_test_service(registry, backend=backend, state_store=store, resilience=resilience)
+
+    async def complete(task: str) -> dict[str, Any]:
+        result = await services["service"].complete_with_task_model(task, prompt="hello")
+        return {
+            "model_id": result.model_id,
+            "attempts": [[a.model_id, a.outcome, a.error_class] for a in result.attempts],
+            "primary_calls": len(services["backend"].calls_for("primary")),
+        }
+
+    async def complete_many(task: str, count: int) -> dict[str, Any]:
+        from taskmodels.errors import BudgetExceededError
+
+        served = refused = 0
+        for _ in range(count):
+            try:
+                await services["service"].complete_with_task_model(task, prompt="hello")
+                served += 1
+            except BudgetExceededError:
+                refused += 1
+        return {"served": served, "refused": refused}
+
+    async def spend_now(scope: str, window: float) -> float:
+        return await store.spend(scope, window=window, now=time.time())
+
     async def events() -> list[str]:
         return [str(e["event"]) for e in logged.entries]
 
     return {
+        "start_service": start_service,
+        "complete": complete,
+        "complete_many": complete_many,
+        "spend_now": spend_now,
         "events": events,
         "admit": admit,
         "record_failure": record_failure,
@@ -200,6 +245,27 @@ def test_an_outage_seen_by_one_process_opens_the_breaker_for_the_others(
     assert c.ask("breaker", key="gpt", now=T0 + 32)["result"] == ["closed", 0, None]
 
 
+def test_a_model_service_outage_in_one_process_opens_the_breaker_for_another(
+    start_workers: Callable[..., list[Worker]],
+) -> None:
+    failing, healthy = start_workers(2, namespace())
+    failing.ask("start_service", primary="fail")  # its primary answers 503
+    healthy.ask("start_service", primary="ok")  # its primary would answer
+
+    assert healthy.ask("complete", task="summarize")["result"]["model_id"] == "primary"
+    for _ in range(2):  # the breaker threshold
+        served = failing.ask("complete", task="summarize")["result"]
+        assert served["model_id"] == "fallback"
+        assert served["attempts"][0] == ["primary", "error", "ProviderUnavailableError"]
+
+    reply = healthy.ask("complete", task="summarize")
+    assert reply["on_redis"]
+    served = reply["result"]
+    assert served["model_id"] == "fallback"
+    assert served["attempts"][0] == ["primary", "skipped", "CircuitOpen"]
+    assert served["primary_calls"] == 1  # only the call made before the outage
+
+
 @pytest.mark.parametrize(("amount", "limit"), [(1.0, 100.0), (0.3, 10.0)])
 def test_processes_reserving_against_one_limit_never_exceed_it(
     start_workers: Callable[..., list[Worker]], amount: float, limit: float
@@ -216,6 +282,28 @@ def test_processes_reserving_against_one_limit_never_exceed_it(
     assert total > limit - amount  # the budget was used up, not merely respected
     assert accepted == round(total / amount)
     assert sum(r["accepted"] > 0 for r in replies) >= 2  # the processes really competed
+
+
+def test_model_services_in_several_processes_share_one_task_budget(
+    start_workers: Callable[..., list[Worker]],
+) -> None:
+    workers = start_workers(3, namespace())
+    # Each answer costs 15 tokens at 0.001 per 1k: 40 calls cost 0.0006, within the limit for one
+    # process alone, but not for three sharing it.
+    limit = 0.001
+    for w in workers:
+        w.ask("start_service", primary="ok", budget={"limit": limit, "windowSeconds": 3600})
+    for w in workers:
+        w.send("complete_many", task="summarize", count=40)
+    replies = [w.receive() for w in workers]
+    assert all(r["on_redis"] for r in replies)
+    served = sum(r["result"]["served"] for r in replies)
+    refused = sum(r["result"]["refused"] for r in replies)
+    assert served + refused == 120
+    assert refused > 0  # the processes counted each other's spend
+    spent = workers[0].ask("spend_now", scope="budget:summarize", window=3600)["result"]
+    assert spent <= limit
+    assert spent == pytest.approx(served * 15 / 1000 * 0.001)
 
 
 async def test_killing_redis_loses_no_call_and_restarting_resumes_sharing(
