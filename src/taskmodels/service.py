@@ -730,8 +730,9 @@ class ModelService:
         number: int,
         started: float,
         estimate: float | None,
-    ) -> None:
-        """Note a failed attempt: attempts list, breaker, budget give-back, totals, log."""
+    ) -> bool:
+        """Note a failed attempt: attempts list, breaker, budget give-back, totals, log.
+        True when the failure left the model's breaker open (a failed probe, or the threshold reached)."""
         if not error.model_id:
             error.model_id = model.id
         if not error.provider:
@@ -751,11 +752,15 @@ class ModelService:
         call.attempts.append(attempt)
         rule = rule_for(error)
         if rule.counts_against_model and not call.deadline_hit:
-            await self.breaker.record_failure(model.id, trip=rule.trips_breaker)
+            snapshot = await self.breaker.record_failure(model.id, trip=rule.trips_breaker)
+            opened = snapshot is not None and snapshot.state != "closed"
+        else:
+            opened = False
         await self._give_back(call, estimate)
         self.accounting.failed_attempt(call.task, model.id)
         if (log := self._log.enabled(_WARNING)) is not None:
             self._log_attempt(log, call, attempt, None, 0.0)
+        return opened
 
     async def _failed(
         self,
@@ -769,7 +774,7 @@ class ModelService:
     ) -> float | None:
         """Apply the policy after a failed attempt: seconds to wait before retrying the same model,
         ``None`` to move to the next one; raises when the error must reach the caller."""
-        await self._record_failure(call, model, error, number=number, started=started, estimate=estimate)
+        opened = await self._record_failure(call, model, error, number=number, started=started, estimate=estimate)
         if call.deadline_hit:
             raise self._deadline(call)
         rule = rule_for(error)
@@ -781,8 +786,8 @@ class ModelService:
             call.min_context = max(call.min_context, model.context_window)
             return None
         settings = self.resilience
-        if number >= settings.max_attempts_per_model or call.total >= settings.max_attempts_total:
-            return None
+        if opened or number >= settings.max_attempts_per_model or call.total >= settings.max_attempts_total:
+            return None  # an open breaker (a failed probe, say) is not retried within the call either
         delay = retry_delay(error, number, settings, self._rand)
         if delay is None or delay >= call.remaining(self._clock()):
             return None

@@ -205,3 +205,14 @@ async def test_trip_opens_at_once_whatever_the_threshold() -> None:
     assert (snap.state, snap.retry_at) == ("open", 110.0)
     admission = await breaker.admit("m", probe_lease=1)
     assert (admission.allowed, admission.retry_at) == (False, 110.0)
+
+
+async def test_a_failed_probe_is_not_retried_within_the_same_call() -> None:
+    service, backend, clock = make(breaker_failure_threshold=1, breaker_cooldown=30, max_attempts_per_model=3)
+    backend.script("a", server_error(), server_error(), server_error())
+    await service.complete_with_task_model("t", "p")
+    assert len(backend.calls_for("a")) == 1  # the failure opened the breaker: no retry on a
+    clock.advance(31)
+    result = await service.complete_with_task_model("t", "p")
+    assert len(backend.calls_for("a")) == 2  # one probe, not retried after it reopened the breaker
+    assert result.model_id == "b"
