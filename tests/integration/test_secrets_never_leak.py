@@ -89,6 +89,7 @@ def registry_data(base_url: str) -> dict[str, Any]:
             {"taskName": "compat", "primaryModelId": COMPAT_MODEL, "fallbackModelIds": [FALLBACK_MODEL]},
             {"taskName": "openai-solo", "primaryModelId": OPENAI_MODEL, "streamPolicy": "error"},
             {"taskName": "compat-solo", "primaryModelId": COMPAT_MODEL, "streamPolicy": "error"},
+            {"taskName": "budgeted", "primaryModelId": OPENAI_MODEL, "budget": {"limit": 1e-9, "onExceeded": "error"}},
         ],
         "defaultModelId": FALLBACK_MODEL,
     }
@@ -187,7 +188,16 @@ SCENARIOS: list[Scenario] = [
     ("no [DONE]", "openai-solo", ["no_done"], True),
     ("cut body", "openai-solo", ["cut", "cut"], False),
     ("silent until the deadline", "compat-solo", ["silent"], False),
+    ("no eligible model", "openai", [], False),
+    ("budget exceeded", "budgeted", [], False),
+    ("cost ceiling", "compat", [], True),
 ]
+
+_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
+    "silent until the deadline": {"deadline": 0.1},  # shorter than the attempt timeout
+    "no eligible model": {"required_capabilities": frozenset({"vision"})},
+    "cost ceiling": {"max_cost": 1e-12},
+}
 
 
 def _primary(task: str) -> str:
@@ -199,8 +209,7 @@ async def run_scenario(service: ModelService, server: FaultServer, scenario: Sce
     label, task, script, streamed = scenario
     server.script(_primary(task), script)
     fields: dict[str, Any] = {"prompt": "hello"}
-    if label == "silent until the deadline":
-        fields["deadline"] = 0.3
+    fields.update(_EXTRA_FIELDS.get(label, {}))
     texts: list[str] = []
     try:
         async with asyncio.timeout(5):
@@ -248,7 +257,8 @@ def assert_keys_reached_the_wire(server: FaultServer) -> None:
 
 async def raised_errors(make_service: ServiceFactory, server: FaultServer) -> list[Exception]:
     errors: list[Exception] = []
-    for _label, task, script, streamed in SCENARIOS:
+    for label, task, script, streamed in SCENARIOS:
+        fields: dict[str, Any] = {"prompt": "hello", "deadline": 0.5, **_EXTRA_FIELDS.get(label, {})}
         server.reset_scripts()
         server.always(_primary(task), script[-1] if script else "ok")
         server.always(FALLBACK_MODEL, script[-1] if script else "ok")  # nowhere to go: the error reaches us
@@ -256,10 +266,10 @@ async def raised_errors(make_service: ServiceFactory, server: FaultServer) -> li
         try:
             async with asyncio.timeout(5):
                 if streamed:
-                    async for _ in service.stream_with_task_model(task, prompt="hello", deadline=0.5):
+                    async for _ in service.stream_with_task_model(task, **fields):
                         pass
                 else:
-                    await service.complete_with_task_model(task, prompt="hello", deadline=0.5)
+                    await service.complete_with_task_model(task, **fields)
         except Exception as exc:
             errors.append(exc)
     return errors
@@ -276,6 +286,28 @@ async def test_no_path_leaks_the_key_into_results_errors_or_captured_logs(
         texts = await run_all(make_service, fault_server)
     assert_keys_reached_the_wire(fault_server)
     assert len(texts) >= len(SCENARIOS)
+    blob = "\n".join(texts)
+    for kind in (
+        "CompletionResult(",
+        "StreamEvent(type='done'",
+        "RateLimitError",
+        "ProviderUnavailableError",
+        "ProviderConnectionError",
+        "ProviderTimeoutError",
+        "FirstTokenTimeoutError",
+        "StreamStalledError",
+        "IncompleteStreamError",
+        "InvalidResponseError",
+        "AuthenticationError",
+        "BadRequestError",
+        "ContentFilteredError",
+        "ContextLengthExceededError",
+        "DeadlineExceededError",
+        "AllModelsFailedError",
+        "NoEligibleModelError",
+        "BudgetExceededError",
+    ):
+        assert kind in blob, f"no path produced {kind}: the leak check would not cover it"
     for text in texts:
         assert_clean("a result or an error", text)
     assert entries, "the service logged nothing: the check below would be vacuous"
@@ -380,7 +412,8 @@ async def test_errors_survive_pickling_without_the_key(make_service: ServiceFact
     # Errors cross process pools; what comes out the other side must be as clean as what went in.
     errors = await raised_errors(make_service, fault_server)
     kinds = {type(e).__name__ for e in errors}
-    assert {"AllModelsFailedError", "BadRequestError", "ContentFilteredError"} <= kinds, kinds
+    expected = {"AllModelsFailedError", "BadRequestError", "ContentFilteredError", "DeadlineExceededError"}
+    assert expected | {"NoEligibleModelError", "BudgetExceededError"} <= kinds, kinds
     for exc in errors:
         copy = pickle.loads(pickle.dumps(exc))
         assert type(copy) is type(exc)
