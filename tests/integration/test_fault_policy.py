@@ -786,11 +786,6 @@ async def test_outage_is_served_by_the_fallback_without_calling_the_primary_then
     assert fault_server.hits(PRIMARY) == hits_when_open + 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: ModelService._serve_model admits a model once, then retries a failed half-open probe "
-    "on the same model although the probe's failure reopened its breaker (2 requests instead of 1)",
-)
 async def test_a_failed_probe_reopens_the_breaker(fault_server: FaultServer, make_service: ServiceFactory) -> None:
     cooldown = 0.2
     fault_server.always(PRIMARY, "503")
