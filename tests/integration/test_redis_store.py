@@ -296,3 +296,26 @@ async def test_scripts_are_reloaded_after_a_script_flush(redis_server: RedisServ
     finally:
         await raw.aclose()
         await store.aclose()
+
+
+async def test_the_container_builds_it_from_settings(redis_server: RedisServer) -> None:
+    from dependency_injector import providers
+
+    from taskmodels.containers import Container
+    from taskmodels.settings import Settings
+
+    ns = f"container-{uuid.uuid4().hex[:8]}"
+    settings = Settings(state=StateSettings(backend="redis", url=SecretStr(redis_server.url), namespace=ns))
+    container = Container()
+    container.settings.override(providers.Object(settings))
+    try:
+        store = container.state_store()
+        assert isinstance(store, RedisStateStore)
+        await store.record_failure("m", now=T0, threshold=1, cooldown=30)
+        assert store.on_redis
+        other = redis_store(redis_server, namespace=ns)
+        assert (await other.breaker("m", now=T0)).state == "open"
+        await other.aclose()
+    finally:
+        await container.aclose()
+        container.reset_override()
