@@ -121,24 +121,30 @@ def coerce_request(request: CompletionRequest | str | None, fields_: dict[str, A
 class _Log:
     """structlog, looked up cheaply: the bound logger is rebuilt only when structlog's configuration changes."""
 
-    __slots__ = ("_key", "_logger")
+    __slots__ = ("_check", "_key", "_logger")
 
     def __init__(self) -> None:
         self._key: tuple[Any, ...] | None = None
         self._logger: Any = None
+        self._check: Callable[[int], bool] | None = None
 
     def enabled(self, level: int) -> Any:
         """The logger when ``level`` is enabled, else ``None``; no other logging work happens when it is off."""
         cfg = structlog.get_config()
         key = (cfg["wrapper_class"], cfg["logger_factory"], cfg["processors"])
         if key != self._key:
-            self._logger = structlog.get_logger("taskmodels").bind()
+            self._logger = logger = structlog.get_logger("taskmodels").bind()
+            self._check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
             self._key = key
-        logger = self._logger
-        check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+        check = self._check
         if check is not None and not check(level):
             return None
-        return logger
+        return self._logger
+
+    def also(self, level: int) -> bool:
+        """Whether ``level`` is enabled too, right after ``enabled`` (no new configuration lookup)."""
+        check = self._check
+        return check is None or check(level)
 
 
 @dataclass(slots=True)
@@ -693,9 +699,9 @@ class ModelService:
         if call.budget is not None:
             await self._settle(call, cost - estimate)
         self.accounting.answered(call.task, model.id, result.usage, cost)
-        if (log := self._log.enabled(_DEBUG)) is not None:
-            self._log_attempt(log, call, attempt, result.usage, cost)
         if (log := self._log.enabled(_INFO)) is not None:
+            if self._log.also(_DEBUG):
+                self._log_attempt(log, call, attempt, result.usage, cost)
             log.info(
                 "taskmodels.call",
                 task=call.task,
