@@ -1,0 +1,265 @@
+"""Every code block in docs/*.md and README.md runs, so the docs cannot drift from the code.
+
+How blocks run, one test per Markdown file:
+
+- ```python blocks run in order in one namespace per file, like a notebook: a later
+  block may use what an earlier one defined. Top-level ``await`` is allowed (it runs
+  on the file's own event loop); a block may also call ``asyncio.run(...)``.
+- ```bash blocks: each line that starts with ``taskmodels`` (or ``$ taskmodels``) runs
+  through ``taskmodels.cli.main``; it must exit 0 unless the line ends with a comment
+  ``# exit N``. Other lines (pip, export, uvicorn) are not run.
+- ```json blocks must parse (a block of one object per line is read as JSON Lines). A
+  whole registry is validated like ``taskmodels validate``; an object with ``taskName``
+  and ``primaryModelId`` must be a valid task mapping, one with ``provider`` and
+  ``modelName`` a valid model entry.
+- A block is skipped only when the line before it is ``<!-- no-run: REASON -->``.
+- ``<!-- file: PATH -->`` before a block writes the block to PATH (relative to the
+  working directory) before it is checked: a guide's "save this as registry.json".
+  ``<!-- append-to: PATH KEY -->`` appends the block's JSON object to the list KEY
+  of the JSON file PATH: a guide's "add this to the models list".
+
+Where they run: a temporary directory holding a copy of the repository's
+``settings/`` (so ``settings/modelRegistry.json`` resolves and nothing writes into
+the repository), with a fake LLM server on 127.0.0.1 (``examples/fake_llm_server.py``)
+standing in for every provider: the providers' usual key variables hold dummy keys
+and their base URLs point at the fake. An HTTPS proxy on a closed local port makes
+any request that escapes to the internet fail at once instead of leaving the machine.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+import traceback
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+
+sys.path.insert(0, str(ROOT / "examples"))
+from fake_llm_server import FakeLLMServer  # noqa: E402
+
+_FENCE = re.compile(r"^```(\w*)\s*$")
+_NO_RUN = re.compile(r"^<!--\s*no-run:\s*(\S.*?)\s*-->\s*$")
+_FILE = re.compile(r"^<!--\s*file:\s*(\S+)\s*-->\s*$")
+_APPEND = re.compile(r"^<!--\s*append-to:\s*(\S+)\s+(\w+)\s*-->\s*$")
+_EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    path: Path
+    line: int  # 1-based line of the opening fence
+    lang: str
+    code: str
+    skip_reason: str | None
+    marker: str = ""  # the HTML comment line just before the block, if any
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def parse_blocks(path: Path) -> list[Block]:
+    """The fenced code blocks of a Markdown file, with the no-run reason of each, if any."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if match is None:
+            i += 1
+            continue
+        start, lang = i, match.group(1).lower()
+        body: list[str] = []
+        i += 1
+        while i < len(lines) and lines[i].strip() != "```":
+            body.append(lines[i])
+            i += 1
+        i += 1
+        prev = next((lines[j] for j in range(start - 1, -1, -1) if lines[j].strip()), "")
+        prev = prev.strip()
+        reason = _NO_RUN.match(prev)
+        marker = prev if prev.startswith("<!--") else ""
+        code = "\n".join(body) + "\n"
+        blocks.append(Block(path, start + 1, lang, code, reason.group(1) if reason else None, marker))
+    return blocks
+
+
+# --- the environment blocks run in -------------------------------------------------------------
+
+
+@pytest.fixture
+def doc_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    shutil.copytree(ROOT / "settings", tmp_path / "settings")
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("TASKMODELS_"):
+            monkeypatch.delenv(name)
+    with FakeLLMServer() as server:
+        env = {
+            "OPENAI_API_KEY": "sk-docs-dummy-key-0000",
+            "ANTHROPIC_API_KEY": "sk-ant-docs-dummy-key-0000",
+            "GEMINI_API_KEY": "docs-dummy-gemini-key",
+            "AZURE_OPENAI_API_KEY": "docs-dummy-azure-key",
+            "AZURE_OPENAI_ENDPOINT": server.base_url,
+            "OLLAMA_HOST": server.base_url,
+            "TASKMODELS_PROVIDERS__OPENAI__BASE_URL": server.openai_base_url,
+            "TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__BASE_URL": server.openai_base_url,
+            "TASKMODELS_PROVIDERS__ANTHROPIC__BASE_URL": server.base_url,
+            "TASKMODELS_PROVIDERS__GEMINI__BASE_URL": server.base_url,
+            # Anything not for 127.0.0.1 goes to a closed local port and fails fast.
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "ALL_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+# --- running blocks ------------------------------------------------------------------------------
+
+
+class _Runner:
+    def __init__(self, server: FakeLLMServer, name: str) -> None:
+        # A real module, so that code which wires or pickles by module name (``container.wire(modules=[__name__])``)
+        # finds what the page defined.
+        self.module = types.ModuleType(name)
+        sys.modules[name] = self.module
+        self.namespace: dict[str, Any] = self.module.__dict__
+        self.loop = asyncio.new_event_loop()
+        self.server = server
+
+    def close(self) -> None:
+        sys.modules.pop(self.module.__name__, None)
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def run(self, block: Block) -> None:
+        if (match := _FILE.match(block.marker)) is not None:
+            target = Path(match.group(1))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(block.code, encoding="utf-8")
+        elif (match := _APPEND.match(block.marker)) is not None:
+            target, key = Path(match.group(1)), match.group(2)
+            document = json.loads(target.read_text(encoding="utf-8"))
+            document[key].append(json.loads(block.code))
+            target.write_text(json.dumps(document, indent=2), encoding="utf-8")
+        if block.lang == "python":
+            self.python(block)
+        elif block.lang in {"bash", "sh", "shell", "console"}:
+            self.bash(block)
+        elif block.lang == "json":
+            check_json(block)
+
+    def python(self, block: Block) -> None:
+        # dont_inherit: this module's `from __future__ import annotations` must not leak into the page's code.
+        code = compile(block.code, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        result = eval(code, self.namespace)  # exec that may return a coroutine (top-level await)
+        if asyncio.iscoroutine(result):
+            self.loop.run_until_complete(result)
+
+    def bash(self, block: Block) -> None:
+        from taskmodels.cli import main
+
+        for raw in block.code.splitlines():
+            line = raw.strip().removeprefix("$ ")
+            if not line.startswith("taskmodels "):
+                continue
+            match = _EXIT.search(line)
+            expected = int(match.group(1)) if match else 0
+            args = shlex.split(line, comments=True)[1:]
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(args)
+            assert code == expected, (
+                f"{block.where}: `{line}` exited {code}, expected {expected}\n{out.getvalue()}{err.getvalue()}"
+            )
+
+
+def check_json(block: Block) -> None:
+    from taskmodels.providers.factory import BUILTIN_PROVIDERS
+    from taskmodels.registry.schema import ModelConfig, TaskMapping
+    from taskmodels.registry.service import ModelRegistryService
+
+    try:
+        documents = [json.loads(block.code)]
+    except ValueError:
+        try:
+            documents = [json.loads(line) for line in block.code.splitlines() if line.strip()]
+        except ValueError as exc:
+            raise AssertionError(f"{block.where}: not JSON: {exc}") from None
+    for doc in documents:
+        if not isinstance(doc, dict):
+            continue
+        if "models" in doc and "defaultModelId" in doc:
+            # The built-in provider names, plus any the page registered in its Python blocks.
+            names = set(BUILTIN_PROVIDERS) | _names_in(block.path)
+            ModelRegistryService.from_dict(doc, provider_names=names)
+        elif "taskName" in doc and "primaryModelId" in doc:
+            TaskMapping.model_validate(doc)
+        elif "provider" in doc and "modelName" in doc:
+            ModelConfig.model_validate(doc)
+
+
+def _names_in(path: Path) -> set[str]:
+    """Provider names a page registers with ``register_provider_implementation("name", ...)``."""
+    return set(re.findall(r"register_provider_implementation\(\s*\"([^\"]+)\"", path.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
+def test_every_code_block_runs(path: Path, doc_env: FakeLLMServer) -> None:
+    runner = _Runner(doc_env, "docs_" + re.sub(r"\W", "_", path.stem))
+    try:
+        for block in parse_blocks(path):
+            if block.skip_reason is not None:
+                continue
+            try:
+                runner.run(block)
+            except Exception as exc:
+                detail = "".join(traceback.format_exception(exc))
+                pytest.fail(f"{block.where}: the {block.lang} block failed:\n{block.code}\n{detail}", pytrace=False)
+    finally:
+        runner.close()
+
+
+def test_the_docs_exist_and_hold_code() -> None:
+    names = {p.name for p in DOC_FILES}
+    expected = {
+        "index.md",
+        "getting-started.md",
+        "registry.md",
+        "settings.md",
+        "scopes.md",
+        "testing.md",
+        "providers.md",
+        "fallbacks.md",
+        "workers.md",
+        "cli.md",
+    }
+    assert expected <= names
+    runnable = [b for p in DOC_FILES for b in parse_blocks(p) if b.lang == "python" and b.skip_reason is None]
+    assert len(runnable) >= 10
+
+
+def test_skipped_blocks_are_rare_and_give_a_reason() -> None:
+    blocks = [b for p in DOC_FILES for b in parse_blocks(p) if b.lang == "python"]
+    skipped = [b for b in blocks if b.skip_reason is not None]
+    assert all(len(b.skip_reason or "") >= 10 for b in skipped)
+    assert len(skipped) <= max(2, len(blocks) // 10), [b.where for b in skipped]
