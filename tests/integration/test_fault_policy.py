@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from faultserver import Behaviour, FaultServer
 from pydantic import SecretStr
 
 from taskmodels import errors
@@ -38,6 +37,7 @@ from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.types import Attempt, CompletionResult, StreamEvent
+from tests.integration.faultserver import Behaviour, FaultServer
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,6 @@ import httpx
 import pytest
 import structlog
 from dependency_injector import providers
-from faultserver import Behaviour, FaultServer
 from structlog.testing import capture_logs
 
 from taskmodels.cli import main as cli_main
@@ -40,6 +39,7 @@ from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.types import CompletionRequest, StreamEvent
+from tests.integration.faultserver import Behaviour, FaultServer
 
 pytestmark = pytest.mark.integration
 
