@@ -12,6 +12,7 @@ What it does is chosen per model name (the body's ``model``, i.e. the registry's
     server.script("m-primary", ["500", "ok"])        # one behaviour per request, in order
     server.always("m-fallback", "503")               # after the script runs out
     server.always("m-primary", Behaviour.slow_first_token(0.5))
+    server.down("m-primary", "reset"); ...; server.up("m-primary")   # an outage, then recovery
 
 Every request is recorded per model (``server.requests("m-primary")``) so a test
 can assert what each model saw. The server runs in the test's own event loop
@@ -222,6 +223,15 @@ class FaultServer:
     def always(self, model: str, behaviour: str | Behaviour) -> None:
         """What ``model`` does once its script is used up (``ok`` until set). Flip it to end an outage."""
         self._models[model].default = Behaviour.parse(behaviour)
+
+    def down(self, model: str, how: str | Behaviour = "503") -> None:
+        """Start an outage: every request for ``model`` fails ``how`` (``503``, ``reset``, ``silent``) until ``up``."""
+        self._models[model].queue.clear()
+        self.always(model, how)
+
+    def up(self, model: str) -> None:
+        """End the outage: ``model`` answers again from its next request on."""
+        self.always(model, "ok")
 
     def reset_scripts(self) -> None:
         """Forget every script and default: each model answers ``ok`` again."""

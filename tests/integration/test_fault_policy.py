@@ -753,7 +753,7 @@ async def test_outage_is_served_by_the_fallback_without_calling_the_primary_then
     fault_server: FaultServer, make_service: ServiceFactory, down: str
 ) -> None:
     cooldown = 0.2
-    fault_server.always(PRIMARY, down)
+    fault_server.down(PRIMARY, down)
     service = await make_service(breaker_failure_threshold=2, breaker_cooldown=cooldown)
 
     first, _ = await complete(service, "chat")
@@ -771,7 +771,7 @@ async def test_outage_is_served_by_the_fallback_without_calling_the_primary_then
     assert fault_server.hits(PRIMARY) == hits_when_open
 
     # The primary recovers; after the cooldown one probe reaches it and calls return to it.
-    fault_server.always(PRIMARY, "ok")
+    fault_server.up(PRIMARY)
     limit = time.monotonic() + cooldown + 2.0
     served_by = FALLBACK
     while served_by != PRIMARY:
