@@ -744,6 +744,7 @@ class ModelService:
         if not error.provider:
             error.provider = model.provider
         error.task = call.task
+        self._scrub(error, model)
         call.last_error = error
         attempt = Attempt(
             model.id,
@@ -798,6 +799,21 @@ class ModelService:
         if delay is None or delay >= call.remaining(self._clock()):
             return None
         return delay
+
+    def _scrub(self, error: ProviderError, model: ModelConfig) -> None:
+        """Some servers quote the key they rejected in their error text: cut it out before the text
+        reaches attempts, messages or logs."""
+        try:
+            key = self._provider_for(model).api_key_value()
+        except Exception:
+            return
+        if not key or len(key) < 8:
+            return
+        if key in error.message:
+            error.message = error.message.replace(key, "[redacted]")
+            error.args = (error.message,)
+        if error.provider_message and key in error.provider_message:
+            error.provider_message = error.provider_message.replace(key, "[redacted]")
 
     def _falls_back_on_content_filter(self, call: _Call) -> bool:
         opt = call.mapping.fallback_on_content_filter if call.mapping is not None else None

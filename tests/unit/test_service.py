@@ -466,3 +466,19 @@ async def test_embeddings_use_the_same_fallbacks() -> None:
     assert result.model_id == "b"
     assert len(result.vectors) == 2
     assert [a.outcome for a in result.attempts] == ["error", "success"]
+
+
+async def test_a_key_echoed_in_a_providers_error_text_is_cut_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-test-SENTINEL-0123456789"
+    monkeypatch.setenv("TASKMODELS_TEST_FAKE_KEY", key)
+    env = Env(registry(model("a", apiKeyEnv="TASKMODELS_TEST_FAKE_KEY")), max_attempts_per_model=1)
+    env.backend.script("a", auth_error(message=f"Incorrect API key provided: {key}"))
+    with pytest.raises(AllModelsFailedError) as info:
+        await env.service.complete_with_task_model("t", "p")
+    assert key not in str(info.value)
+    assert key not in repr(info.value.attempts)
+    cause = info.value.__cause__
+    assert isinstance(cause, ProviderError)
+    assert key not in str(cause)
+    assert key not in (cause.provider_message or "")
+    assert "[redacted]" in str(cause)
