@@ -341,11 +341,6 @@ async def test_console_logs_are_clean_too(
     assert_clean("console log output", out.getvalue())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: BaseModelProvider.error_for_status copies the provider's error text, key and all, into "
-    "the ProviderError message and so into AllModelsFailedError and Attempt.error_message",
-)
 async def test_an_error_body_that_echoes_the_key_does_not_carry_it_further(
     make_service: ServiceFactory, fault_server: FaultServer, restore_structlog: None
 ) -> None:
