@@ -14,7 +14,8 @@ How blocks run, one test per Markdown file:
   ``modelName`` a valid model entry.
 - A block is skipped only when the line before it is ``<!-- no-run: REASON -->``.
 - ``<!-- file: PATH -->`` before a block writes the block to PATH (relative to the
-  working directory) before it is checked: a guide's "save this as registry.json".
+  working directory) instead of checking it: a guide's "save this as registry.json",
+  which the page then checks itself (``taskmodels validate``), possibly expecting errors.
   ``<!-- append-to: PATH KEY -->`` appends the block's JSON object to the list KEY
   of the JSON file PATH: a guide's "add this to the models list".
 
@@ -48,7 +49,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+DOC_FILES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 
 sys.path.insert(0, str(ROOT / "examples"))
 from fake_llm_server import FakeLLMServer  # noqa: E402
@@ -156,6 +157,7 @@ class _Runner:
             target = Path(match.group(1))
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(block.code, encoding="utf-8")
+            return  # the page checks the file itself (e.g. with `taskmodels validate`), maybe expecting errors
         elif (match := _APPEND.match(block.marker)) is not None:
             target, key = Path(match.group(1)), match.group(2)
             document = json.loads(target.read_text(encoding="utf-8"))
