@@ -130,6 +130,10 @@ class _Log:
 
     def enabled(self, level: int) -> Any:
         """The logger when ``level`` is enabled, else ``None``; no other logging work happens when it is off."""
+        if level < _WARNING and not structlog.is_configured():
+            # An application that never configured structlog would get every call printed
+            # to stdout; like stdlib logging's default, only warnings are shown then.
+            return None
         cfg = structlog.get_config()
         key = (cfg["wrapper_class"], cfg["logger_factory"], cfg["processors"])
         if key != self._key:

@@ -184,6 +184,10 @@ class BaseModelProvider(ABC):
             cls = _STATUS_ERRORS.get(status)
             if cls is None:
                 cls = ProviderUnavailableError if status >= 500 else BadRequestError
+        key = self.api_key_value()
+        if key and message and key in message:
+            # Some servers quote the key they rejected; it must not travel on in our errors.
+            message = message.replace(key, "[REDACTED]")
         text = message or f"HTTP {status}"
         return cls(
             f"{self.name} returned {status}: {text}",
