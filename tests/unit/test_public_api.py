@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import taskmodels
 import taskmodels.errors
 
@@ -28,16 +30,15 @@ def test_every_error_class_is_exported() -> None:
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
-    try:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
         taskmodels.NoSuchThing  # noqa: B018
-    except AttributeError as exc:
-        assert "NoSuchThing" in str(exc)
-    else:
-        raise AssertionError("expected AttributeError")
 
 
 def test_import_loads_neither_dependency_injector_nor_pydantic_settings() -> None:
-    code = "import sys, taskmodels; print(sorted(m for m in ('dependency_injector', 'pydantic_settings', 'httpx') if m in sys.modules))"
+    code = (
+        "import sys, taskmodels; "
+        "print(sorted(m for m in ('dependency_injector', 'pydantic_settings', 'httpx') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
