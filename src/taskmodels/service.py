@@ -233,42 +233,32 @@ class ModelService:
         a ``SelectionError``, or a ``ProviderError`` that no other model can fix
         (a bad request, a content filter the task does not fall back on).
         """
-        req = coerce_request(request, fields)
-        call = self._start(task, req)
-        streamed = self.resilience.stream_under_the_hood
-        try:
-            for model in call.models:
-                result = await self._serve_model(call, model, streamed)
-                if result is not None:
-                    return cast(CompletionResult, result)
-                if call.total >= self.resilience.max_attempts_total:
-                    break
-            forced = self._soonest_open(call)
-            if forced is not None:
-                result = await self._serve_model(call, forced, streamed, force=True)
-                if result is not None:
-                    return cast(CompletionResult, result)
-            raise self._exhausted(call)
-        except TaskModelsError as exc:
-            self._failed_call(call, exc)
-            raise
+        call = self._start(task, coerce_request(request, fields))
+        result = await self._run_chain(call, self.resilience.stream_under_the_hood, None)
+        return cast(CompletionResult, result)
 
     async def embed_with_task_model(self, task: str, texts: Sequence[str]) -> EmbeddingResult:
         """Embeddings of ``texts`` from the task's chain, with the same fallback policy as completions."""
         call = self._start(task, CompletionRequest())
-        items = list(texts)
+        result = await self._run_chain(call, False, list(texts))
+        return cast(EmbeddingResult, result)
+
+    async def _run_chain(
+        self, call: _Call, streamed: bool, embed: list[str] | None
+    ) -> CompletionResult | EmbeddingResult:
+        """Each candidate in turn, then the open breaker that closes soonest, until one answers."""
         try:
             for model in call.models:
-                result = await self._serve_model(call, model, False, embed=items)
+                result = await self._serve_model(call, model, streamed, embed=embed)
                 if result is not None:
-                    return cast(EmbeddingResult, result)
+                    return result
                 if call.total >= self.resilience.max_attempts_total:
                     break
             forced = self._soonest_open(call)
             if forced is not None:
-                result = await self._serve_model(call, forced, False, embed=items, force=True)
+                result = await self._serve_model(call, forced, streamed, embed=embed, force=True)
                 if result is not None:
-                    return cast(EmbeddingResult, result)
+                    return result
             raise self._exhausted(call)
         except TaskModelsError as exc:
             self._failed_call(call, exc)
