@@ -32,7 +32,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -325,16 +325,9 @@ def _content_blocks(msg: Message) -> list[dict[str, Any]]:
     if msg.content:
         blocks.append({"type": "text", "text": msg.content})
     for call in msg.tool_calls:
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _arguments(call.arguments)})
+        arguments = tool_arguments_object(call.arguments)
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})
     return blocks
-
-
-def _arguments(raw: str) -> Any:
-    try:
-        value = json.loads(raw) if raw else {}
-    except ValueError:
-        return {"arguments": raw}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _tool_choice(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None:

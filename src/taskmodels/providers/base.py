@@ -49,6 +49,7 @@ __all__ = [
     "HttpRequest",
     "StreamDecoder",
     "parse_retry_after",
+    "tool_arguments_object",
 ]
 
 
@@ -352,6 +353,19 @@ class BaseModelProvider(ABC):
                 IncompleteStreamError, f"{self.name} closed the connection mid-response ({kind})"
             ) from None
         raise self.error(ProviderConnectionError, f"could not reach {self.name} ({kind})") from None
+
+
+def tool_arguments_object(raw: str) -> dict[str, Any]:
+    """A tool call's JSON argument text as the object Anthropic, Gemini and Ollama want.
+
+    Models sometimes write arguments that are not a JSON object; they are wrapped
+    rather than dropped, so the caller's tool still sees what the model wrote.
+    """
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {"arguments": raw}
+    return value if isinstance(value, dict) else {"value": value}
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:

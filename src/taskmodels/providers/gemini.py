@@ -36,7 +36,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -279,7 +279,7 @@ def _contents(conversation: list[Message]) -> tuple[str, list[dict[str, Any]]]:
                 parts.append({"text": msg.content})
             for call in msg.tool_calls:
                 call_names[call.id] = call.name
-                parts.append({"functionCall": {"name": call.name, "args": _arguments(call.arguments)}})
+                parts.append({"functionCall": {"name": call.name, "args": tool_arguments_object(call.arguments)}})
         if not parts:
             continue
         role = "model" if msg.role == "assistant" else "user"
@@ -306,14 +306,6 @@ def _tool_response(content: str | None) -> dict[str, Any]:
     except ValueError:
         value = content
     return value if isinstance(value, dict) else {"result": value}
-
-
-def _arguments(raw: str) -> Any:
-    try:
-        value = json.loads(raw) if raw else {}
-    except ValueError:
-        return {"arguments": raw}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _tool_config(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from taskmodels.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
-from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -236,7 +236,7 @@ def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"role": msg.role, "content": msg.content or ""}
         if msg.tool_calls:
             item["tool_calls"] = [
-                {"function": {"name": c.name, "arguments": _arguments(c.arguments)}} for c in msg.tool_calls
+                {"function": {"name": c.name, "arguments": tool_arguments_object(c.arguments)}} for c in msg.tool_calls
             ]
             call_names.update((c.id, c.name) for c in msg.tool_calls)
         if msg.role == "tool":
@@ -245,14 +245,6 @@ def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
                 item["tool_name"] = name
         out.append(item)
     return out
-
-
-def _arguments(raw: str) -> Any:
-    try:
-        value = json.loads(raw) if raw else {}
-    except ValueError:
-        return {"arguments": raw}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
