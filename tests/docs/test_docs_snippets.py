@@ -8,6 +8,10 @@ How blocks run, one test per Markdown file:
 - ```bash blocks: each line that starts with ``taskmodels`` (or ``$ taskmodels``) runs
   through ``taskmodels.cli.main``; it must exit 0 unless the line ends with a comment
   ``# exit N``. Other lines (pip, export, uvicorn) are not run.
+- ```bash blocks marked ``<!-- apply-env -->``: their ``export NAME=VALUE`` lines are set
+  in the environment for the rest of the page. A value holding ``redis://127.0.0.1:6379``
+  gets the address of a ``redis-server`` the runner starts for the page instead (skipped
+  locally when redis-server is missing, a failure in CI).
 - ```json blocks must parse (a block of one object per line is read as JSON Lines). A
   whole registry is validated like ``taskmodels validate``; an object with ``taskName``
   and ``primaryModelId`` must be a valid task mapping, one with ``provider`` and
@@ -57,6 +61,8 @@ from fake_llm_server import FakeLLMServer  # noqa: E402
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _NO_RUN = re.compile(r"^<!--\s*no-run:\s*(\S.*?)\s*-->\s*$")
 _FILE = re.compile(r"^<!--\s*file:\s*(\S+)\s*-->\s*$")
+_APPLY_ENV = "<!-- apply-env -->"
+_REDIS_PLACEHOLDER = "redis://127.0.0.1:6379"
 _APPEND = re.compile(r"^<!--\s*append-to:\s*(\S+)\s+(\w+)\s*-->\s*$")
 _EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
 
@@ -106,6 +112,7 @@ def parse_blocks(path: Path) -> list[Block]:
 
 @pytest.fixture
 def doc_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    # A doc's bash block may set variables (apply-env); monkeypatch restores them after the page.
     shutil.copytree(ROOT / "settings", tmp_path / "settings")
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
@@ -138,7 +145,10 @@ def doc_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLM
 
 
 class _Runner:
-    def __init__(self, server: FakeLLMServer, name: str) -> None:
+    def __init__(self, server: FakeLLMServer, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+        self.resources = contextlib.ExitStack()
+        self._redis_url: str | None = None
         # A real module, so that code which wires or pickles by module name (``container.wire(modules=[__name__])``)
         # finds what the page defined.
         self.module = types.ModuleType(name)
@@ -148,6 +158,7 @@ class _Runner:
         self.server = server
 
     def close(self) -> None:
+        self.resources.close()
         sys.modules.pop(self.module.__name__, None)
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
@@ -177,9 +188,31 @@ class _Runner:
         if asyncio.iscoroutine(result):
             self.loop.run_until_complete(result)
 
+    def redis_url(self) -> str:
+        if self._redis_url is None:
+            from tests.integration.redisserver import RedisServer, require_redis_server
+
+            require_redis_server()
+            server = self.resources.enter_context(RedisServer.launch())
+            self._redis_url = server.url.rsplit("/", 1)[0]
+        return self._redis_url
+
+    def apply_env(self, block: Block) -> None:
+        for raw in block.code.splitlines():
+            line = raw.strip()
+            if not line.startswith("export "):
+                continue
+            name, _, value = line.removeprefix("export ").partition("=")
+            value = " ".join(shlex.split(value, comments=True))
+            if _REDIS_PLACEHOLDER in value:
+                value = value.replace(_REDIS_PLACEHOLDER, self.redis_url())
+            self.monkeypatch.setenv(name.strip(), value)
+
     def bash(self, block: Block) -> None:
         from taskmodels.cli import main
 
+        if block.marker == _APPLY_ENV:
+            self.apply_env(block)
         for raw in block.code.splitlines():
             line = raw.strip().removeprefix("$ ")
             if not line.startswith("taskmodels "):
@@ -226,8 +259,8 @@ def _names_in(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
-def test_every_code_block_runs(path: Path, doc_env: FakeLLMServer) -> None:
-    runner = _Runner(doc_env, "docs_" + re.sub(r"\W", "_", path.stem))
+def test_every_code_block_runs(path: Path, doc_env: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = _Runner(doc_env, "docs_" + re.sub(r"\W", "_", path.stem), monkeypatch)
     try:
         for block in parse_blocks(path):
             if block.skip_reason is not None:
