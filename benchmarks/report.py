@@ -138,8 +138,32 @@ def target_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: str =
     stream = ov.get("stream", {})
     pair_rows("streaming, per chunk", stream, base_name=base, key="median_s", fmt=_us, limit=1.10, per=chunks)
 
-    scale = run.get("scale")
     bare_call = b.get("median_s") if b and not _status(b) else None
+    provider_only = seq.get("provider.complete (no service)")
+    if provider_only is not None:
+        pair_rows(
+            "provider alone (no service), median",
+            {**seq, subject: provider_only},
+            base_name=base,
+            key="median_s",
+            fmt=_us,
+            limit=None,
+        )
+    layer = run.get("service_layer") or {}
+    if layer.get("cpu_per_call_s") is not None:
+        share = _ratio(layer["cpu_per_call_s"], bare_call)
+        rows.append(
+            Row(
+                "service layer alone (instant provider), CPU",
+                _us(bare_call) + " (1 bare call)",
+                _us(layer["cpu_per_call_s"]),
+                f"{share * 100:.2f} %" if share is not None else "—",
+                "—",
+                "—",
+            )
+        )
+
+    scale = run.get("scale")
     if scale:
         size = f"{scale['models']:,} models/{scale['tasks']:,} tasks"
         for key, label in (("select_s", "selection"), ("select_filtered_s", "selection + capability filter")):
@@ -229,6 +253,8 @@ def comparison_rows(run: dict[str, Any], base: str = "bare httpx") -> list[list[
         if name is None:
             return "—"
         e, be = group.get(name), group.get(base_name)
+        if e is None:
+            return "—"
         bad = _status(e)
         if bad is not None:
             return bad

@@ -28,11 +28,12 @@ import httpx
 from benchmarks.clients import SDK_BUILDERS, Endpoints, bare_httpx_variants
 from benchmarks.harness import Variant, run_concurrent, run_sequential
 from benchmarks.imports import measure_imports
+from benchmarks.layer import measure_service_layer
 from benchmarks.memory import measure_rss_growth
 from benchmarks.report import comparison_rows, format_table, machine_info, target_rows
 from benchmarks.scale import measure_scale
 from benchmarks.server import BenchServer
-from benchmarks.subject import build_service, taskmodels_variants
+from benchmarks.subject import build_service, provider_only_variant, taskmodels_variants
 
 __all__ = ["SIZES", "Size", "main"]
 
@@ -59,12 +60,13 @@ class Size:
     memory_calls: int
     memory_warmup: int
     memory_concurrency: int
+    layer_calls: int
 
 
 SIZES: dict[str, Size] = {
-    "smoke": Size(20, 2, 5, 100, 1, 50, 10, 2, 10, 2, 20, 1_000, 1, 1_000, 2, 300, 50, 10),
-    "quick": Size(200, 5, 50, 1_000, 3, 50, 100, 5, 100, 5, 20, 10_000, 3, 20_000, 6, 10_000, 2_000, 10),
-    "full": Size(500, 10, 100, 2_000, 5, 50, 300, 6, 200, 6, 20, 10_000, 5, 50_000, 10, 100_000, 5_000, 10),
+    "smoke": Size(20, 2, 5, 100, 1, 50, 10, 2, 10, 2, 20, 1_000, 1, 1_000, 2, 300, 50, 10, 500),
+    "quick": Size(200, 5, 50, 1_000, 3, 50, 100, 5, 100, 5, 20, 10_000, 3, 20_000, 6, 10_000, 2_000, 10, 10_000),
+    "full": Size(500, 10, 100, 2_000, 5, 50, 300, 6, 200, 6, 20, 10_000, 5, 50_000, 10, 100_000, 5_000, 10, 20_000),
 }
 
 
@@ -100,9 +102,11 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
         client = httpx.AsyncClient()
         stack.push_async_callback(client.aclose)
         groups = [bare_httpx_variants(ep, client)]
+        extra_sequential: list[Variant] = []
         try:
             service = await build_service(ep, stack)
             groups.append(taskmodels_variants(service, ep))
+            extra_sequential.append(provider_only_variant(service))
         except Exception as exc:
             traceback.print_exc()
             groups.append(_failed_variant("taskmodels", exc))
@@ -121,7 +125,10 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
         out: dict[str, Any] = {}
         log("sequential calls")
         seq = await run_sequential(
-            pick("complete"), calls_per_round=size.seq_calls, rounds=size.seq_rounds, warmup=size.warmup
+            [*pick("complete"), *extra_sequential],
+            calls_per_round=size.seq_calls,
+            rounds=size.seq_rounds,
+            warmup=size.warmup,
         )
         out["sequential"] = {k: v.as_dict() for k, v in seq.items()}
         log(f"concurrency {size.concurrency}")
@@ -153,7 +160,12 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
                 )
             except Exception as exc:
                 memory[variant.name] = {"error": f"{type(exc).__name__}: {exc}"}
-        return {"overhead": out, "memory": memory}
+        log("service layer over an instant provider")
+        try:
+            layer = await measure_service_layer(size.layer_calls)
+        except Exception as exc:
+            layer = {"error": f"{type(exc).__name__}: {exc}"}
+        return {"overhead": out, "memory": memory, "service_layer": layer}
 
 
 def _errors(run: dict[str, Any]) -> list[str]:
@@ -162,6 +174,8 @@ def _errors(run: dict[str, Any]) -> list[str]:
         for name, entry in entries.items():
             if entry.get("error"):
                 found.append(f"{group} / {name}: {entry['error']}")
+    if run.get("service_layer", {}).get("error"):
+        found.append(f"service layer: {run['service_layer']['error']}")
     for name, entry in run.get("memory", {}).items():
         if entry.get("error"):
             found.append(f"memory / {name}: {entry['error']}")

@@ -17,7 +17,15 @@ from typing import Any, Literal
 from benchmarks.clients import FAIL_MODEL, MAX_TOKENS, MODEL_NAME, PROMPT, Endpoints, expect_chunks, expect_text
 from benchmarks.harness import Variant
 
-__all__ = ["TASK", "TASK_FALLBACK", "TASK_STREAM", "bench_registry", "build_service", "taskmodels_variants"]
+__all__ = [
+    "TASK",
+    "TASK_FALLBACK",
+    "TASK_STREAM",
+    "bench_registry",
+    "build_service",
+    "provider_only_variant",
+    "taskmodels_variants",
+]
 
 TASK = "bench"
 TASK_FALLBACK = "bench-fallback"
@@ -99,3 +107,18 @@ def taskmodels_variants(service: Any, ep: Endpoints, label: str = "taskmodels") 
         "fallback": Variant(label, fallback),
         "stream": Variant(label, stream),
     }
+
+
+def provider_only_variant(service: Any) -> Variant:
+    """The provider the service would use, called directly: the mapping's cost without the service's."""
+    from taskmodels.types import CompletionRequest
+
+    model = service.registry.current.models_by_id["bench"]
+    provider = service.provider_factory.create_provider_for_model(model)
+    request = CompletionRequest(prompt=PROMPT)
+
+    async def complete() -> None:
+        result = await provider.complete(request)
+        expect_text(result.text)
+
+    return Variant("provider.complete (no service)", complete)
