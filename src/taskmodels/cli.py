@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,6 +137,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_UsageError, SettingsError) as exc:
         print(f"taskmodels: error: {exc}", file=err)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # `taskmodels plan | head`: the reader left; stop quietly, as Unix tools do.
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 # --- commands ------------------------------------------------------------------------

@@ -222,3 +222,21 @@ def test_output_never_holds_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pyt
         main(argv)
         captured = capsys.readouterr()
         assert "sk-test-secret" not in captured.out + captured.err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`taskmodels plan | head -1` must not end in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from taskmodels.cli import main; raise SystemExit(main(['plan']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the CLI writes its first line
+    _, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err
+    assert proc.returncode == 0
