@@ -6,7 +6,8 @@ How blocks run, one test per Markdown file:
   block may use what an earlier one defined. Top-level ``await`` is allowed (it runs
   on the file's own event loop); a block may also call ``asyncio.run(...)``.
 - ```bash blocks: each line that starts with ``taskmodels`` (or ``$ taskmodels``) runs
-  through ``taskmodels.cli.main``; it must exit 0 unless the line ends with a comment
+  through ``taskmodels.cli.main``; each ``pytest ...`` line runs pytest in a subprocess
+  in the working directory. Either must exit 0 unless the line ends with a comment
   ``# exit N``. Other lines (pip, export, uvicorn) are not run.
 - ```bash blocks marked ``<!-- apply-env -->``: their ``export NAME=VALUE`` lines are set
   in the environment for the rest of the page. A value holding ``redis://127.0.0.1:6379``
@@ -18,8 +19,10 @@ How blocks run, one test per Markdown file:
   ``modelName`` a valid model entry.
 - A block is skipped only when the line before it is ``<!-- no-run: REASON -->``.
 - ``<!-- file: PATH -->`` before a block writes the block to PATH (relative to the
-  working directory) instead of checking it: a guide's "save this as registry.json",
-  which the page then checks itself (``taskmodels validate``), possibly expecting errors.
+  working directory) instead of checking or running it: a guide's "save this as
+  registry.json" or "save this as app.py". The page then checks it itself
+  (``taskmodels validate``), imports it (the working directory is on ``sys.path``),
+  or runs it (``pytest test_app.py``).
   ``<!-- append-to: PATH KEY -->`` appends the block's JSON object to the list KEY
   of the JSON file PATH: a guide's "add this to the models list".
 
@@ -42,6 +45,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import traceback
 import types
@@ -115,6 +119,7 @@ def doc_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLM
     # A doc's bash block may set variables (apply-env); monkeypatch restores them after the page.
     shutil.copytree(ROOT / "settings", tmp_path / "settings")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # pages import the files they saved (app.py ...)
     for name in list(os.environ):
         if name.startswith("TASKMODELS_"):
             monkeypatch.delenv(name)
@@ -157,7 +162,15 @@ class _Runner:
         self.loop = asyncio.new_event_loop()
         self.server = server
 
+    def forget_local_modules(self) -> None:
+        """Drop modules the page imported from its working directory (``app.py`` ...) from ``sys.modules``."""
+        here = str(Path.cwd().resolve())
+        for name, module in list(sys.modules.items()):
+            if (getattr(module, "__file__", None) or "").startswith(here):
+                del sys.modules[name]
+
     def close(self) -> None:
+        self.forget_local_modules()
         self.resources.close()
         sys.modules.pop(self.module.__name__, None)
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
@@ -165,6 +178,7 @@ class _Runner:
 
     def run(self, block: Block) -> None:
         if (match := _FILE.match(block.marker)) is not None:
+            self.forget_local_modules()  # a rewritten file must be imported afresh
             target = Path(match.group(1))
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(block.code, encoding="utf-8")
@@ -215,17 +229,26 @@ class _Runner:
             self.apply_env(block)
         for raw in block.code.splitlines():
             line = raw.strip().removeprefix("$ ")
-            if not line.startswith("taskmodels "):
+            if not line.startswith(("taskmodels ", "pytest ")):
                 continue
             match = _EXIT.search(line)
             expected = int(match.group(1)) if match else 0
-            args = shlex.split(line, comments=True)[1:]
-            out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = main(args)
-            assert code == expected, (
-                f"{block.where}: `{line}` exited {code}, expected {expected}\n{out.getvalue()}{err.getvalue()}"
-            )
+            args = shlex.split(line, comments=True)
+            if args[0] == "pytest":
+                done = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args[1:]],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+                code, output = done.returncode, done.stdout + done.stderr
+            else:
+                out, err = io.StringIO(), io.StringIO()
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    code = main(args[1:])
+                output = out.getvalue() + err.getvalue()
+            assert code == expected, f"{block.where}: `{line}` exited {code}, expected {expected}\n{output}"
 
 
 def check_json(block: Block) -> None:
