@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 
 sys.path.insert(0, str(ROOT / "examples"))
-from fake_llm_server import FakeLLMServer  # noqa: E402
+from fake_llm_server import FakeLLMServer  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _NO_RUN = re.compile(r"^<!--\s*no-run:\s*(\S.*?)\s*-->\s*$")
