@@ -966,6 +966,14 @@ class SyncModelService:
     def health(self) -> dict[str, Any]:
         return self._run(self.service.health())
 
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run any coroutine on the facade's loop, where the service's HTTP client lives.
+
+        A synchronous application shuts down with ``sync.run(container.aclose())``
+        and then ``sync.close()``.
+        """
+        return self._run(coro)
+
     def totals(self) -> dict[str, dict[str, dict[str, int | float]]]:
         return self.service.totals()
 

@@ -84,3 +84,29 @@ async def test_calling_from_inside_a_running_loop_is_a_clear_error(
     with pytest.raises(RuntimeError, match="inside a running event loop"):
         sync.complete_with_task_model("t", "p")
     assert backend.calls == []
+
+
+def test_a_sync_application_closes_the_container_on_the_facades_loop(tmp_path: Any) -> None:
+    import json
+
+    from dependency_injector import providers
+
+    from taskmodels.containers import Container
+    from taskmodels.settings import Settings
+
+    path = tmp_path / "modelRegistry.json"
+    path.write_text(
+        json.dumps(fake_registry(fake_model("a", provider="openai-compatible", baseUrl="http://127.0.0.1:9")))
+    )
+    container = Container()
+    container.settings.override(providers.Object(Settings(registry_path=path)))
+    sync = container.model_service().sync
+    client = container.http_client()
+    assert sync.run(_loop_thread_name()) == "taskmodels-sync"
+    sync.run(container.aclose())
+    sync.close()
+    assert client.is_closed
+
+
+async def _loop_thread_name() -> str:
+    return threading.current_thread().name
