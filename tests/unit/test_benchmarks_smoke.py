@@ -119,3 +119,21 @@ def test_failed_call_makes_the_target_row_fail() -> None:
     rows = {r.metric: r for r in target_rows(run)}
     assert rows["sequential median"].met == "NO"
     assert "FAILED" in rows["sequential median"].candidate
+
+
+def test_markdown_puts_runs_side_by_side() -> None:
+    from benchmarks.markdown import render
+
+    def run(ratio: str) -> dict[str, object]:
+        target = {"metric": "sequential median", "baseline": "1 µs", "taskmodels": "1 µs", "ratio": ratio}
+        return {
+            "targets": [{**target, "target": "≤ 1.05×", "met": "yes"}],
+            "comparison": [["bare httpx", "1.000×", "1.000×", "1.000×", "1.000×", "1.000×", "1.000×"]],
+            "imports": {"import httpx": {"median_s": 0.05}},
+        }
+
+    text = render([run("1.010×"), run("1.020×")])
+    row = next(line for line in text.splitlines() if line.startswith("| sequential median"))
+    assert "1.010×" in row
+    assert "1.020×" in row
+    assert "| import httpx | 50 ms | 50 ms |" in text

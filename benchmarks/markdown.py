@@ -1,0 +1,73 @@
+"""Markdown tables from result files, for benchmarks/README.md: runs side by side.
+
+python -m benchmarks.markdown benchmarks/results/run1.json benchmarks/results/run2.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "render"]
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def render(runs: list[dict[str, Any]]) -> str:
+    parts = []
+    # Targets: one block of columns per run.
+    metrics = [t["metric"] for t in runs[0]["targets"]]
+    headers = ["metric", "target"]
+    for i, _ in enumerate(runs, 1):
+        headers += [f"run {i}: baseline", f"run {i}: taskmodels", f"run {i}: ratio", f"run {i}: met?"]
+    rows = []
+    for metric in metrics:
+        row = [metric, ""]
+        for run in runs:
+            t = next((t for t in run["targets"] if t["metric"] == metric), None)
+            if t is None:
+                row += ["", "", "", ""]
+                continue
+            row[1] = row[1] or t["target"]
+            row += [t["baseline"], t["taskmodels"], t["ratio"], t["met"]]
+        rows.append(row)
+    parts.append(_table(headers, rows))
+    # Every client, ratios to bare httpx.
+    for i, run in enumerate(runs, 1):
+        parts.append(f"Run {i}, every client against bare httpx:")
+        parts.append(
+            _table(
+                ["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"],
+                [list(map(str, r)) for r in run["comparison"]],
+            )
+        )
+    imports = [run["imports"] for run in runs]
+    rows = []
+    for label in imports[0]:
+        row = [label]
+        for imp in imports:
+            v = imp.get(label, {})
+            row.append(f"{v['median_s'] * 1e3:.0f} ms" if v.get("median_s") is not None else str(v.get("error")))
+        rows.append(row)
+    parts.append("Cold imports (median of fresh interpreters):")
+    parts.append(_table(["statement", *[f"run {i}" for i in range(1, len(runs) + 1)]], rows))
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
+    if not paths:
+        print(__doc__)
+        return 2
+    print(render([json.loads(p.read_text(encoding="utf-8")) for p in paths]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
