@@ -264,6 +264,11 @@ def comparison_rows(run: dict[str, Any], base: str = "bare httpx") -> list[list[
 
     out = []
     for name in names:
+        entry = seq.get(name) or {}
+        if entry.get("skipped"):
+            # Say it once: a missing package skips the whole row.
+            out.append([name, f"skipped: {entry['skipped']!s}", "—", "—", "—", "—", "—"])
+            continue
         out.append(
             [
                 name,

@@ -137,3 +137,21 @@ def test_markdown_puts_runs_side_by_side() -> None:
     assert "1.010×" in row
     assert "1.020×" in row
     assert "| import httpx | 50 ms | 50 ms |" in text
+
+
+def test_any_failed_call_is_collected_for_a_non_zero_exit() -> None:
+    from benchmarks.run import _errors
+
+    run = {
+        "overhead": {
+            "sequential": {"bare httpx": {"error": None}, "openai SDK": {"skipped": "openai not installed"}},
+            "stream": {"taskmodels": {"error": "BenchCallError: stream gave 3 text chunks, expected 5"}},
+        },
+        "memory": {"taskmodels": {"error": "RuntimeError: boom"}},
+        "service_layer": {"cpu_per_call_s": 1e-5},
+    }
+    assert _errors(run) == [
+        "stream / taskmodels: BenchCallError: stream gave 3 text chunks, expected 5",
+        "memory / taskmodels: RuntimeError: boom",
+    ]
+    assert _errors({"overhead": {"sequential": {"bare httpx": {"error": None}}}}) == []
