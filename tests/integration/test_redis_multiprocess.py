@@ -35,7 +35,11 @@ REPLY_TIMEOUT = 20.0
 # --- the worker process ----------------------------------------------------------------------
 
 
-async def _reserve_many(store: RedisStateStore, scope: str, amount: float, limit: float, count: int) -> dict[str, Any]:
+async def _reserve_many(
+    store: RedisStateStore, scope: str, amount: float, limit: float, count: int, *, start_at: float = 0.0
+) -> dict[str, Any]:
+    # Every worker starts at the same wall-clock moment, so that they really race on a busy machine.
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     accepted = 0
     on_redis = True
     for _ in range(count):
@@ -61,8 +65,10 @@ def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., 
         s = await store.breaker(key, now=now)
         return [s.state, s.consecutive_failures, s.retry_at]
 
-    async def reserve_many(scope: str, amount: float, limit: float, count: int) -> dict[str, Any]:
-        return await _reserve_many(store, scope, amount, limit, count)
+    async def reserve_many(
+        scope: str, amount: float, limit: float, count: int, start_at: float = 0.0
+    ) -> dict[str, Any]:
+        return await _reserve_many(store, scope, amount, limit, count, start_at=start_at)
 
     async def spend(scope: str) -> float:
         return await store.spend(scope, window=DAY, now=T0)
@@ -272,8 +278,9 @@ def test_processes_reserving_against_one_limit_never_exceed_it(
 ) -> None:
     workers = start_workers(4, namespace())
     count = int(limit / amount)  # each could take the whole budget alone
+    start_at = time.time() + 0.5
     for w in workers:
-        w.send("reserve_many", scope="task:summarize", amount=amount, limit=limit, count=count)
+        w.send("reserve_many", scope="task:summarize", amount=amount, limit=limit, count=count, start_at=start_at)
     replies = [w.receive()["result"] for w in workers]
     assert all(r["all_on_redis"] for r in replies)
     accepted = sum(r["accepted"] for r in replies)
