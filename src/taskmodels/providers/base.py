@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -40,7 +40,7 @@ from taskmodels.errors import (
     RateLimitError,
     StreamStalledError,
 )
-from taskmodels.providers.streams import iter_ndjson, iter_sse
+from taskmodels.providers.streams import SseEvent, SseParser
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
 
@@ -275,35 +275,79 @@ class BaseModelProvider(ABC):
                 body = await self._read_error_body(response)
                 raise self.parse_error(response.status_code, response.headers, body)
             lines = response.aiter_lines()
-            frames: AsyncIterator[tuple[str, str]] = (
-                _sse_frames(lines) if self.stream_framing == "sse" else _ndjson_frames(lines)
-            )
-            got_first = False
-            while not decoder.finished:
-                try:
-                    if got_first:
-                        if stall_timeout is None:
-                            event, data = await anext(frames)
-                        else:
-                            async with asyncio.timeout(stall_timeout):
-                                event, data = await anext(frames)
-                    else:
-                        async with asyncio.timeout_at(first_deadline):
-                            event, data = await anext(frames)
-                        got_first = True
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    if got_first:
-                        raise self.error(StreamStalledError, f"{self.name} stream stalled") from None
+            parse = SseParser().feed if self.stream_framing == "sse" else None
+            task = asyncio.current_task()
+            assert task is not None  # an async generator always runs inside a task
+            watchdog = _ReadWatchdog(loop, task)
+            limit = first_deadline
+            try:
+                while not decoder.finished:
+                    watchdog.arm(limit)
+                    frame = await self._next_frame(lines, parse, watchdog)
+                    if frame is None:
+                        break
+                    limit = loop.time() + stall_timeout if stall_timeout is not None else None
+                    for item in self._feed(decoder, frame[0], frame[1]):
+                        yield item
+                if decoder.finished:
+                    await self._drain(lines, watchdog, loop.time() + _DRAIN_LIMIT)
+            except _ReadTimedOut:
+                if limit is first_deadline:
                     raise self.error(FirstTokenTimeoutError, f"{self.name} sent no first token in time") from None
-                for item in self._feed(decoder, event, data):
-                    yield item
+                raise self.error(StreamStalledError, f"{self.name} stream stalled") from None
+            finally:
+                watchdog.close()
         except httpx.HTTPError as exc:
             self._raise_transport(exc)
         finally:
             await response.aclose()
         yield decoder.close()
+
+    @staticmethod
+    async def _next_frame(
+        lines: AsyncIterator[str], parse: Callable[[str], SseEvent | None] | None, watchdog: _ReadWatchdog
+    ) -> tuple[str, str] | None:
+        """The next SSE event or NDJSON line as ``(event, data)``; ``None`` at the end of the body."""
+        while True:
+            watchdog.reading = True
+            try:
+                line = await anext(lines)
+            except StopAsyncIteration:
+                return None
+            except asyncio.CancelledError:
+                if watchdog.fired:
+                    watchdog.task.uncancel()
+                    raise _ReadTimedOut from None
+                raise
+            finally:
+                watchdog.reading = False
+            if parse is None:
+                if line.strip():
+                    return "", line
+            else:
+                event = parse(line)
+                if event is not None:
+                    return event.event, event.data
+
+    @staticmethod
+    async def _drain(lines: AsyncIterator[str], watchdog: _ReadWatchdog, limit: float) -> None:
+        """Read what follows the terminal event (normally nothing but the body's end), so the
+        connection goes back to the pool instead of being closed: a reconnect per stream would
+        cost more than the whole stream's parsing. A server that goes on sending is cut off."""
+        watchdog.arm(limit)
+        for _ in range(_DRAIN_LINES):
+            watchdog.reading = True
+            try:
+                await anext(lines)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                if watchdog.fired:
+                    watchdog.task.uncancel()
+                    return
+                raise
+            finally:
+                watchdog.reading = False
 
     async def _read_error_body(self, response: httpx.Response) -> bytes:
         try:
@@ -391,11 +435,56 @@ def _generic_error_fields(body: bytes) -> tuple[str | None, str | None]:
     return None, None
 
 
-async def _sse_frames(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
-    async for sse in iter_sse(lines):
-        yield sse.event, sse.data
+_DRAIN_LINES = 8
+_DRAIN_LIMIT = 0.5  # seconds
 
 
-async def _ndjson_frames(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
-    async for line in iter_ndjson(lines):
-        yield "", line
+class _ReadTimedOut(Exception):
+    """The watchdog cut a read short."""
+
+
+class _ReadWatchdog:
+    """Bounds each wait for the server, without a new timer for every chunk.
+
+    ``arm(limit)`` sets the time by which the next frame must arrive. One timer
+    handle serves many chunks: limits only move later, so when it fires early it
+    re-arms itself for the current limit. It cancels the task only while a read
+    is in progress (``reading``): the consumer's time between chunks is never
+    counted, and a cancellation never lands in the consumer's code.
+    """
+
+    __slots__ = ("_handle", "_limit", "_loop", "fired", "reading", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self._loop = loop
+        self.task = task
+        self._handle: asyncio.TimerHandle | None = None
+        self._limit: float | None = None
+        self.reading = False
+        self.fired = False
+
+    def arm(self, limit: float | None) -> None:
+        self._limit = limit
+        if limit is None:
+            return
+        handle = self._handle
+        if handle is None or handle.when() > limit:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(limit, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        limit = self._limit
+        if limit is None:
+            return
+        if self._loop.time() < limit:
+            self._handle = self._loop.call_at(limit, self._fire)
+        elif self.reading:
+            self.fired = True
+            self.task.cancel()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
