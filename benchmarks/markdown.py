@@ -38,15 +38,26 @@ def render(runs: list[dict[str, Any]]) -> str:
             row += [t["baseline"], t["taskmodels"], t["ratio"], t["met"]]
         rows.append(row)
     parts.append(_table(headers, rows))
-    # Every client, ratios to bare httpx.
-    for i, run in enumerate(runs, 1):
-        parts.append(f"Run {i}, every client against bare httpx:")
-        parts.append(
-            _table(
-                ["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"],
-                [list(map(str, r)) for r in run["comparison"]],
-            )
-        )
+    # Every client, ratios to bare httpx, the runs' figures in one cell ("run 1 / run 2").
+    names: list[str] = []
+    cells: dict[str, list[list[str]]] = {}
+    for run in runs:
+        for row in run["comparison"]:
+            if row[0] not in cells:
+                names.append(row[0])
+                cells[row[0]] = []
+            cells[row[0]].append([str(c) for c in row[1:]])
+    rows = []
+    for name in names:
+        per_run = cells[name]
+        # Identical cells ("—", the baseline's 1.000×) once; otherwise every run's figure.
+        merged = []
+        for i in range(len(per_run[0])):
+            values = [r[i] for r in per_run]
+            merged.append(values[0] if values[0] in {"—", "1.000×"} and len(set(values)) == 1 else " / ".join(values))
+        rows.append([name, *merged])
+    parts.append("Every client against bare httpx (" + " / ".join(f"run {i}" for i in range(1, len(runs) + 1)) + "):")
+    parts.append(_table(["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"], rows))
     imports = [run["imports"] for run in runs]
     rows = []
     for label in imports[0]:
