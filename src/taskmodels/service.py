@@ -759,8 +759,19 @@ class ModelService:
             opened = False
         await self._give_back(call, estimate)
         self.accounting.failed_attempt(call.task, model.id)
-        if (log := self._log.enabled(_WARNING)) is not None:
+        # A failed attempt is routine in a fallback chain (INFO); what needs a person is a call
+        # that fails (the WARNING call event) or a model whose circuit opens (WARNING below).
+        if (log := self._log.enabled(_INFO)) is not None:
             self._log_attempt(log, call, attempt, None, 0.0)
+        if opened and (log := self._log.enabled(_WARNING)) is not None:
+            log.warning(
+                "taskmodels.circuit_open",
+                task=call.task,
+                model_id=model.id,
+                provider=model.provider,
+                error_class=attempt.error_class,
+                status_code=attempt.status_code,
+            )
         return opened
 
     async def _failed(
@@ -853,7 +864,7 @@ class ModelService:
             )
 
     def _log_attempt(self, log: Any, call: _Call, attempt: Attempt, usage: Usage | None, cost: float) -> None:
-        method = log.debug if attempt.outcome == "success" else log.warning
+        method = log.debug if attempt.outcome == "success" else log.info
         method(
             "taskmodels.attempt",
             task=call.task,

@@ -11,6 +11,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from taskmodels.config import ResilienceSettings
+from taskmodels.errors import AllModelsFailedError
 from taskmodels.testing import FakeBackend, fake_model, fake_registry, make_test_service, reply, server_error
 from taskmodels.types import Usage
 
@@ -90,4 +91,22 @@ async def test_levels_that_are_off_cost_no_events() -> None:
     assert seen == []  # success is debug (attempt) and info (call): both off
     backend.script("a", server_error())
     await service.complete_with_task_model("t", "p")
-    assert [e["event"] for e in seen] == ["taskmodels.attempt"]
+    assert seen == []  # a failed attempt the chain recovered from is info: off too
+
+
+async def test_levels_a_failed_attempt_is_info_a_failed_call_and_an_open_circuit_are_warnings() -> None:
+    backend = FakeBackend()
+    backend.always("a", server_error(503))
+    service = make_test_service(
+        fake_registry(fake_model("a")),
+        backend=backend,
+        resilience=ResilienceSettings(max_attempts_per_model=1, breaker_failure_threshold=1),
+    )
+    with capture_logs() as logs, pytest.raises(AllModelsFailedError):
+        await service.complete_with_task_model("t", "p")
+    levels = {(e["event"], e.get("outcome")): e["log_level"] for e in logs}
+    assert levels[("taskmodels.attempt", "error")] == "info"
+    assert levels[("taskmodels.circuit_open", None)] == "warning"
+    assert levels[("taskmodels.call", "error")] == "warning"
+    opened = next(e for e in logs if e["event"] == "taskmodels.circuit_open")
+    assert (opened["model_id"], opened["error_class"], opened["status_code"]) == ("a", "ProviderUnavailableError", 503)
