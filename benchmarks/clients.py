@@ -114,7 +114,9 @@ def bare_httpx_variants(ep: Endpoints, client: httpx.AsyncClient, label: str = "
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    break
+                    # Read on to the body's end rather than break: a response left unread
+                    # closes its connection, and the next stream would pay a reconnect.
+                    continue
                 chunk = json.loads(data)
                 choices = chunk["choices"]
                 if choices and choices[0]["delta"].get("content"):
