@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from taskmodels.cli import main
+from tests.registry_entries import model
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "settings" / "modelRegistry.json"
@@ -24,21 +25,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def write(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data))
     return path
-
-
-def model(id: str, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": id,
-        "provider": "openai",
-        "modelName": f"{id}-name",
-        "maxTokens": 1000,
-        "temperature": 0.5,
-        "contextWindow": 16000,
-        "costPer1kTokens": 0.001,
-        "capabilities": ["chat"],
-    }
-    data.update(overrides)
-    return data
 
 
 def test_validate_good_file(capsys: pytest.CaptureFixture[str]) -> None:

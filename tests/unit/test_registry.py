@@ -11,24 +11,10 @@ import pytest
 from taskmodels.errors import Problem, RegistryError
 from taskmodels.providers.factory import BUILTIN_PROVIDERS
 from taskmodels.registry import ModelRegistryService
+from tests.registry_entries import model
 
 PROVIDERS = frozenset(BUILTIN_PROVIDERS)
 EXAMPLE = Path(__file__).resolve().parents[2] / "settings" / "modelRegistry.json"
-
-
-def model(id: str, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": id,
-        "provider": "openai",
-        "modelName": f"{id}-name",
-        "maxTokens": 1000,
-        "temperature": 0.5,
-        "contextWindow": 16000,
-        "costPer1kTokens": 0.001,
-        "capabilities": ["chat"],
-    }
-    data.update(overrides)
-    return data
 
 
 def task(name: str, primary: str, *fallbacks: str, **extra: Any) -> dict[str, Any]:

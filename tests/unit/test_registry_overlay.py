@@ -15,22 +15,7 @@ from structlog.testing import capture_logs
 from taskmodels.errors import ConfigurationError, RegistryError
 from taskmodels.registry import ModelRegistryService
 from taskmodels.settings import Settings
-
-
-def model(id: str, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": id,
-        "provider": "openai",
-        "modelName": f"{id}-name",
-        "maxTokens": 1000,
-        "temperature": 0.5,
-        "contextWindow": 16000,
-        "costPer1kTokens": 0.001,
-        "capabilities": ["chat"],
-    }
-    data.update(overrides)
-    return data
-
+from tests.registry_entries import model
 
 BASE: dict[str, Any] = {
     "models": [model("a"), model("b", capabilities=["chat", "json"]), model("c")],

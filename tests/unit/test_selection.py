@@ -9,22 +9,7 @@ import pytest
 from taskmodels.registry import ModelRegistryService
 from taskmodels.selection import ModelSelectionFactory, Skip, estimate_prompt_tokens
 from taskmodels.types import CompletionRequest, Message
-
-
-def model(id: str, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": id,
-        "provider": "openai",
-        "modelName": f"{id}-name",
-        "maxTokens": 1000,
-        "temperature": 0.5,
-        "contextWindow": 16000,
-        "costPer1kTokens": 0.001,
-        "capabilities": ["chat"],
-    }
-    data.update(overrides)
-    return data
-
+from tests.registry_entries import model
 
 DATA: dict[str, Any] = {
     "models": [
