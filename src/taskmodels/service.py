@@ -56,6 +56,7 @@ from taskmodels.errors import (
     ProviderTimeoutError,
     TaskModelsError,
 )
+from taskmodels.logging import REDACTED
 from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.schema import BudgetConfig, ModelConfig, TaskMapping
@@ -815,10 +816,10 @@ class ModelService:
         if not key or len(key) < 8:
             return
         if key in error.message:
-            error.message = error.message.replace(key, "[redacted]")
+            error.message = error.message.replace(key, REDACTED)
             error.args = (error.message,)
         if error.provider_message and key in error.provider_message:
-            error.provider_message = error.provider_message.replace(key, "[redacted]")
+            error.provider_message = error.provider_message.replace(key, REDACTED)
 
     def _falls_back_on_content_filter(self, call: _Call) -> bool:
         opt = call.mapping.fallback_on_content_filter if call.mapping is not None else None

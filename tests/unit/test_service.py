@@ -16,6 +16,7 @@ from taskmodels.errors import (
     ProviderError,
     TaskModelsError,
 )
+from taskmodels.logging import REDACTED
 from taskmodels.service import ModelService
 from taskmodels.testing import (
     FakeBackend,
@@ -481,4 +482,4 @@ async def test_a_key_echoed_in_a_providers_error_text_is_cut_out(monkeypatch: py
     assert isinstance(cause, ProviderError)
     assert key not in str(cause)
     assert key not in (cause.provider_message or "")
-    assert "[redacted]" in str(cause)
+    assert REDACTED in str(cause)

@@ -40,6 +40,7 @@ from taskmodels.errors import (
     RateLimitError,
     StreamStalledError,
 )
+from taskmodels.logging import REDACTED
 from taskmodels.providers.streams import SseEvent, SseParser
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
@@ -185,15 +186,10 @@ class BaseModelProvider(ABC):
             cls = _STATUS_ERRORS.get(status)
             if cls is None:
                 cls = ProviderUnavailableError if status >= 500 else BadRequestError
-        key = self.api_key_value()
-        if key and message and key in message:
-            # Some servers quote the key they rejected; it must not travel on in our errors.
-            message = message.replace(key, "[REDACTED]")
         text = message or f"HTTP {status}"
-        return cls(
+        return self.error(
+            cls,
             f"{self.name} returned {status}: {text}",
-            provider=self.name,
-            model_id=self.model.id,
             status_code=status,
             provider_message=message,
             provider_code=code,
@@ -202,6 +198,14 @@ class BaseModelProvider(ABC):
         )
 
     def error(self, cls: type[ProviderError], message: str, **fields: Any) -> ProviderError:
+        """Every error a provider builds passes here. Some servers quote the key they rejected in
+        their error text: it is cut out before it can travel on in our message or fields."""
+        key = self.api_key_value()
+        if key:
+            message = message.replace(key, REDACTED)
+            quoted = fields.get("provider_message")
+            if isinstance(quoted, str):
+                fields["provider_message"] = quoted.replace(key, REDACTED)
         return cls(message, provider=self.name, model_id=self.model.id, **fields)
 
     def cost(self, result: CompletionResult) -> float:
