@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-import httpx
+import httpx2
 
 from benchmarks.harness import Variant
 from benchmarks.server import COMPLETION_TEXT
@@ -85,7 +85,7 @@ def _missing(name: str, package: str) -> Variant:
 # --- bare httpx -------------------------------------------------------------------------
 
 
-def bare_httpx_variants(ep: Endpoints, client: httpx.AsyncClient, label: str = "bare httpx") -> dict[str, Variant]:
+def bare_httpx_variants(ep: Endpoints, client: httpx2.AsyncClient, label: str = "bare httpx") -> dict[str, Variant]:
     """``complete``, ``fallback`` and ``stream`` written by hand over one client."""
     url = ep.completions
 
@@ -98,7 +98,7 @@ def bare_httpx_variants(ep: Endpoints, client: httpx.AsyncClient, label: str = "
         try:
             response = await client.post(url, json=_body(FAIL_MODEL))
             response.raise_for_status()
-        except httpx.HTTPStatusError:
+        except httpx2.HTTPStatusError:
             response = await client.post(url, json=_body(MODEL_NAME))
             response.raise_for_status()
         else:

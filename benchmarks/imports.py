@@ -14,7 +14,7 @@ __all__ = ["STATEMENTS", "measure_imports"]
 # label -> statement. The first is the target's subject, the second its baseline.
 STATEMENTS: dict[str, str] = {
     "import taskmodels": "import taskmodels",
-    "import httpx": "import httpx",
+    "import httpx2": "import httpx2",
     "taskmodels ready to call": (
         "import taskmodels; from taskmodels.containers import Container; import taskmodels.providers.openai"
     ),

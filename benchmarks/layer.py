@@ -53,7 +53,7 @@ async def measure_service_layer(calls: int, *, repeats: int = 5) -> dict[str, An
     """Best-of-``repeats`` CPU seconds per call of the service over an instant provider."""
     from dependency_injector import providers
 
-    from taskmodels.config import ResilienceSettings
+    from taskmodels.sections import ResilienceSettings
     from taskmodels.containers import Container
     from taskmodels.settings import Settings
 

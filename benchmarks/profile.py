@@ -30,9 +30,9 @@ __all__ = ["main"]
 async def _profile(ep: Endpoints, kind: str, calls: int, *, use_cprofile: bool, bare: bool) -> str:
     async with AsyncExitStack() as stack:
         if bare:
-            import httpx
+            import httpx2
 
-            client = httpx.AsyncClient()
+            client = httpx2.AsyncClient()
             stack.push_async_callback(client.aclose)
             variant = bare_httpx_variants(ep, client)[kind]
         else:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare", action="store_true", help="profile the bare httpx call instead, for reference")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
-    from taskmodels.logging import configure_logging
+    from taskmodels.log import configure_logging
 
     devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (lives as long as the run)
     configure_logging(level=args.log_level, fmt="json", stream=devnull)

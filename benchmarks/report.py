@@ -184,7 +184,7 @@ def target_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: str =
         rows.append(Row("registry scale", "", f"FAILED: {run['scale_error'][:80]}", "—", "", "NO"))
 
     imports = run.get("imports", {})
-    ti, hi = imports.get("import taskmodels", {}), imports.get("import httpx", {})
+    ti, hi = imports.get("import taskmodels", {}), imports.get("import httpx2", {})
     if ti and hi:
         r = _ratio(ti.get("median_s"), hi.get("median_s"))
         rows.append(

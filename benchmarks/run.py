@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from benchmarks.clients import SDK_BUILDERS, Endpoints, bare_httpx_variants
 from benchmarks.harness import Variant, run_concurrent, run_sequential
@@ -87,7 +87,7 @@ async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[s
         from httpx_aiohttp import AiohttpTransport
     except ImportError:
         return []
-    client = httpx.AsyncClient(transport=AiohttpTransport())
+    client = httpx2.AsyncClient(transport=AiohttpTransport())
     stack.push_async_callback(client.aclose)
     out = [bare_httpx_variants(ep, client, label="bare httpx+aiohttp")]
     label = "taskmodels (aiohttp transport)"
@@ -101,7 +101,7 @@ async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[s
 
 async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log: Any) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
-        client = httpx.AsyncClient()
+        client = httpx2.AsyncClient()
         stack.push_async_callback(client.aclose)
         groups = [bare_httpx_variants(ep, client)]
         extra_sequential: list[Variant] = []
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size_name = args.size or "quick"
     # Unconfigured structlog prints every event at every level: an application sets a level, so do we.
-    from taskmodels.logging import configure_logging
+    from taskmodels.log import configure_logging
 
     # Rendered to /dev/null: the formatting work counts, a terminal's speed does not.
     devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (lives as long as the run)
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         run["scale_error"] = f"{type(exc).__name__}: {exc}"
     log("cold imports")
-    labels = ["import taskmodels", "import httpx", "taskmodels ready to call"]
+    labels = ["import taskmodels", "import httpx2", "taskmodels ready to call"]
     if not args.no_sdks and size_name != "smoke":
         labels += ["import openai", "import pydantic_ai", "import litellm"]
     run["imports"] = measure_imports(size.import_repeats, labels=labels)

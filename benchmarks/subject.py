@@ -63,7 +63,7 @@ async def build_service(
     """A ``ModelService`` from a fresh container; the stack closes the container."""
     from dependency_injector import providers
 
-    from taskmodels.config import HttpSettings, ResilienceSettings
+    from taskmodels.sections import HttpSettings, ResilienceSettings
     from taskmodels.containers import Container
     from taskmodels.settings import Settings
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from taskmodels.config import ProviderSettings
+from taskmodels.sections import ProviderSettings
 from taskmodels.settings import Settings, load_settings
 
 __all__ = ["parse_args", "settings_from_args"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dependency_injector import containers, providers
 
-from taskmodels.config import ProviderSettings
+from taskmodels.sections import ProviderSettings
 from taskmodels.containers import Container as TaskModelsContainer
 from taskmodels.settings import Settings, load_settings
 

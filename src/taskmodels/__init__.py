@@ -63,8 +63,8 @@ _EXPORTS: dict[str, str] = {
     "Settings": "taskmodels.settings",
     "StateStore": "taskmodels.resilience.state",
     "TaskMapping": "taskmodels.registry.schema",
-    "configure_logging": "taskmodels.logging",
-    "get_logger": "taskmodels.logging",
+    "configure_logging": "taskmodels.log",
+    "get_logger": "taskmodels.log",
 }
 
 __all__ = [
@@ -162,7 +162,7 @@ if TYPE_CHECKING:
         TaskModelsError,
         UnknownTaskError,
     )
-    from taskmodels.logging import configure_logging, get_logger
+    from taskmodels.log import configure_logging, get_logger
     from taskmodels.providers.base import BaseModelProvider
     from taskmodels.providers.factory import ModelProviderFactory
     from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping

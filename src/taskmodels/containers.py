@@ -25,8 +25,8 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
-from taskmodels.config import Scope, StateSettings
-from taskmodels.http import ResourcePool
+from taskmodels.sections import Scope, StateSettings
+from taskmodels.http_client import ResourcePool
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore, StateStore

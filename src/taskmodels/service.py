@@ -44,7 +44,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 import structlog
 
-from taskmodels.config import ResilienceSettings
+from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AllModelsFailedError,
     BudgetExceededError,
@@ -56,7 +56,7 @@ from taskmodels.errors import (
     ProviderTimeoutError,
     TaskModelsError,
 )
-from taskmodels.logging import REDACTED
+from taskmodels.log import REDACTED
 from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.schema import BudgetConfig, ModelConfig, TaskMapping
@@ -905,7 +905,7 @@ class SyncModelService:
 
     Never a nested loop: the service's coroutines run on the facade's own loop,
     so the HTTP client and the state store should be used through this facade
-    only (an ``httpx.AsyncClient`` belongs to the loop that first used it).
+    only (an ``httpx2.AsyncClient`` belongs to the loop that first used it).
     Calling from a thread that already runs an event loop raises ``RuntimeError``:
     blocking there would freeze that loop; use the async API instead.
     """

@@ -22,7 +22,7 @@ import pydantic_settings
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from taskmodels.config import (
+from taskmodels.sections import (
     HttpSettings,
     LoggingSettings,
     ProviderSettings,

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from taskmodels.errors import (
@@ -73,7 +73,7 @@ from taskmodels.types import (
 )
 
 if TYPE_CHECKING:
-    from taskmodels.config import ResilienceSettings
+    from taskmodels.sections import ResilienceSettings
     from taskmodels.containers import Container
     from taskmodels.resilience.state import StateStore
     from taskmodels.service import ModelService
@@ -265,13 +265,13 @@ class FakeBackend:
         return type(f"FakeProvider_{name}", (FakeProvider,), {"name": name, "bound_backend": self})
 
 
-def _no_network(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("FakeProvider never uses the network")
+def _no_network(request: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ConnectError("FakeProvider never uses the network")
 
 
-def offline_client() -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` that refuses every request: fakes need none."""
-    return httpx.AsyncClient(transport=httpx.MockTransport(_no_network))
+def offline_client() -> httpx2.AsyncClient:
+    """An ``httpx2.AsyncClient`` that refuses every request: fakes need none."""
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(_no_network))
 
 
 class FakeProvider(BaseModelProvider):
@@ -286,7 +286,7 @@ class FakeProvider(BaseModelProvider):
     def __init__(
         self,
         model: ModelConfig,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         *,
         backend: FakeBackend | None = None,
         api_key: SecretStr | None = None,
@@ -399,7 +399,7 @@ class FakeProvider(BaseModelProvider):
             raise self.error(StreamStalledError, f"{self.name} stream stalled") from None
 
 
-_UNUSED_CLIENT = httpx.AsyncClient(transport=httpx.MockTransport(_no_network))
+_UNUSED_CLIENT = httpx2.AsyncClient(transport=httpx2.MockTransport(_no_network))
 
 
 # --- registries -------------------------------------------------------------------------

@@ -8,11 +8,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from dependency_injector import containers, providers
 
-from taskmodels.config import ScopeSettings
+from taskmodels.sections import ScopeSettings
 from taskmodels.containers import Container
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.service import ModelService
@@ -136,8 +136,8 @@ def test_a_fresh_container_does_not_see_another_containers_override(registry_fil
 
 async def test_aclose_closes_every_http_client_it_opened(registry_file: Path) -> None:
     container = make_container(registry_file, http_client="thread_local")
-    here: httpx.AsyncClient = container.http_client()
-    there: list[httpx.AsyncClient] = []
+    here: httpx2.AsyncClient = container.http_client()
+    there: list[httpx2.AsyncClient] = []
     thread = threading.Thread(target=lambda: there.append(container.http_client()))
     thread.start()
     thread.join(5)

@@ -113,7 +113,7 @@ def settings_variables() -> dict[str, str]:
     walk(Settings, "TASKMODELS_")
     # providers is a dict of sections, one per provider name: documented through a placeholder.
     del out["TASKMODELS_PROVIDERS"]
-    from taskmodels.config import ProviderSettings
+    from taskmodels.sections import ProviderSettings
 
     walk(ProviderSettings, "TASKMODELS_PROVIDERS__<NAME>__")
     return out

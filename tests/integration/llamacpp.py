@@ -250,16 +250,16 @@ def _read_address(process: subprocess.Popen[str], deadline: float, log_path: Pat
 
 
 def _wait_healthy(process: subprocess.Popen[str], base_url: str, deadline: float, log_path: Path) -> None:
-    import httpx
+    import httpx2
 
-    with httpx.Client(timeout=2.0) as client:
+    with httpx2.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise ServerStartError(f"llama.cpp server exited with {process.returncode}:\n{_log_tail(log_path)}")
             try:
                 if client.get(f"{base_url}/health").status_code == 200:
                     return
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             time.sleep(0.05)  # poll interval, bounded by the deadline
     raise ServerStartError(f"llama.cpp server was not healthy in time:\n{_log_tail(log_path)}")

@@ -15,12 +15,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
 from taskmodels import errors
-from taskmodels.config import ProviderSettings, ResilienceSettings
+from taskmodels.sections import ProviderSettings, ResilienceSettings
 from taskmodels.errors import (
     AllModelsFailedError,
     BadRequestError,
@@ -134,14 +134,14 @@ async def fault_server() -> AsyncIterator[FaultServer]:
 @pytest.fixture
 async def make_service(fault_server: FaultServer) -> AsyncIterator[ServiceFactory]:
     """Builds a ``ModelService`` wired to the fault server, from its real parts; closes the HTTP client."""
-    clients: list[httpx.AsyncClient] = []
+    clients: list[httpx2.AsyncClient] = []
 
     async def build(*, api_key: str | None = None, **resilience: Any) -> ModelService:
         settings = Settings(
             providers={"openai-compatible": ProviderSettings(api_key=SecretStr(api_key))} if api_key else {},
         )
         # Read timeouts far above the policy's limits: the service, not httpx, must end silent routes.
-        client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=1.0))
+        client = httpx2.AsyncClient(timeout=httpx2.Timeout(10.0, connect=1.0))
         clients.append(client)
         factory = ModelProviderFactory(settings, client)
         registry = ModelRegistryService.from_dict(
@@ -260,7 +260,7 @@ class TestFaultServerWire:
     async def test_scripts_behaviours_per_model_in_order(self, fault_server: FaultServer) -> None:
         fault_server.script(PRIMARY, ["500", "ok"])
         url = fault_server.base_url + "/chat/completions"
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx2.AsyncClient(timeout=2.0) as client:
             first = await client.post(url, json={"model": PRIMARY, "messages": []})
             second = await client.post(url, json={"model": PRIMARY, "messages": []})
             other = await client.post(url, json={"model": FALLBACK, "messages": []})
@@ -270,21 +270,21 @@ class TestFaultServerWire:
 
     async def test_reset_is_a_tcp_reset_before_any_header(self, fault_server: FaultServer) -> None:
         fault_server.always(PRIMARY, "reset")
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            with pytest.raises(httpx.ReadError):
+        async with httpx2.AsyncClient(timeout=2.0) as client:
+            with pytest.raises(httpx2.ReadError):
                 await client.post(fault_server.base_url + "/chat/completions", json={"model": PRIMARY})
         assert fault_server.hits(PRIMARY) == 1
 
     async def test_cut_stream_has_no_terminator(self, fault_server: FaultServer) -> None:
         fault_server.always(PRIMARY, Behaviour.cut(after_chunks=1))
         lines: list[str] = []
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            with pytest.raises(httpx.RemoteProtocolError):
+        async with httpx2.AsyncClient(timeout=2.0) as client:
+            with pytest.raises(httpx2.RemoteProtocolError):
                 await _read_stream(client, fault_server.base_url, {"model": PRIMARY, "stream": True}, lines)
         assert all("[DONE]" not in line for line in lines)
 
     async def test_stream_ends_with_done_and_usage(self, fault_server: FaultServer) -> None:
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx2.AsyncClient(timeout=2.0) as client:
             body = {"model": PRIMARY, "stream": True}
             async with client.stream("POST", fault_server.base_url + "/chat/completions", json=body) as response:
                 lines = [line async for line in response.aiter_lines() if line]
@@ -293,7 +293,7 @@ class TestFaultServerWire:
         assert '"usage"' in lines[-2]
 
 
-async def _read_stream(client: httpx.AsyncClient, base_url: str, body: Any, into: list[str]) -> None:
+async def _read_stream(client: httpx2.AsyncClient, base_url: str, body: Any, into: list[str]) -> None:
     async with client.stream("POST", base_url + "/chat/completions", json=body) as response:
         into.extend([line async for line in response.aiter_lines()])
 

@@ -16,7 +16,7 @@ import math
 import string
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 import pytest
 from llamacpp import LlamaCppServer, TinyModel
 from pydantic import SecretStr
@@ -54,13 +54,13 @@ def model_config(server: LlamaCppServer, **extra: object) -> ModelConfig:
 
 
 @pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+async def http_client() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0)) as client:
         yield client
 
 
 @pytest.fixture
-def provider(llamacpp_server: LlamaCppServer, http_client: httpx.AsyncClient) -> BaseModelProvider:
+def provider(llamacpp_server: LlamaCppServer, http_client: httpx2.AsyncClient) -> BaseModelProvider:
     """Built the way the service builds it: the registry entry through the factory."""
     factory = ModelProviderFactory(http_client=http_client, discover_entry_points=False)
     return factory.create_provider_for_model(model_config(llamacpp_server))
@@ -104,7 +104,7 @@ async def test_max_tokens_is_honored(provider: BaseModelProvider) -> None:
 
 
 async def test_registry_max_tokens_is_the_default(
-    llamacpp_server: LlamaCppServer, http_client: httpx.AsyncClient
+    llamacpp_server: LlamaCppServer, http_client: httpx2.AsyncClient
 ) -> None:
     factory = ModelProviderFactory(http_client=http_client, discover_entry_points=False)
     provider = factory.create_provider_for_model(model_config(llamacpp_server, maxTokens=5))
@@ -216,7 +216,7 @@ async def test_streamed_prompt_beyond_the_context_window_is_context_length_excee
 
 
 async def test_wrong_api_key_is_authentication_error_without_the_key(
-    llamacpp_secured_server: LlamaCppServer, http_client: httpx.AsyncClient
+    llamacpp_secured_server: LlamaCppServer, http_client: httpx2.AsyncClient
 ) -> None:
     wrong = "sk-wrong-" + "7" * 24
     provider = OpenAICompatibleProvider(model_config(llamacpp_secured_server), http_client, api_key=SecretStr(wrong))
@@ -231,7 +231,7 @@ async def test_wrong_api_key_is_authentication_error_without_the_key(
 
 
 async def test_missing_api_key_is_authentication_error(
-    llamacpp_secured_server: LlamaCppServer, http_client: httpx.AsyncClient
+    llamacpp_secured_server: LlamaCppServer, http_client: httpx2.AsyncClient
 ) -> None:
     provider = OpenAICompatibleProvider(model_config(llamacpp_secured_server), http_client)
 
@@ -242,7 +242,7 @@ async def test_missing_api_key_is_authentication_error(
 
 
 async def test_right_api_key_from_the_models_key_variable_is_accepted(
-    llamacpp_secured_server: LlamaCppServer, http_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    llamacpp_secured_server: LlamaCppServer, http_client: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert llamacpp_secured_server.api_key
     monkeypatch.setenv("TASKMODELS_TEST_LLAMACPP_KEY", llamacpp_secured_server.api_key)
@@ -262,7 +262,7 @@ async def test_right_api_key_from_the_models_key_variable_is_accepted(
 
 @pytest.fixture
 def service(
-    llamacpp_server: LlamaCppServer, llamacpp_secured_server: LlamaCppServer, http_client: httpx.AsyncClient
+    llamacpp_server: LlamaCppServer, llamacpp_secured_server: LlamaCppServer, http_client: httpx2.AsyncClient
 ) -> ModelService:
     """The whole call path from a registry document: task -> chain -> provider -> real server.
 

@@ -24,7 +24,7 @@ import structlog
 from pydantic import SecretStr
 from structlog.testing import LogCapture, capture_logs
 
-from taskmodels.config import StateSettings
+from taskmodels.sections import StateSettings
 from taskmodels.resilience.redis import RedisStateStore
 
 T0 = 1_700_000_000.0
@@ -77,7 +77,7 @@ def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., 
 
     async def start_service(primary: str, budget: dict[str, Any] | None = None) -> None:
         # Imported here: only this command needs the service and its test kit.
-        from taskmodels.config import ResilienceSettings
+        from taskmodels.sections import ResilienceSettings
         from taskmodels.testing import FakeBackend, fake_model, fake_registry, make_test_service, server_error
 
         backend = FakeBackend()

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from redisserver import RedisServer, require_redis_server
 
-from taskmodels.config import StateSettings
+from taskmodels.sections import StateSettings
 from taskmodels.resilience.redis import RedisStateStore
 from taskmodels.resilience.state import MemoryStateStore, StateStore
 

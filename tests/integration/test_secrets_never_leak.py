@@ -22,16 +22,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import structlog
 from dependency_injector import providers
 from structlog.testing import capture_logs
 
 from taskmodels.cli import main as cli_main
-from taskmodels.config import ResilienceSettings
+from taskmodels.sections import ResilienceSettings
 from taskmodels.containers import Container
-from taskmodels.logging import configure_logging
+from taskmodels.log import configure_logging
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
@@ -144,7 +144,7 @@ async def make_service(registry_file: Path) -> AsyncIterator[ServiceFactory]:
     )
     assert settings.openai_api_key is not None
     assert settings.openai_api_key.get_secret_value() == SENTINEL  # the env var was really read
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=1.0)) as client:
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(5.0, connect=1.0)) as client:
 
         def build() -> ModelService:
             factory = ModelProviderFactory(settings, client)

@@ -1,10 +1,10 @@
-"""Shared helpers for provider tests: an ``httpx.MockTransport`` that records requests and plays scripted answers.
+"""Shared helpers for provider tests: an ``httpx2.MockTransport`` that records requests and plays scripted answers.
 
 Use the ``mock_http`` fixture::
 
     mock_http.reply(200, json={...}, headers={...})       # queue answers, served in order (the last repeats)
     mock_http.reply_stream([b"data: ...\\n\\n"], hang=True)  # a body sent chunk by chunk, then optionally hanging
-    mock_http.fail(httpx.ConnectError("refused"))           # a transport failure
+    mock_http.fail(httpx2.ConnectError("refused"))           # a transport failure
     provider = SomeProvider(make_model(provider="..."), mock_http.client, ...)
     mock_http.requests[0], mock_http.last_json()            # what was sent
 
@@ -19,15 +19,15 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from taskmodels.registry.schema import ModelConfig
 
-Answer = Callable[[httpx.Request], "httpx.Response | Any"]
+Answer = Callable[[httpx2.Request], "httpx2.Response | Any"]
 
 
-class ScriptedByteStream(httpx.AsyncByteStream):
+class ScriptedByteStream(httpx2.AsyncByteStream):
     """A response body sent chunk by chunk; ``hang`` waits forever afterwards, ``error`` raises instead of ending."""
 
     def __init__(self, chunks: Iterable[bytes | str], *, hang: bool = False, error: Exception | None = None) -> None:
@@ -52,11 +52,11 @@ class MockHttp:
     """Records every request; answers each with the next queued answer (the last one repeats)."""
 
     def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
         self._answers: list[Answer] = []
-        self.client = httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
+        self.client = httpx2.AsyncClient(transport=httpx2.MockTransport(self._handle))
 
-    async def _handle(self, request: httpx.Request) -> httpx.Response:
+    async def _handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         if not self._answers:
             raise AssertionError(f"unexpected request {request.method} {request.url}")
@@ -64,7 +64,7 @@ class MockHttp:
         result = answer(request)
         if asyncio.iscoroutine(result):
             result = await result
-        assert isinstance(result, httpx.Response)
+        assert isinstance(result, httpx2.Response)
         return result
 
     def reply(
@@ -75,10 +75,10 @@ class MockHttp:
         content: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        def answer(_: httpx.Request) -> httpx.Response:
+        def answer(_: httpx2.Request) -> httpx2.Response:
             if content is not None:
-                return httpx.Response(status, content=content, headers=headers)
-            return httpx.Response(status, json=json, headers=headers)
+                return httpx2.Response(status, content=content, headers=headers)
+            return httpx2.Response(status, json=json, headers=headers)
 
         self._answers.append(answer)
 
@@ -93,20 +93,20 @@ class MockHttp:
     ) -> ScriptedByteStream:
         stream = ScriptedByteStream(chunks, hang=hang, error=error)
         merged = {"content-type": "text/event-stream", **(headers or {})}
-        self._answers.append(lambda _: httpx.Response(status, stream=stream, headers=merged))
+        self._answers.append(lambda _: httpx2.Response(status, stream=stream, headers=merged))
         return stream
 
     def hang(self) -> None:
         """Never answer: the response headers never come."""
 
-        async def answer(_: httpx.Request) -> httpx.Response:
+        async def answer(_: httpx2.Request) -> httpx2.Response:
             await asyncio.Event().wait()
             raise AssertionError("unreachable")
 
         self._answers.append(answer)
 
     def fail(self, exc: Exception) -> None:
-        def answer(_: httpx.Request) -> httpx.Response:
+        def answer(_: httpx2.Request) -> httpx2.Response:
             raise exc
 
         self._answers.append(answer)

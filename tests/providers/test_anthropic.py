@@ -1,4 +1,4 @@
-"""AnthropicProvider against httpx.MockTransport: bodies follow Anthropic's documented Messages API."""
+"""AnthropicProvider against httpx2.MockTransport: bodies follow Anthropic's documented Messages API."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -26,7 +26,7 @@ from taskmodels.types import CompletionRequest, Message, ResponseFormat, StreamE
 
 KEY = "sk-ant-test-secret-0123456789"
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def model_config(**extra: Any) -> ModelConfig:
@@ -45,18 +45,18 @@ def model_config(**extra: Any) -> ModelConfig:
 
 
 def make(handler: Handler, *, key: str | None = KEY, **extra: Any) -> AnthropicProvider:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     return AnthropicProvider(model_config(**extra), client, api_key=SecretStr(key) if key else None)
 
 
 class Recorder:
     """A handler that records each request and answers with a fixed response."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx2.Response) -> None:
         self.response = response
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         return self.response
 
@@ -120,7 +120,7 @@ async def collect(provider: AnthropicProvider, request: CompletionRequest) -> li
 
 
 async def test_request_fields_defaults_from_registry() -> None:
-    rec = Recorder(httpx.Response(200, json=MESSAGE, headers={"request-id": "req_1"}))
+    rec = Recorder(httpx2.Response(200, json=MESSAGE, headers={"request-id": "req_1"}))
     provider = make(rec)
     await provider.complete(CompletionRequest(prompt="Hi", system_prompt="Be brief."))
     sent = rec.requests[0]
@@ -139,7 +139,7 @@ async def test_request_fields_defaults_from_registry() -> None:
 
 
 async def test_request_options_tools_and_extra() -> None:
-    rec = Recorder(httpx.Response(200, json=MESSAGE))
+    rec = Recorder(httpx2.Response(200, json=MESSAGE))
     provider = make(rec, baseUrl="http://127.0.0.1:9/proxy/", options={"anthropicBeta": ["a-1", "b-2"]})
     request = CompletionRequest(
         messages=[
@@ -210,7 +210,7 @@ async def test_request_options_tools_and_extra() -> None:
     ],
 )
 async def test_tool_choice_mapping(choice: Any, expected: dict[str, Any]) -> None:
-    rec = Recorder(httpx.Response(200, json=MESSAGE))
+    rec = Recorder(httpx2.Response(200, json=MESSAGE))
     await make(rec).complete(CompletionRequest(prompt="x", tools=[ToolSpec("weather")], tool_choice=choice))
     assert rec.body["tool_choice"] == expected
     assert rec.body["tools"][0]["input_schema"] == {"type": "object"}
@@ -221,7 +221,7 @@ async def test_json_schema_uses_forced_tool_and_returns_text() -> None:
     answer = dict(MESSAGE)
     answer["content"] = [{"type": "tool_use", "id": "toolu_9", "name": JSON_TOOL_NAME, "input": {"a": 1}}]
     answer["stop_reason"] = "tool_use"
-    rec = Recorder(httpx.Response(200, json=answer))
+    rec = Recorder(httpx2.Response(200, json=answer))
     result = await make(rec).complete(CompletionRequest(prompt="x", response_format=ResponseFormat.json_schema(schema)))
     assert rec.body["tools"] == [
         {"name": JSON_TOOL_NAME, "description": "Give the answer as this tool's input.", "input_schema": schema}
@@ -233,7 +233,7 @@ async def test_json_schema_uses_forced_tool_and_returns_text() -> None:
 
 
 async def test_missing_key_raises_before_sending() -> None:
-    rec = Recorder(httpx.Response(200, json=MESSAGE))
+    rec = Recorder(httpx2.Response(200, json=MESSAGE))
     provider = make(rec, key=None)
     with pytest.raises(AuthenticationError, match="ANTHROPIC_API_KEY"):
         await provider.complete(CompletionRequest(prompt="x"))
@@ -241,7 +241,7 @@ async def test_missing_key_raises_before_sending() -> None:
 
 
 async def test_missing_key_names_model_key_variable() -> None:
-    provider = make(Recorder(httpx.Response(200, json=MESSAGE)), key=None, apiKeyEnv="MY_CLAUDE_KEY")
+    provider = make(Recorder(httpx2.Response(200, json=MESSAGE)), key=None, apiKeyEnv="MY_CLAUDE_KEY")
     with pytest.raises(AuthenticationError, match="MY_CLAUDE_KEY"):
         await provider.complete(CompletionRequest(prompt="x"))
 
@@ -250,7 +250,7 @@ async def test_missing_key_names_model_key_variable() -> None:
 
 
 async def test_parse_text_usage_and_ids() -> None:
-    rec = Recorder(httpx.Response(200, json=MESSAGE, headers={"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"}))
+    rec = Recorder(httpx2.Response(200, json=MESSAGE, headers={"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"}))
     result = await make(rec).complete(CompletionRequest(prompt="Hi"))
     assert result.text == "Hello!"
     assert result.finish_reason == "stop"
@@ -271,7 +271,7 @@ async def test_parse_tool_use() -> None:
         {"type": "tool_use", "id": "toolu_01A", "name": "weather", "input": {"city": "Paris"}},
     ]
     answer["stop_reason"] = "tool_use"
-    result = await make(Recorder(httpx.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
     assert result.text == "Let me check."
     assert result.tool_calls == (ToolCall(id="toolu_01A", name="weather", arguments='{"city": "Paris"}'),)
     assert result.finish_reason == "tool_calls"
@@ -290,12 +290,12 @@ async def test_parse_tool_use() -> None:
 )
 async def test_stop_reason_normalized(stop_reason: str, expected: str) -> None:
     answer = {**MESSAGE, "stop_reason": stop_reason}
-    result = await make(Recorder(httpx.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
     assert result.finish_reason == expected
 
 
 async def test_body_without_content_is_invalid_response() -> None:
-    provider = make(Recorder(httpx.Response(200, json={"type": "message"})))
+    provider = make(Recorder(httpx2.Response(200, json={"type": "message"})))
     with pytest.raises(InvalidResponseError):
         await provider.complete(CompletionRequest(prompt="x"))
 
@@ -328,7 +328,7 @@ def error_body(kind: str, message: str) -> dict[str, Any]:
 )
 async def test_error_bodies(status: int, kind: str, message: str, cls: type[ProviderError]) -> None:
     headers = {"request-id": "req_e", "retry-after": "7"} if status == 429 else {"request-id": "req_e"}
-    provider = make(Recorder(httpx.Response(status, json=error_body(kind, message), headers=headers)))
+    provider = make(Recorder(httpx2.Response(status, json=error_body(kind, message), headers=headers)))
     with pytest.raises(cls) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     err = info.value
@@ -344,14 +344,14 @@ async def test_error_bodies(status: int, kind: str, message: str, cls: type[Prov
 
 
 async def test_non_json_error_body_keeps_text() -> None:
-    provider = make(Recorder(httpx.Response(502, text="<html>Bad Gateway</html>")))
+    provider = make(Recorder(httpx2.Response(502, text="<html>Bad Gateway</html>")))
     with pytest.raises(ProviderUnavailableError) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     assert info.value.provider_message == "<html>Bad Gateway</html>"
 
 
 async def test_key_never_in_repr_or_url() -> None:
-    rec = Recorder(httpx.Response(401, json=error_body("authentication_error", "invalid x-api-key")))
+    rec = Recorder(httpx2.Response(401, json=error_body("authentication_error", "invalid x-api-key")))
     provider = make(rec)
     with pytest.raises(AuthenticationError) as info:
         await provider.complete(CompletionRequest(prompt="x"))
@@ -400,7 +400,7 @@ def tool_use_stream() -> bytes:
 
 
 async def test_stream_text_and_tool_use_with_ping() -> None:
-    rec = Recorder(httpx.Response(200, content=tool_use_stream(), headers={"content-type": "text/event-stream"}))
+    rec = Recorder(httpx2.Response(200, content=tool_use_stream(), headers={"content-type": "text/event-stream"}))
     events = await collect(make(rec), CompletionRequest(prompt="Weather?"))
     assert rec.body["stream"] is True
     assert [e.text for e in events if e.type == "text"] == ["Hello", "!"]
@@ -426,7 +426,7 @@ async def test_stream_json_mode_streams_tool_input_as_text() -> None:
         *message_end("tool_use", 4),
     )
     events = await collect(
-        make(Recorder(httpx.Response(200, content=body))),
+        make(Recorder(httpx2.Response(200, content=body))),
         CompletionRequest(prompt="x", response_format=ResponseFormat.json()),
     )
     assert json.loads("".join(e.text for e in events if e.type == "text")) == {"a": 1}
@@ -439,7 +439,7 @@ async def test_stream_cut_before_message_stop_is_incomplete() -> None:
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for event in make(Recorder(httpx.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
+        async for event in make(Recorder(httpx2.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
             received.append(event)
 
     with pytest.raises(IncompleteStreamError):
@@ -450,7 +450,7 @@ async def test_stream_cut_before_message_stop_is_incomplete() -> None:
 async def test_stream_malformed_event_is_invalid_response() -> None:
     body = sse(STREAM_START) + b"event: content_block_delta\ndata: {not json\n\n"
     with pytest.raises(InvalidResponseError) as info:
-        await collect(make(Recorder(httpx.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
     assert not isinstance(info.value, IncompleteStreamError)
 
 
@@ -460,13 +460,13 @@ async def test_stream_error_event_mid_stream() -> None:
         ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     )
     with pytest.raises(ProviderUnavailableError) as info:
-        await collect(make(Recorder(httpx.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
     assert info.value.provider_code == "overloaded_error"
     assert info.value.provider_message == "Overloaded"
 
 
 async def test_stream_http_error_status_is_mapped() -> None:
-    rec = Recorder(httpx.Response(429, json=error_body("rate_limit_error", "slow down"), headers={"retry-after": "3"}))
+    rec = Recorder(httpx2.Response(429, json=error_body("rate_limit_error", "slow down"), headers={"retry-after": "3"}))
     with pytest.raises(RateLimitError) as info:
         await collect(make(rec), CompletionRequest(prompt="x"))
     assert info.value.retry_after == 3.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -67,7 +67,7 @@ CONTENT_FILTER_ERROR: dict[str, Any] = {
 }
 
 
-def azure(make_model: Any, client: httpx.AsyncClient, **kw: Any) -> AzureOpenAIProvider:
+def azure(make_model: Any, client: httpx2.AsyncClient, **kw: Any) -> AzureOpenAIProvider:
     model = make_model(provider="azure-openai", model_name="gpt-4o", **kw.pop("model", {}))
     kw.setdefault("base_url", ENDPOINT)
     return AzureOpenAIProvider(model, client, api_key=SecretStr(KEY), **kw)
@@ -190,13 +190,13 @@ async def test_missing_key_names_the_azure_variable(mock_http: Any, make_model: 
 
 def test_missing_endpoint_names_the_variable(make_model: Any) -> None:
     with pytest.raises(ValueError, match="AZURE_OPENAI_ENDPOINT"):
-        AzureOpenAIProvider(make_model(provider="azure-openai"), httpx.AsyncClient(), api_key=SecretStr(KEY))
+        AzureOpenAIProvider(make_model(provider="azure-openai"), httpx2.AsyncClient(), api_key=SecretStr(KEY))
 
 
 def test_factory_reads_endpoint_and_key_from_settings(make_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", ENDPOINT)
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
-    factory = ModelProviderFactory(Settings(_env_file=None), httpx.AsyncClient(), discover_entry_points=False)
+    factory = ModelProviderFactory(Settings(_env_file=None), httpx2.AsyncClient(), discover_entry_points=False)
     provider = factory.create_provider_for_model(make_model(provider="azure-openai"))
     assert isinstance(provider, AzureOpenAIProvider)
     assert provider.base_url == ENDPOINT
@@ -207,6 +207,6 @@ def test_factory_reads_endpoint_and_key_from_settings(make_model: Any, monkeypat
 def test_factory_without_endpoint_is_a_configuration_error(make_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
     monkeypatch.delenv("TASKMODELS_AZURE_OPENAI_ENDPOINT", raising=False)
-    factory = ModelProviderFactory(Settings(_env_file=None), httpx.AsyncClient(), discover_entry_points=False)
+    factory = ModelProviderFactory(Settings(_env_file=None), httpx2.AsyncClient(), discover_entry_points=False)
     with pytest.raises(ConfigurationError, match="AZURE_OPENAI_ENDPOINT"):
         factory.create_provider_for_model(make_model(provider="azure-openai"))

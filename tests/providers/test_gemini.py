@@ -1,4 +1,4 @@
-"""GeminiProvider against httpx.MockTransport: bodies follow the Gemini API's documented formats."""
+"""GeminiProvider against httpx2.MockTransport: bodies follow the Gemini API's documented formats."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -28,7 +28,7 @@ from taskmodels.types import CompletionRequest, Message, ResponseFormat, StreamE
 KEY = "AIzaSy-test-secret-0123456789"
 BASE = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def make(handler: Handler, *, key: str | None = KEY, **extra: Any) -> GeminiProvider:
@@ -44,16 +44,16 @@ def make(handler: Handler, *, key: str | None = KEY, **extra: Any) -> GeminiProv
             **extra,
         }
     )
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     return GeminiProvider(config, client, api_key=SecretStr(key) if key else None)
 
 
 class Recorder:
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx2.Response) -> None:
         self.response = response
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         return self.response
 
@@ -94,7 +94,7 @@ def sse(*chunks: dict[str, Any]) -> bytes:
 
 
 async def test_request_defaults_and_key_in_header_only() -> None:
-    rec = Recorder(httpx.Response(200, json=RESPONSE))
+    rec = Recorder(httpx2.Response(200, json=RESPONSE))
     await make(rec).complete(CompletionRequest(prompt="Hi", system_prompt="Be brief."))
     sent = rec.requests[0]
     assert sent.method == "POST"
@@ -110,7 +110,7 @@ async def test_request_defaults_and_key_in_header_only() -> None:
 
 
 async def test_request_options_tools_history_and_extra() -> None:
-    rec = Recorder(httpx.Response(200, json=RESPONSE))
+    rec = Recorder(httpx2.Response(200, json=RESPONSE))
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": False}
     request = CompletionRequest(
         messages=[
@@ -168,28 +168,28 @@ async def test_request_options_tools_history_and_extra() -> None:
     ],
 )
 async def test_tool_choice_mapping(choice: Any, expected: dict[str, Any]) -> None:
-    rec = Recorder(httpx.Response(200, json=RESPONSE))
+    rec = Recorder(httpx2.Response(200, json=RESPONSE))
     await make(rec).complete(CompletionRequest(prompt="x", tools=[ToolSpec("f")], tool_choice=choice))
     assert rec.body["toolConfig"] == {"functionCallingConfig": expected}
     assert rec.body["tools"] == [{"functionDeclarations": [{"name": "f"}]}]
 
 
 async def test_json_object_mode_sets_mime_type_only() -> None:
-    rec = Recorder(httpx.Response(200, json=RESPONSE))
+    rec = Recorder(httpx2.Response(200, json=RESPONSE))
     await make(rec).complete(CompletionRequest(prompt="x", response_format=ResponseFormat.json()))
     assert rec.body["generationConfig"]["responseMimeType"] == "application/json"
     assert "responseJsonSchema" not in rec.body["generationConfig"]
 
 
 async def test_missing_key_raises_before_sending() -> None:
-    rec = Recorder(httpx.Response(200, json=RESPONSE))
+    rec = Recorder(httpx2.Response(200, json=RESPONSE))
     with pytest.raises(AuthenticationError, match="GEMINI_API_KEY"):
         await make(rec, key=None).complete(CompletionRequest(prompt="x"))
     assert rec.requests == []
 
 
 async def test_models_prefix_in_model_name_is_not_doubled() -> None:
-    rec = Recorder(httpx.Response(200, json=RESPONSE))
+    rec = Recorder(httpx2.Response(200, json=RESPONSE))
     await make(rec, modelName="models/gemini-2.5-flash").complete(CompletionRequest(prompt="x"))
     assert str(rec.requests[0].url) == f"{BASE}:generateContent"
 
@@ -198,7 +198,7 @@ async def test_models_prefix_in_model_name_is_not_doubled() -> None:
 
 
 async def test_parse_text_usage_and_ids() -> None:
-    result = await make(Recorder(httpx.Response(200, json=RESPONSE))).complete(CompletionRequest(prompt="x"))
+    result = await make(Recorder(httpx2.Response(200, json=RESPONSE))).complete(CompletionRequest(prompt="x"))
     assert result.text == "Hello there"
     assert result.finish_reason == "stop"
     assert result.model_name == "gemini-2.5-flash-001"
@@ -225,7 +225,7 @@ async def test_parse_function_call_with_and_without_id() -> None:
             }
         ]
     }
-    result = await make(Recorder(httpx.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
     first, second = result.tool_calls
     assert (first.name, json.loads(first.arguments)) == ("weather", {"city": "Paris"})
     assert first.id.startswith("call_")
@@ -249,20 +249,20 @@ async def test_parse_function_call_with_and_without_id() -> None:
 )
 async def test_finish_reason_normalized(reason: str, expected: str) -> None:
     answer = {"candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]}, "finishReason": reason}]}
-    result = await make(Recorder(httpx.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
     assert result.finish_reason == expected
 
 
 async def test_blocked_prompt_raises_content_filtered() -> None:
     answer = {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "usageMetadata": {}}
     with pytest.raises(ContentFilteredError) as info:
-        await make(Recorder(httpx.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+        await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
     assert info.value.provider_code == "SAFETY"
 
 
 async def test_no_candidates_is_invalid_response() -> None:
     with pytest.raises(InvalidResponseError):
-        await make(Recorder(httpx.Response(200, json={"usageMetadata": {}}))).complete(CompletionRequest(prompt="x"))
+        await make(Recorder(httpx2.Response(200, json={"usageMetadata": {}}))).complete(CompletionRequest(prompt="x"))
 
 
 # --- errors --------------------------------------------------------------------------
@@ -323,7 +323,7 @@ KEY_INVALID_DETAILS = [
 async def test_error_bodies(
     status: int, body: dict[str, Any], cls: type[ProviderError], retry_after: float | None
 ) -> None:
-    provider = make(Recorder(httpx.Response(status, json=body)))
+    provider = make(Recorder(httpx2.Response(status, json=body)))
     with pytest.raises(cls) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     err = info.value
@@ -338,7 +338,7 @@ async def test_error_bodies(
 
 async def test_retry_after_header_wins_over_body_delay() -> None:
     body = error_body(429, "RESOURCE_EXHAUSTED", "quota", RETRY_DETAILS)
-    provider = make(Recorder(httpx.Response(429, json=body, headers={"retry-after": "4"})))
+    provider = make(Recorder(httpx2.Response(429, json=body, headers={"retry-after": "4"})))
     with pytest.raises(RateLimitError) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     assert info.value.retry_after == 4.0
@@ -347,12 +347,12 @@ async def test_retry_after_header_wins_over_body_delay() -> None:
 async def test_error_wrapped_in_list_is_read() -> None:
     body = [error_body(503, "UNAVAILABLE", "overloaded")]
     with pytest.raises(ProviderUnavailableError) as info:
-        await collect(make(Recorder(httpx.Response(503, json=body))), CompletionRequest(prompt="x"))
+        await collect(make(Recorder(httpx2.Response(503, json=body))), CompletionRequest(prompt="x"))
     assert info.value.provider_message == "overloaded"
 
 
 async def test_key_never_in_repr_error_or_url() -> None:
-    rec = Recorder(httpx.Response(401, json=error_body(401, "UNAUTHENTICATED", "Request had invalid credentials.")))
+    rec = Recorder(httpx2.Response(401, json=error_body(401, "UNAUTHENTICATED", "Request had invalid credentials.")))
     provider = make(rec)
     with pytest.raises(AuthenticationError) as info:
         await collect(provider, CompletionRequest(prompt="x"))
@@ -385,7 +385,7 @@ async def test_stream_full() -> None:
             usage={"promptTokenCount": 5, "candidatesTokenCount": 4, "thoughtsTokenCount": 2},
         ),
     )
-    rec = Recorder(httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
+    rec = Recorder(httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"}))
     events = await collect(make(rec), CompletionRequest(prompt="Why?"))
     assert str(rec.requests[0].url) == f"{BASE}:streamGenerateContent?alt=sse"
     assert KEY not in str(rec.requests[0].url)
@@ -410,7 +410,7 @@ async def test_stream_function_call() -> None:
             }
         ]
     }
-    events = await collect(make(Recorder(httpx.Response(200, content=sse(call_chunk)))), CompletionRequest(prompt="x"))
+    events = await collect(make(Recorder(httpx2.Response(200, content=sse(call_chunk)))), CompletionRequest(prompt="x"))
     calls = [e.tool_call for e in events if e.type == "tool_call"]
     assert len(calls) == 1
     assert calls[0] is not None
@@ -423,7 +423,7 @@ async def test_stream_cut_without_finish_reason_is_incomplete() -> None:
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for event in make(Recorder(httpx.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
+        async for event in make(Recorder(httpx2.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
             received.append(event)
 
     with pytest.raises(IncompleteStreamError):
@@ -434,14 +434,14 @@ async def test_stream_cut_without_finish_reason_is_incomplete() -> None:
 async def test_stream_malformed_event_is_invalid_response() -> None:
     body = sse(chunk("a")) + b"data: {broken\r\n\r\n"
     with pytest.raises(InvalidResponseError) as info:
-        await collect(make(Recorder(httpx.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
     assert not isinstance(info.value, IncompleteStreamError)
 
 
 async def test_stream_error_chunk_is_mapped() -> None:
     body = sse(chunk("a"), error_body(503, "UNAVAILABLE", "The model is overloaded."))
     with pytest.raises(ProviderUnavailableError) as info:
-        await collect(make(Recorder(httpx.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
     assert info.value.provider_code == "UNAVAILABLE"
     assert info.value.status_code == 503
 
@@ -449,14 +449,14 @@ async def test_stream_error_chunk_is_mapped() -> None:
 async def test_stream_blocked_prompt_raises_content_filtered() -> None:
     body = sse({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}})
     with pytest.raises(ContentFilteredError):
-        await collect(make(Recorder(httpx.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
 
 
 # --- embeddings ----------------------------------------------------------------------
 
 
 async def test_embeddings() -> None:
-    rec = Recorder(httpx.Response(200, json={"embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3, 0.4]}]}))
+    rec = Recorder(httpx2.Response(200, json={"embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3, 0.4]}]}))
     provider = make(rec, modelName="gemini-embedding-001")
     assert provider.supports_embeddings
     result = await provider.embed(["a", "b"])
@@ -476,4 +476,4 @@ async def test_embeddings() -> None:
 
 async def test_embedding_body_without_embeddings_is_invalid() -> None:
     with pytest.raises(InvalidResponseError):
-        await make(Recorder(httpx.Response(200, json={"oops": 1}))).embed(["a"])
+        await make(Recorder(httpx2.Response(200, json={"oops": 1}))).embed(["a"])

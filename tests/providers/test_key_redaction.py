@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from taskmodels.errors import AuthenticationError, ProviderUnavailableError
-from taskmodels.logging import REDACTED
+from taskmodels.log import REDACTED
 from taskmodels.providers.openai import OpenAIProvider
 from taskmodels.registry.schema import ModelConfig
 
@@ -25,12 +25,12 @@ def provider() -> OpenAIProvider:
             "costPer1kTokens": 0,
         }
     )
-    return OpenAIProvider(model, httpx.AsyncClient(), api_key=SecretStr(KEY))
+    return OpenAIProvider(model, httpx2.AsyncClient(), api_key=SecretStr(KEY))
 
 
 def test_an_http_error_body_quoting_the_key_is_redacted() -> None:
     body = b'{"error": {"message": "Incorrect API key provided: ' + KEY.encode() + b'", "code": "invalid_api_key"}}'
-    error = provider().parse_error(401, httpx.Headers(), body)
+    error = provider().parse_error(401, httpx2.Headers(), body)
     assert isinstance(error, AuthenticationError)
     assert KEY not in str(error)
     assert KEY not in (error.provider_message or "")

@@ -1,4 +1,4 @@
-"""OllamaProvider (native /api/chat) against httpx.MockTransport, with bodies as Ollama's API docs show them."""
+"""OllamaProvider (native /api/chat) against httpx2.MockTransport, with bodies as Ollama's API docs show them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -22,7 +22,7 @@ from taskmodels.providers.ollama import OllamaProvider
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import CompletionRequest, Message, ResponseFormat, StreamEvent, ToolCall, ToolSpec
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def make(handler: Handler, *, key: str | None = None, **extra: Any) -> OllamaProvider:
@@ -38,16 +38,16 @@ def make(handler: Handler, *, key: str | None = None, **extra: Any) -> OllamaPro
             **extra,
         }
     )
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     return OllamaProvider(config, client, api_key=SecretStr(key) if key else None)
 
 
 class Recorder:
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx2.Response) -> None:
         self.response = response
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         return self.response
 
@@ -104,7 +104,7 @@ async def collect(provider: OllamaProvider, request: CompletionRequest) -> list[
 
 
 async def test_request_defaults() -> None:
-    rec = Recorder(httpx.Response(200, json=CHAT))
+    rec = Recorder(httpx2.Response(200, json=CHAT))
     provider = make(rec)
     assert not provider.requires_api_key
     await provider.complete(CompletionRequest(prompt="Hi", system_prompt="Be brief."))
@@ -121,7 +121,7 @@ async def test_request_defaults() -> None:
 
 
 async def test_request_options_tools_history_and_passthrough() -> None:
-    rec = Recorder(httpx.Response(200, json=CHAT))
+    rec = Recorder(httpx2.Response(200, json=CHAT))
     provider = make(
         rec,
         baseUrl="http://127.0.0.1:9",
@@ -176,7 +176,7 @@ async def test_request_options_tools_history_and_passthrough() -> None:
 
 
 async def test_json_mode_and_tool_choice_none() -> None:
-    rec = Recorder(httpx.Response(200, json=CHAT))
+    rec = Recorder(httpx2.Response(200, json=CHAT))
     request = CompletionRequest(
         prompt="x", response_format=ResponseFormat.json(), tools=[ToolSpec("f")], tool_choice="none", temperature=0
     )
@@ -190,7 +190,7 @@ async def test_json_mode_and_tool_choice_none() -> None:
 
 
 async def test_parse_text_and_usage() -> None:
-    result = await make(Recorder(httpx.Response(200, json=CHAT))).complete(CompletionRequest(prompt="Hi"))
+    result = await make(Recorder(httpx2.Response(200, json=CHAT))).complete(CompletionRequest(prompt="Hi"))
     assert result.text == "Hello! How are you today?"
     assert result.finish_reason == "stop"
     assert result.model_name == "llama3.2"
@@ -208,7 +208,7 @@ async def test_parse_tool_calls() -> None:
             "tool_calls": [{"function": {"name": "get_current_weather", "arguments": {"format": "celsius"}}}],
         },
     }
-    result = await make(Recorder(httpx.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
     (call,) = result.tool_calls
     assert call.name == "get_current_weather"
     assert json.loads(call.arguments) == {"format": "celsius"}
@@ -219,13 +219,13 @@ async def test_parse_tool_calls() -> None:
 @pytest.mark.parametrize(("reason", "expected"), [("stop", "stop"), ("length", "length"), ("load", "other")])
 async def test_done_reason_normalized(reason: str, expected: str) -> None:
     answer = {**CHAT, "done_reason": reason}
-    result = await make(Recorder(httpx.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
     assert result.finish_reason == expected
 
 
 async def test_body_without_message_is_invalid_response() -> None:
     with pytest.raises(InvalidResponseError):
-        await make(Recorder(httpx.Response(200, json={"done": True}))).complete(CompletionRequest(prompt="x"))
+        await make(Recorder(httpx2.Response(200, json={"done": True}))).complete(CompletionRequest(prompt="x"))
 
 
 # --- errors --------------------------------------------------------------------------
@@ -242,7 +242,7 @@ async def test_body_without_message_is_invalid_response() -> None:
 )
 async def test_error_bodies(status: int, message: str, cls: type[Exception]) -> None:
     with pytest.raises(cls) as info:
-        await make(Recorder(httpx.Response(status, json={"error": message}))).complete(CompletionRequest(prompt="x"))
+        await make(Recorder(httpx2.Response(status, json={"error": message}))).complete(CompletionRequest(prompt="x"))
     err = info.value
     assert type(err) is cls
     assert getattr(err, "status_code", None) == status
@@ -251,15 +251,15 @@ async def test_error_bodies(status: int, message: str, cls: type[Exception]) -> 
 
 
 async def test_connection_refused_is_connection_error() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("connection refused", request=request)
 
     with pytest.raises(ProviderConnectionError):
         await make(refuse).complete(CompletionRequest(prompt="x"))
 
 
 async def test_key_never_in_repr_error_or_url() -> None:
-    rec = Recorder(httpx.Response(500, json={"error": "boom"}))
+    rec = Recorder(httpx2.Response(500, json={"error": "boom"}))
     provider = make(rec, key="ollama-secret-token-123")
     with pytest.raises(ProviderUnavailableError) as info:
         await provider.complete(CompletionRequest(prompt="x"))
@@ -273,7 +273,7 @@ async def test_key_never_in_repr_error_or_url() -> None:
 
 async def test_stream_ndjson() -> None:
     body = ndjson(part("The"), part(" sky"), part(" is blue."), FINAL)
-    rec = Recorder(httpx.Response(200, content=body, headers={"content-type": "application/x-ndjson"}))
+    rec = Recorder(httpx2.Response(200, content=body, headers={"content-type": "application/x-ndjson"}))
     events = await collect(make(rec), CompletionRequest(prompt="Why?"))
     assert rec.body["stream"] is True
     assert [e.text for e in events if e.type == "text"] == ["The", " sky", " is blue."]
@@ -291,7 +291,7 @@ async def test_stream_tool_call() -> None:
         "message": {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
     }
     events = await collect(
-        make(Recorder(httpx.Response(200, content=ndjson(call, FINAL)))), CompletionRequest(prompt="x")
+        make(Recorder(httpx2.Response(200, content=ndjson(call, FINAL)))), CompletionRequest(prompt="x")
     )
     calls = [e.tool_call for e in events if e.type == "tool_call"]
     assert len(calls) == 1
@@ -305,7 +305,7 @@ async def test_stream_cut_before_done_is_incomplete() -> None:
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for event in make(Recorder(httpx.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
+        async for event in make(Recorder(httpx2.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
             received.append(event)
 
     with pytest.raises(IncompleteStreamError):
@@ -316,19 +316,19 @@ async def test_stream_cut_before_done_is_incomplete() -> None:
 async def test_stream_malformed_line_is_invalid_response() -> None:
     body = ndjson(part("a")) + b"{not json\n"
     with pytest.raises(InvalidResponseError) as info:
-        await collect(make(Recorder(httpx.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
     assert not isinstance(info.value, IncompleteStreamError)
 
 
 async def test_stream_error_line() -> None:
     body = ndjson(part("a"), {"error": "an error was encountered while running the model"})
     with pytest.raises(ProviderUnavailableError) as info:
-        await collect(make(Recorder(httpx.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
     assert info.value.provider_message == "an error was encountered while running the model"
 
 
 async def test_stream_http_error() -> None:
-    rec = Recorder(httpx.Response(404, json={"error": "model 'nope' not found"}))
+    rec = Recorder(httpx2.Response(404, json={"error": "model 'nope' not found"}))
     with pytest.raises(BadRequestError) as info:
         await collect(make(rec), CompletionRequest(prompt="x"))
     assert info.value.status_code == 404
@@ -345,7 +345,7 @@ async def test_embeddings() -> None:
         "load_duration": 1019500,
         "prompt_eval_count": 8,
     }
-    rec = Recorder(httpx.Response(200, json=answer))
+    rec = Recorder(httpx2.Response(200, json=answer))
     provider = make(rec, modelName="all-minilm", options={"keep_alive": "1m"})
     assert provider.supports_embeddings
     result = await provider.embed(["Why is the sky blue?", "Why is the grass green?"])
@@ -362,4 +362,4 @@ async def test_embeddings() -> None:
 
 async def test_embedding_body_without_embeddings_is_invalid() -> None:
     with pytest.raises(InvalidResponseError):
-        await make(Recorder(httpx.Response(200, json={"model": "x"}))).embed(["a"])
+        await make(Recorder(httpx2.Response(200, json={"model": "x"}))).embed(["a"])

@@ -1,11 +1,11 @@
-"""OpenAI and OpenAI-compatible mapping over httpx.MockTransport: requests, responses, errors, streams."""
+"""OpenAI and OpenAI-compatible mapping over httpx2.MockTransport: requests, responses, errors, streams."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -82,12 +82,12 @@ TOOL_RESPONSE: dict[str, Any] = {
 }
 
 
-def openai(make_model: Any, client: httpx.AsyncClient, **kw: Any) -> OpenAIProvider:
+def openai(make_model: Any, client: httpx2.AsyncClient, **kw: Any) -> OpenAIProvider:
     model = make_model(**kw.pop("model", {}))
     return OpenAIProvider(model, client, api_key=SecretStr(KEY), **kw)
 
 
-def compatible(make_model: Any, client: httpx.AsyncClient, **kw: Any) -> OpenAICompatibleProvider:
+def compatible(make_model: Any, client: httpx2.AsyncClient, **kw: Any) -> OpenAICompatibleProvider:
     model = make_model(provider="openai-compatible", model_name="local-model", **kw.pop("model", {}))
     return OpenAICompatibleProvider(model, client, base_url="http://127.0.0.1:8080/v1", **kw)
 
@@ -267,11 +267,11 @@ async def test_compatible_with_key_and_model_base_url(mock_http: Any, make_model
 
 def test_compatible_requires_a_base_url(make_model: Any) -> None:
     with pytest.raises(ValueError, match="baseUrl"):
-        OpenAICompatibleProvider(make_model(provider="openai-compatible"), httpx.AsyncClient())
+        OpenAICompatibleProvider(make_model(provider="openai-compatible"), httpx2.AsyncClient())
 
 
 def test_key_is_not_in_repr(make_model: Any) -> None:
-    provider = openai(make_model, httpx.AsyncClient())
+    provider = openai(make_model, httpx2.AsyncClient())
     assert KEY not in repr(provider)
     assert KEY not in repr(provider.build_completion_request(CompletionRequest(prompt="x"), stream=False))
 
@@ -532,7 +532,7 @@ async def test_fastapi_detail_error_body(mock_http: Any, make_model: Any) -> Non
 
 
 async def test_key_never_in_error_text(mock_http: Any, make_model: Any) -> None:
-    mock_http.fail(httpx.ConnectError("connection refused"))
+    mock_http.fail(httpx2.ConnectError("connection refused"))
     provider = openai(make_model, mock_http.client)
     with pytest.raises(ProviderConnectionError) as info:
         await provider.complete(CompletionRequest(prompt="x"))

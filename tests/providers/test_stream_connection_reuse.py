@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 import pytest
 
 from taskmodels.providers.openai import OpenAICompatibleProvider
@@ -86,7 +86,7 @@ async def test_consecutive_streams_share_one_connection(server: tuple[CountingSe
             "baseUrl": url,
         }
     )
-    async with httpx.AsyncClient() as client:
+    async with httpx2.AsyncClient() as client:
         provider = OpenAICompatibleProvider(model, client)
         for _ in range(5):
             events = [e async for e in provider.stream(CompletionRequest(prompt="hi"), stall_timeout=5)]

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-import httpx
+import httpx2
 import pytest
 
 from taskmodels.errors import (
@@ -62,7 +62,7 @@ async def test_sse_drops_an_event_still_open_at_the_end() -> None:
 
 async def test_sse_with_crlf_and_cr_line_endings_through_httpx() -> None:
     body = b"data: one\r\n\r\n:comment\r\ndata: two\rdata: more\r\r"
-    response = httpx.Response(200, content=body)
+    response = httpx2.Response(200, content=body)
     events = [e async for e in iter_sse(response.aiter_lines())]
     assert [e.data for e in events] == ["one", "two\nmore"]
 
@@ -163,12 +163,12 @@ async def test_complete_sends_and_parses(echo: EchoProvider, mock_http: Any) -> 
 @pytest.mark.parametrize(
     ("exc", "cls"),
     [
-        (httpx.ConnectError("connection refused"), ProviderConnectionError),
-        (httpx.ReadError("connection reset by peer"), ProviderConnectionError),
-        (httpx.ConnectTimeout("connect timed out"), ProviderTimeoutError),
-        (httpx.ReadTimeout("read timed out"), ProviderTimeoutError),
-        (httpx.PoolTimeout("no connection free"), ProviderTimeoutError),
-        (httpx.RemoteProtocolError("peer closed connection"), IncompleteStreamError),
+        (httpx2.ConnectError("connection refused"), ProviderConnectionError),
+        (httpx2.ReadError("connection reset by peer"), ProviderConnectionError),
+        (httpx2.ConnectTimeout("connect timed out"), ProviderTimeoutError),
+        (httpx2.ReadTimeout("read timed out"), ProviderTimeoutError),
+        (httpx2.PoolTimeout("no connection free"), ProviderTimeoutError),
+        (httpx2.RemoteProtocolError("peer closed connection"), IncompleteStreamError),
     ],
 )
 async def test_transport_errors_are_mapped(
@@ -184,7 +184,7 @@ async def test_transport_errors_are_mapped(
 
 
 async def test_transport_error_on_stream_is_mapped(echo: EchoProvider, mock_http: Any) -> None:
-    mock_http.fail(httpx.ConnectError("connection refused"))
+    mock_http.fail(httpx2.ConnectError("connection refused"))
     with pytest.raises(ProviderConnectionError):
         await collect(echo.stream(REQUEST))
 
@@ -256,13 +256,13 @@ async def test_stream_that_ends_without_terminal_event(echo: EchoProvider, mock_
 
 
 async def test_stream_connection_cut_mid_body(echo: EchoProvider, mock_http: Any) -> None:
-    mock_http.reply_stream(["data: a\n\n"], error=httpx.RemoteProtocolError("peer closed connection"))
+    mock_http.reply_stream(["data: a\n\n"], error=httpx2.RemoteProtocolError("peer closed connection"))
     with pytest.raises(IncompleteStreamError, match="mid-response"):
         await collect(echo.stream(REQUEST))
 
 
 async def test_stream_read_error_mid_body(echo: EchoProvider, mock_http: Any) -> None:
-    mock_http.reply_stream(["data: a\n\n"], error=httpx.ReadError("connection reset by peer"))
+    mock_http.reply_stream(["data: a\n\n"], error=httpx2.ReadError("connection reset by peer"))
     with pytest.raises(ProviderConnectionError):
         await collect(echo.stream(REQUEST))
 

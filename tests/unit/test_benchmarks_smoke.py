@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 
-import httpx
+import httpx2
 import pytest
 
 from benchmarks.clients import Endpoints, bare_httpx_variants
@@ -30,7 +30,7 @@ def server() -> Iterator[BenchServer]:
 
 async def test_server_answers_fails_and_streams(server: BenchServer) -> None:
     url = f"{server.url}/v1/chat/completions"
-    async with httpx.AsyncClient() as client:
+    async with httpx2.AsyncClient() as client:
         ok = await client.post(url, json={"model": "m", "messages": []})
         failed = await client.post(url, json={"model": "fail-503", "messages": []})
         async with client.stream("POST", url, json={"model": "m", "stream": True}) as response:
@@ -45,7 +45,7 @@ async def test_server_answers_fails_and_streams(server: BenchServer) -> None:
 
 
 async def test_bare_variants_pass_their_own_checks(server: BenchServer) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx2.AsyncClient() as client:
         variants = bare_httpx_variants(Endpoints(server.url, CHUNKS), client)
         results = [await run_sequential([v], calls_per_round=3, rounds=2, warmup=1) for v in variants.values()]
     assert [(r.calls, r.error) for one in results for r in one.values()] == [(6, None)] * 3
@@ -129,14 +129,14 @@ def test_markdown_puts_runs_side_by_side() -> None:
         return {
             "targets": [{**target, "target": "≤ 1.05×", "met": "yes"}],
             "comparison": [["bare httpx", "1.000×", "1.000×", "1.000×", "1.000×", "1.000×", "1.000×"]],
-            "imports": {"import httpx": {"median_s": 0.05}},
+            "imports": {"import httpx2": {"median_s": 0.05}},
         }
 
     text = render([run("1.010×"), run("1.020×")])
     row = next(line for line in text.splitlines() if line.startswith("| sequential median"))
     assert "1.010×" in row
     assert "1.020×" in row
-    assert "| import httpx | 50 ms | 50 ms |" in text
+    assert "| import httpx2 | 50 ms | 50 ms |" in text
 
 
 def test_any_failed_call_is_collected_for_a_non_zero_exit() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from taskmodels.config import ResilienceSettings
+from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import AllModelsFailedError, TaskModelsError
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import (

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from taskmodels.logging import REDACTED, configure_logging, get_logger, redact_secrets, redact_text
+from taskmodels.log import REDACTED, configure_logging, get_logger, redact_secrets, redact_text
 
 
 @pytest.fixture(autouse=True)
@@ -125,7 +125,7 @@ def test_bad_level_or_format() -> None:
 
 def test_importing_the_library_configures_nothing() -> None:
     code = (
-        "import structlog, taskmodels, taskmodels.logging, taskmodels.registry, taskmodels.selection;"
+        "import structlog, taskmodels, taskmodels.log, taskmodels.registry, taskmodels.selection;"
         "print(structlog.is_configured())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

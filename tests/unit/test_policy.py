@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskmodels.config import ResilienceSettings
+from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AuthenticationError,
     BadRequestError,

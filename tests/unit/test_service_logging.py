@@ -10,7 +10,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from taskmodels.config import ResilienceSettings
+from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import AllModelsFailedError
 from taskmodels.testing import FakeBackend, fake_model, fake_registry, make_test_service, reply, server_error
 from taskmodels.types import Usage

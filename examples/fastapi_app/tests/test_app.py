@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from dependency_injector import providers
 from fastapi.testclient import TestClient
@@ -128,6 +128,6 @@ def test_an_invalid_request_is_rejected_before_any_model_is_called(client: TestC
 
 def test_shutdown_closes_the_taskmodels_http_client(container: ApplicationContainer) -> None:
     with TestClient(create_app(container)):
-        http_client: httpx.AsyncClient = container.models.http_client()
+        http_client: httpx2.AsyncClient = container.models.http_client()
         assert not http_client.is_closed
     assert http_client.is_closed

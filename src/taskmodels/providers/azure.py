@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from taskmodels.providers.openai import OpenAIProvider
@@ -34,7 +34,7 @@ class AzureOpenAIProvider(OpenAIProvider):
     def __init__(
         self,
         model: ModelConfig,
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         *,
         api_key: SecretStr | None = None,
         base_url: str | None = None,

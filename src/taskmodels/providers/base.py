@@ -8,7 +8,7 @@ A provider is two halves kept apart on purpose:
   stream events into ``StreamEvent``s; ``parse_error`` turns an error response
   into a typed ``ProviderError``. Each is testable without a network.
 - the **sending** (shared, here): ``complete``, ``stream`` and ``embed`` send
-  what the mapping built over the container's pooled ``httpx.AsyncClient`` and
+  what the mapping built over the container's pooled ``httpx2.AsyncClient`` and
   map every transport failure onto the error tree.
 
 Providers know nothing of tasks, retries or fallbacks: the service owns those.
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from taskmodels.errors import (
@@ -40,7 +40,7 @@ from taskmodels.errors import (
     RateLimitError,
     StreamStalledError,
 )
-from taskmodels.logging import REDACTED
+from taskmodels.log import REDACTED
 from taskmodels.providers.streams import SseEvent, SseParser
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
@@ -124,7 +124,7 @@ class BaseModelProvider(ABC):
     def __init__(
         self,
         model: ModelConfig,
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         *,
         api_key: SecretStr | None = None,
         base_url: str | None = None,
@@ -272,7 +272,7 @@ class BaseModelProvider(ABC):
                 )
         except TimeoutError:
             raise self.error(FirstTokenTimeoutError, f"{self.name} sent no first token in time") from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             self._raise_transport(exc)
         try:
             if response.status_code >= 400:
@@ -301,7 +301,7 @@ class BaseModelProvider(ABC):
                 raise self.error(StreamStalledError, f"{self.name} stream stalled") from None
             finally:
                 watchdog.close()
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             self._raise_transport(exc)
         finally:
             await response.aclose()
@@ -353,10 +353,10 @@ class BaseModelProvider(ABC):
             finally:
                 watchdog.reading = False
 
-    async def _read_error_body(self, response: httpx.Response) -> bytes:
+    async def _read_error_body(self, response: httpx2.Response) -> bytes:
         try:
             return await response.aread()
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             return b""
 
     def _feed(self, decoder: StreamDecoder, event: str, data: str) -> list[StreamEvent]:
@@ -369,16 +369,16 @@ class BaseModelProvider(ABC):
                 InvalidResponseError, f"{self.name} sent a stream event we could not read: {type(exc).__name__}"
             ) from None
 
-    async def _send(self, http: HttpRequest) -> httpx.Response:
+    async def _send(self, http: HttpRequest) -> httpx2.Response:
         try:
             response = await self.client.request(http.method, http.url, headers=http.headers, json=http.json)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             self._raise_transport(exc)
         if response.status_code >= 400:
             raise self.parse_error(response.status_code, response.headers, response.content)
         return response
 
-    def _json_body(self, response: httpx.Response) -> Any:
+    def _json_body(self, response: httpx2.Response) -> Any:
         try:
             return json.loads(response.content)
         except ValueError:
@@ -389,14 +389,14 @@ class BaseModelProvider(ABC):
                 request_id=_request_id(response.headers),
             ) from None
 
-    def _raise_transport(self, exc: httpx.HTTPError) -> NoReturn:
+    def _raise_transport(self, exc: httpx2.HTTPError) -> NoReturn:
         # The httpx message can name the URL; ours never hold the key (it travels in headers).
         kind = type(exc).__name__
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx2.TimeoutException):
             raise self.error(ProviderTimeoutError, f"{self.name} timed out ({kind})") from None
-        if isinstance(exc, httpx.DecodingError):
+        if isinstance(exc, httpx2.DecodingError):
             raise self.error(InvalidResponseError, f"{self.name} sent a body we could not decode ({kind})") from None
-        if isinstance(exc, httpx.RemoteProtocolError):
+        if isinstance(exc, httpx2.RemoteProtocolError):
             raise self.error(
                 IncompleteStreamError, f"{self.name} closed the connection mid-response ({kind})"
             ) from None

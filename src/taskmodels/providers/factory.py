@@ -9,9 +9,9 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-import httpx
+import httpx2
 
-from taskmodels.config import ProviderSettings
+from taskmodels.sections import ProviderSettings
 from taskmodels.errors import ConfigurationError
 from taskmodels.providers.base import BaseModelProvider
 from taskmodels.registry.schema import ModelConfig
@@ -52,7 +52,7 @@ class ModelProviderFactory:
     def __init__(
         self,
         settings: Settings | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         *,
         discover_entry_points: bool = True,
     ) -> None:
@@ -109,7 +109,7 @@ class ModelProviderFactory:
             value = os.environ.get(model.api_key_env)
             api_key = SecretStr(value) if value else None
         if self._client is None:
-            self._client = httpx.AsyncClient()
+            self._client = httpx2.AsyncClient()
         try:
             return cls(
                 model,

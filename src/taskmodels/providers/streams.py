@@ -1,6 +1,6 @@
 """Line-level readers for the two streaming framings providers use: SSE and NDJSON.
 
-They turn an async iterator of lines (``httpx.Response.aiter_lines()``, which
+They turn an async iterator of lines (``httpx2.Response.aiter_lines()``, which
 already splits on ``\\n``, ``\\r\\n`` and ``\\r``) into events. They know nothing
 of any provider's payloads.
 """

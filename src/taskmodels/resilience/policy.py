@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from taskmodels.config import ResilienceSettings
+from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AuthenticationError,
     BadRequestError,

@@ -36,7 +36,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from taskmodels.config import StateSettings
+from taskmodels.sections import StateSettings
 from taskmodels.errors import SettingsError
 from taskmodels.resilience.state import (
     Admission,

@@ -1,25 +1,25 @@
-"""The pooled ``httpx.AsyncClient`` providers share, and what closes it."""
+"""The pooled ``httpx2.AsyncClient`` providers share, and what closes it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import httpx
+import httpx2
 
-from taskmodels.config import HttpSettings
+from taskmodels.sections import HttpSettings
 
 __all__ = ["ResourcePool", "build_http_client"]
 
 
-def build_http_client(settings: HttpSettings) -> httpx.AsyncClient:
+def build_http_client(settings: HttpSettings) -> httpx2.AsyncClient:
     """One pooled client with the limits and timeouts of ``settings``."""
-    timeout = httpx.Timeout(
+    timeout = httpx2.Timeout(
         connect=settings.connect_timeout,
         read=settings.read_timeout,
         write=settings.write_timeout,
         pool=settings.pool_timeout,
     )
-    limits = httpx.Limits(
+    limits = httpx2.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_keepalive_connections,
         keepalive_expiry=settings.keepalive_expiry,
@@ -33,8 +33,8 @@ def build_http_client(settings: HttpSettings) -> httpx.AsyncClient:
             raise SettingsError(
                 "TASKMODELS_HTTP__TRANSPORT: 'aiohttp' needs the httpx-aiohttp package (pip install httpx-aiohttp)"
             ) from exc
-        return httpx.AsyncClient(timeout=timeout, limits=limits, transport=AiohttpTransport(), verify=settings.verify)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, http2=settings.http2, verify=settings.verify)
+        return httpx2.AsyncClient(timeout=timeout, limits=limits, transport=AiohttpTransport(), verify=settings.verify)
+    return httpx2.AsyncClient(timeout=timeout, limits=limits, http2=settings.http2, verify=settings.verify)
 
 
 class ResourcePool:
@@ -46,7 +46,7 @@ class ResourcePool:
     def add(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
 
-    def open_http_client(self, settings: HttpSettings) -> httpx.AsyncClient:
+    def open_http_client(self, settings: HttpSettings) -> httpx2.AsyncClient:
         client = build_http_client(settings)
         self.add(client.aclose)
         return client

@@ -29,7 +29,7 @@ class _Section(BaseModel):
 
 
 class HttpSettings(_Section):
-    """The pooled ``httpx.AsyncClient`` every provider shares."""
+    """The pooled ``httpx2.AsyncClient`` every provider shares."""
 
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(
