@@ -53,8 +53,8 @@ async def measure_service_layer(calls: int, *, repeats: int = 5) -> dict[str, An
     """Best-of-``repeats`` CPU seconds per call of the service over an instant provider."""
     from dependency_injector import providers
 
-    from taskmodels.sections import ResilienceSettings
     from taskmodels.containers import Container
+    from taskmodels.sections import ResilienceSettings
     from taskmodels.settings import Settings
 
     model = {

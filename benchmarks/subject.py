@@ -63,8 +63,8 @@ async def build_service(
     """A ``ModelService`` from a fresh container; the stack closes the container."""
     from dependency_injector import providers
 
-    from taskmodels.sections import HttpSettings, ResilienceSettings
     from taskmodels.containers import Container
+    from taskmodels.sections import HttpSettings, ResilienceSettings
     from taskmodels.settings import Settings
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="taskmodels-bench-")))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from dependency_injector import containers, providers
 
-from taskmodels.sections import ProviderSettings
 from taskmodels.containers import Container as TaskModelsContainer
+from taskmodels.sections import ProviderSettings
 from taskmodels.settings import Settings, load_settings
 
 __all__ = ["DEFAULT_REGISTRY", "ApplicationContainer", "taskmodels_settings"]

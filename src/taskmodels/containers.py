@@ -25,11 +25,11 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
-from taskmodels.sections import Scope, StateSettings
 from taskmodels.http_client import ResourcePool
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore, StateStore
+from taskmodels.sections import Scope, StateSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings, load_settings

@@ -44,7 +44,6 @@ from typing import Any, Protocol, TypeVar, cast
 
 import structlog
 
-from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AllModelsFailedError,
     BudgetExceededError,
@@ -65,6 +64,7 @@ from taskmodels.resilience.accounting import Accounting
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.policy import Next, retry_delay, rule_for
 from taskmodels.resilience.state import StateStore
+from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.types import (
     Attempt,

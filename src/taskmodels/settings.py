@@ -22,6 +22,7 @@ import pydantic_settings
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskmodels.errors import SettingsError
 from taskmodels.sections import (
     HttpSettings,
     LoggingSettings,
@@ -31,7 +32,6 @@ from taskmodels.sections import (
     ScopeSettings,
     StateSettings,
 )
-from taskmodels.errors import SettingsError
 
 __all__ = [
     "HttpSettings",

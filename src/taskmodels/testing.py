@@ -73,9 +73,9 @@ from taskmodels.types import (
 )
 
 if TYPE_CHECKING:
-    from taskmodels.sections import ResilienceSettings
     from taskmodels.containers import Container
     from taskmodels.resilience.state import StateStore
+    from taskmodels.sections import ResilienceSettings
     from taskmodels.service import ModelService
     from taskmodels.settings import Settings
 

@@ -12,9 +12,9 @@ import httpx2
 import pytest
 from dependency_injector import containers, providers
 
-from taskmodels.sections import ScopeSettings
 from taskmodels.containers import Container
 from taskmodels.resilience.state import MemoryStateStore
+from taskmodels.sections import ScopeSettings
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 

@@ -20,7 +20,6 @@ import pytest
 from pydantic import SecretStr
 
 from taskmodels import errors
-from taskmodels.sections import ProviderSettings, ResilienceSettings
 from taskmodels.errors import (
     AllModelsFailedError,
     BadRequestError,
@@ -33,6 +32,7 @@ from taskmodels.errors import (
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
+from taskmodels.sections import ProviderSettings, ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings

@@ -24,8 +24,8 @@ import structlog
 from pydantic import SecretStr
 from structlog.testing import LogCapture, capture_logs
 
-from taskmodels.sections import StateSettings
 from taskmodels.resilience.redis import RedisStateStore
+from taskmodels.sections import StateSettings
 
 T0 = 1_700_000_000.0
 DAY = 86400.0

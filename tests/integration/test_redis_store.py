@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from redisserver import RedisServer, require_redis_server
 
-from taskmodels.sections import StateSettings
 from taskmodels.resilience.redis import RedisStateStore
 from taskmodels.resilience.state import MemoryStateStore, StateStore
+from taskmodels.sections import StateSettings
 
 pytestmark = pytest.mark.integration
 

@@ -29,12 +29,12 @@ from dependency_injector import providers
 from structlog.testing import capture_logs
 
 from taskmodels.cli import main as cli_main
-from taskmodels.sections import ResilienceSettings
 from taskmodels.containers import Container
 from taskmodels.log import configure_logging
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
+from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings

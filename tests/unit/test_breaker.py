@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import AllModelsFailedError, TaskModelsError
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import (
@@ -19,6 +18,7 @@ from taskmodels.resilience.state import (
     SpendDecision,
     StateStore,
 )
+from taskmodels.sections import ResilienceSettings
 from taskmodels.testing import (
     FakeBackend,
     ManualClock,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AuthenticationError,
     BadRequestError,
@@ -21,6 +20,7 @@ from taskmodels.errors import (
     StreamStalledError,
 )
 from taskmodels.resilience.policy import Next, backoff_delay, retry_delay, rule_for
+from taskmodels.sections import ResilienceSettings
 
 
 def err(cls: type[ProviderError], retry_after: float | None = None) -> ProviderError:

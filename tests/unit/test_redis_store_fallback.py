@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
-from taskmodels.sections import StateSettings
 from taskmodels.errors import SettingsError
 from taskmodels.resilience.redis import RedisStateStore
+from taskmodels.sections import StateSettings
 
 T0 = 1_700_000_000.0
 BOUND = 2.0  # far above the 50 ms operation timeout: fails only if a call waits on the dead server

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AllModelsFailedError,
     BadRequestError,
@@ -17,6 +16,7 @@ from taskmodels.errors import (
     TaskModelsError,
 )
 from taskmodels.log import REDACTED
+from taskmodels.sections import ResilienceSettings
 from taskmodels.service import ModelService
 from taskmodels.testing import (
     FakeBackend,

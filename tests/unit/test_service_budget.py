@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import BudgetExceededError
 from taskmodels.resilience.state import MemoryStateStore
+from taskmodels.sections import ResilienceSettings
 from taskmodels.testing import (
     FakeBackend,
     ManualClock,

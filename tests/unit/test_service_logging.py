@@ -10,8 +10,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import AllModelsFailedError
+from taskmodels.sections import ResilienceSettings
 from taskmodels.testing import FakeBackend, fake_model, fake_registry, make_test_service, reply, server_error
 from taskmodels.types import Usage
 

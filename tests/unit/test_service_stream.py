@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AllModelsFailedError,
     IncompleteStreamError,
     InvalidResponseError,
     StreamStalledError,
 )
+from taskmodels.sections import ResilienceSettings
 from taskmodels.testing import (
     FakeBackend,
     ManualClock,

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
-from taskmodels.sections import ProviderSettings
 from taskmodels.errors import ConfigurationError
 from taskmodels.providers.base import BaseModelProvider
 from taskmodels.registry.schema import ModelConfig
+from taskmodels.sections import ProviderSettings
 
 if TYPE_CHECKING:
     from taskmodels.settings import Settings

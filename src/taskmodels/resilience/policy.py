@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from taskmodels.sections import ResilienceSettings
 from taskmodels.errors import (
     AuthenticationError,
     BadRequestError,
@@ -37,6 +36,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from taskmodels.sections import ResilienceSettings
 
 __all__ = ["RULES", "Next", "Rule", "backoff_delay", "retry_delay", "rule_for"]
 

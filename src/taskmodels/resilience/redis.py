@@ -36,7 +36,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from taskmodels.sections import StateSettings
 from taskmodels.errors import SettingsError
 from taskmodels.resilience.state import (
     Admission,
@@ -47,6 +46,7 @@ from taskmodels.resilience.state import (
     StateStore,
     window_start,
 )
+from taskmodels.sections import StateSettings
 
 __all__ = ["RedisStateStore"]
 
