@@ -16,7 +16,15 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["REDACTED", "configure_logging", "get_logger", "redact_secrets", "redact_text"]
+__all__ = [
+    "REDACTED",
+    "LibraryLogger",
+    "configure_logging",
+    "get_logger",
+    "library_logger",
+    "redact_secrets",
+    "redact_text",
+]
 
 REDACTED = "[REDACTED]"
 
@@ -169,3 +177,68 @@ def get_logger(name: str | None = None, **initial: Any) -> Any:
         values["logger_name"] = name
         return structlog.get_logger(name, **values)
     return structlog.get_logger(**values)
+
+
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+
+
+class LibraryLogger:
+    """How every taskmodels module logs: structlog, quiet by default, cheap when off.
+
+    Until the application configures structlog, nothing below WARNING is emitted (as the
+    standard library's logging does by default), so a library call never prints to stdout
+    on its own. ``enabled(level)`` returns the bound logger or ``None``, so a hot path pays
+    for building an event only when someone will read it. The bound logger is rebuilt only
+    when structlog's configuration changes.
+
+    Event names follow one scheme, ``taskmodels.<area>.<event>``; docs/logging lists them.
+    """
+
+    __slots__ = ("_check", "_key", "_logger", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._key: tuple[Any, ...] | None = None
+        self._logger: Any = None
+        self._check: Any = None
+
+    def enabled(self, level: int) -> Any:
+        """The logger when ``level`` is enabled, else ``None``; no other logging work happens when it is off."""
+        if level < WARNING and not structlog.is_configured():
+            return None
+        cfg = structlog.get_config()
+        key = (cfg["wrapper_class"], cfg["logger_factory"], cfg["processors"])
+        if key != self._key:
+            self._logger = logger = structlog.get_logger(self.name).bind(logger_name=self.name)
+            self._check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+            self._key = key
+        check = self._check
+        if check is not None and not check(level):
+            return None
+        return self._logger
+
+    def also(self, level: int) -> bool:
+        """Whether ``level`` is enabled too, right after ``enabled`` (no new configuration lookup)."""
+        check = self._check
+        return check is None or bool(check(level))
+
+    def debug(self, event: str, **values: Any) -> None:
+        if (log := self.enabled(DEBUG)) is not None:
+            log.debug(event, **values)
+
+    def info(self, event: str, **values: Any) -> None:
+        if (log := self.enabled(INFO)) is not None:
+            log.info(event, **values)
+
+    def warning(self, event: str, **values: Any) -> None:
+        if (log := self.enabled(WARNING)) is not None:
+            log.warning(event, **values)
+
+    def error(self, event: str, **values: Any) -> None:
+        if (log := self.enabled(ERROR)) is not None:
+            log.error(event, **values)
+
+
+def library_logger(area: str) -> LibraryLogger:
+    """The logger of one area of the library (``taskmodels.<area>``); see ``LibraryLogger``."""
+    return LibraryLogger(f"taskmodels.{area}")

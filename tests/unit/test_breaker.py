@@ -176,7 +176,7 @@ async def test_a_failing_store_never_fails_a_call_and_warns_once() -> None:
         health = await service.health()
     assert (first.model_id, second.model_id) == ("b", "a")
     assert store.calls > 3
-    lost = [e for e in logs if e["event"] == "taskmodels.state_store_unavailable"]
+    lost = [e for e in logs if e["event"] == "taskmodels.state.lost"]
     assert len(lost) == 1
     assert lost[0]["error_class"] == "ConnectionError"
     assert health["models"]["a"]["state"] == "closed"
@@ -195,7 +195,7 @@ async def test_the_breaker_warns_again_when_the_store_comes_back() -> None:
         assert (await breaker.admit("m", probe_lease=1)).allowed
         store.admit = real_admit  # type: ignore[method-assign]
         assert (await breaker.admit("m", probe_lease=1)).allowed
-    assert [e["event"] for e in logs] == ["taskmodels.state_store_unavailable", "taskmodels.state_store_recovered"]
+    assert [e["event"] for e in logs] == ["taskmodels.state.lost", "taskmodels.state.recovered"]
 
 
 async def test_trip_opens_at_once_whatever_the_threshold() -> None:

@@ -32,3 +32,29 @@ def test_successful_calls_print_nothing_and_failures_warn_when_structlog_is_unco
     assert "taskmodels.attempt" not in before + after  # failed attempts are info
     assert "taskmodels.call" in after  # a failed call is a warning, shown by default
     assert "raised AllModelsFailedError" in after
+
+
+RELOAD_SCRIPT = """
+import json, os, sys, tempfile
+from taskmodels.registry.service import ModelRegistryService
+
+def registry(model_name):
+    model = {"id": "m", "provider": "openai", "modelName": model_name, "maxTokens": 10, "temperature": 0,
+             "contextWindow": 100, "costPer1kTokens": 0, "capabilities": ["chat"]}
+    return {"models": [model], "taskMappings": [], "defaultModelId": "m"}
+
+with tempfile.TemporaryDirectory() as folder:
+    path = os.path.join(folder, "modelRegistry.json")
+    with open(path, "w") as f:
+        json.dump(registry("a"), f)
+    service = ModelRegistryService.from_path(path, provider_names=frozenset({"openai"}))
+    with open(path, "w") as f:
+        json.dump(registry("a-longer-name"), f)
+    print("reloaded", service.reload_if_changed())
+"""
+
+
+def test_a_registry_reload_prints_nothing_when_structlog_is_unconfigured() -> None:
+    out = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "reloaded True"
+    assert out.stderr == ""

@@ -205,7 +205,7 @@ def test_reload_if_changed_logs_problems_instead_of_raising(base: Path) -> None:
         assert service.reload_if_changed() is False
         assert service.reload_if_changed() is False  # the same bad version is reported once
     assert service.current is old
-    failures = [e for e in logs if e["event"] == "registry_reload_failed"]
+    failures = [e for e in logs if e["event"] == "taskmodels.registry.reload_failed"]
     assert len(failures) == 1
     assert failures[0]["log_level"] == "error"
     assert any("unknown model 'gone'" in p for p in failures[0]["problems"])
@@ -217,7 +217,7 @@ def test_reload_if_changed_logs_problems_instead_of_raising(base: Path) -> None:
     with capture_logs() as logs:
         assert service.reload_if_changed() is True
     assert service.current.default_model.id == "b"
-    assert [e["event"] for e in logs] == ["registry_reloaded"]
+    assert [e["event"] for e in logs] == ["taskmodels.registry.reloaded"]
 
 
 async def test_watch_reloads_a_changed_file_until_stopped(base: Path) -> None:

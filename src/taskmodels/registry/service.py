@@ -15,9 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from taskmodels.errors import ConfigurationError, Problem, RegistryError
+from taskmodels.log import library_logger
 from taskmodels.registry.loader import LoadResult, load_layers, read_layer
 from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
 
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelRegistryService", "Registry", "build_registry", "check_files", "load_registry"]
 
-_log = structlog.get_logger("taskmodels.registry")
+_log = library_logger("registry")
 
 _Stamp = tuple[tuple[int, int] | None, ...]
 
@@ -200,14 +199,14 @@ class ModelRegistryService:
             registry = self.reload()
         except RegistryError as exc:
             _log.error(
-                "registry_reload_failed",
+                "taskmodels.registry.reload_failed",
                 sources=[str(p) for p in self._paths],
                 problems=[str(p) for p in exc.problems],
                 kept="previous registry",
             )
             return False
         _log.info(
-            "registry_reloaded",
+            "taskmodels.registry.reloaded",
             sources=list(registry.sources),
             models=len(registry.models_by_id),
             tasks=len(registry.tasks_by_name),

@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-import structlog
-
+from taskmodels.log import library_logger
 from taskmodels.resilience.state import Admission, BreakerSnapshot, StateStore
 
 __all__ = ["CircuitBreaker"]
 
 _ALLOWED = Admission(True, False, None)
-_log = structlog.get_logger("taskmodels.breaker")
+_log = library_logger("state")
 
 
 class CircuitBreaker:
@@ -87,7 +86,7 @@ class CircuitBreaker:
         if self._store_ok:
             self._store_ok = False
             _log.warning(
-                "taskmodels.state_store_unavailable",
+                "taskmodels.state.lost",
                 operation=operation,
                 error_class=type(exc).__name__,
                 store=type(self.store).__name__,
@@ -96,4 +95,4 @@ class CircuitBreaker:
     def _back(self) -> None:
         if not self._store_ok:
             self._store_ok = True
-            _log.warning("taskmodels.state_store_recovered", store=type(self.store).__name__)
+            _log.warning("taskmodels.state.recovered", store=type(self.store).__name__)

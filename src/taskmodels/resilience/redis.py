@@ -30,13 +30,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from taskmodels.errors import SettingsError
+from taskmodels.log import library_logger
 from taskmodels.resilience.state import (
     Admission,
     BreakerSnapshot,
@@ -52,7 +52,7 @@ __all__ = ["RedisStateStore"]
 
 T = TypeVar("T")
 
-_log = structlog.get_logger("taskmodels.state")
+_log = library_logger("state")
 
 _MIN_BREAKER_TTL = 3600.0
 _MAX_TTL = 366 * 86400.0
