@@ -32,8 +32,9 @@ TaskModelsError
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from taskmodels.types import Attempt
@@ -149,12 +150,20 @@ class NoEligibleModelError(SelectionError):
 # --- calls -------------------------------------------------------------------------
 
 
+CURRENT_TASK: ContextVar[str | None] = ContextVar("taskmodels_current_task", default=None)
+"""The task the running call serves, set by the call engine for the call's duration.
+
+Providers know nothing of tasks, yet every error they build must be complete when it
+is built: ``ProviderError`` reads its ``task`` from here when none is given.
+"""
+
+
 class ProviderError(TaskModelsError):
     """One call to one model failed.
 
-    Providers raise it without ``task`` (they do not know tasks); the service fills
-    ``task`` in before it reaches the caller. The message never holds a secret:
-    providers pass only the provider's own error text, which never echoes keys.
+    Built complete, once: ``task`` comes from the call in progress (``CURRENT_TASK``)
+    when the builder does not know it. Providers redact every key the process knows
+    from the message and the provider's own text before they build one.
     """
 
     def __init__(
@@ -173,7 +182,7 @@ class ProviderError(TaskModelsError):
         self.message = message
         self.provider = provider
         self.model_id = model_id
-        self.task = task
+        self.task = task if task is not None else CURRENT_TASK.get()
         self.status_code = status_code
         self.provider_message = provider_message
         self.provider_code = provider_code
@@ -229,7 +238,23 @@ class AuthenticationError(ProviderError):
 
 
 class ContextLengthExceededError(ProviderError):
-    """The request does not fit the model's context window."""
+    """The request does not fit the model's context window.
+
+    ``requested_tokens`` and ``limit_tokens`` hold the sizes the provider reported
+    (input plus requested output where it counts both), when its error says them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        requested_tokens: int | None = None,
+        limit_tokens: int | None = None,
+        **fields: Any,
+    ) -> None:
+        self.requested_tokens = requested_tokens
+        self.limit_tokens = limit_tokens
+        super().__init__(message, **fields)
 
 
 class ContentFilteredError(ProviderError):
