@@ -126,22 +126,17 @@ class CompletionRequest:
 
 @dataclass(slots=True)
 class Usage:
+    """Tokens of one answer. The details are parts of the two totals, priced apart where the registry says how."""
+
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_tokens: int = 0  # part of input_tokens served from the provider's prompt cache
+    cached_tokens: int = 0  # part of input_tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  # part of input_tokens written to the provider's prompt cache
     reasoning_tokens: int = 0  # part of output_tokens spent on hidden reasoning
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cached_tokens + other.cached_tokens,
-            self.reasoning_tokens + other.reasoning_tokens,
-        )
 
 
 @dataclass(slots=True, frozen=True)
