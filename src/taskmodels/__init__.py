@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "DeadlineExceededError": "taskmodels.errors",
     "FirstTokenTimeoutError": "taskmodels.errors",
     "IncompleteStreamError": "taskmodels.errors",
+    "InvalidRequestError": "taskmodels.errors",
     "InvalidResponseError": "taskmodels.errors",
     "NoEligibleModelError": "taskmodels.errors",
     "Problem": "taskmodels.errors",
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownTaskError": "taskmodels.errors",
     # parts
     "BaseModelProvider": "taskmodels.providers.base",
+    "ModelPort": "taskmodels.providers.port",
     "Container": "taskmodels.containers",
     "MemoryStateStore": "taskmodels.resilience.state",
     "ModelConfig": "taskmodels.registry.schema",
@@ -67,58 +69,7 @@ _EXPORTS: dict[str, str] = {
     "get_logger": "taskmodels.log",
 }
 
-__all__ = [
-    "AllModelsFailedError",
-    "Attempt",
-    "AuthenticationError",
-    "BadRequestError",
-    "BaseModelProvider",
-    "BudgetExceededError",
-    "CompletionRequest",
-    "CompletionResult",
-    "ConfigurationError",
-    "Container",
-    "ContentFilteredError",
-    "ContextLengthExceededError",
-    "DeadlineExceededError",
-    "EmbeddingResult",
-    "FirstTokenTimeoutError",
-    "IncompleteStreamError",
-    "InvalidResponseError",
-    "MemoryStateStore",
-    "Message",
-    "ModelConfig",
-    "ModelProviderFactory",
-    "ModelRegistryService",
-    "ModelSelectionFactory",
-    "ModelService",
-    "NoEligibleModelError",
-    "Problem",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderTimeoutError",
-    "ProviderUnavailableError",
-    "RateLimitError",
-    "RegistryConfig",
-    "RegistryError",
-    "ResponseFormat",
-    "Selection",
-    "SelectionError",
-    "Settings",
-    "SettingsError",
-    "Skip",
-    "StateStore",
-    "StreamEvent",
-    "StreamStalledError",
-    "TaskMapping",
-    "TaskModelsError",
-    "ToolCall",
-    "ToolSpec",
-    "UnknownTaskError",
-    "Usage",
-    "configure_logging",
-    "get_logger",
-]
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - built from the one export list; tests check it resolves
 
 
 def __getattr__(name: str) -> Any:
@@ -147,6 +98,7 @@ if TYPE_CHECKING:
         DeadlineExceededError,
         FirstTokenTimeoutError,
         IncompleteStreamError,
+        InvalidRequestError,
         InvalidResponseError,
         NoEligibleModelError,
         Problem,
@@ -165,6 +117,7 @@ if TYPE_CHECKING:
     from taskmodels.log import configure_logging, get_logger
     from taskmodels.providers.base import BaseModelProvider
     from taskmodels.providers.factory import ModelProviderFactory
+    from taskmodels.providers.port import ModelPort
     from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
     from taskmodels.registry.service import ModelRegistryService
     from taskmodels.resilience.state import MemoryStateStore, StateStore

@@ -8,6 +8,7 @@ TaskModelsError
 ├── ConfigurationError
 │   ├── RegistryError                 a registry file with located problems (all of them)
 │   └── SettingsError                 an invalid setting, named by its variable
+├── InvalidRequestError               a per-call value is unusable (also a ValueError)
 ├── SelectionError
 │   ├── UnknownTaskError              the registry names no model for the task, and has no default
 │   └── NoEligibleModelError          every candidate was skipped; carries each skip's reason
@@ -36,6 +37,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from taskmodels.redaction import scrub
+
 if TYPE_CHECKING:
     from taskmodels.types import Attempt
 
@@ -50,6 +53,7 @@ __all__ = [
     "DeadlineExceededError",
     "FirstTokenTimeoutError",
     "IncompleteStreamError",
+    "InvalidRequestError",
     "InvalidResponseError",
     "NoEligibleModelError",
     "Problem",
@@ -123,6 +127,10 @@ class SettingsError(ConfigurationError):
     """An invalid setting. The message names the environment variable to fix."""
 
 
+class InvalidRequestError(TaskModelsError, ValueError):
+    """A value of one call is unusable (``temperature=7``, ``max_tokens=-1``): checked as registry values are."""
+
+
 # --- selection ---------------------------------------------------------------------
 
 
@@ -179,15 +187,17 @@ class ProviderError(TaskModelsError):
         retry_after: float | None = None,
         request_id: str | None = None,
     ) -> None:
-        self.message = message
+        # Servers quote keys back in odd places; every string kept here is scrubbed of every key the process
+        # knows, whoever builds the error (our providers, a plugin's, a test double's).
+        self.message = message = scrub(message)
         self.provider = provider
         self.model_id = model_id
         self.task = task if task is not None else CURRENT_TASK.get()
         self.status_code = status_code
-        self.provider_message = provider_message
-        self.provider_code = provider_code
+        self.provider_message = scrub(provider_message) if provider_message else provider_message
+        self.provider_code = scrub(provider_code) if provider_code else provider_code
         self.retry_after = retry_after
-        self.request_id = request_id
+        self.request_id = scrub(request_id) if request_id else request_id
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -277,21 +287,66 @@ class DeadlineExceededError(TaskModelsError):
         super().__init__(message)
 
 
-class AllModelsFailedError(TaskModelsError):
-    """Every candidate for the task failed. ``attempts`` says what was tried and why it failed."""
+class AllModelsFailedError(TaskModelsError, ExceptionGroup):  # type: ignore[misc,unused-ignore]  # bases agree at run time
+    """Every candidate for the task failed. ``attempts`` says what was tried and why it failed.
 
-    def __init__(
-        self,
+    An ``ExceptionGroup`` of the real errors (each attempt's ``ProviderError``, each
+    skip's ``ConfigurationError``), so ``except* RateLimitError`` works; ``__cause__``
+    is the last provider error. ``retry_after`` is the soonest any provider asked for.
+    """
+
+    task: str
+    attempts: tuple[Attempt, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+    def __new__(
+        cls,
         message: str,
         *,
         task: str,
         attempts: Sequence[Attempt],
         skipped: Sequence[tuple[str, str]] = (),
-    ) -> None:
+        errors: Sequence[Exception] = (),
+    ) -> AllModelsFailedError:
+        # An exception group cannot be empty: a chain that raised nothing (every model
+        # skipped without an error of its own) still says why, through this placeholder.
+        group = list(errors) or [TaskModelsError("no model was tried")]
+        self = super().__new__(cls, message, group)
         self.task = task
-        self.attempts: tuple[Attempt, ...] = tuple(attempts)
-        self.skipped: tuple[tuple[str, str], ...] = tuple(skipped)
-        super().__init__(message)
+        self.attempts = tuple(attempts)
+        self.skipped = tuple(skipped)
+        return self
+
+    def __init__(self, message: str, **_: object) -> None:
+        super().__init__(message, list(self.exceptions))
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def retry_after(self) -> float | None:
+        """The soonest ``Retry-After`` among the errors, in seconds, or ``None`` when no provider gave one."""
+        waits = [e.retry_after for e in self.exceptions if isinstance(e, ProviderError) and e.retry_after is not None]
+        return min(waits) if waits else None
+
+    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
+        # ``except*`` splits the group: the parts keep the message, as a plain group.
+        return ExceptionGroup(self.message, list(excs))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        state = (self.message, self.task, self.attempts, self.skipped, tuple(self.exceptions), self.__cause__)
+        return (_rebuild_all_failed, (state,))
+
+
+def _rebuild_all_failed(
+    state: tuple[
+        str, str, tuple[Attempt, ...], tuple[tuple[str, str], ...], tuple[Exception, ...], BaseException | None
+    ],
+) -> AllModelsFailedError:
+    message, task, attempts, skipped, errors, cause = state
+    error = AllModelsFailedError(message, task=task, attempts=attempts, skipped=skipped, errors=errors)
+    error.__cause__ = cause
+    return error
 
 
 class BudgetExceededError(TaskModelsError):

@@ -73,6 +73,12 @@ class ResilienceSettings(_Section):
     retry_after_cap: float = Field(
         default=10.0, ge=0, description="Longest Retry-After honoured; a longer one moves to the next model"
     )
+    fallback_reserve: float = Field(
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="Share of the remaining deadline an attempt leaves to the candidates after it",
+    )
     breaker_failure_threshold: int = Field(default=3, ge=1)
     breaker_cooldown: float = Field(default=30.0, gt=0)
     stream_policy: Literal["restart", "error"] = "restart"

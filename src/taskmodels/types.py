@@ -7,9 +7,11 @@ load time, the provider's response in its parser).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
+
+from taskmodels.errors import InvalidRequestError
 
 __all__ = [
     "Attempt",
@@ -26,6 +28,7 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "coerce_request",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -112,6 +115,35 @@ class CompletionRequest:
     attempt_timeout: float | None = None
     first_token_timeout: float | None = None
     stall_timeout: float | None = None
+
+    def check(self) -> CompletionRequest:
+        """``self`` when every value is usable, else ``InvalidRequestError`` naming the field, as registry values are.
+
+        ``required_capabilities`` may be given as any iterable of names; it is normalised to a frozenset.
+        """
+        problems = []
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens <= 0):
+            problems.append(f"max_tokens must be a positive integer, not {self.max_tokens!r}")
+        if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
+            problems.append(f"temperature must be between 0 and 2, not {self.temperature!r}")
+        if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:
+            problems.append(f"top_p must be between 0 and 1, not {self.top_p!r}")
+        if self.max_cost is not None and self.max_cost < 0:
+            problems.append(f"max_cost must not be negative, not {self.max_cost!r}")
+        for name in ("deadline", "attempt_timeout", "first_token_timeout", "stall_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                problems.append(f"{name} must be a positive number of seconds, not {value!r}")
+        if problems:
+            raise InvalidRequestError("invalid request: " + "; ".join(problems))
+        caps = self.required_capabilities
+        if not isinstance(caps, frozenset):
+            if isinstance(caps, str) or not isinstance(caps, Iterable):
+                raise InvalidRequestError(
+                    f"required_capabilities must be a collection of capability names, not {caps!r}"
+                )
+            return replace(self, required_capabilities=frozenset(caps))
+        return self
 
     def conversation(self) -> list[Message]:
         """System prompt, then ``messages``, then ``prompt`` as the last user turn."""
@@ -205,3 +237,26 @@ class EmbeddingResult:
     usage: Usage = field(default_factory=Usage)
     cost: float = 0.0
     attempts: tuple[Attempt, ...] = ()
+
+
+_REQUEST_FIELDS = frozenset(f.name for f in fields(CompletionRequest))
+
+
+def coerce_request(request: CompletionRequest | str | None, fields_: Mapping[str, Any]) -> CompletionRequest:
+    """A checked ``CompletionRequest`` from one, from a prompt string, or from its fields (which override)."""
+    if fields_:
+        unknown = fields_.keys() - _REQUEST_FIELDS
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise TypeError(
+                f"unknown CompletionRequest field(s): {names}; known fields: {', '.join(sorted(_REQUEST_FIELDS))}"
+            )
+    if request is None:
+        built = CompletionRequest(**fields_)
+    elif isinstance(request, str):
+        built = CompletionRequest(prompt=request, **fields_)
+    elif isinstance(request, CompletionRequest):
+        built = replace(request, **fields_) if fields_ else request
+    else:
+        raise TypeError(f"request must be a CompletionRequest, a prompt string or None, not {type(request).__name__}")
+    return built.check()

@@ -826,12 +826,28 @@ async def test_when_every_breaker_is_open_the_soonest_is_tried(
 # --- one deadline --------------------------------------------------------------------------
 
 
+async def test_silent_candidates_leave_the_model_after_them_a_share_of_the_deadline(
+    fault_server: FaultServer, make_service: ServiceFactory
+) -> None:
+    for model in SILENT_CHAIN:
+        fault_server.always(model, "silent")
+    service = await make_service(attempt_timeout=0.3, first_token_timeout=0.3, fallback_reserve=0.25)
+    start = time.monotonic()
+    result = await service.complete_with_task_model("silent-chain", prompt="hello", deadline=0.6)
+    elapsed = time.monotonic() - start
+    assert result.model_id == PRIMARY  # the default model ends the chain, and it had time left to answer
+    assert elapsed < 0.6 + 0.2
+    assert [a.model_id for a in result.attempts] == [*SILENT_CHAIN, PRIMARY]
+    assert all(fault_server.hits(m) == 1 for m in SILENT_CHAIN)  # silent routes are never retried
+
+
 async def test_one_deadline_bounds_a_chain_of_silent_servers(
     fault_server: FaultServer, make_service: ServiceFactory
 ) -> None:
     for model in SILENT_CHAIN:
         fault_server.always(model, "silent")
-    service = await make_service(attempt_timeout=0.3, first_token_timeout=0.3)
+    # No share kept back for later candidates: the first two silent routes use up the whole deadline.
+    service = await make_service(attempt_timeout=0.3, first_token_timeout=0.3, fallback_reserve=0)
     exc, elapsed = await complete_error(service, "silent-chain", deadline=0.5)
     assert isinstance(exc, DeadlineExceededError)
     assert exc.task == "silent-chain"
@@ -845,7 +861,7 @@ async def test_one_deadline_bounds_a_chain_of_silent_servers(
 async def test_one_deadline_bounds_a_stream(fault_server: FaultServer, make_service: ServiceFactory) -> None:
     for model in SILENT_CHAIN:
         fault_server.always(model, "silent")
-    service = await make_service(attempt_timeout=0.3, first_token_timeout=0.3)
+    service = await make_service(attempt_timeout=0.3, first_token_timeout=0.3, fallback_reserve=0)
     events, exc, elapsed = await stream_error(service, "silent-chain", deadline=0.5)
     assert events == []
     assert isinstance(exc, DeadlineExceededError)

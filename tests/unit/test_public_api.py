@@ -50,3 +50,19 @@ def test_core_modules_do_not_import_pydantic_settings_or_dependency_injector() -
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_type_checking_imports_match_the_export_list() -> None:
+    """Type checkers read the TYPE_CHECKING block; the lazy loader reads _EXPORTS: they must name the same things."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(taskmodels))
+    imported: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom), ast.dump(stmt)
+                for alias in stmt.names:
+                    imported[alias.asname or alias.name] = str(stmt.module)
+    assert imported == taskmodels._EXPORTS

@@ -29,8 +29,8 @@ def test_successful_calls_print_nothing_and_failures_warn_when_structlog_is_unco
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, timeout=60)
     before, _, after = out.stdout.partition("--- failures below")
     assert before.strip() == ""
-    assert "taskmodels.attempt" not in before + after  # failed attempts are info
-    assert "taskmodels.call" in after  # a failed call is a warning, shown by default
+    assert "taskmodels.call.attempt" not in before + after  # failed attempts are info
+    assert "taskmodels.call.finished" in after  # a failed call is a warning, shown by default
     assert "raised AllModelsFailedError" in after
 
 

@@ -332,12 +332,12 @@ async def test_unexpected_provider_exceptions_never_escape_raw(exc: Exception) -
             return broken
         return real(m)
 
-    env.service._provider_for = create
+    env.service.engine._provider_for = create
     result = await env.service.complete_with_task_model("t", "p")
     assert result.model_id == "b"
     assert result.attempts[0].error_class == "InvalidResponseError"
 
-    env.service._provider_for = lambda m: Broken()
+    env.service.engine._provider_for = lambda m: Broken()
     with pytest.raises(AllModelsFailedError) as info:
         await env.service.complete_with_task_model("t", "p")
     assert not isinstance(info.value, KeyError)
@@ -363,7 +363,7 @@ async def test_deadline_passing_between_attempts_raises_deadline_exceeded() -> N
         env.clock.sleeps.append(seconds)
         env.clock.advance(seconds + 0.5)
 
-    env.service._sleep = late_sleep
+    env.service.engine._sleep = late_sleep
     env.backend.always("a", server_error())
     with pytest.raises(DeadlineExceededError) as info:
         await env.service.complete_with_task_model("t", "p")
@@ -382,10 +382,22 @@ async def test_backoffs_that_do_not_fit_end_the_chain_without_oversleeping() -> 
     assert sum(env.clock.sleeps) <= 1.0
 
 
+async def test_a_hanging_primary_leaves_its_fallbacks_their_share_of_the_deadline() -> None:
+    backend = FakeBackend()
+    service = make_test_service(
+        THREE, backend=backend, resilience=ResilienceSettings(deadline=0.2, attempt_timeout=10, fallback_reserve=0.5)
+    )
+    backend.script("a", hang())
+    result = await service.complete_with_task_model("t", "p")
+    assert result.model_id == "b"
+    assert [(a.model_id, a.error_class) for a in result.attempts] == [("a", "ProviderTimeoutError"), ("b", None)]
+    assert result.attempts[0].latency == pytest.approx(0.1, abs=0.08)  # half of the deadline, not all of it
+
+
 async def test_the_deadline_cuts_a_hanging_attempt_in_real_time() -> None:
     backend = FakeBackend()
     service = make_test_service(
-        THREE, backend=backend, resilience=ResilienceSettings(deadline=0.05, attempt_timeout=10)
+        THREE, backend=backend, resilience=ResilienceSettings(deadline=0.05, attempt_timeout=10, fallback_reserve=0)
     )
     backend.script("a", hang())
     with pytest.raises(DeadlineExceededError) as info:

@@ -46,8 +46,8 @@ async def test_an_event_per_attempt_and_one_per_call() -> None:
     backend.script("b", reply("x", usage=Usage(7, 3)))
     with capture_logs() as logs:
         await service.complete_with_task_model("t", SECRET_PROMPT)
-    attempts = [e for e in logs if e["event"] == "taskmodels.attempt"]
-    calls = [e for e in logs if e["event"] == "taskmodels.call"]
+    attempts = [e for e in logs if e["event"] == "taskmodels.call.attempt"]
+    calls = [e for e in logs if e["event"] == "taskmodels.call.finished"]
     assert [(e["model_id"], e["outcome"], e["error_class"]) for e in attempts] == [
         ("a", "error", "ProviderUnavailableError"),
         ("b", "success", None),
@@ -71,7 +71,7 @@ async def test_a_failed_call_logs_its_error_class() -> None:
     backend.always("b", server_error())
     with capture_logs() as logs, pytest.raises(Exception, match="every model failed"):
         await service.complete_with_task_model("t", "p")
-    call = [e for e in logs if e["event"] == "taskmodels.call"]
+    call = [e for e in logs if e["event"] == "taskmodels.call.finished"]
     assert len(call) == 1
     assert (call[0]["outcome"], call[0]["error_class"]) == ("error", "AllModelsFailedError")
 
@@ -105,8 +105,8 @@ async def test_levels_a_failed_attempt_is_info_a_failed_call_and_an_open_circuit
     with capture_logs() as logs, pytest.raises(AllModelsFailedError):
         await service.complete_with_task_model("t", "p")
     levels = {(e["event"], e.get("outcome")): e["log_level"] for e in logs}
-    assert levels[("taskmodels.attempt", "error")] == "info"
-    assert levels[("taskmodels.circuit_open", None)] == "warning"
-    assert levels[("taskmodels.call", "error")] == "warning"
-    opened = next(e for e in logs if e["event"] == "taskmodels.circuit_open")
+    assert levels[("taskmodels.call.attempt", "error")] == "info"
+    assert levels[("taskmodels.breaker.opened", None)] == "warning"
+    assert levels[("taskmodels.call.finished", "error")] == "warning"
+    opened = next(e for e in logs if e["event"] == "taskmodels.breaker.opened")
     assert (opened["model_id"], opened["error_class"], opened["status_code"]) == ("a", "ProviderUnavailableError", 503)

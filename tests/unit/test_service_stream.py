@@ -167,6 +167,15 @@ async def test_the_stream_gets_first_token_and_stall_limits_clamped_to_the_deadl
     assert (call.first_token_timeout, call.stall_timeout) == (5, 7)
     await collect(service, deadline=2, stall_timeout=3)
     call = backend.calls[1]
+    # not the last candidate: it leaves fallback_reserve (a quarter by default) of the deadline to the others
+    assert call.first_token_timeout == pytest.approx(1.5)
+    assert call.stall_timeout == pytest.approx(1.5)
+
+
+async def test_the_last_candidate_may_use_the_whole_remaining_deadline() -> None:
+    service, backend = make(fake_registry(fake_model("a")), first_token_timeout=5, stall_timeout=7)
+    await collect(service, deadline=2, stall_timeout=3)
+    call = backend.calls[0]
     assert call.first_token_timeout == pytest.approx(2)
     assert call.stall_timeout == pytest.approx(2)
 

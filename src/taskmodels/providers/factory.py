@@ -13,6 +13,7 @@ import httpx2
 
 from taskmodels.errors import ConfigurationError
 from taskmodels.providers.base import BaseModelProvider
+from taskmodels.redaction import remember
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.sections import ProviderSettings
 
@@ -108,6 +109,7 @@ class ModelProviderFactory:
 
             value = os.environ.get(model.api_key_env)
             api_key = SecretStr(value) if value else None
+        remember(api_key)  # whichever provider class uses it, the key is redacted from everything we emit
         if self._client is None:
             self._client = httpx2.AsyncClient()
         try:

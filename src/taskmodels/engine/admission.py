@@ -1,0 +1,112 @@
+"""Admission: may this model be tried now? Its circuit breaker and the task's budget decide.
+
+Both keep their state in the ``StateStore`` (memory, or Redis shared between
+processes). The rule "a failing state store never fails a call" lives here and only
+here: every store operation goes through ``_guarded``, which answers as if the store
+had said yes (allowed, nothing reserved), logs one warning when the store is lost
+and one when it is back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from taskmodels.log import library_logger
+from taskmodels.registry.schema import BudgetConfig
+from taskmodels.resilience.breaker import CircuitBreaker
+from taskmodels.resilience.state import Admission, BreakerSnapshot, SpendDecision, StateStore
+
+__all__ = ["Gate", "Reservation"]
+
+_T = TypeVar("_T")
+_log = library_logger("state")
+_ALLOWED = Admission(True, False, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Spend held against a task's budget for one attempt, settled to the real cost afterwards."""
+
+    scope: str
+    amount: float
+    window: float
+
+
+NOTHING_RESERVED = Reservation("", 0.0, 0.0)
+
+
+class Gate:
+    """Breakers and budgets over one state store, absorbing its failures."""
+
+    __slots__ = ("_store_ok", "breaker", "store", "wall_clock")
+
+    def __init__(self, store: StateStore, breaker: CircuitBreaker, *, wall_clock: Callable[[], float] = time.time):
+        self.store = store
+        self.breaker = breaker
+        self.wall_clock = wall_clock
+        self._store_ok = True
+
+    # --- breakers --------------------------------------------------------------------------
+
+    async def admit(self, model_id: str, *, probe_lease: float) -> Admission:
+        return await self._guarded("admit", self.breaker.admit(model_id, probe_lease=probe_lease), _ALLOWED)
+
+    async def record_success(self, model_id: str) -> None:
+        await self._guarded("record_success", self.breaker.record_success(model_id), None)
+
+    async def record_failure(self, model_id: str, *, trip: bool) -> bool:
+        """Count a failure against the model; True when that left its breaker open."""
+        snapshot = await self._guarded("record_failure", self.breaker.record_failure(model_id, trip=trip), None)
+        return snapshot is not None and snapshot.state != "closed"
+
+    async def snapshot(self, model_id: str) -> BreakerSnapshot:
+        return await self._guarded("breaker", self.breaker.snapshot(model_id), BreakerSnapshot(model_id, "closed"))
+
+    async def snapshots(self) -> dict[str, BreakerSnapshot]:
+        return dict(await self._guarded("breakers", self.breaker.snapshots(), {}))
+
+    # --- budgets -----------------------------------------------------------------------------
+
+    async def reserve(self, task: str, budget: BudgetConfig, amount: float) -> Reservation | SpendDecision:
+        """Hold ``amount`` against the task's budget: the reservation, or the store's refusal."""
+        scope = f"budget:{task}"
+        work = self.store.reserve_spend(
+            scope, amount, limit=budget.limit, window=budget.window_seconds, now=self.wall_clock()
+        )
+        decision = await self._guarded("reserve_spend", work, None)
+        if decision is None:
+            return NOTHING_RESERVED  # the store is down: the call goes on, with nothing to settle
+        if not decision.accepted:
+            return decision
+        return Reservation(scope, amount, budget.window_seconds)
+
+    async def settle(self, reservation: Reservation, cost: float) -> None:
+        """Replace the reserved amount by the real ``cost`` (0.0 gives the whole reservation back)."""
+        delta = cost - reservation.amount
+        if not reservation.scope or delta == 0.0:
+            return
+        work = self.store.add_spend(reservation.scope, delta, window=reservation.window, now=self.wall_clock())
+        await self._guarded("add_spend", work, None)
+
+    # --- the one place a store failure is absorbed -----------------------------------------
+
+    async def _guarded(self, operation: str, work: Awaitable[_T], fallback: _T) -> _T:
+        try:
+            result = await work
+        except Exception as exc:  # no call may fail because the state store did
+            if self._store_ok:
+                self._store_ok = False
+                _log.warning(
+                    "taskmodels.state.lost",
+                    operation=operation,
+                    error_class=type(exc).__name__,
+                    store=type(self.store).__name__,
+                )
+            return fallback
+        if not self._store_ok:
+            self._store_ok = True
+            _log.warning("taskmodels.state.recovered", store=type(self.store).__name__)
+        return result

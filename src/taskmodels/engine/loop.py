@@ -1,0 +1,312 @@
+"""The attempt loop: one loop tries a task's models for completions, embeddings and streams.
+
+``_tries`` is the loop. It walks the plan's candidates — then, when every breaker
+was open and nothing was tried, the one that closes soonest — admits each (breaker,
+budget), and hands the driver one ``Try`` at a time. The driver makes the call and
+reports back with ``_failed`` or ``_succeeded``; ``resilience/policy.py``'s rule table
+decides, in ``_failed``, whether the same model is tried again, the next one is, or the
+error reaches the caller. The three drivers differ only in what they call and, for a
+stream, in the commit point: once an event has reached the caller, the task's
+``streamPolicy`` decides (``restart`` the answer on the next model, or raise).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from taskmodels.errors import BudgetExceededError, InvalidResponseError, ProviderError, TaskModelsError
+from taskmodels.providers.port import ModelPort
+from taskmodels.registry.schema import ModelConfig
+from taskmodels.resilience.policy import Next, retry_delay, rule_for
+from taskmodels.sections import ResilienceSettings
+from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, StreamEvent, ToolCall, Usage
+
+from .admission import NOTHING_RESERVED, Gate, Reservation
+from .call import CallState
+from .limits import bounded, guarded_stream
+from .observe import Observation
+
+__all__ = ["Engine", "Try"]
+
+
+@dataclass(slots=True)
+class Try:
+    """One attempt at one model, handed to a driver. ``retry_in`` is set by ``_failed``: seconds before the same
+    model is tried again, or ``None`` to move on."""
+
+    model: ModelConfig
+    provider: ModelPort
+    number: int  # 1-based try of this model within the call
+    last: bool  # no candidate after this one: it may use the whole deadline
+    reservation: Reservation
+    started: float
+    settled: bool = False
+    retry_in: float | None = None
+
+
+class Engine:
+    """Runs calls: the loop, its three drivers, and what happens after each attempt."""
+
+    def __init__(
+        self,
+        *,
+        gate: Gate,
+        provider_for: Callable[[ModelConfig], ModelPort],
+        observation: Observation,
+        resilience: ResilienceSettings,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rand: Callable[[], float],
+    ) -> None:
+        self.gate = gate
+        self.observation = observation
+        self._provider_for = provider_for
+        self._resilience = resilience
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+
+    # --- the drivers ---------------------------------------------------------------------------
+
+    async def complete(self, call: CallState, *, streamed: bool) -> CompletionResult:
+        """The first answer of the chain; ``streamed`` reads it as a stream to watch first-token and stall limits."""
+        async with aclosing(self._tries(call)) as tries:
+            async for attempt in tries:
+                try:
+                    work = self._collect(call, attempt) if streamed else attempt.provider.complete(call.plan.request)
+                    result = await bounded(call, attempt.model, work, self._clock, last=attempt.last)
+                except ProviderError as exc:
+                    await self._failed(call, attempt, exc)
+                    continue
+                return await self._succeeded(call, attempt, result)
+        raise call.exhausted_error()
+
+    async def embed(self, call: CallState, texts: Sequence[str]) -> EmbeddingResult:
+        async with aclosing(self._tries(call)) as tries:
+            async for attempt in tries:
+                try:
+                    work = attempt.provider.embed(texts)
+                    embedded = await bounded(call, attempt.model, work, self._clock, last=attempt.last)
+                except ProviderError as exc:
+                    await self._failed(call, attempt, exc)
+                    continue
+                model = attempt.model
+                as_answer = CompletionResult("", model.id, model.provider, embedded.model_name, embedded.usage)
+                done = await self._succeeded(call, attempt, as_answer)
+                embedded.model_id, embedded.provider = model.id, model.provider
+                embedded.cost, embedded.attempts = done.cost, done.attempts
+                return embedded
+        raise call.exhausted_error()
+
+    async def stream(self, call: CallState) -> AsyncIterator[StreamEvent]:
+        restart_owed = False  # events of an answer that failed reached the caller
+        async with aclosing(self._tries(call)) as tries:
+            async for attempt in tries:
+                model = attempt.model
+                if restart_owed:
+                    yield StreamEvent(type="restart", model_id=model.id, model_name=model.model_name)
+                    restart_owed = False
+                texts: list[str] = []
+                tools: list[ToolCall] = []
+                try:
+                    async with aclosing(guarded_stream(call, attempt.provider, self._clock, last=attempt.last)) as s:
+                        async for event in s:
+                            if event.type == "done":
+                                done = await self._succeeded(call, attempt, _assemble(model, event, texts, tools))
+                                yield StreamEvent(
+                                    type="done",
+                                    finish_reason=done.finish_reason,
+                                    usage=done.usage,
+                                    model_id=model.id,
+                                    model_name=done.model_name,
+                                    request_id=done.request_id,
+                                    result=done,
+                                )
+                                return
+                            if event.type == "text":
+                                texts.append(event.text)
+                            elif event.type == "tool_call" and event.tool_call is not None:
+                                tools.append(event.tool_call)
+                            restart_owed = True
+                            yield event
+                except ProviderError as exc:
+                    committed = bool(texts or tools) and call.plan.stream_policy == "error"
+                    await self._failed(call, attempt, exc, final=committed)
+        raise call.exhausted_error()
+
+    async def _collect(self, call: CallState, attempt: Try) -> CompletionResult:
+        texts: list[str] = []
+        tools: list[ToolCall] = []
+        async with aclosing(guarded_stream(call, attempt.provider, self._clock, last=attempt.last)) as events:
+            async for event in events:
+                if event.type == "text":
+                    texts.append(event.text)
+                elif event.type == "tool_call" and event.tool_call is not None:
+                    tools.append(event.tool_call)
+                elif event.type == "done":
+                    return _assemble(attempt.model, event, texts, tools)
+        model = attempt.model
+        raise InvalidResponseError(
+            "the stream ended without its done event", provider=model.provider, model_id=model.id
+        )
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def _tries(self, call: CallState) -> AsyncGenerator[Try, None]:
+        plan = call.plan
+        for model, forced, last in self._candidates(call):
+            provider = await self._admit(call, model, forced=forced)
+            if provider is None:
+                continue
+            for number in itertools.count(1):
+                reservation = await self._reserve(call, model)
+                if reservation is None:
+                    break
+                call.tries += 1
+                call.cut_by = None
+                attempt = Try(model, provider, number, last, reservation, self._clock())
+                try:
+                    yield attempt
+                finally:
+                    if not attempt.settled and reservation.scope:  # the driver left early: cancelled, or raised
+                        await self.gate.settle(reservation, 0.0)
+                if attempt.retry_in is None:
+                    break
+                await self._sleep(attempt.retry_in)
+            if call.tries >= plan.max_attempts_total:
+                return
+
+    def _candidates(self, call: CallState) -> Iterator[tuple[ModelConfig, bool, bool]]:
+        """``(model, forced, last)``: the chain in order; then, when every breaker was open and nothing was tried,
+        the model whose breaker closes soonest, tried anyway rather than failing without a call."""
+        models = call.plan.models
+        final = len(models) - 1
+        for index, model in enumerate(models):
+            yield model, False, index == final
+        if call.open_breakers and not call.attempts_made() and call.plan.remaining(self._clock()) > 0:
+            yield min(call.open_breakers, key=lambda entry: (entry[0], entry[1]))[2], True, True
+
+    async def _admit(self, call: CallState, model: ModelConfig, *, forced: bool) -> ModelPort | None:
+        if call.min_context:
+            reason = call.context_too_small(model)
+            if reason is not None:
+                call.skip(model, "ContextLengthExceededError", reason)
+                return None
+        if not forced:
+            admission = await self.gate.admit(model.id, probe_lease=call.plan.attempt_timeout)
+            if not admission.allowed:
+                retry_at = admission.retry_at if admission.retry_at is not None else 0.0
+                call.open_breakers.append((retry_at, len(call.open_breakers), model))
+                call.skip(model, "CircuitOpen", f"circuit open until {retry_at:.3f}")
+                return None
+        try:
+            return self._provider_for(model)
+        except TaskModelsError as exc:  # configuration, not an outage: no key, no endpoint, no implementation
+            call.skip(model, type(exc).__name__, str(exc), exc)
+            self.observation.model_unusable(model, exc)
+            return None
+
+    async def _reserve(self, call: CallState, model: ModelConfig) -> Reservation | None:
+        """The attempt's budget reservation (an empty one without a budget); ``None`` when the budget refuses."""
+        budget = call.plan.budget
+        if budget is None:
+            return NOTHING_RESERVED
+        estimate = model.estimate_cost(call.plan.prompt_tokens, call.plan.request.max_tokens or model.max_tokens)
+        held = await self.gate.reserve(call.task, budget, estimate)
+        if isinstance(held, Reservation):
+            return held
+        call.budget_refused = (held.total, budget.limit)
+        if budget.on_exceeded == "error":
+            raise _budget_error(call, model, held.total, estimate)
+        call.skip(model, "BudgetExceededError", f"estimated cost {estimate:.6g} does not fit the budget")
+        return None
+
+    # --- after an attempt ------------------------------------------------------------------------
+
+    async def _succeeded(self, call: CallState, attempt: Try, result: CompletionResult) -> CompletionResult:
+        model = attempt.model
+        attempt.settled = True
+        result.model_id, result.provider = model.id, model.provider
+        result.cost = cost = model.cost(result.usage)
+        record = Attempt(
+            model.id, model.provider, "success", self._clock() - attempt.started, None, None, None, attempt.number
+        )
+        call.attempts.append(record)
+        result.attempts = tuple(call.attempts)
+        await self.gate.record_success(model.id)
+        if attempt.reservation.scope:
+            await self.gate.settle(attempt.reservation, cost)
+        self.observation.succeeded(call, record, result)
+        return result
+
+    async def _failed(self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False) -> None:
+        """Record a failed attempt, then apply the policy: set ``attempt.retry_in`` (or leave it ``None`` to move
+        on), or raise when the error must reach the caller (``final``: a stream already committed to this model)."""
+        model = attempt.model
+        attempt.settled = True
+        call.last_error = error
+        call.errors.append(error)
+        latency = self._clock() - attempt.started
+        record = Attempt(
+            model.id,
+            model.provider,
+            "error",
+            latency,
+            type(error).__name__,
+            error.message,
+            error.status_code,
+            attempt.number,
+        )
+        call.attempts.append(record)
+        rule = rule_for(error)
+        opened = False
+        if rule.counts_against_model and call.cut_by is None:
+            opened = await self.gate.record_failure(model.id, trip=rule.trips_breaker)
+        if attempt.reservation.scope:
+            await self.gate.settle(attempt.reservation, 0.0)
+        self.observation.attempt_failed(call, record, breaker_opened=opened)
+        if call.cut_by == "deadline":
+            raise call.deadline_error(self._clock() - call.plan.started)
+        if (
+            final
+            or rule.next is Next.RAISE
+            or (rule.next is Next.IF_OPTED_IN and not call.plan.fallback_on_content_filter)
+        ):
+            raise error
+        if rule.next is Next.LARGER_CONTEXT:
+            call.needs_larger_context(model, error)
+            return
+        plan = call.plan
+        if opened or attempt.number >= plan.max_attempts_per_model or call.tries >= plan.max_attempts_total:
+            return  # an open breaker (a failed probe, say) is not retried within the call either
+        delay = retry_delay(error, attempt.number, self._resilience, self._rand)
+        if delay is not None and delay < plan.remaining(self._clock()):
+            attempt.retry_in = delay
+
+
+def _assemble(model: ModelConfig, done: StreamEvent, texts: list[str], tools: list[ToolCall]) -> CompletionResult:
+    return CompletionResult(
+        text="".join(texts),
+        model_id=model.id,
+        provider=model.provider,
+        model_name=done.model_name or model.model_name,
+        usage=done.usage or Usage(),
+        finish_reason=done.finish_reason or "stop",
+        tool_calls=tuple(tools),
+        request_id=done.request_id,
+    )
+
+
+def _budget_error(call: CallState, model: ModelConfig, spent: float, estimate: float) -> TaskModelsError:
+    budget = call.plan.budget
+    assert budget is not None  # only asked for when the task has one
+    return BudgetExceededError(
+        f"task {call.task!r} reached its budget: {spent:.6g} of {budget.limit:.6g} spent "
+        f"in this {budget.window_seconds:g}s window; {model.id!r} would cost about {estimate:.6g}",
+        task=call.task,
+        spent=spent,
+        limit=budget.limit,
+    )
