@@ -21,7 +21,7 @@ from taskmodels.engine.admission import Gate
 from taskmodels.engine.call import CallState
 from taskmodels.engine.loop import Engine
 from taskmodels.engine.observe import CallTracer, Observation
-from taskmodels.engine.plan import Operation, make_plan
+from taskmodels.engine.plan import Operation, Planner
 from taskmodels.errors import CURRENT_TASK, TaskModelsError
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
@@ -77,6 +77,7 @@ class ModelService:
             sleep=sleep,
             rand=rand,
         )
+        self._planner = Planner(settings)
         self._clock = clock
         self._sync: SyncModelService | None = None
         self._sync_lock = threading.Lock()
@@ -167,4 +168,4 @@ class ModelService:
 
     def _start(self, task: str, request: CompletionRequest, operation: Operation) -> CallState:
         selection = self.selector.candidates(task, request)
-        return CallState(make_plan(selection, request, self.resilience, now=self._clock(), operation=operation))
+        return CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))

@@ -121,6 +121,18 @@ class CompletionRequest:
 
         ``required_capabilities`` may be given as any iterable of names; it is normalised to a frozenset.
         """
+        if (
+            self.max_tokens is None
+            and self.temperature is None
+            and self.top_p is None
+            and self.max_cost is None
+            and self.deadline is None
+            and self.attempt_timeout is None
+            and self.first_token_timeout is None
+            and self.stall_timeout is None
+            and isinstance(self.required_capabilities, frozenset)
+        ):
+            return self  # the common call sets none of them
         problems = []
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens <= 0):
             problems.append(f"max_tokens must be a positive integer, not {self.max_tokens!r}")

@@ -51,11 +51,26 @@ class Gate:
 
     # --- breakers --------------------------------------------------------------------------
 
+    # admit and record_success run on every call: they absorb inline rather than through _guarded's extra frame.
+
     async def admit(self, model_id: str, *, probe_lease: float) -> Admission:
-        return await self._guarded("admit", self.breaker.admit(model_id, probe_lease=probe_lease), _ALLOWED)
+        try:
+            admission = await self.breaker.admit(model_id, probe_lease=probe_lease)
+        except Exception as exc:
+            self._lost("admit", exc)
+            return _ALLOWED
+        if not self._store_ok:
+            self._back()
+        return admission
 
     async def record_success(self, model_id: str) -> None:
-        await self._guarded("record_success", self.breaker.record_success(model_id), None)
+        try:
+            await self.breaker.record_success(model_id)
+        except Exception as exc:
+            self._lost("record_success", exc)
+            return
+        if not self._store_ok:
+            self._back()
 
     async def record_failure(self, model_id: str, *, trip: bool) -> bool:
         """Count a failure against the model; True when that left its breaker open."""
@@ -96,17 +111,24 @@ class Gate:
     async def _guarded(self, operation: str, work: Awaitable[_T], fallback: _T) -> _T:
         try:
             result = await work
-        except Exception as exc:  # no call may fail because the state store did
-            if self._store_ok:
-                self._store_ok = False
-                _log.warning(
-                    "taskmodels.state.lost",
-                    operation=operation,
-                    error_class=type(exc).__name__,
-                    store=type(self.store).__name__,
-                )
+        except Exception as exc:
+            self._lost(operation, exc)
             return fallback
         if not self._store_ok:
-            self._store_ok = True
-            _log.warning("taskmodels.state.recovered", store=type(self.store).__name__)
+            self._back()
         return result
+
+    def _lost(self, operation: str, exc: Exception) -> None:
+        # No call may fail because the state store did: the caller goes on as if it had said yes.
+        if self._store_ok:
+            self._store_ok = False
+            _log.warning(
+                "taskmodels.state.lost",
+                operation=operation,
+                error_class=type(exc).__name__,
+                store=type(self.store).__name__,
+            )
+
+    def _back(self) -> None:
+        self._store_ok = True
+        _log.warning("taskmodels.state.recovered", store=type(self.store).__name__)

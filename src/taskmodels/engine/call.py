@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 from taskmodels.errors import (
@@ -24,24 +23,35 @@ __all__ = ["CallState", "Cut", "describe_attempts"]
 Cut = Literal["deadline", "share"] | None
 
 
-@dataclass(slots=True)
 class CallState:
     """Mutable companion of a frozen ``CallPlan``: the loop writes here, nowhere else."""
 
-    plan: CallPlan
-    attempts: list[Attempt] = field(default_factory=list)
-    errors: list[TaskModelsError] = field(default_factory=list)  # what the attempts and skips raised, in order
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    tries: int = 0  # attempts started, across models
-    min_context: int = 0  # after a context-length error: only models whose window is larger than this
-    reported_tokens: int = 0  # the prompt's size in tokens, as the provider that refused it reported
-    open_breakers: list[tuple[float, int, ModelConfig]] = field(default_factory=list)  # (retry_at, order, model)
-    budget_refused: tuple[float, float] | None = None  # (spent, limit) of the last refusal
-    last_error: ProviderError | None = None
-    cut_by: Cut = None  # the last attempt's timeout was not its own limit but the deadline or its share of it
+    __slots__ = (
+        "attempts",
+        "budget_refused",
+        "cut_by",
+        "errors",
+        "last_error",
+        "min_context",
+        "open_breakers",
+        "plan",
+        "reported_tokens",
+        "skipped",
+        "tries",
+    )
 
-    def __post_init__(self) -> None:
-        self.skipped.extend(self.plan.skipped)
+    def __init__(self, plan: CallPlan) -> None:
+        self.plan = plan
+        self.attempts: list[Attempt] = []
+        self.errors: list[TaskModelsError] = []  # what the attempts and skips raised, in order
+        self.skipped: list[tuple[str, str]] = list(plan.skipped)
+        self.tries = 0  # attempts started, across models
+        self.min_context = 0  # after a context-length error: only models whose window is larger than this
+        self.reported_tokens = 0  # the prompt's size in tokens, as the provider that refused it reported
+        self.open_breakers: list[tuple[float, int, ModelConfig]] = []  # (retry_at, order, model)
+        self.budget_refused: tuple[float, float] | None = None  # (spent, limit) of the last refusal
+        self.last_error: ProviderError | None = None
+        self.cut_by: Cut = None  # the last attempt's timeout was not its own limit but the deadline or its share
 
     @property
     def task(self) -> str:

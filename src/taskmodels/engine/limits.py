@@ -41,7 +41,7 @@ def window(call: CallState, now: float, limit: float, *, last: bool) -> tuple[fl
     """Seconds an attempt may wait for ``limit``, and which bound that is if it is not ``limit`` itself:
     ``"share"`` (what it may use of the deadline, leaving the rest to the candidates after it) or ``"deadline"``."""
     remaining = call.plan.deadline_at - now
-    reserve = call.plan.fallback_reserve
+    reserve = call.plan.policy.fallback_reserve
     if not last and reserve:
         share = remaining * (1.0 - reserve)
         if share < limit:
@@ -66,7 +66,7 @@ async def bounded(
     if call.plan.deadline_at <= now:
         work.close()
         raise call.deadline_error(now - call.plan.started)
-    limit, cut = window(call, now, call.plan.attempt_timeout, last=last)
+    limit, cut = window(call, now, call.plan.policy.attempt_timeout, last=last)
     try:
         async with asyncio.timeout(limit) as scope:
             return await work
@@ -97,8 +97,8 @@ async def guarded_stream(
     now = clock()
     if plan.deadline_at <= now:
         raise call.deadline_error(now - plan.started)
-    first, first_cut = window(call, now, min(plan.first_token_timeout, plan.attempt_timeout), last=last)
-    stall, stall_cut = window(call, now, plan.stall_timeout, last=last)
+    first, first_cut = window(call, now, min(plan.policy.first_token_timeout, plan.policy.attempt_timeout), last=last)
+    stall, stall_cut = window(call, now, plan.policy.stall_timeout, last=last)
     stream = provider.stream(plan.request, first_token_timeout=first, stall_timeout=stall)
     last_event_at = now
     try:

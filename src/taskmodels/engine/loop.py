@@ -133,7 +133,7 @@ class Engine:
                             restart_owed = True
                             yield event
                 except ProviderError as exc:
-                    committed = bool(texts or tools) and call.plan.stream_policy == "error"
+                    committed = bool(texts or tools) and call.plan.policy.stream_policy == "error"
                     await self._failed(call, attempt, exc, final=committed)
         raise call.exhausted_error()
 
@@ -176,7 +176,7 @@ class Engine:
                 if attempt.retry_in is None:
                     break
                 await self._sleep(attempt.retry_in)
-            if call.tries >= plan.max_attempts_total:
+            if call.tries >= plan.policy.max_attempts_total:
                 return
 
     def _candidates(self, call: CallState) -> Iterator[tuple[ModelConfig, bool, bool]]:
@@ -196,7 +196,7 @@ class Engine:
                 call.skip(model, "ContextLengthExceededError", reason)
                 return None
         if not forced:
-            admission = await self.gate.admit(model.id, probe_lease=call.plan.attempt_timeout)
+            admission = await self.gate.admit(model.id, probe_lease=call.plan.policy.attempt_timeout)
             if not admission.allowed:
                 retry_at = admission.retry_at if admission.retry_at is not None else 0.0
                 call.open_breakers.append((retry_at, len(call.open_breakers), model))
@@ -211,7 +211,7 @@ class Engine:
 
     async def _reserve(self, call: CallState, model: ModelConfig) -> Reservation | None:
         """The attempt's budget reservation (an empty one without a budget); ``None`` when the budget refuses."""
-        budget = call.plan.budget
+        budget = call.plan.policy.budget
         if budget is None:
             return NOTHING_RESERVED
         estimate = model.estimate_cost(call.plan.prompt_tokens, call.plan.request.max_tokens or model.max_tokens)
@@ -273,14 +273,18 @@ class Engine:
         if (
             final
             or rule.next is Next.RAISE
-            or (rule.next is Next.IF_OPTED_IN and not call.plan.fallback_on_content_filter)
+            or (rule.next is Next.IF_OPTED_IN and not call.plan.policy.fallback_on_content_filter)
         ):
             raise error
         if rule.next is Next.LARGER_CONTEXT:
             call.needs_larger_context(model, error)
             return
         plan = call.plan
-        if opened or attempt.number >= plan.max_attempts_per_model or call.tries >= plan.max_attempts_total:
+        if (
+            opened
+            or attempt.number >= plan.policy.max_attempts_per_model
+            or call.tries >= plan.policy.max_attempts_total
+        ):
             return  # an open breaker (a failed probe, say) is not retried within the call either
         delay = retry_delay(error, attempt.number, self._resilience, self._rand)
         if delay is not None and delay < plan.remaining(self._clock()):
@@ -301,7 +305,7 @@ def _assemble(model: ModelConfig, done: StreamEvent, texts: list[str], tools: li
 
 
 def _budget_error(call: CallState, model: ModelConfig, spent: float, estimate: float) -> TaskModelsError:
-    budget = call.plan.budget
+    budget = call.plan.policy.budget
     assert budget is not None  # only asked for when the task has one
     return BudgetExceededError(
         f"task {call.task!r} reached its budget: {spent:.6g} of {budget.limit:.6g} spent "

@@ -1,42 +1,38 @@
 """The call plan: every limit of one call, resolved once from request, task and settings, then frozen.
 
 A limit is looked up in this order, the first that is set winning: the request,
-the task's ``timeouts`` in the registry, then settings. Nothing in the loop looks
-a limit up again, so a registry reload in the middle of a call cannot change it.
+the task's ``timeouts`` in the registry, then settings. What depends only on the task
+(``TaskPolicy``) is resolved once per registry snapshot and reused by every call of
+the task; a call adds its own overrides, if any. Nothing in the loop looks a limit up
+again, so a registry reload in the middle of a call cannot change it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from taskmodels.errors import NoEligibleModelError
 from taskmodels.registry.schema import BudgetConfig, ModelConfig, TaskTimeouts
+from taskmodels.registry.service import Registry
 from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import Selection
 from taskmodels.types import CompletionRequest
 
-__all__ = ["CallPlan", "Operation", "make_plan"]
+__all__ = ["CallPlan", "Operation", "Planner", "TaskPolicy"]
 
 Operation = Literal["chat", "embeddings"]
 """Named as the OpenTelemetry GenAI conventions name operations (``gen_ai.operation.name``)."""
 
 
 @dataclass(frozen=True, slots=True)
-class CallPlan:
-    """What one call may do: its candidates in order, its time limits, its budget and its policies."""
+class TaskPolicy:
+    """Limits and policies of one task: settings, overridden by the task's registry entry."""
 
-    task: str
-    operation: Operation
-    request: CompletionRequest
-    models: tuple[ModelConfig, ...]
-    skipped: tuple[tuple[str, str], ...]  # (model id, reason) of the models selection left out
-    started: float  # on the engine's monotonic clock
-    deadline_at: float
+    deadline: float
     attempt_timeout: float
     first_token_timeout: float
     stall_timeout: float
-    prompt_tokens: int  # the selection's upper-bound estimate, used for budget reservations
     budget: BudgetConfig | None
     stream_policy: Literal["restart", "error"]
     fallback_on_content_filter: bool
@@ -44,62 +40,103 @@ class CallPlan:
     max_attempts_total: int
     fallback_reserve: float  # share of the remaining deadline an attempt leaves to the candidates after it
 
+    def with_request(self, request: CompletionRequest) -> TaskPolicy:
+        """This policy with the time limits a call sets for itself."""
+        return TaskPolicy(
+            request.deadline or self.deadline,
+            request.attempt_timeout or self.attempt_timeout,
+            request.first_token_timeout or self.first_token_timeout,
+            request.stall_timeout or self.stall_timeout,
+            self.budget,
+            self.stream_policy,
+            self.fallback_on_content_filter,
+            self.max_attempts_per_model,
+            self.max_attempts_total,
+            self.fallback_reserve,
+        )
+
+
+class CallPlan(NamedTuple):
+    """What one call may do: its candidates in order, its policy and its deadline. Immutable."""
+
+    task: str
+    operation: Operation
+    request: CompletionRequest
+    models: tuple[ModelConfig, ...]
+    skipped: tuple[tuple[str, str], ...]  # (model id, reason) of the models selection left out
+    policy: TaskPolicy
+    prompt_tokens: int  # the selection's upper-bound estimate, used for budget reservations
+    started: float  # on the engine's monotonic clock
+    deadline_at: float
+
     def remaining(self, now: float) -> float:
         return self.deadline_at - now
 
 
-def make_plan(
-    selection: Selection,
-    request: CompletionRequest,
-    settings: ResilienceSettings,
-    *,
-    now: float,
-    operation: Operation = "chat",
-) -> CallPlan:
-    """Resolve the plan of one call; raises ``NoEligibleModelError`` when selection left no model."""
-    task = selection.task
-    skipped = tuple((s.model_id, s.reason) for s in selection.skipped)
-    if not selection.models:
-        raise NoEligibleModelError(task=task, skipped=skipped)
-    mapping = selection.registry.tasks_by_name.get(task)
+class Planner:
+    """Makes call plans; keeps each task's policy for as long as the registry snapshot it came from is current."""
+
+    __slots__ = ("_policies", "_registry", "settings")
+
+    def __init__(self, settings: ResilienceSettings) -> None:
+        self.settings = settings
+        self._registry: Registry | None = None
+        self._policies: dict[str, TaskPolicy] = {}
+
+    def plan(
+        self, selection: Selection, request: CompletionRequest, *, now: float, operation: Operation = "chat"
+    ) -> CallPlan:
+        """The plan of one call; raises ``NoEligibleModelError`` when selection left no model."""
+        task = selection.task
+        skipped = tuple((s.model_id, s.reason) for s in selection.skipped) if selection.skipped else ()
+        if not selection.models:
+            raise NoEligibleModelError(task=task, skipped=skipped)
+        policy = self._policy(selection.registry, task)
+        if request.deadline or request.attempt_timeout or request.first_token_timeout or request.stall_timeout:
+            policy = policy.with_request(request)
+        return CallPlan(
+            task,
+            operation,
+            request,
+            selection.models,
+            skipped,
+            policy,
+            selection.prompt_tokens,
+            now,
+            now + policy.deadline,
+        )
+
+    def _policy(self, registry: Registry, task: str) -> TaskPolicy:
+        if registry is not self._registry:  # a reload: policies are rebuilt from the new snapshot
+            self._registry, self._policies = registry, {}
+        policy = self._policies.get(task)
+        if policy is None:
+            policy = self._policies[task] = _resolve(registry, task, self.settings)
+        return policy
+
+
+def _resolve(registry: Registry, task: str, settings: ResilienceSettings) -> TaskPolicy:
+    mapping = registry.tasks_by_name.get(task)
     timeouts = mapping.timeouts if mapping is not None else None
-    stream_policy = mapping.stream_policy if mapping is not None else None
     filter_fallback = mapping.fallback_on_content_filter if mapping is not None else None
-    return CallPlan(
-        task=task,
-        operation=operation,
-        request=request,
-        models=selection.models,
-        skipped=skipped,
-        started=now,
-        deadline_at=now + _first(request.deadline, timeouts, "deadline", settings.deadline),
-        attempt_timeout=_first(request.attempt_timeout, timeouts, "attempt_timeout", settings.attempt_timeout),
-        first_token_timeout=_first(
-            request.first_token_timeout, timeouts, "first_token_timeout", settings.first_token_timeout
-        ),
-        stall_timeout=_first(request.stall_timeout, timeouts, "stall_timeout", settings.stall_timeout),
-        prompt_tokens=selection.prompt_tokens,
+    return TaskPolicy(
+        deadline=_limit(timeouts, "deadline", settings.deadline),
+        attempt_timeout=_limit(timeouts, "attempt_timeout", settings.attempt_timeout),
+        first_token_timeout=_limit(timeouts, "first_token_timeout", settings.first_token_timeout),
+        stall_timeout=_limit(timeouts, "stall_timeout", settings.stall_timeout),
         budget=mapping.budget if mapping is not None else None,
-        stream_policy=stream_policy or settings.stream_policy,
-        fallback_on_content_filter=(
-            settings.fallback_on_content_filter if filter_fallback is None else filter_fallback
-        ),
+        stream_policy=(mapping.stream_policy if mapping is not None else None) or settings.stream_policy,
+        fallback_on_content_filter=settings.fallback_on_content_filter if filter_fallback is None else filter_fallback,
         max_attempts_per_model=settings.max_attempts_per_model,
         max_attempts_total=settings.max_attempts_total,
         fallback_reserve=settings.fallback_reserve,
     )
 
 
-def _first(
-    requested: float | None,
+def _limit(
     timeouts: TaskTimeouts | None,
     name: Literal["deadline", "attempt_timeout", "first_token_timeout", "stall_timeout"],
     default: float,
 ) -> float:
-    if requested:
-        return requested
-    if timeouts is not None:
-        value: float | None = getattr(timeouts, name)
-        if value:
-            return value
-    return default
+    value: float | None = getattr(timeouts, name) if timeouts is not None else None
+    return value or default
