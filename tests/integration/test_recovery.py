@@ -18,6 +18,7 @@ Two measurements, both with the default breaker settings:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -197,7 +198,7 @@ def test_a_10_minute_outage_costs_about_log2_of_600_over_the_first_cooldown_prob
     summary = f"{len(failed_probes)} failed probes (log2 = {expected:.1f}) at {failed_probes}"
     assert abs(len(failed_probes) - expected) <= 1.5, summary
     times = [t for t, _ in failed_probes]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps == sorted(gaps), summary  # the shared cooldown only grew: no process reset it alone
     assert recovered_after <= DEFAULTS.breaker_cooldown_max + 1.0, recovered_after
     # The figures the issue asks for; shown with -s.
@@ -274,6 +275,8 @@ async def test_traffic_returns_within_3_seconds_of_a_6_second_outage_in_real_tim
         probes = fault_server.hits(PRIMARY) - hits_at_open  # the failed ones and the one that succeeded
         assert store.on_redis
         await store.aclose()
-    print(f"\n{outage:g} s down in real time: back on the primary {recovered_after:.2f} s after it recovered; "
-          f"{probes - 1} failed probes")
+    print(
+        f"\n{outage:g} s down in real time: back on the primary {recovered_after:.2f} s after it recovered; "
+        f"{probes - 1} failed probes"
+    )
     assert recovered_after <= bound

@@ -195,7 +195,8 @@ async def test_each_failed_probe_doubles_the_cooldown_up_to_the_cap(store: State
         snap = await _fail_probe(store, now, cooldown=2, cap=10)
         cooldowns.append(snap.cooldown)
         assert snap.state == "open"
-        assert snap.retry_at is not None and snap.cooldown is not None
+        assert snap.retry_at is not None
+        assert snap.cooldown is not None
         assert snap.retry_at == now + 0.5 + snap.cooldown  # counted from the failure
         refused = await store.admit("m", now=snap.retry_at - 0.01, probe_lease=4)
         assert (refused.allowed, refused.retry_at) == (False, snap.retry_at)

@@ -9,11 +9,20 @@ after it recovered, and a 10-minute outage cost ~20 failed probes.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 from taskmodels.sections import ResilienceSettings
-from taskmodels.testing import FakeBackend, ManualClock, fake_model, fake_registry, make_test_service, reply, server_error
+from taskmodels.testing import (
+    FakeBackend,
+    ManualClock,
+    fake_model,
+    fake_registry,
+    make_test_service,
+    reply,
+    server_error,
+)
 
 PRIMARY, FALLBACK = "primary", "fallback"
 REGISTRY = fake_registry(fake_model(PRIMARY), fake_model(FALLBACK))
@@ -74,7 +83,7 @@ async def test_a_10_minute_outage_costs_about_log2_of_600_over_the_first_cooldow
     expected = math.log2(600 / DEFAULTS.breaker_cooldown_initial)
     assert abs(len(recovery.failed_probes) - expected) <= 1.5, recovery
     # Each failed probe at least doubles the wait until the cap: the gaps never shrink.
-    gaps = [b - a for a, b in zip(recovery.failed_probes, recovery.failed_probes[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(recovery.failed_probes)]
     assert gaps == sorted(gaps)
     assert max(gaps) <= DEFAULTS.breaker_cooldown_max + 1.0
     assert recovery.after <= DEFAULTS.breaker_cooldown_max + 1.0

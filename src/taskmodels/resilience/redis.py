@@ -176,9 +176,9 @@ def _redacted_location(url: str) -> str:
 _SNAPSHOT_FIELDS = ["failures", "open", "retry_at", "cooldown"]
 
 
-def _snapshot(
-    key: str, failures: str | None, open_: str | None, retry_at: str | None, cooldown: str | None, now: float
-) -> BreakerSnapshot:
+def _snapshot(key: str, row: Sequence[str | None], now: float) -> BreakerSnapshot:
+    """The breaker from its hash's ``_SNAPSHOT_FIELDS``, in that order."""
+    failures, open_, retry_at, cooldown = row
     count = int(failures) if failures else 0
     if open_ != "1" or not retry_at:
         return BreakerSnapshot(key, "closed", count, None)
@@ -298,7 +298,7 @@ class RedisStateStore(StateStore):
             failures, open_, retry_at, current = await _RECORD_FAILURE(
                 r, [self.breaker_key(key)], [_num(now), str(threshold), _num(cooldown), cap, ttl]
             )
-            return _snapshot(key, failures, open_, retry_at, current, now)
+            return _snapshot(key, [failures, open_, retry_at, current], now)
 
         return await self._call(
             remote,
@@ -308,7 +308,7 @@ class RedisStateStore(StateStore):
     async def breaker(self, key: str, *, now: float) -> BreakerSnapshot:
         async def remote(r: Redis) -> BreakerSnapshot:
             row: list[str | None] = await r.hmget(self.breaker_key(key), _SNAPSHOT_FIELDS)  # type: ignore[assignment]
-            return _snapshot(key, *row, now=now)
+            return _snapshot(key, row, now)
 
         return await self._call(remote, lambda m: m.breaker(key, now=now))
 
@@ -326,7 +326,7 @@ class RedisStateStore(StateStore):
                 if row[0] is None and row[1] is None:
                     continue  # expired or closed between SCAN and HMGET
                 name = k[len(self._breaker_prefix) :]
-                found[name] = _snapshot(name, *row, now=now)
+                found[name] = _snapshot(name, row, now)
             return found
 
         return await self._call(remote, lambda m: m.breakers(now=now))
