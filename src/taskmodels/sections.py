@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 __all__ = [
     "HttpSettings",
@@ -80,13 +80,39 @@ class ResilienceSettings(_Section):
         description="Share of the remaining deadline an attempt leaves to the candidates after it",
     )
     breaker_failure_threshold: int = Field(default=3, ge=1)
-    breaker_cooldown: float = Field(default=30.0, gt=0)
+    # 1 s then doubling: a probe lands soon after a short outage ends (6 s down: probes at 1, 3, 7 s),
+    # and the 2-minute cap bounds the wait after a long one while a 10-minute outage costs ~10 probes.
+    breaker_cooldown_initial: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=AliasChoices("breaker_cooldown_initial", "breaker_cooldown"),
+        description="Seconds an open circuit waits before its first probe; each failed probe doubles the wait",
+    )
+    breaker_cooldown_max: float = Field(
+        default=120.0,
+        gt=0,
+        validate_default=True,  # checked against a first cooldown set above it
+        description="Longest wait between probes of an open circuit; a success resets it",
+    )
     stream_policy: Literal["restart", "error"] = "restart"
     fallback_on_content_filter: bool = False
     stream_under_the_hood: bool = Field(
         default=False,
         description="complete_with_task_model streams from the provider to watch first-token and stall limits",
     )
+
+    @field_validator("breaker_cooldown_max")
+    @classmethod
+    def _cap_not_below_the_first_cooldown(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("breaker_cooldown_initial")
+        if initial is not None and value < initial:
+            raise ValueError(f"must be at least breaker_cooldown_initial ({initial:g} s)")
+        return value
+
+    @property
+    def breaker_cooldown(self) -> float:
+        """The first cooldown, under its former name (also accepted as input)."""
+        return self.breaker_cooldown_initial
 
 
 class StateSettings(_Section):

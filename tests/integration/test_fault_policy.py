@@ -58,7 +58,7 @@ FAST = ResilienceSettings(
     backoff_max=0.05,
     retry_after_cap=1.0,
     breaker_failure_threshold=3,
-    breaker_cooldown=30.0,  # tests of the breaker set their own
+    breaker_cooldown_initial=30.0,  # tests of the breaker set their own
 )
 
 # Generous: each limit above is ≤ 0.3 s, so a call that honours them ends well within this.
@@ -754,7 +754,7 @@ async def test_outage_is_served_by_the_fallback_without_calling_the_primary_then
 ) -> None:
     cooldown = 0.2
     fault_server.down(PRIMARY, down)
-    service = await make_service(breaker_failure_threshold=2, breaker_cooldown=cooldown)
+    service = await make_service(breaker_failure_threshold=2, breaker_cooldown_initial=cooldown)
 
     first, _ = await complete(service, "chat")
     assert first.model_id == FALLBACK
@@ -789,7 +789,7 @@ async def test_outage_is_served_by_the_fallback_without_calling_the_primary_then
 async def test_a_failed_probe_reopens_the_breaker(fault_server: FaultServer, make_service: ServiceFactory) -> None:
     cooldown = 0.2
     fault_server.always(PRIMARY, "503")
-    service = await make_service(breaker_failure_threshold=2, breaker_cooldown=cooldown)
+    service = await make_service(breaker_failure_threshold=2, breaker_cooldown_initial=cooldown)
     await complete(service, "chat")
     opened_at_hits = fault_server.hits(PRIMARY)
     limit = time.monotonic() + cooldown + 2.0
@@ -811,7 +811,7 @@ async def test_when_every_breaker_is_open_the_soonest_is_tried(
     cooldown = 0.2
     fault_server.always(PRIMARY, "503")
     fault_server.always(FALLBACK, "503")
-    service = await make_service(breaker_failure_threshold=2, breaker_cooldown=cooldown, max_attempts_total=10)
+    service = await make_service(breaker_failure_threshold=2, breaker_cooldown_initial=cooldown, max_attempts_total=10)
     exc, _ = await complete_error(service, "chat")
     assert isinstance(exc, AllModelsFailedError)
     assert {a.model_id for a in exc.attempts if a.outcome == "error"} == {PRIMARY, FALLBACK}

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redisserver import RedisServer, require_redis_server
 
 from taskmodels.resilience.redis import RedisStateStore
-from taskmodels.resilience.state import MemoryStateStore, StateStore
+from taskmodels.resilience.state import BreakerSnapshot, MemoryStateStore, StateStore, next_cooldown
 from taskmodels.sections import StateSettings
 
 pytestmark = pytest.mark.integration
@@ -175,6 +175,93 @@ async def test_concurrent_admits_let_exactly_one_probe_through(store: StateStore
     assert sum(a.allowed for a in admissions) == 1
 
 
+# --- the adaptive cooldown ------------------------------------------------------------------
+
+
+async def _fail_probe(store: StateStore, now: float, *, cooldown: float, cap: float | None) -> BreakerSnapshot:
+    probe = await store.admit("m", now=now, probe_lease=4)
+    assert probe.probe, f"no probe at {now - T0}"
+    return await store.record_failure("m", now=now + 0.5, threshold=3, cooldown=cooldown, cooldown_max=cap)
+
+
+async def test_each_failed_probe_doubles_the_cooldown_up_to_the_cap(store: StateStore) -> None:
+    for _ in range(3):
+        snap = await store.record_failure("m", now=T0, threshold=3, cooldown=2, cooldown_max=10)
+    assert (snap.state, snap.retry_at, snap.cooldown) == ("open", T0 + 2, 2)
+    cooldowns = []
+    for _ in range(5):
+        assert snap.retry_at is not None
+        now = snap.retry_at
+        snap = await _fail_probe(store, now, cooldown=2, cap=10)
+        cooldowns.append(snap.cooldown)
+        assert snap.state == "open"
+        assert snap.retry_at is not None
+        assert snap.cooldown is not None
+        assert snap.retry_at == now + 0.5 + snap.cooldown  # counted from the failure
+        refused = await store.admit("m", now=snap.retry_at - 0.01, probe_lease=4)
+        assert (refused.allowed, refused.retry_at) == (False, snap.retry_at)
+    assert cooldowns == [4, 8, 10, 10, 10]
+    assert await store.breaker("m", now=T0) == snap
+    assert (await store.breakers(now=T0))["m"] == snap
+
+
+async def test_a_success_starts_the_cooldown_over(store: StateStore) -> None:
+    snap = await store.record_failure("m", now=T0, threshold=1, cooldown=1, cooldown_max=60)
+    for _ in range(4):
+        assert snap.retry_at is not None
+        snap = await _fail_probe(store, snap.retry_at, cooldown=1, cap=60)
+    assert snap.cooldown == 16
+    assert snap.retry_at is not None
+    assert (await store.admit("m", now=snap.retry_at, probe_lease=4)).probe
+    closed = await store.record_success("m", now=snap.retry_at)
+    assert (closed.state, closed.cooldown) == ("closed", None)
+    reopened = await store.record_failure("m", now=T0 + 100, threshold=1, cooldown=1, cooldown_max=60)
+    assert (reopened.retry_at, reopened.cooldown) == (T0 + 101, 1)
+
+
+async def test_a_failure_that_is_not_the_probe_keeps_the_cooldown(store: StateStore) -> None:
+    snap = await store.record_failure("m", now=T0, threshold=1, cooldown=2, cooldown_max=60)
+    snap = await _fail_probe(store, T0 + 2, cooldown=2, cap=60)
+    assert (snap.retry_at, snap.cooldown) == (T0 + 6.5, 4)
+    # A call let through before the breaker opened fails late: no probe was out, so it does not double.
+    late = await store.record_failure("m", now=T0 + 3, threshold=1, cooldown=2, cooldown_max=60)
+    assert (late.retry_at, late.cooldown) == (T0 + 7, 4)
+
+
+async def test_without_a_cap_the_cooldown_is_fixed(store: StateStore) -> None:
+    snap = await store.record_failure("m", now=T0, threshold=1, cooldown=10)
+    for _ in range(3):
+        assert snap.retry_at is not None
+        snap = await _fail_probe(store, snap.retry_at, cooldown=10, cap=None)
+        assert snap.cooldown == 10
+    snap = await _fail_probe(store, T0 + 100, cooldown=10, cap=5)  # a cap below the first cooldown
+    assert (snap.retry_at, snap.cooldown) == (T0 + 110.5, 10)
+
+
+async def test_fractional_cooldowns_double_exactly(store: StateStore) -> None:
+    first = 0.1 + 0.2
+    snap = await store.record_failure("m", now=T0, threshold=1, cooldown=first, cooldown_max=7.7)
+    expected = [first]
+    for _ in range(6):
+        expected.append(next_cooldown(expected[-1], failed_probe=True, initial=first, cap=7.7))
+        assert snap.retry_at is not None
+        now = snap.retry_at
+        snap = await _fail_probe(store, now, cooldown=first, cap=7.7)
+        assert snap.cooldown == expected[-1]
+        assert snap.retry_at == now + 0.5 + expected[-1]
+    assert expected[-1] == 7.7
+
+
+async def test_concurrent_failures_after_one_probe_double_the_cooldown_once(store: StateStore) -> None:
+    await store.record_failure("m", now=T0, threshold=1, cooldown=1, cooldown_max=100)
+    assert (await store.admit("m", now=T0 + 1, probe_lease=5)).probe
+    snaps = await asyncio.gather(
+        *(store.record_failure("m", now=T0 + 2, threshold=1, cooldown=1, cooldown_max=100) for _ in range(10))
+    )
+    assert {s.cooldown for s in snaps} == {2}
+    assert (await store.breaker("m", now=T0 + 2)).cooldown == 2
+
+
 # --- spend ---------------------------------------------------------------------------------
 
 
@@ -243,8 +330,8 @@ async def test_keys_are_namespaced_and_expire(redis_server: RedisServer) -> None
             f"ns-expiry:spend:task:{(T0 // 3600) * 3600!r}",
         ]
         stored = await raw.hgetall("ns-expiry:breaker:m")
-        assert sorted(stored) == ["failures", "open", "probe_until", "retry_at"]
-        assert (stored["failures"], stored["open"]) == ("1", "1")
+        assert sorted(stored) == ["cooldown", "failures", "open", "probe_until", "retry_at"]
+        assert (stored["failures"], stored["open"], float(stored["cooldown"])) == ("1", "1", 30)
         assert (float(stored["retry_at"]), float(stored["probe_until"])) == (T0 + 30, T0 + 36)
         ttls = {k: await raw.pttl(k) for k in keys}
         assert 0 < ttls["ns-expiry:breaker:m"] <= 3600_000  # max(cooldown * 10, 1 h)

@@ -75,16 +75,54 @@ async def test_after_the_cooldown_one_probe_goes_through_and_success_closes() ->
     assert (await service.health())["models"]["a"] == {"state": "closed", "consecutive_failures": 0, "retry_at": None}
 
 
-async def test_a_failed_probe_opens_the_breaker_for_another_cooldown() -> None:
-    service, backend, clock = make(breaker_failure_threshold=1, breaker_cooldown=30)
+async def test_a_failed_probe_opens_the_breaker_for_twice_the_cooldown() -> None:
+    service, backend, clock = make(breaker_failure_threshold=1, breaker_cooldown_initial=30)
     backend.script("a", server_error(), server_error())
     await service.complete_with_task_model("t", "p")
     clock.advance(31)
     await service.complete_with_task_model("t", "p")  # the probe fails
     health = (await service.health())["models"]["a"]
     assert health["state"] == "open"
-    assert health["retry_at"] == pytest.approx(clock.now + 30)
+    assert health["retry_at"] == pytest.approx(clock.now + 60)
+    assert (await service.breaker.snapshot("a")).cooldown == 60
     assert len(backend.calls_for("a")) == 2
+
+
+async def test_the_cooldown_doubles_per_failed_probe_up_to_the_cap_and_a_success_starts_it_over() -> None:
+    clock = ManualClock(100.0)
+    breaker = CircuitBreaker(MemoryStateStore(), threshold=2, cooldown=1, cooldown_max=5, clock=clock)
+    await breaker.record_failure("m")
+    snap = await breaker.record_failure("m")
+    assert snap is not None
+    assert (snap.state, snap.retry_at, snap.cooldown) == ("open", 101.0, 1.0)
+    seen = []
+    for _ in range(5):
+        clock.now = snap.retry_at
+        assert (await breaker.admit("m", probe_lease=1)).probe
+        snap = await breaker.record_failure("m")
+        assert snap is not None
+        seen.append(snap.cooldown)
+        assert snap.retry_at == clock.now + snap.cooldown
+    assert seen == [2, 4, 5, 5, 5]
+    clock.now = snap.retry_at
+    assert (await breaker.admit("m", probe_lease=1)).probe
+    await breaker.record_success("m")
+    assert (await breaker.snapshot("m")).cooldown is None
+    for _ in range(2):
+        snap = await breaker.record_failure("m")
+    assert snap is not None
+    assert (snap.state, snap.cooldown) == ("open", 1.0)
+
+
+def test_a_cap_below_the_first_cooldown_keeps_it_fixed() -> None:
+    breaker = CircuitBreaker(MemoryStateStore(), threshold=1, cooldown=30, cooldown_max=10)
+    assert (breaker.cooldown, breaker.cooldown_max) == (30, 30)
+
+
+def test_from_settings_takes_the_breaker_fields() -> None:
+    settings = ResilienceSettings(breaker_failure_threshold=4, breaker_cooldown_initial=2, breaker_cooldown_max=64)
+    breaker = CircuitBreaker.from_settings(MemoryStateStore(), settings, clock=lambda: 5.0)
+    assert (breaker.threshold, breaker.cooldown, breaker.cooldown_max, breaker.clock()) == (4, 2, 64, 5.0)
 
 
 async def test_when_every_breaker_is_open_the_soonest_to_close_is_tried() -> None:
@@ -145,7 +183,9 @@ class BrokenStore(StateStore):
     async def record_success(self, key: str, *, now: float) -> BreakerSnapshot:
         raise self._boom()
 
-    async def record_failure(self, key: str, *, now: float, threshold: int, cooldown: float) -> BreakerSnapshot:
+    async def record_failure(
+        self, key: str, *, now: float, threshold: int, cooldown: float, cooldown_max: float | None = None
+    ) -> BreakerSnapshot:
         raise self._boom()
 
     async def breaker(self, key: str, *, now: float) -> BreakerSnapshot:
@@ -216,3 +256,35 @@ async def test_a_failed_probe_is_not_retried_within_the_same_call() -> None:
     result = await service.complete_with_task_model("t", "p")
     assert len(backend.calls_for("a")) == 2  # one probe, not retried after it reopened the breaker
     assert result.model_id == "b"
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def test_the_cooldown_settings_default_to_one_second_doubling_up_to_two_minutes() -> None:
+    settings = ResilienceSettings()
+    assert (settings.breaker_cooldown_initial, settings.breaker_cooldown_max) == (1.0, 120.0)
+    breaker = CircuitBreaker(MemoryStateStore(), threshold=3)
+    assert (breaker.cooldown, breaker.cooldown_max) == (1.0, 120.0)
+
+
+def test_breaker_cooldown_is_the_former_name_of_the_first_cooldown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmodels.settings import load_settings
+
+    assert ResilienceSettings(breaker_cooldown=7).breaker_cooldown_initial == 7
+    assert ResilienceSettings(breaker_cooldown_initial=3).breaker_cooldown == 3
+    monkeypatch.setenv("TASKMODELS_RESILIENCE__BREAKER_COOLDOWN", "4")
+    assert load_settings().resilience.breaker_cooldown_initial == 4
+
+
+def test_a_cap_below_the_first_cooldown_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmodels.errors import SettingsError
+    from taskmodels.settings import load_settings
+
+    monkeypatch.setenv("TASKMODELS_RESILIENCE__BREAKER_COOLDOWN_INITIAL", "300")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "TASKMODELS_RESILIENCE__BREAKER_COOLDOWN_MAX" in str(info.value)
+    assert "at least breaker_cooldown_initial (300 s)" in str(info.value)
+    monkeypatch.setenv("TASKMODELS_RESILIENCE__BREAKER_COOLDOWN_MAX", "300")
+    assert load_settings().resilience.breaker_cooldown_max == 300

@@ -149,3 +149,17 @@ def test_settings_errors_name_the_variable_and_hide_the_password() -> None:
         RedisStateStore.from_settings(StateSettings(backend="redis", url=SecretStr("http://u:hunter2@host:1/0")))
     assert "hunter2" not in str(info.value)
     assert "host:1/0" in str(info.value)
+
+
+async def test_the_local_fallback_keeps_the_adaptive_cooldown() -> None:
+    store = RedisStateStore(lambda: cast(Redis, DownRedis()), retry_interval=60.0)
+    snap = await store.record_failure("m", now=T0, threshold=1, cooldown=1, cooldown_max=3)
+    assert (snap.retry_at, snap.cooldown) == (T0 + 1, 1)
+    cooldowns = []
+    for _ in range(3):
+        assert snap.retry_at is not None
+        assert (await store.admit("m", now=snap.retry_at, probe_lease=1)).probe
+        snap = await store.record_failure("m", now=snap.retry_at, threshold=1, cooldown=1, cooldown_max=3)
+        cooldowns.append(snap.cooldown)
+    assert cooldowns == [2, 3, 3]
+    assert not store.on_redis

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskmodels.resilience.state import MemoryStateStore, window_start
+from taskmodels.resilience.state import MemoryStateStore, next_cooldown, window_start
 
 
 async def test_an_unknown_key_is_closed_and_allowed() -> None:
@@ -52,6 +52,36 @@ async def test_success_clears_consecutive_failures() -> None:
     await store.record_failure("m", now=0, threshold=3, cooldown=10)
     await store.record_success("m", now=0)
     assert (await store.record_failure("m", now=0, threshold=3, cooldown=10)).state == "closed"
+
+
+@pytest.mark.parametrize(
+    ("current", "failed_probe", "cap", "expected"),
+    [
+        (0.0, False, 120.0, 1.0),  # a closed breaker opens for the first cooldown
+        (4.0, True, 120.0, 8.0),  # a failed probe doubles it
+        (64.0, True, 120.0, 120.0),  # up to the cap
+        (8.0, False, 120.0, 8.0),  # a failure that was not the probe keeps it
+        (8.0, True, None, 1.0),  # no cap: fixed
+        (8.0, True, 0.5, 1.0),  # a cap below the first cooldown: fixed
+        (500.0, False, 120.0, 120.0),  # a lowered cap applies at once
+    ],
+)
+def test_next_cooldown(current: float, failed_probe: bool, cap: float | None, expected: float) -> None:
+    assert next_cooldown(current, failed_probe=failed_probe, initial=1.0, cap=cap) == expected
+
+
+async def test_failed_probes_double_the_cooldown_and_a_success_resets_it() -> None:
+    store = MemoryStateStore()
+    snap = await store.record_failure("m", now=0, threshold=1, cooldown=1, cooldown_max=4)
+    probes = []
+    while snap.retry_at is not None and snap.retry_at < 30:
+        probes.append(snap.retry_at)
+        assert (await store.admit("m", now=snap.retry_at, probe_lease=1)).probe
+        snap = await store.record_failure("m", now=snap.retry_at, threshold=1, cooldown=1, cooldown_max=4)
+    assert probes == [1, 3, 7, 11, 15, 19, 23, 27]
+    await store.admit("m", now=31, probe_lease=1)
+    await store.record_success("m", now=31)
+    assert (await store.record_failure("m", now=40, threshold=1, cooldown=1, cooldown_max=4)).retry_at == 41
 
 
 async def test_spend_is_reserved_within_the_limit_per_window() -> None:

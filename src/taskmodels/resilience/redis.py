@@ -8,7 +8,7 @@ inside Lua, so every total is the very float ``MemoryStateStore`` would compute.
 
 Keys, all expiring::
 
-    {namespace}:breaker:{model key}            hash: failures, open, retry_at, probe_until
+    {namespace}:breaker:{model key}            hash: failures, open, retry_at, probe_until, cooldown
     {namespace}:spend:{scope}:{window start}   the window's total
 
 When Redis does not answer within ``operation_timeout``, the call is served by a
@@ -105,20 +105,29 @@ return 1
 
 _RECORD_FAILURE = _Lua(
     f"""
-local b = redis.call('HMGET', KEYS[1], 'open', 'retry_at', 'probe_until')
+local b = redis.call('HMGET', KEYS[1], 'open', 'retry_at', 'probe_until', 'cooldown')
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local is_open = b[1] == '1'
+local was_probe = is_open and b[3]
 local retry_at = b[2]
-if (is_open and b[3]) or failures >= tonumber(ARGV[2]) then
+local cooldown = b[4]
+if was_probe or failures >= tonumber(ARGV[2]) then
+  -- next_cooldown() in state.py, with the same float operations
+  local initial = tonumber(ARGV[3])
+  local ceiling = math.max(tonumber(ARGV[4]) or initial, initial)
+  local current = is_open and tonumber(cooldown) or 0
+  if was_probe then current = current * 2 end
+  local c = math.min(math.max(current, initial), ceiling)
   is_open = true
-  retry_at = {_F.format("tonumber(ARGV[1]) + tonumber(ARGV[3])")}
-  redis.call('HSET', KEYS[1], 'open', '1', 'retry_at', retry_at)
+  cooldown = {_F.format("c")}
+  retry_at = {_F.format("tonumber(ARGV[1]) + c")}
+  redis.call('HSET', KEYS[1], 'open', '1', 'retry_at', retry_at, 'cooldown', cooldown)
   redis.call('HDEL', KEYS[1], 'probe_until')
 elseif not is_open then
   redis.call('HSET', KEYS[1], 'open', '0')
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {{tostring(failures), is_open and '1' or '0', retry_at or ''}}
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {{tostring(failures), is_open and '1' or '0', retry_at or '', cooldown or ''}}
 """
 )
 
@@ -164,13 +173,18 @@ def _redacted_location(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}/{db}"
 
 
-def _snapshot(key: str, failures: str | None, open_: str | None, retry_at: str | None, now: float) -> BreakerSnapshot:
+_SNAPSHOT_FIELDS = ["failures", "open", "retry_at", "cooldown"]
+
+
+def _snapshot(key: str, row: Sequence[str | None], now: float) -> BreakerSnapshot:
+    """The breaker from its hash's ``_SNAPSHOT_FIELDS``, in that order."""
+    failures, open_, retry_at, cooldown = row
     count = int(failures) if failures else 0
     if open_ != "1" or not retry_at:
         return BreakerSnapshot(key, "closed", count, None)
     at = float(retry_at)
     state: BreakerStateName = "half_open" if now >= at else "open"
-    return BreakerSnapshot(key, state, count, at)
+    return BreakerSnapshot(key, state, count, at, float(cooldown) if cooldown else None)
 
 
 class RedisStateStore(StateStore):
@@ -274,23 +288,27 @@ class RedisStateStore(StateStore):
 
         return await self._call(remote, lambda m: m.record_success(key, now=now))
 
-    async def record_failure(self, key: str, *, now: float, threshold: int, cooldown: float) -> BreakerSnapshot:
+    async def record_failure(
+        self, key: str, *, now: float, threshold: int, cooldown: float, cooldown_max: float | None = None
+    ) -> BreakerSnapshot:
         async def remote(r: Redis) -> BreakerSnapshot:
-            ttl = _ttl_ms(max(cooldown * 10, _MIN_BREAKER_TTL))
-            failures, open_, retry_at = await _RECORD_FAILURE(
-                r, [self.breaker_key(key)], [_num(now), str(threshold), _num(cooldown), ttl]
+            # The key outlives the longest cooldown many times over, so a long outage keeps its doubled cooldown.
+            ttl = _ttl_ms(max(max(cooldown, cooldown_max or 0.0) * 10, _MIN_BREAKER_TTL))
+            cap = "" if cooldown_max is None else _num(cooldown_max)
+            failures, open_, retry_at, current = await _RECORD_FAILURE(
+                r, [self.breaker_key(key)], [_num(now), str(threshold), _num(cooldown), cap, ttl]
             )
-            return _snapshot(key, failures, open_, retry_at, now)
+            return _snapshot(key, [failures, open_, retry_at, current], now)
 
         return await self._call(
-            remote, lambda m: m.record_failure(key, now=now, threshold=threshold, cooldown=cooldown)
+            remote,
+            lambda m: m.record_failure(key, now=now, threshold=threshold, cooldown=cooldown, cooldown_max=cooldown_max),
         )
 
     async def breaker(self, key: str, *, now: float) -> BreakerSnapshot:
         async def remote(r: Redis) -> BreakerSnapshot:
-            row: list[str | None] = await r.hmget(self.breaker_key(key), ["failures", "open", "retry_at"])  # type: ignore[assignment]
-            failures, open_, retry_at = row
-            return _snapshot(key, failures, open_, retry_at, now)
+            row: list[str | None] = await r.hmget(self.breaker_key(key), _SNAPSHOT_FIELDS)  # type: ignore[assignment]
+            return _snapshot(key, row, now)
 
         return await self._call(remote, lambda m: m.breaker(key, now=now))
 
@@ -301,14 +319,14 @@ class RedisStateStore(StateStore):
                 return {}
             async with r.pipeline(transaction=False) as pipe:
                 for k in keys:
-                    pipe.hmget(k, ["failures", "open", "retry_at"])
+                    pipe.hmget(k, _SNAPSHOT_FIELDS)
                 rows = await pipe.execute()
             found: dict[str, BreakerSnapshot] = {}
-            for k, (failures, open_, retry_at) in zip(keys, rows, strict=True):
-                if failures is None and open_ is None:
+            for k, row in zip(keys, rows, strict=True):
+                if row[0] is None and row[1] is None:
                     continue  # expired or closed between SCAN and HMGET
                 name = k[len(self._breaker_prefix) :]
-                found[name] = _snapshot(name, failures, open_, retry_at, now)
+                found[name] = _snapshot(name, row, now)
             return found
 
         return await self._call(remote, lambda m: m.breakers(now=now))

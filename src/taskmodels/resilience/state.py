@@ -8,6 +8,10 @@ store can make it atomic on its server rather than read-modify-write in Python.
 
 Times are seconds on the caller's clock (``now``), so tests inject the clock;
 a store shared between processes needs a clock they share, such as ``time.time``.
+
+The cooldown of an open breaker adapts: it opens for the first cooldown, each
+failed probe doubles it up to a cap, and a success forgets it, so a blip costs
+seconds and a long outage a handful of probes (``next_cooldown`` is the rule).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "MemoryStateStore",
     "SpendDecision",
     "StateStore",
+    "next_cooldown",
     "window_start",
 ]
 
@@ -33,12 +38,14 @@ BreakerStateName = Literal["closed", "open", "half_open"]
 
 @dataclass(slots=True, frozen=True)
 class BreakerSnapshot:
-    """A model's breaker. ``retry_at``: when an open breaker lets a probe through."""
+    """A model's breaker. ``retry_at``: when an open breaker lets a probe through; ``cooldown``: the
+    seconds it was opened for (the next failed probe doubles it), ``None`` while closed."""
 
     key: str
     state: BreakerStateName
     consecutive_failures: int = 0
     retry_at: float | None = None
+    cooldown: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -54,6 +61,18 @@ class Admission:
 class SpendDecision:
     accepted: bool
     total: float  # spend in the window after the decision
+
+
+def next_cooldown(current: float, *, failed_probe: bool, initial: float, cap: float | None) -> float:
+    """The cooldown an open breaker takes after a failure.
+
+    ``current`` is the cooldown it is open for (0 when it was closed). A failed probe doubles it;
+    any other failure keeps it (a closed breaker starts at ``initial``). The result stays within
+    ``initial`` and ``cap``; a cap below ``initial`` (or ``None``) makes the cooldown fixed.
+    Both stores compute exactly this, the Redis one in Lua, with the same float operations.
+    """
+    ceiling = initial if cap is None else max(cap, initial)
+    return min(max(current * 2 if failed_probe else current, initial), ceiling)
 
 
 def window_start(now: float, window: float) -> float:
@@ -74,9 +93,12 @@ class StateStore(ABC):
         """Close the breaker and clear its failures."""
 
     @abstractmethod
-    async def record_failure(self, key: str, *, now: float, threshold: int, cooldown: float) -> BreakerSnapshot:
-        """Count a failure; open the breaker (``retry_at = now + cooldown``) when the count reaches
-        ``threshold`` or when the failure was a half-open probe's."""
+    async def record_failure(
+        self, key: str, *, now: float, threshold: int, cooldown: float, cooldown_max: float | None = None
+    ) -> BreakerSnapshot:
+        """Count a failure; (re)open the breaker when the count reaches ``threshold`` or when the
+        failure was a half-open probe's: ``retry_at = now +`` the cooldown ``next_cooldown`` gives,
+        from ``cooldown`` (the first) up to ``cooldown_max`` (``None``: fixed at ``cooldown``)."""
 
     @abstractmethod
     async def breaker(self, key: str, *, now: float) -> BreakerSnapshot:
@@ -112,6 +134,7 @@ class _Breaker:
     open: bool = False
     retry_at: float = 0.0
     probe_until: float | None = None
+    cooldown: float = 0.0
 
 
 class MemoryStateStore(StateStore):
@@ -125,7 +148,7 @@ class MemoryStateStore(StateStore):
         if b is None or not b.open:
             return BreakerSnapshot(key, "closed", b.failures if b else 0, None)
         state: BreakerStateName = "half_open" if now >= b.retry_at else "open"
-        return BreakerSnapshot(key, state, b.failures, b.retry_at)
+        return BreakerSnapshot(key, state, b.failures, b.retry_at, b.cooldown)
 
     async def admit(self, key: str, *, now: float, probe_lease: float) -> Admission:
         b = self._breakers.get(key)
@@ -147,15 +170,19 @@ class MemoryStateStore(StateStore):
                 b.probe_until = None
         return BreakerSnapshot(key, "closed")
 
-    async def record_failure(self, key: str, *, now: float, threshold: int, cooldown: float) -> BreakerSnapshot:
+    async def record_failure(
+        self, key: str, *, now: float, threshold: int, cooldown: float, cooldown_max: float | None = None
+    ) -> BreakerSnapshot:
         b = self._breakers.get(key)
         if b is None:
             b = self._breakers[key] = _Breaker()
         b.failures += 1
         was_probe = b.open and b.probe_until is not None
         if was_probe or b.failures >= threshold:
+            current = b.cooldown if b.open else 0.0
+            b.cooldown = next_cooldown(current, failed_probe=was_probe, initial=cooldown, cap=cooldown_max)
             b.open = True
-            b.retry_at = now + cooldown
+            b.retry_at = now + b.cooldown
             b.probe_until = None
         return self._snapshot(key, b, now)
 
