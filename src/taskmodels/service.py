@@ -61,12 +61,7 @@ class ModelService:
         self.provider_factory = provider_factory
         self.state_store = state_store
         self.resilience = settings = resilience or ResilienceSettings()
-        self.breaker = CircuitBreaker(
-            state_store,
-            threshold=settings.breaker_failure_threshold,
-            cooldown=settings.breaker_cooldown,
-            clock=wall_clock,
-        )
+        self.breaker = CircuitBreaker.from_settings(state_store, settings, clock=wall_clock)
         self.observation = Observation(clock, tracer)
         self.engine = Engine(
             gate=Gate(state_store, self.breaker, wall_clock=wall_clock),
@@ -154,6 +149,7 @@ class ModelService:
                 "state": snap.state,
                 "consecutive_failures": snap.consecutive_failures,
                 "retry_at": snap.retry_at,
+                "cooldown": snap.cooldown,
             }
         return {"models": out}
 
