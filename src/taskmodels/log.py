@@ -21,6 +21,7 @@ from taskmodels.redaction import REDACTED, is_secret_name, scrub
 __all__ = [
     "REDACTED",
     "LibraryLogger",
+    "RedactingFilter",
     "configure_logging",
     "get_logger",
     "library_logger",
@@ -95,6 +96,31 @@ def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDic
         else:
             event_dict[key] = _redact(value)
     return event_dict
+
+
+class RedactingFilter(logging.Filter):
+    """A standard-library logging filter that takes keys out of each record, as ``redact_secrets`` does.
+
+    HTTP clients log at DEBUG through the standard library, and httpcore logs every
+    response's headers there: a server that echoes a key in a header puts it in those
+    records. Add this to the handlers that write them::
+
+        handler.addFilter(RedactingFilter())
+
+    The record is changed in place, so every handler after this one sees it clean too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
 
 
 def configure_logging(
