@@ -16,9 +16,12 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from taskmodels.redaction import REDACTED, is_secret_name, scrub
+
 __all__ = [
     "REDACTED",
     "LibraryLogger",
+    "RedactingFilter",
     "configure_logging",
     "get_logger",
     "library_logger",
@@ -26,36 +29,8 @@ __all__ = [
     "redact_text",
 ]
 
-REDACTED = "[REDACTED]"
-
-# Keys whose value is a secret whatever it looks like. Compared after lowercasing and
-# turning '-' into '_', so 'X-Api-Key' and 'x_api_key' match alike. Counters such as
-# 'max_tokens' or 'input_tokens' must not match, so 'token' is matched as a whole word.
-_SECRET_KEYS = frozenset(
-    {
-        "api_key",
-        "apikey",
-        "authorization",
-        "proxy_authorization",
-        "x_api_key",
-        "x_goog_api_key",
-        "api_token",
-        "password",
-        "passwd",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "secret",
-        "client_secret",
-        "cookie",
-        "set_cookie",
-        "url_password",
-    }
-)
-_SECRET_SUFFIXES = ("_api_key", "_apikey", "_password", "_secret", "_token")
-
-# Things that look like keys wherever they appear, e.g. inside an error message or a URL.
+# Things that look like keys wherever they appear, e.g. inside an error message or a URL:
+# they catch keys this process was never given (a key pasted into a prompt, another service's).
 _SECRET_PATTERN = re.compile(
     r"""
       \bBearer\s+[A-Za-z0-9._~+/\-]+=*        # Authorization header values
@@ -67,44 +42,85 @@ _SECRET_PATTERN = re.compile(
     re.VERBOSE,
 )
 
-
-def _is_secret_key(key: str) -> bool:
-    k = key.lower().replace("-", "_")
-    return k in _SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
+# Values a renderer prints as they are; anything else is printed through its repr or str.
+_PLAIN = (int, float, bool, type(None), bytes)
 
 
 def redact_text(text: str) -> str:
-    """``text`` with anything that looks like a key replaced by ``[REDACTED]``."""
+    """``text`` without any key this process was given (whole, fragment or URL-encoded: see
+    ``taskmodels.redaction``) and without anything shaped like a key."""
     if not text:
         return text
-    return _SECRET_PATTERN.sub(lambda m: (m.group(1) or "") + REDACTED, text)
+    # By value first: a shape match could cut a key and leave a piece only the value scrub knows.
+    return _SECRET_PATTERN.sub(lambda m: (m.group(1) or "") + REDACTED, scrub(text))
 
 
 def _redact(value: Any, depth: int = 0) -> Any:
-    if depth > 20:  # a cycle or absurd nesting: stop rather than recurse forever
-        return value
     if isinstance(value, str):
         return redact_text(value)
+    if isinstance(value, _PLAIN) or depth > 20:  # > 20: a cycle or absurd nesting; stop rather than recurse
+        return value
     if isinstance(value, Mapping):
         return {
-            k: (REDACTED if isinstance(k, str) and _is_secret_key(k) and v is not None else _redact(v, depth + 1))
+            _redact(k, depth + 1): (
+                REDACTED if isinstance(k, str) and is_secret_name(k) and v is not None else _redact(v, depth + 1)
+            )
             for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         items = [_redact(v, depth + 1) for v in value]
         return items if isinstance(value, list) else tuple(items)
+    return _redact_object(value)
+
+
+def _redact_object(value: Any) -> Any:
+    # Any other object (an exception, a dataclass) reaches the renderer, which prints its repr
+    # or str: when either would show a key, the object is replaced by its redacted text.
+    for render in (str, repr):
+        try:
+            text = render(value)
+        except Exception:  # a broken __repr__ must not break logging
+            return f"<unprintable {type(value).__name__}>"
+        if redact_text(text) != text:
+            return redact_text(repr(value))
     return value
 
 
 def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: mask secret-named keys and key-like strings anywhere in the event, recursively."""
+    """structlog processor: mask secret-named keys, every key this process was given and key-shaped
+    strings anywhere in the event, recursively. Put it before the renderer and anything that truncates."""
     for key in list(event_dict):
         value = event_dict[key]
-        if _is_secret_key(key) and value is not None:
+        if is_secret_name(key) and value is not None:
             event_dict[key] = REDACTED
         else:
             event_dict[key] = _redact(value)
     return event_dict
+
+
+class RedactingFilter(logging.Filter):
+    """A standard-library logging filter that takes keys out of each record, as ``redact_secrets`` does.
+
+    HTTP clients log at DEBUG through the standard library, and httpcore logs every
+    response's headers there: a server that echoes a key in a header puts it in those
+    records. Add this to the handlers that write them::
+
+        handler.addFilter(RedactingFilter())
+
+    The record is changed in place, so every handler after this one sees it clean too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
 
 
 def configure_logging(

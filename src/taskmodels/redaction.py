@@ -26,10 +26,37 @@ from urllib.parse import quote, quote_plus
 
 from pydantic import SecretStr
 
-__all__ = ["MIN_FRAGMENT", "REDACTED", "forget_all", "remember", "scrub", "scrub_value"]
+__all__ = ["MIN_FRAGMENT", "REDACTED", "forget_all", "is_secret_name", "remember", "scrub", "scrub_value"]
 
 REDACTED = "[REDACTED]"
 MIN_FRAGMENT = 8
+
+# Names whose value is a secret whatever it looks like (headers, log fields, settings keys).
+# Compared after lowercasing and turning '-' into '_', so 'X-Api-Key' and 'x_api_key' match
+# alike. Counters such as 'max_tokens' must not match, so 'token' is matched as a whole word.
+_SECRET_NAMES = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "authorization",
+        "proxy_authorization",
+        "x_api_key",
+        "x_goog_api_key",
+        "api_token",
+        "password",
+        "passwd",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "secret",
+        "client_secret",
+        "cookie",
+        "set_cookie",
+        "url_password",
+    }
+)
+_SECRET_SUFFIXES = ("_api_key", "_apikey", "_password", "_secret", "_token")
 
 _lock = threading.Lock()
 _secrets: frozenset[str] = frozenset()
@@ -93,6 +120,12 @@ def scrub_value(value: Any, _depth: int = 0) -> Any:
         items = [scrub_value(v, _depth + 1) for v in value]
         return items if isinstance(value, list) else tuple(items)
     return value
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a header, field or setting called ``name`` holds a secret (``Authorization``, ``x-api-key``, ...)."""
+    normalised = name.lower().replace("-", "_")
+    return normalised in _SECRET_NAMES or normalised.endswith(_SECRET_SUFFIXES)
 
 
 def _covered(text: str, grams: Iterable[str]) -> list[tuple[int, int]]:

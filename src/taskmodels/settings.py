@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pydantic_settings
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskmodels import redaction
 from taskmodels.errors import SettingsError
 from taskmodels.sections import (
     HttpSettings,
@@ -47,6 +50,7 @@ __all__ = [
 
 ENV_PREFIX = "TASKMODELS_"
 NESTED_DELIMITER = "__"
+SECRETS_DIR_VARIABLE = "TASKMODELS_SECRETS_DIR"
 
 # The providers' usual variables, read when the TASKMODELS_ one is not set.
 _KEY_FIELDS: dict[str, str] = {
@@ -65,7 +69,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
-        secrets_dir=os.environ.get("TASKMODELS_SECRETS_DIR") or None,
+        secrets_dir=os.environ.get(SECRETS_DIR_VARIABLE) or None,
     )
 
     registry_path: Path = Field(default=Path("settings/modelRegistry.json"))
@@ -99,6 +103,36 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("TASKMODELS_OLLAMA_HOST", "OLLAMA_HOST")
     )
 
+    def __init__(self, **values: Any) -> None:
+        # The class reads TASKMODELS_SECRETS_DIR when it is imported; a process that sets it
+        # later (or a test) must still be heard, so it is read again at every load.
+        directory = os.environ.get(SECRETS_DIR_VARIABLE)
+        if directory and "_secrets_dir" not in values:
+            values["_secrets_dir"] = directory
+        super().__init__(**values)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # From here on every key this process was given is cut out, by value, of anything the
+        # library stores or emits, whatever shape it has and wherever a server echoes it.
+        redaction.remember(*self.secret_values())
+
+    def secret_values(self) -> Iterator[str]:
+        """Every secret these settings hold: provider keys (any spelling, any source), secret-named
+        provider headers, and the state store URL's password."""
+        for name in ("openai_api_key", "anthropic_api_key", "gemini_api_key", "azure_openai_api_key"):
+            key: SecretStr | None = getattr(self, name)
+            if key is not None:
+                yield key.get_secret_value()
+        for section in self.providers.values():
+            if section.api_key is not None:
+                yield section.api_key.get_secret_value()
+            for header, value in section.headers.items():
+                if redaction.is_secret_name(header):
+                    yield value
+                    yield value.partition(" ")[2]  # the credential of "Bearer <token>"
+        if self.state.url is not None:
+            yield from _url_password(self.state.url.get_secret_value())
+
     def provider_settings(self, provider: str) -> ProviderSettings:
         """Settings for a provider name, with its usual key and endpoint variables filled in."""
         section = self.providers.get(provider) or self.providers.get(provider.replace("-", "_")) or ProviderSettings()
@@ -122,6 +156,16 @@ class Settings(BaseSettings):
             base = self.registry_path
             paths.append(base.with_name(f"{base.stem}.{self.environment}{base.suffix}"))
         return paths
+
+
+def _url_password(url: str) -> Iterator[str]:
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not a URL the store could use either; the store reports it
+        return
+    if password:
+        yield password
+        yield unquote(password)
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:

@@ -19,6 +19,14 @@ can assert what each model saw. The server runs in the test's own event loop
 (``async with FaultServer() as server`` in an async fixture), and every wait it
 makes is bounded by ``hold_limit`` and ended at shutdown, so a test can never
 hang on it.
+
+Besides OpenAI's route it accepts the routes of the other built-in providers
+(Azure OpenAI's deployment URL, Anthropic's ``/v1/messages``, Gemini's
+``models/<model>:generateContent``, Ollama's ``/api/chat``), taking the model from
+the body or the path. Those protocols are not spoken: there, ``Behaviour.raw``
+answers with whatever bytes and headers a test wrote (an error body in that
+provider's shape, an HTML page, a success that echoes something in its headers),
+and ``Behaviour.error`` with an OpenAI-shaped error body.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import struct
 import time
@@ -47,6 +56,7 @@ Kind = Literal[
     "malformed",
     "no_done",
     "reject_prefill",
+    "raw",
 ]
 
 _REASONS = {
@@ -77,6 +87,8 @@ class Behaviour:
     delay: float = 0.0
     after_chunks: int = 1
     text: str | None = None
+    body: bytes | None = None  # the whole body of a ``raw`` answer
+    content_type: str = "application/json"
 
     @classmethod
     def ok(cls, text: str | None = None) -> Behaviour:
@@ -100,6 +112,19 @@ class Behaviour:
             message=message,
             headers=tuple((headers or {}).items()),
         )
+
+    @classmethod
+    def raw(
+        cls,
+        status: int,
+        body: str | bytes,
+        *,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> Behaviour:
+        """Answer ``status`` with exactly this body and these headers (an echo of anything, any shape)."""
+        data = body.encode() if isinstance(body, str) else body
+        return cls("raw", status=status, body=data, content_type=content_type, headers=tuple((headers or {}).items()))
 
     @classmethod
     def rate_limited(cls, retry_after: str | None = None) -> Behaviour:
@@ -321,7 +346,8 @@ class FaultServer:
             await self._send_json(writer, 413, {"error": {"message": "too large"}})
             return
         raw = await reader.readexactly(length) if length else b""
-        if method != "POST" or path.rstrip("/") != "/v1/chat/completions":
+        route = _route(path) if method == "POST" else None
+        if route is None:
             await self._send_json(writer, 404, {"error": {"message": f"no route {method} {path}"}})
             return
         try:
@@ -329,9 +355,10 @@ class FaultServer:
         except ValueError:
             await self._send_json(writer, 400, {"error": {"message": "body is not JSON"}})
             return
-        model = str(body.get("model", ""))
+        path_model, path_stream = route
+        model = path_model or str(body.get("model", ""))
         behaviour = self._next_behaviour(model)
-        stream = bool(body.get("stream"))
+        stream = path_stream or bool(body.get("stream"))
         seen = SeenRequest(model, path, headers, body, stream, time.monotonic(), behaviour)
         self._seen.append(seen)
         await self._behave(writer, seen, behaviour)
@@ -345,6 +372,10 @@ class FaultServer:
             kind = "ok"
         if kind == "status":
             await self._send_error(writer, b)
+        elif kind == "raw":
+            data = b.body or b""
+            headers = {"Content-Type": b.content_type, "Content-Length": str(len(data)), **dict(b.headers)}
+            await _write(writer, _head(b.status, headers) + data)
         elif kind == "reset":
             _reset(writer)
         elif kind == "silent":
@@ -438,6 +469,27 @@ class FaultServer:
         body = json.dumps(payload).encode()
         all_headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), **(headers or {})}
         await _write(writer, _head(status, all_headers) + body)
+
+
+# A route served: its path (a "model" group when the path names the model), and whether it is a stream by itself.
+_ROUTES: tuple[tuple[re.Pattern[str], bool], ...] = (
+    (re.compile(r"/v1/chat/completions/?"), False),  # OpenAI and compatible servers
+    (re.compile(r".*/openai/deployments/(?P<model>[^/]+)/chat/completions"), False),  # Azure OpenAI
+    (re.compile(r"(?:/v1)?/v1/messages"), False),  # Anthropic
+    (re.compile(r".*/models/(?P<model>[^/:]+):generateContent"), False),  # Gemini
+    (re.compile(r".*/models/(?P<model>[^/:]+):streamGenerateContent"), True),
+    (re.compile(r"/api/chat"), False),  # Ollama
+)
+
+
+def _route(target: str) -> tuple[str, bool] | None:
+    """``(model named by the path or "", stream)`` for a path the server serves, else ``None``."""
+    path = target.partition("?")[0]
+    for pattern, stream in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match is not None:
+            return (match.groupdict().get("model") or "", stream)
+    return None
 
 
 def _head(status: int, headers: Mapping[str, str]) -> bytes:

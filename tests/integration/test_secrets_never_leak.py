@@ -16,11 +16,13 @@ import asyncio
 import io
 import json
 import logging
+import os
 import pickle
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 import pytest
@@ -28,9 +30,10 @@ import structlog
 from dependency_injector import providers
 from structlog.testing import capture_logs
 
+from taskmodels import redaction
 from taskmodels.cli import main as cli_main
 from taskmodels.containers import Container
-from taskmodels.log import configure_logging
+from taskmodels.log import RedactingFilter, configure_logging, redact_secrets
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
@@ -38,7 +41,7 @@ from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
-from taskmodels.types import CompletionRequest, StreamEvent
+from taskmodels.types import CompletionRequest, CompletionResult, StreamEvent
 from tests.integration.faultserver import Behaviour, FaultServer
 
 pytestmark = pytest.mark.integration
@@ -93,6 +96,14 @@ def registry_data(base_url: str) -> dict[str, Any]:
         ],
         "defaultModelId": FALLBACK_MODEL,
     }
+
+
+@pytest.fixture(autouse=True)
+def _forget_keys() -> Iterator[None]:
+    """Each test starts knowing no key: only what its own settings and providers remember."""
+    redaction.forget_all()
+    yield
+    redaction.forget_all()
 
 
 @pytest.fixture
@@ -344,13 +355,19 @@ async def test_console_logs_are_clean_too(
 async def test_an_error_body_that_echoes_the_key_does_not_carry_it_further(
     make_service: ServiceFactory, fault_server: FaultServer, restore_structlog: None
 ) -> None:
-    # Some servers quote the key they rejected; the library must not pass that on.
+    # Some servers quote the key they rejected; the library must not pass that on. Each call
+    # runs twice: once through configure_logging's JSON output, once under capture_logs, which
+    # replaces the processors (so capturing inside the first run would leave `out` empty).
     for key, model, task in ((SENTINEL, OPENAI_MODEL, "openai-solo"), (PLAIN, COMPAT_MODEL, "compat-solo")):
         fault_server.always(model, Behaviour.error(401, code="invalid_api_key", message=f"Incorrect API key: {key}"))
         out = io.StringIO()
         configure_logging("DEBUG", "json", stream=out)
+        texts = await run_scenario(make_service(), fault_server, ("echo", task, [], False))
         with capture_logs() as entries:
-            texts = await run_scenario(make_service(), fault_server, ("echo", task, [], False))
+            texts += await run_scenario(make_service(), fault_server, ("echo", task, [], False))
+        assert any("AuthenticationError" in text for text in texts), texts  # the echoing body really came back
+        assert entries, "nothing captured: the check on log events would be vacuous"
+        assert out.getvalue().strip(), "no JSON log line: the check on the output would be vacuous"
         for text in texts:
             assert_clean("an error built from a body that echoed the key", text)
         for entry in entries:
@@ -470,3 +487,361 @@ def test_the_cli_error_paths_never_print_the_key(
     assert err.strip()
     assert_clean("CLI stdout on errors", out)
     assert_clean("CLI stderr on errors", err)
+
+
+# --- keys a provider echoes back ------------------------------------------------------------
+#
+# One sentinel key per provider, given each way a user can give it. The fault server
+# echoes it in every field of an error body, in the response headers the library keeps
+# (request ids), and in HTML pages at every offset around the 500-character cut. Nothing
+# the library stores or emits may hold the key, or even its first 12 characters.
+
+ECHO_KEYS: dict[str, str] = {
+    "openai": "sk-proj-OPENAIecho0123456789abcdefghij",
+    "openai-compatible": "compatECHOkey0123456789abcdefghij",
+    "azure-openai": "a1b2c3d4e5f60718293a4b5c6d7e8f90",  # an Azure key: 32 hex digits, no known shape
+    "anthropic": "sk-ant-api03-ANTHROPICecho0123456789ab",
+    "gemini": "AIzaGEMINIecho0123456789abcdefghijklmn",
+    "ollama": "ollamaECHOkey0123456789abcdefghijkl",
+}
+USUAL_VARIABLES = {
+    "openai": "OPENAI_API_KEY",
+    "azure-openai": "AZURE_OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
+WIRE_HEADERS = {
+    "openai": "authorization",
+    "openai-compatible": "authorization",
+    "azure-openai": "api-key",
+    "anthropic": "x-api-key",
+    "gemini": "x-goog-api-key",
+    "ollama": "authorization",
+}
+# The headers a library keeps as a request id, from any provider.
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-goog-request-id")
+WAYS = ("variable", "taskmodels", "apiKeyEnv", "dotenv", "secrets_dir")
+ECHO_PARAMS = [(p, w) for p in ECHO_KEYS for w in WAYS if w != "variable" or p in USUAL_VARIABLES]
+ECHO_MODEL = "e-primary"
+OK_MODEL = "e-ok"
+CUT = 500  # where providers cut a non-JSON error body
+
+
+def _taskmodels_variable(provider: str) -> str:
+    return f"TASKMODELS_PROVIDERS__{provider.upper().replace('-', '_')}__API_KEY"
+
+
+def _give_key(provider: str, way: str, key: str, monkeypatch: pytest.MonkeyPatch, home: Path) -> dict[str, Any]:
+    """Set ``key`` up the way a user would; return what the model's registry entry needs for it."""
+    variable = USUAL_VARIABLES.get(provider, _taskmodels_variable(provider))
+    if way == "variable":
+        monkeypatch.setenv(variable, key)
+    elif way == "taskmodels":
+        monkeypatch.setenv(_taskmodels_variable(provider), key)
+    elif way == "apiKeyEnv":
+        monkeypatch.setenv("ECHO_MODEL_KEY", key)
+        return {"apiKeyEnv": "ECHO_MODEL_KEY"}
+    elif way == "dotenv":
+        (home / ".env").write_text(f"{variable}={key}\n")
+    elif way == "secrets_dir":
+        secrets = home / "secrets"
+        secrets.mkdir()
+        if provider in USUAL_VARIABLES:
+            (secrets / variable).write_text(key)
+        else:  # a nested section is one file holding its JSON
+            (secrets / "TASKMODELS_PROVIDERS").write_text(json.dumps({provider: {"api_key": key}}))
+        monkeypatch.setenv("TASKMODELS_SECRETS_DIR", str(secrets))
+    else:
+        raise AssertionError(way)
+    return {}
+
+
+def _echo_registry(provider: str, root_url: str, extra: dict[str, Any]) -> dict[str, Any]:
+    # Each provider's paths hang off a different root; the server routes them all.
+    base = f"{root_url}/v1" if provider in {"openai", "openai-compatible"} else root_url
+    models = [
+        _model(ECHO_MODEL, provider, base, **extra),
+        _model(OK_MODEL, "openai-compatible", f"{root_url}/v1"),
+    ]
+    return {
+        "models": models,
+        "taskMappings": [
+            {"taskName": "solo", "primaryModelId": ECHO_MODEL, "streamPolicy": "error"},
+            {"taskName": "fallback", "primaryModelId": ECHO_MODEL, "fallbackModelIds": [OK_MODEL]},
+        ],
+        "defaultModelId": ECHO_MODEL,  # so "solo" has nowhere to go and ends in AllModelsFailedError
+    }
+
+
+def _success_body(provider: str) -> dict[str, Any]:
+    """A minimal successful answer in the provider's shape, naming no request id of its own."""
+    if provider == "anthropic":
+        return {
+            "type": "message",
+            "role": "assistant",
+            "model": ECHO_MODEL,
+            "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }
+    if provider == "gemini":
+        return {
+            "candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1},
+        }
+    if provider == "ollama":
+        return {
+            "model": ECHO_MODEL,
+            "message": {"role": "assistant", "content": "hi"},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 1,
+            "eval_count": 1,
+        }
+    return {
+        "object": "chat.completion",
+        "created": 0,
+        "model": ECHO_MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def _field_bodies(key: str) -> list[tuple[str, Any]]:
+    """Error bodies echoing the key, one field at a time, in every provider's error shape."""
+    bearer = f"Bearer {key}"
+    return [
+        ("message", {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}),
+        ("code", {"error": {"message": "Incorrect API key", "type": "invalid_request_error", "code": bearer}}),
+        ("type", {"type": "error", "error": {"type": bearer, "message": "invalid x-api-key"}}),
+        ("param", {"error": {"message": "Incorrect API key", "param": bearer, "code": "invalid_api_key"}}),
+        ("status", {"error": {"code": 401, "message": "API key not valid", "status": bearer}}),
+        (
+            "nested",
+            {
+                "error": {
+                    "code": 401,
+                    "message": "API key not valid",
+                    "status": "UNAUTHENTICATED",
+                    "details": [{"@type": "google.rpc.ErrorInfo", "reason": bearer, "metadata": {"key": key}}],
+                }
+            },
+        ),
+        ("error string", {"error": f"invalid key {key}"}),
+        ("top-level message", {"message": f"invalid key {key}"}),
+        ("url-encoded", {"error": {"message": f"denied: /v1?key={quote(bearer, safe='')}", "code": quote(bearer)}}),
+        ("prefix", {"error": {"message": "Incorrect API key", "code": key[:14]}}),
+    ]
+
+
+def _html_page(key: str, offset: int) -> str:
+    filler = "<!DOCTYPE html><html><head><title>401 Unauthorized</title></head><body>" + "x" * (2 * CUT)
+    return filler[:offset] + key + filler[offset:] + "</body></html>"
+
+
+EchoCase = tuple[str, Behaviour, str, bool]  # label, what the server does, task, streamed
+
+
+def echo_cases(provider: str, key: str) -> list[EchoCase]:
+    cases: list[EchoCase] = []
+    for label, body in _field_bodies(key):
+        behaviour = Behaviour.raw(401, json.dumps(body))
+        cases += [
+            (f"body {label}", behaviour, "solo", False),
+            (f"body {label}, fallback", behaviour, "fallback", False),
+            (f"body {label}, stream", behaviour, "solo", True),
+        ]
+    echoed = {name: key for name in REQUEST_ID_HEADERS}
+    error_with_headers = Behaviour.raw(401, json.dumps({"error": {"message": "Incorrect API key"}}), headers=echoed)
+    cases += [
+        ("error headers", error_with_headers, "solo", False),
+        ("error headers, fallback", error_with_headers, "fallback", False),
+        ("error headers, stream", error_with_headers, "solo", True),
+        ("success headers", Behaviour.raw(200, json.dumps(_success_body(provider)), headers=echoed), "solo", False),
+    ]
+    for offset in range(CUT - len(key) - 2, CUT + 2):  # the key before, across and after the cut
+        page = Behaviour.raw(502, _html_page(key, offset), content_type="text/html")
+        cases.append((f"html at {offset}", page, "solo", False))
+    straddling = Behaviour.raw(502, _html_page(key, CUT - len(key) // 2), content_type="text/html")
+    cases += [("html across the cut, fallback", straddling, "fallback", False)]
+    cases += [("html across the cut, stream", straddling, "solo", True)]
+    return cases
+
+
+def _error_surfaces(exc: BaseException, label: str, depth: int = 0) -> dict[str, str]:
+    """Every way an error can be looked at: str, repr, vars, traceback, pickle; its attempts, cause, members."""
+    surfaces = {
+        f"{label} str": str(exc),
+        f"{label} repr": repr(exc),
+        f"{label} vars": repr(vars(exc)),
+        f"{label} args": repr(exc.args),
+        f"{label} traceback": "".join(traceback.format_exception(exc)),
+        f"{label} pickle": pickle.dumps(exc).decode("latin-1"),
+    }
+    for i, attempt in enumerate(getattr(exc, "attempts", ())):
+        surfaces[f"{label} attempt {i}"] = repr(attempt)
+        surfaces[f"{label} attempt {i} pickle"] = pickle.dumps(attempt).decode("latin-1")
+    related = [exc.__cause__, exc.__context__, *getattr(exc, "exceptions", ())]
+    for i, other in enumerate(e for e in related if e is not None):
+        if depth < 3:
+            surfaces.update(_error_surfaces(other, f"{label} related {i}", depth + 1))
+    return surfaces
+
+
+def _result_surfaces(result: CompletionResult, label: str) -> dict[str, str]:
+    surfaces = {
+        f"{label} result repr": repr(result),
+        f"{label} result pickle": pickle.dumps(result).decode("latin-1"),
+    }
+    for i, attempt in enumerate(result.attempts):
+        surfaces[f"{label} result attempt {i}"] = repr(attempt)
+    return surfaces
+
+
+async def run_echo_case(service: ModelService, server: FaultServer, case: EchoCase) -> dict[str, str]:
+    label, behaviour, task, streamed = case
+    server.reset_scripts()
+    server.always(ECHO_MODEL, behaviour)
+    try:
+        async with asyncio.timeout(5):
+            if streamed:
+                events = [event async for event in service.stream_with_task_model(task, prompt="hello")]
+                surfaces = {f"{label} events": repr(events)}
+                done = events[-1].result if events else None
+                if done is not None:
+                    surfaces.update(_result_surfaces(done, label))
+                return surfaces
+            return _result_surfaces(await service.complete_with_task_model(task, prompt="hello"), label)
+    except TimeoutError:
+        pytest.fail(f"{label}: the call did not end within 5 s")
+    except Exception as exc:
+        return _error_surfaces(exc, label)
+
+
+def count_leaks(key: str, surfaces: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """``surface: (whole-key occurrences, 12-character-prefix occurrences)`` for every surface that leaks."""
+    prefix = key[:12]
+    counts = {name: (text.count(key), text.count(prefix)) for name, text in surfaces.items()}
+    return {name: c for name, c in counts.items() if c[1]}
+
+
+def _leak_summary(leaks: dict[str, tuple[int, int]]) -> str:
+    whole = sum(c[0] for c in leaks.values())
+    prefixes = sum(c[1] for c in leaks.values())
+    lines = [f"{len(leaks)} surfaces leak: {whole} whole keys, {prefixes} 12-character prefixes"]
+    lines += [f"  {name}: {c[0]} whole, {c[1]} prefix" for name, c in sorted(leaks.items())]
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def clean_key_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No key of the host's, no stray .env: only what a test gives."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("TASKMODELS_") or name.endswith("_API_KEY") or name == "ECHO_MODEL_KEY":
+            monkeypatch.delenv(name)
+    return tmp_path
+
+
+def _echo_settings(registry_path: Path) -> Settings:
+    return Settings(
+        registry_path=registry_path,
+        resilience=ResilienceSettings(
+            deadline=5.0,
+            attempt_timeout=2.0,
+            first_token_timeout=2.0,
+            stall_timeout=2.0,
+            max_attempts_per_model=1,
+            backoff_initial=0.0,
+            backoff_max=0.0,
+            breaker_failure_threshold=100,
+        ),
+    )
+
+
+class _Tee:
+    """structlog processor that keeps each event as the library built it, before any other processor."""
+
+    def __init__(self) -> None:
+        self.raw: list[str] = []
+
+    def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
+        self.raw.append(repr(event_dict))
+        return event_dict
+
+
+@pytest.fixture
+def echo_registry(
+    provider: str, way: str, clean_key_env: Path, fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The provider's key given ``way``; a registry with one model of that provider and a fallback."""
+    extra = _give_key(provider, way, ECHO_KEYS[provider], monkeypatch, clean_key_env)
+    path = clean_key_env / "modelRegistry.json"
+    root_url = fault_server.base_url.removesuffix("/v1")
+    path.write_text(json.dumps(_echo_registry(provider, root_url, extra)))
+    return path
+
+
+@pytest.mark.usefixtures("restore_structlog")
+@pytest.mark.parametrize(("provider", "way"), ECHO_PARAMS, ids=[f"{p}-{w}" for p, w in ECHO_PARAMS])
+async def test_a_key_the_provider_echoes_never_comes_out(
+    provider: str,
+    echo_registry: Path,
+    fault_server: FaultServer,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = ECHO_KEYS[provider]
+    registry_path = echo_registry
+    settings = _echo_settings(registry_path)
+
+    # One run, logged at DEBUG both ways: `tee` sees each event as the library made it (what an
+    # application's own processor chain gets), `out` what the library's own chain renders.
+    tee = _Tee()
+    out = io.StringIO()
+    structlog.configure(
+        processors=[tee, structlog.processors.add_log_level, redact_secrets, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # httpcore logs every response's headers at DEBUG: an echoed request id lands there, in a
+    # record the library never touches. RedactingFilter is what an application puts on its handlers.
+    caplog.set_level(logging.DEBUG)
+    caplog.handler.addFilter(RedactingFilter())
+    surfaces: dict[str, str] = {}
+    cases = echo_cases(provider, key)
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(5.0, connect=1.0)) as client:
+        factory = ModelProviderFactory(settings, client)
+        registry = ModelRegistryService.from_settings(settings, provider_names=factory.provider_names())
+        selector = ModelSelectionFactory(registry)
+        for case in cases:
+            service = ModelService(  # a fresh breaker each time: a 401 opens the model's circuit at once
+                registry=registry,
+                selector=selector,
+                provider_factory=factory,
+                state_store=MemoryStateStore(),
+                resilience=settings.resilience,
+            )
+            surfaces.update(await run_echo_case(service, fault_server, case))
+
+    # The key was really given, and really sent: its absence elsewhere means something.
+    sent = {r.headers.get(WIRE_HEADERS[provider], "").removeprefix("Bearer ") for r in fault_server.requests()}
+    assert key in sent, f"{provider}: the key never reached the wire"
+    assert len(surfaces) >= len(cases)
+    assert tee.raw, "the library logged nothing: the log check would be vacuous"
+    assert out.getvalue().strip()
+    surfaces["log events as the library built them"] = "\n".join(tee.raw)
+    surfaces["log output through the library's processors"] = out.getvalue()
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    surfaces["stdlib log records through RedactingFilter"] = "\n".join(r.getMessage() for r in caplog.records)
+
+    for argv in (["plan"], ["validate"], ["explain", "solo"], ["explain", "solo", "--prompt-tokens", "99999"]):
+        for as_json in ([], ["--json"]):
+            cli_main([*argv, "--registry", str(registry_path), *as_json])
+            printed, errors = capsys.readouterr()
+            assert printed.strip()
+            surfaces[f"cli {' '.join(argv + as_json)}"] = printed + errors
+
+    leaks = count_leaks(key, surfaces)
+    assert not leaks, f"{provider}'s key:\n{_leak_summary(leaks)}"

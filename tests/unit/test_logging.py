@@ -12,13 +12,19 @@ from typing import Any
 import pytest
 import structlog
 
+from taskmodels import redaction
 from taskmodels.log import REDACTED, configure_logging, get_logger, redact_secrets, redact_text
+
+# An Azure key is 32 hex digits: no shape pattern knows it, only its value does.
+AZURE_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
 @pytest.fixture(autouse=True)
 def _reset_structlog() -> Iterator[None]:
+    redaction.forget_all()
     yield
     structlog.reset_defaults()
+    redaction.forget_all()
 
 
 def redact(event: dict[str, Any]) -> dict[str, Any]:
@@ -130,3 +136,57 @@ def test_importing_the_library_configures_nothing() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_key_of_no_known_shape_passes_the_shape_patterns_but_not_the_value_scrub() -> None:
+    event = {"event": f"401 from azure: key {AZURE_KEY} rejected", "request_id": AZURE_KEY}
+    assert AZURE_KEY in json.dumps(redact(dict(event)))  # what the patterns alone let through
+    redaction.remember(AZURE_KEY)
+    out = redact(dict(event))
+    assert out == {"event": f"401 from azure: key {REDACTED} rejected", "request_id": REDACTED}
+
+
+def test_value_scrub_reaches_fragments_nesting_keys_and_objects() -> None:
+    redaction.remember(AZURE_KEY)
+
+    class Holder:
+        def __repr__(self) -> str:
+            return f"Holder(key={AZURE_KEY!r})"
+
+    event: dict[str, Any] = {
+        "event": "e",
+        "body": "<html>" + "x" * 480 + AZURE_KEY[:13],  # what a cut at 500 characters leaves
+        "nested": {"headers": [{"x-request-id": f"req_{AZURE_KEY}"}], AZURE_KEY: 1},
+        "as_set": {AZURE_KEY},
+        "object": Holder(),
+        "count": 3,
+    }
+    text = repr(redact(event))
+    assert AZURE_KEY[:12] not in text
+    assert AZURE_KEY[-12:] not in text
+    assert "count': 3" in text  # plain values pass untouched
+
+
+def test_url_encoded_key_is_redacted_in_events() -> None:
+    key = "key/with+symbols=0123456789"
+    redaction.remember(key)
+    out = redact({"event": "GET /v1?token=x&k=key%2Fwith%2Bsymbols%3D0123456789"})
+    assert "symbols" not in out["event"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_configured_logs_never_show_a_remembered_key(fmt: str) -> None:
+    redaction.remember(AZURE_KEY)
+    stream = io.StringIO()
+    configure_logging("DEBUG", fmt, stream=stream)
+    log = get_logger("taskmodels.test")
+    log.debug("echo", message=f"invalid key {AZURE_KEY}", headers={"apim-request-id": AZURE_KEY[4:20]})
+    try:
+        raise RuntimeError(f"bad key {AZURE_KEY}")
+    except RuntimeError:
+        log.exception("boom")
+    out = stream.getvalue()
+    assert "echo" in out
+    assert "RuntimeError" in out
+    assert AZURE_KEY[:12] not in out
+    assert AZURE_KEY[4:20] not in out

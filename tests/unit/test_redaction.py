@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from taskmodels import redaction
-from taskmodels.redaction import REDACTED, remember, scrub, scrub_value
+from taskmodels.redaction import MIN_FRAGMENT, REDACTED, remember, scrub, scrub_value
 
 KEY = "azure0123456789abcdef0123456789ab"  # a hex-shaped key no pattern recognises
 
@@ -57,3 +57,23 @@ def test_scrub_value_walks_containers() -> None:
         "list": [REDACTED, 3],
         "tuple": (REDACTED,),
     }
+
+
+@pytest.mark.parametrize("name", ["Authorization", "x-api-key", "X-Goog-Api-Key", "api-key", "openai_api_key", "token"])
+def test_secret_names(name: str) -> None:
+    assert redaction.is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "input_tokens", "x-request-id", "content-type", "first_token_timeout"])
+def test_names_that_are_not_secret(name: str) -> None:
+    assert not redaction.is_secret_name(name)
+
+
+def test_a_key_straddling_any_cut_leaves_nothing_of_eight_characters() -> None:
+    remember(KEY)
+    body = "<html><body>" + "x" * 600 + "</body></html>"
+    for offset in range(500 - len(KEY) - 2, 503):
+        text = (body[:offset] + KEY + body[offset:])[:500]
+        cleaned = scrub(text)
+        for i in range(len(KEY) - MIN_FRAGMENT + 1):
+            assert KEY[i : i + MIN_FRAGMENT] not in cleaned, offset

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from taskmodels import redaction
 from taskmodels.errors import SettingsError
 from taskmodels.settings import load_settings
 
@@ -121,3 +123,66 @@ def test_example_env_file_lists_every_key_variable() -> None:
     text = example.read_text()
     for name in (*KEY_VARS[:3], *KEY_VARS[4:], "TASKMODELS_REGISTRY_PATH", "TASKMODELS_ENVIRONMENT"):
         assert name in text
+
+
+# --- every key the settings hold is remembered for redaction by value ---------------------
+
+
+@pytest.fixture
+def forget() -> Iterator[None]:
+    redaction.forget_all()
+    yield
+    redaction.forget_all()
+
+
+def _redacted(value: str) -> bool:
+    return redaction.scrub(f"<{value}>") == f"<{redaction.REDACTED}>"
+
+
+@pytest.mark.usefixtures("forget")
+def test_loading_remembers_keys_from_every_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = {
+        "OPENAI_API_KEY": "openai-key-0123456789",
+        "ANTHROPIC_API_KEY": "anthropic-key-0123456789",
+        "GOOGLE_API_KEY": "google-key-0123456789",
+        "AZURE_OPENAI_API_KEY": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "TASKMODELS_PROVIDERS__OLLAMA__API_KEY": "ollama-key-0123456789",
+        "TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__API_KEY": "compat-key-0123456789",
+    }
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TASKMODELS_ENVIRONMENT", "production-environment")
+    load_settings()
+    for name, value in keys.items():
+        assert _redacted(value), name
+    assert not _redacted("production-environment")  # settings that are not secrets stay readable
+
+
+@pytest.mark.usefixtures("forget")
+def test_loading_remembers_keys_from_dotenv_and_the_secrets_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("GEMINI_API_KEY=gemini-dotenv-0123456789\n")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "AZURE_OPENAI_API_KEY").write_text("azure-secretfile-0123456789")
+    (secrets / "TASKMODELS_PROVIDERS").write_text('{"anthropic": {"api_key": "anthropic-secretfile-012345"}}')
+    monkeypatch.setenv("TASKMODELS_SECRETS_DIR", str(secrets))  # set after import: still read
+    settings = load_settings()
+    assert settings.azure_openai_api_key is not None
+    assert settings.azure_openai_api_key.get_secret_value() == "azure-secretfile-0123456789"
+    for value in ("gemini-dotenv-0123456789", "azure-secretfile-0123456789", "anthropic-secretfile-012345"):
+        assert _redacted(value), value
+
+
+@pytest.mark.usefixtures("forget")
+def test_loading_remembers_secret_headers_and_the_redis_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__HEADERS", '{"Authorization": "Bearer tok-0123456789"}')
+    monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__BASE_URL", "http://gateway.internal:8080/v1")
+    monkeypatch.setenv("TASKMODELS_STATE__URL", "redis://user:p%40ss-word-0123@redis.internal:6379/0")
+    load_settings()
+    assert _redacted("tok-0123456789")
+    assert _redacted("p%40ss-word-0123")  # as it stands in the URL
+    assert _redacted("p@ss-word-0123")  # as the server may echo it
+    assert not _redacted("http://gateway.internal:8080/v1")
+    assert "redis.internal:6379" in redaction.scrub("redis://user:p%40ss-word-0123@redis.internal:6379/0")
