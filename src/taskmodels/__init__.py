@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "FirstTokenTimeoutError": "taskmodels.errors",
     "IncompleteStreamError": "taskmodels.errors",
     "InvalidResponseError": "taskmodels.errors",
+    "MissingCredentialError": "taskmodels.errors",
     "NoEligibleModelError": "taskmodels.errors",
     "Problem": "taskmodels.errors",
     "ProviderConnectionError": "taskmodels.errors",
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownTaskError": "taskmodels.errors",
     # parts
     "BaseModelProvider": "taskmodels.providers.base",
+    "ModelPort": "taskmodels.providers.port",
     "Container": "taskmodels.containers",
     "MemoryStateStore": "taskmodels.resilience.state",
     "ModelConfig": "taskmodels.registry.schema",
@@ -87,7 +89,9 @@ __all__ = [
     "InvalidResponseError",
     "MemoryStateStore",
     "Message",
+    "MissingCredentialError",
     "ModelConfig",
+    "ModelPort",
     "ModelProviderFactory",
     "ModelRegistryService",
     "ModelSelectionFactory",
@@ -148,6 +152,7 @@ if TYPE_CHECKING:
         FirstTokenTimeoutError,
         IncompleteStreamError,
         InvalidResponseError,
+        MissingCredentialError,
         NoEligibleModelError,
         Problem,
         ProviderConnectionError,
@@ -165,6 +170,7 @@ if TYPE_CHECKING:
     from taskmodels.log import configure_logging, get_logger
     from taskmodels.providers.base import BaseModelProvider
     from taskmodels.providers.factory import ModelProviderFactory
+    from taskmodels.providers.port import ModelPort
     from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
     from taskmodels.registry.service import ModelRegistryService
     from taskmodels.resilience.state import MemoryStateStore, StateStore

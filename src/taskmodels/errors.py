@@ -7,7 +7,8 @@ errors happen while a task is being served. No raw ``httpx``, ``json`` or
 TaskModelsError
 ├── ConfigurationError
 │   ├── RegistryError                 a registry file with located problems (all of them)
-│   └── SettingsError                 an invalid setting, named by its variable
+│   ├── SettingsError                 an invalid setting, named by its variable
+│   └── MissingCredentialError        a model needs an API key none was configured for; names the variables
 ├── SelectionError
 │   ├── UnknownTaskError              the registry names no model for the task, and has no default
 │   └── NoEligibleModelError          every candidate was skipped; carries each skip's reason
@@ -51,6 +52,7 @@ __all__ = [
     "FirstTokenTimeoutError",
     "IncompleteStreamError",
     "InvalidResponseError",
+    "MissingCredentialError",
     "NoEligibleModelError",
     "Problem",
     "ProviderConnectionError",
@@ -121,6 +123,21 @@ class RegistryError(ConfigurationError):
 
 class SettingsError(ConfigurationError):
     """An invalid setting. The message names the environment variable to fix."""
+
+
+class MissingCredentialError(ConfigurationError):
+    """A model's provider needs an API key and none was configured.
+
+    Configuration, not an outage: the model cannot be called until the key is set, so
+    it is skipped rather than counted against its circuit breaker. ``variables`` names
+    the environment variables any one of which would supply the key.
+    """
+
+    def __init__(self, message: str, *, provider: str, model_id: str, variables: Sequence[str]) -> None:
+        self.provider = provider
+        self.model_id = model_id
+        self.variables: tuple[str, ...] = tuple(variables)
+        super().__init__(message)
 
 
 # --- selection ---------------------------------------------------------------------
