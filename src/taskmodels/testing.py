@@ -60,6 +60,7 @@ from taskmodels.errors import (
     RateLimitError,
     StreamStalledError,
 )
+from taskmodels.redaction import remember, scrub
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import (
     CompletionRequest,
@@ -297,21 +298,25 @@ class FakeProvider:
     ) -> None:
         self.model = model
         self.backend = backend or type(self).bound_backend or FakeBackend()
+        if api_key is not None:
+            # As a real provider does: a key it was given is redacted from every error it raises.
+            remember(api_key)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model.id!r})"
 
     def _error(self, cls: type[ProviderError], message: str) -> ProviderError:
-        return cls(message, provider=self.name, model_id=self.model.id)
+        return cls(scrub(message), provider=self.name, model_id=self.model.id)
 
     def _raise(self, step: Fail) -> ProviderError:
+        message = scrub(step.message)
         return step.error(
-            step.message,
+            message,
             provider=self.name,
             model_id=self.model.id,
             status_code=step.status_code,
-            provider_message=step.message,
-            provider_code=step.provider_code,
+            provider_message=message,
+            provider_code=step.provider_code and scrub(step.provider_code),
             retry_after=step.retry_after,
         )
 
