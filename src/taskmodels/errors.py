@@ -7,7 +7,8 @@ errors happen while a task is being served. No raw ``httpx``, ``json`` or
 TaskModelsError
 ├── ConfigurationError
 │   ├── RegistryError                 a registry file with located problems (all of them)
-│   └── SettingsError                 an invalid setting, named by its variable
+│   ├── SettingsError                 an invalid setting, named by its variable
+│   └── MissingCredentialError        a model needs an API key none was configured for; names the variables
 ├── InvalidRequestError               a per-call value is unusable (also a ValueError)
 ├── SelectionError
 │   ├── UnknownTaskError              the registry names no model for the task, and has no default
@@ -55,6 +56,7 @@ __all__ = [
     "IncompleteStreamError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "MissingCredentialError",
     "NoEligibleModelError",
     "Problem",
     "ProviderConnectionError",
@@ -129,6 +131,21 @@ class SettingsError(ConfigurationError):
 
 class InvalidRequestError(TaskModelsError, ValueError):
     """A value of one call is unusable (``temperature=7``, ``max_tokens=-1``): checked as registry values are."""
+
+
+class MissingCredentialError(ConfigurationError):
+    """A model's provider needs an API key and none was configured.
+
+    Configuration, not an outage: the model cannot be called until the key is set, so
+    it is skipped rather than counted against its circuit breaker. ``variables`` names
+    the environment variables any one of which would supply the key.
+    """
+
+    def __init__(self, message: str, *, provider: str, model_id: str, variables: Sequence[str]) -> None:
+        self.provider = provider
+        self.model_id = model_id
+        self.variables: tuple[str, ...] = tuple(variables)
+        super().__init__(message)
 
 
 # --- selection ---------------------------------------------------------------------

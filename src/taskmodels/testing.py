@@ -60,7 +60,7 @@ from taskmodels.errors import (
     RateLimitError,
     StreamStalledError,
 )
-from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.redaction import remember, scrub
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import (
     CompletionRequest,
@@ -274,13 +274,15 @@ def offline_client() -> httpx2.AsyncClient:
     return httpx2.AsyncClient(transport=httpx2.MockTransport(_no_network))
 
 
-class FakeProvider(BaseModelProvider):
-    """A provider that plays its backend's script instead of calling a server."""
+class FakeProvider:
+    """A ``ModelPort`` that plays its backend's script instead of calling a server.
+
+    It implements the port directly: there is no request to build and no wire to parse. The
+    constructor takes what ``ModelProviderFactory`` passes to every provider class, and ignores
+    all of it but the model.
+    """
 
     name: ClassVar[str] = "fake"
-    default_base_url: ClassVar[str | None] = "http://fake.invalid"
-    supports_embeddings: ClassVar[bool] = True
-    requires_api_key: ClassVar[bool] = False
     bound_backend: ClassVar[FakeBackend | None] = None
 
     def __init__(
@@ -294,34 +296,27 @@ class FakeProvider(BaseModelProvider):
         headers: Mapping[str, str] | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(
-            model,
-            client if client is not None else _UNUSED_CLIENT,
-            api_key=api_key,
-            base_url=base_url,
-            headers=headers,
-            options=options,
-        )
+        self.model = model
         self.backend = backend or type(self).bound_backend or FakeBackend()
+        if api_key is not None:
+            # As a real provider does: a key it was given is redacted from every error it raises.
+            remember(api_key)
 
-    # The mapping half is unused: the fake answers above the wire.
-    def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
-        return HttpRequest("POST", f"{self.base_url}/fake")
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model.id!r})"
 
-    def parse_completion(self, data: Any, headers: Mapping[str, str]) -> CompletionResult:
-        raise NotImplementedError("FakeProvider does not parse wire responses")
-
-    def new_stream_decoder(self) -> StreamDecoder:
-        raise NotImplementedError("FakeProvider does not decode wire streams")
+    def _error(self, cls: type[ProviderError], message: str) -> ProviderError:
+        return cls(scrub(message), provider=self.name, model_id=self.model.id)
 
     def _raise(self, step: Fail) -> ProviderError:
+        message = scrub(step.message)
         return step.error(
-            step.message,
+            message,
             provider=self.name,
             model_id=self.model.id,
             status_code=step.status_code,
-            provider_message=step.message,
-            provider_code=step.provider_code,
+            provider_message=message,
+            provider_code=step.provider_code and scrub(step.provider_code),
             retry_after=step.retry_after,
         )
 
@@ -395,8 +390,8 @@ class FakeProvider(BaseModelProvider):
                 await asyncio.Event().wait()
         except TimeoutError:
             if step.after_chunks == 0:
-                raise self.error(FirstTokenTimeoutError, f"{self.name} sent no first token in time") from None
-            raise self.error(StreamStalledError, f"{self.name} stream stalled") from None
+                raise self._error(FirstTokenTimeoutError, f"{self.name} sent no first token in time") from None
+            raise self._error(StreamStalledError, f"{self.name} stream stalled") from None
 
 
 _UNUSED_CLIENT = httpx2.AsyncClient(transport=httpx2.MockTransport(_no_network))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -16,6 +14,7 @@ from taskmodels.errors import (
     ContextLengthExceededError,
     IncompleteStreamError,
     InvalidResponseError,
+    MissingCredentialError,
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
@@ -25,8 +24,6 @@ from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import CompletionRequest, Message, ResponseFormat, StreamEvent, ToolCall, ToolSpec
 
 KEY = "sk-ant-test-secret-0123456789"
-
-Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def model_config(**extra: Any) -> ModelConfig:
@@ -44,25 +41,8 @@ def model_config(**extra: Any) -> ModelConfig:
     )
 
 
-def make(handler: Handler, *, key: str | None = KEY, **extra: Any) -> AnthropicProvider:
-    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-    return AnthropicProvider(model_config(**extra), client, api_key=SecretStr(key) if key else None)
-
-
-class Recorder:
-    """A handler that records each request and answers with a fixed response."""
-
-    def __init__(self, response: httpx2.Response) -> None:
-        self.response = response
-        self.requests: list[httpx2.Request] = []
-
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        return self.response
-
-    @property
-    def body(self) -> Any:
-        return json.loads(self.requests[-1].content)
+def make(mock: Any, *, key: str | None = KEY, **extra: Any) -> AnthropicProvider:
+    return AnthropicProvider(model_config(**extra), mock.client, api_key=SecretStr(key) if key else None)
 
 
 MESSAGE = {
@@ -119,17 +99,17 @@ async def collect(provider: AnthropicProvider, request: CompletionRequest) -> li
 # --- request -------------------------------------------------------------------------
 
 
-async def test_request_fields_defaults_from_registry() -> None:
-    rec = Recorder(httpx2.Response(200, json=MESSAGE, headers={"request-id": "req_1"}))
-    provider = make(rec)
+async def test_request_fields_defaults_from_registry(mock_http: Any) -> None:
+    mock_http.reply(200, json=MESSAGE, headers={"request-id": "req_1"})
+    provider = make(mock_http)
     await provider.complete(CompletionRequest(prompt="Hi", system_prompt="Be brief."))
-    sent = rec.requests[0]
+    sent = mock_http.requests[0]
     assert sent.method == "POST"
     assert str(sent.url) == "https://api.anthropic.com/v1/messages"
     assert sent.headers["x-api-key"] == KEY
     assert sent.headers["anthropic-version"] == "2023-06-01"
     assert sent.headers["content-type"] == "application/json"
-    assert rec.body == {
+    assert mock_http.last_json() == {
         "model": "claude-sonnet-4-5",
         "max_tokens": 1024,
         "system": "Be brief.",
@@ -138,9 +118,9 @@ async def test_request_fields_defaults_from_registry() -> None:
     }
 
 
-async def test_request_options_tools_and_extra() -> None:
-    rec = Recorder(httpx2.Response(200, json=MESSAGE))
-    provider = make(rec, baseUrl="http://127.0.0.1:9/proxy/", options={"anthropicBeta": ["a-1", "b-2"]})
+async def test_request_options_tools_and_extra(mock_http: Any) -> None:
+    mock_http.reply(200, json=MESSAGE)
+    provider = make(mock_http, baseUrl="http://127.0.0.1:9/proxy/", options={"anthropicBeta": ["a-1", "b-2"]})
     request = CompletionRequest(
         messages=[
             Message(role="system", content="One."),
@@ -163,9 +143,9 @@ async def test_request_options_tools_and_extra() -> None:
         extra={"metadata": {"user_id": "u1"}, "temperature": 0.1},
     )
     await provider.complete(request)
-    assert str(rec.requests[0].url) == "http://127.0.0.1:9/proxy/v1/messages"
-    assert rec.requests[0].headers["anthropic-beta"] == "a-1,b-2"
-    body = rec.body
+    assert str(mock_http.requests[0].url) == "http://127.0.0.1:9/proxy/v1/messages"
+    assert mock_http.requests[0].headers["anthropic-beta"] == "a-1,b-2"
+    body = mock_http.last_json()
     assert body["system"] == "One.\n\nTwo."
     assert body["max_tokens"] == 50
     assert body["temperature"] == 0.1  # extra merged last
@@ -209,49 +189,52 @@ async def test_request_options_tools_and_extra() -> None:
         ({"type": "function", "function": {"name": "weather"}}, {"type": "tool", "name": "weather"}),
     ],
 )
-async def test_tool_choice_mapping(choice: Any, expected: dict[str, Any]) -> None:
-    rec = Recorder(httpx2.Response(200, json=MESSAGE))
-    await make(rec).complete(CompletionRequest(prompt="x", tools=[ToolSpec("weather")], tool_choice=choice))
-    assert rec.body["tool_choice"] == expected
-    assert rec.body["tools"][0]["input_schema"] == {"type": "object"}
+async def test_tool_choice_mapping(mock_http: Any, choice: Any, expected: dict[str, Any]) -> None:
+    mock_http.reply(200, json=MESSAGE)
+    await make(mock_http).complete(CompletionRequest(prompt="x", tools=[ToolSpec("weather")], tool_choice=choice))
+    assert mock_http.last_json()["tool_choice"] == expected
+    assert mock_http.last_json()["tools"][0]["input_schema"] == {"type": "object"}
 
 
-async def test_json_schema_uses_forced_tool_and_returns_text() -> None:
+async def test_json_schema_uses_forced_tool_and_returns_text(mock_http: Any) -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     answer = dict(MESSAGE)
     answer["content"] = [{"type": "tool_use", "id": "toolu_9", "name": JSON_TOOL_NAME, "input": {"a": 1}}]
     answer["stop_reason"] = "tool_use"
-    rec = Recorder(httpx2.Response(200, json=answer))
-    result = await make(rec).complete(CompletionRequest(prompt="x", response_format=ResponseFormat.json_schema(schema)))
-    assert rec.body["tools"] == [
+    mock_http.reply(200, json=answer)
+    result = await make(mock_http).complete(
+        CompletionRequest(prompt="x", response_format=ResponseFormat.json_schema(schema))
+    )
+    assert mock_http.last_json()["tools"] == [
         {"name": JSON_TOOL_NAME, "description": "Give the answer as this tool's input.", "input_schema": schema}
     ]
-    assert rec.body["tool_choice"] == {"type": "tool", "name": JSON_TOOL_NAME}
+    assert mock_http.last_json()["tool_choice"] == {"type": "tool", "name": JSON_TOOL_NAME}
     assert json.loads(result.text) == {"a": 1}
     assert result.tool_calls == ()
     assert result.finish_reason == "stop"
 
 
-async def test_missing_key_raises_before_sending() -> None:
-    rec = Recorder(httpx2.Response(200, json=MESSAGE))
-    provider = make(rec, key=None)
-    with pytest.raises(AuthenticationError, match="ANTHROPIC_API_KEY"):
-        await provider.complete(CompletionRequest(prompt="x"))
-    assert rec.requests == []
+async def test_missing_key_is_configuration_naming_the_variables(mock_http: Any) -> None:
+    mock_http.reply(200, json=MESSAGE)
+    with pytest.raises(MissingCredentialError, match="ANTHROPIC_API_KEY") as info:
+        make(mock_http, key=None)
+    assert not isinstance(info.value, AuthenticationError)
+    assert info.value.variables == ("ANTHROPIC_API_KEY", "TASKMODELS_PROVIDERS__ANTHROPIC__API_KEY")
+    assert mock_http.requests == []
 
 
-async def test_missing_key_names_model_key_variable() -> None:
-    provider = make(Recorder(httpx2.Response(200, json=MESSAGE)), key=None, apiKeyEnv="MY_CLAUDE_KEY")
-    with pytest.raises(AuthenticationError, match="MY_CLAUDE_KEY"):
-        await provider.complete(CompletionRequest(prompt="x"))
+async def test_missing_key_names_model_key_variable(mock_http: Any) -> None:
+    with pytest.raises(MissingCredentialError, match="MY_CLAUDE_KEY") as info:
+        make(mock_http, key=None, apiKeyEnv="MY_CLAUDE_KEY")
+    assert info.value.variables == ("MY_CLAUDE_KEY",)
 
 
 # --- response ------------------------------------------------------------------------
 
 
-async def test_parse_text_usage_and_ids() -> None:
-    rec = Recorder(httpx2.Response(200, json=MESSAGE, headers={"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"}))
-    result = await make(rec).complete(CompletionRequest(prompt="Hi"))
+async def test_parse_text_usage_and_ids(mock_http: Any) -> None:
+    mock_http.reply(200, json=MESSAGE, headers={"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"})
+    result = await make(mock_http).complete(CompletionRequest(prompt="Hi"))
     assert result.text == "Hello!"
     assert result.finish_reason == "stop"
     assert result.model_name == "claude-sonnet-4-5-20250929"
@@ -260,18 +243,21 @@ async def test_parse_text_usage_and_ids() -> None:
     assert result.request_id == "req_011CSHoEeqs5C35K2UUqR7Fy"
     assert result.usage.input_tokens == 132  # 12 fresh + 100 cache read + 20 cache write
     assert result.usage.cached_tokens == 100
+    assert result.usage.cache_write_tokens == 20
     assert result.usage.output_tokens == 6
-    assert result.cost == pytest.approx(138 * 0.01 / 1000)
+    assert result.cost == 0.0  # the engine prices usage; the provider leaves it
+    assert model_config().cost(result.usage) == pytest.approx(138 * 0.01 / 1000)
 
 
-async def test_parse_tool_use() -> None:
+async def test_parse_tool_use(mock_http: Any) -> None:
     answer = dict(MESSAGE)
     answer["content"] = [
         {"type": "text", "text": "Let me check."},
         {"type": "tool_use", "id": "toolu_01A", "name": "weather", "input": {"city": "Paris"}},
     ]
     answer["stop_reason"] = "tool_use"
-    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    mock_http.reply(200, json=answer)
+    result = await make(mock_http).complete(CompletionRequest(prompt="x"))
     assert result.text == "Let me check."
     assert result.tool_calls == (ToolCall(id="toolu_01A", name="weather", arguments='{"city": "Paris"}'),)
     assert result.finish_reason == "tool_calls"
@@ -288,14 +274,16 @@ async def test_parse_tool_use() -> None:
         ("something_new", "other"),
     ],
 )
-async def test_stop_reason_normalized(stop_reason: str, expected: str) -> None:
+async def test_stop_reason_normalized(mock_http: Any, stop_reason: str, expected: str) -> None:
     answer = {**MESSAGE, "stop_reason": stop_reason}
-    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    mock_http.reply(200, json=answer)
+    result = await make(mock_http).complete(CompletionRequest(prompt="x"))
     assert result.finish_reason == expected
 
 
-async def test_body_without_content_is_invalid_response() -> None:
-    provider = make(Recorder(httpx2.Response(200, json={"type": "message"})))
+async def test_body_without_content_is_invalid_response(mock_http: Any) -> None:
+    mock_http.reply(200, json={"type": "message"})
+    provider = make(mock_http)
     with pytest.raises(InvalidResponseError):
         await provider.complete(CompletionRequest(prompt="x"))
 
@@ -326,9 +314,10 @@ def error_body(kind: str, message: str) -> dict[str, Any]:
         (529, "overloaded_error", "Overloaded", ProviderUnavailableError),
     ],
 )
-async def test_error_bodies(status: int, kind: str, message: str, cls: type[ProviderError]) -> None:
+async def test_error_bodies(mock_http: Any, status: int, kind: str, message: str, cls: type[ProviderError]) -> None:
     headers = {"request-id": "req_e", "retry-after": "7"} if status == 429 else {"request-id": "req_e"}
-    provider = make(Recorder(httpx2.Response(status, json=error_body(kind, message), headers=headers)))
+    mock_http.reply(status, json=error_body(kind, message), headers=headers)
+    provider = make(mock_http)
     with pytest.raises(cls) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     err = info.value
@@ -343,21 +332,22 @@ async def test_error_bodies(status: int, kind: str, message: str, cls: type[Prov
     assert KEY not in str(err)
 
 
-async def test_non_json_error_body_keeps_text() -> None:
-    provider = make(Recorder(httpx2.Response(502, text="<html>Bad Gateway</html>")))
+async def test_non_json_error_body_keeps_text(mock_http: Any) -> None:
+    mock_http.reply(502, content="<html>Bad Gateway</html>")
+    provider = make(mock_http)
     with pytest.raises(ProviderUnavailableError) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     assert info.value.provider_message == "<html>Bad Gateway</html>"
 
 
-async def test_key_never_in_repr_or_url() -> None:
-    rec = Recorder(httpx2.Response(401, json=error_body("authentication_error", "invalid x-api-key")))
-    provider = make(rec)
+async def test_key_never_in_repr_or_url(mock_http: Any) -> None:
+    mock_http.reply(401, json=error_body("authentication_error", "invalid x-api-key"))
+    provider = make(mock_http)
     with pytest.raises(AuthenticationError) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     assert KEY not in repr(provider)
     assert KEY not in str(info.value)
-    assert KEY not in str(rec.requests[0].url)
+    assert KEY not in str(mock_http.requests[0].url)
     assert KEY not in repr(provider.build_completion_request(CompletionRequest(prompt="x"), stream=False))
 
 
@@ -399,10 +389,10 @@ def tool_use_stream() -> bytes:
     )
 
 
-async def test_stream_text_and_tool_use_with_ping() -> None:
-    rec = Recorder(httpx2.Response(200, content=tool_use_stream(), headers={"content-type": "text/event-stream"}))
-    events = await collect(make(rec), CompletionRequest(prompt="Weather?"))
-    assert rec.body["stream"] is True
+async def test_stream_text_and_tool_use_with_ping(mock_http: Any) -> None:
+    mock_http.reply(200, content=tool_use_stream(), headers={"content-type": "text/event-stream"})
+    events = await collect(make(mock_http), CompletionRequest(prompt="Weather?"))
+    assert mock_http.last_json()["stream"] is True
     assert [e.text for e in events if e.type == "text"] == ["Hello", "!"]
     calls = [e.tool_call for e in events if e.type == "tool_call"]
     assert calls == [ToolCall(id="toolu_01T1x", name="get_weather", arguments='{"location": "San Francisco, CA"}')]
@@ -415,7 +405,7 @@ async def test_stream_text_and_tool_use_with_ping() -> None:
     assert done.request_id == "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY"
 
 
-async def test_stream_json_mode_streams_tool_input_as_text() -> None:
+async def test_stream_json_mode_streams_tool_input_as_text(mock_http: Any) -> None:
     tool = {"type": "tool_use", "id": "t", "name": JSON_TOOL_NAME, "input": {}}
     body = sse(
         STREAM_START,
@@ -425,8 +415,9 @@ async def test_stream_json_mode_streams_tool_input_as_text() -> None:
         block_stop(0),
         *message_end("tool_use", 4),
     )
+    mock_http.reply(200, content=body)
     events = await collect(
-        make(Recorder(httpx2.Response(200, content=body))),
+        make(mock_http),
         CompletionRequest(prompt="x", response_format=ResponseFormat.json()),
     )
     assert json.loads("".join(e.text for e in events if e.type == "text")) == {"a": 1}
@@ -434,12 +425,13 @@ async def test_stream_json_mode_streams_tool_input_as_text() -> None:
     assert events[-1].finish_reason == "stop"
 
 
-async def test_stream_cut_before_message_stop_is_incomplete() -> None:
+async def test_stream_cut_before_message_stop_is_incomplete(mock_http: Any) -> None:
     body = sse(STREAM_START, block_start(0, {"type": "text", "text": ""}), text_delta(0, "Hel"))
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for event in make(Recorder(httpx2.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
+        mock_http.reply(200, content=body)
+        async for event in make(mock_http).stream(CompletionRequest(prompt="x")):
             received.append(event)
 
     with pytest.raises(IncompleteStreamError):
@@ -447,27 +439,29 @@ async def test_stream_cut_before_message_stop_is_incomplete() -> None:
     assert [e.text for e in received] == ["Hel"]
 
 
-async def test_stream_malformed_event_is_invalid_response() -> None:
+async def test_stream_malformed_event_is_invalid_response(mock_http: Any) -> None:
     body = sse(STREAM_START) + b"event: content_block_delta\ndata: {not json\n\n"
+    mock_http.reply(200, content=body)
     with pytest.raises(InvalidResponseError) as info:
-        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert not isinstance(info.value, IncompleteStreamError)
 
 
-async def test_stream_error_event_mid_stream() -> None:
+async def test_stream_error_event_mid_stream(mock_http: Any) -> None:
     body = sse(
         STREAM_START,
         ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     )
+    mock_http.reply(200, content=body)
     with pytest.raises(ProviderUnavailableError) as info:
-        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert info.value.provider_code == "overloaded_error"
     assert info.value.provider_message == "Overloaded"
 
 
-async def test_stream_http_error_status_is_mapped() -> None:
-    rec = Recorder(httpx2.Response(429, json=error_body("rate_limit_error", "slow down"), headers={"retry-after": "3"}))
+async def test_stream_http_error_status_is_mapped(mock_http: Any) -> None:
+    mock_http.reply(429, json=error_body("rate_limit_error", "slow down"), headers={"retry-after": "3"})
     with pytest.raises(RateLimitError) as info:
-        await collect(make(rec), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert info.value.retry_after == 3.0
     assert info.value.status_code == 429

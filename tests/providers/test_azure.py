@@ -9,7 +9,13 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from taskmodels.errors import AuthenticationError, ConfigurationError, ContentFilteredError, RateLimitError
+from taskmodels.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ContentFilteredError,
+    MissingCredentialError,
+    RateLimitError,
+)
 from taskmodels.providers.azure import DEFAULT_AZURE_API_VERSION, AzureOpenAIProvider
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.settings import Settings
@@ -182,9 +188,8 @@ async def test_stream_content_filter_finish(mock_http: Any, make_model: Any, sse
 
 
 async def test_missing_key_names_the_azure_variable(mock_http: Any, make_model: Any) -> None:
-    provider = AzureOpenAIProvider(make_model(provider="azure-openai"), mock_http.client, base_url=ENDPOINT)
-    with pytest.raises(AuthenticationError, match="AZURE_OPENAI_API_KEY"):
-        await provider.complete(CompletionRequest(prompt="x"))
+    with pytest.raises(MissingCredentialError, match="AZURE_OPENAI_API_KEY"):
+        AzureOpenAIProvider(make_model(provider="azure-openai"), mock_http.client, base_url=ENDPOINT)
     assert mock_http.requests == []
 
 

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from taskmodels.errors import AuthenticationError, ConfigurationError
+from taskmodels.errors import AuthenticationError, ConfigurationError, MissingCredentialError
 from taskmodels.providers.azure import AzureOpenAIProvider
 from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
 from taskmodels.providers.factory import BUILTIN_PROVIDERS, ENTRY_POINT_GROUP, ModelProviderFactory
@@ -106,7 +106,7 @@ def test_register_rejects_what_is_not_a_provider() -> None:
 
 
 def test_registering_again_replaces_the_class_and_drops_cached_instances(make_model: Any, client: Any) -> None:
-    class OtherOpenAI(OpenAIProvider):
+    class OtherOpenAI(OpenAICompatibleProvider):
         pass
 
     factory = ModelProviderFactory(http_client=client, discover_entry_points=False)
@@ -211,15 +211,44 @@ def test_api_key_env_per_model(make_model: Any, client: Any, monkeypatch: pytest
     assert shared.api_key_value() == "sk-the-shared-one"
 
 
-async def test_api_key_env_unset_fails_at_call_naming_the_variable(
+async def test_api_key_env_unset_is_a_configuration_error_naming_the_variable(
     make_model: Any, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-the-shared-one")  # not used: the model names its own variable
     monkeypatch.delenv("TEAM_C_OPENAI_KEY", raising=False)
     factory = ModelProviderFactory(settings(), client, discover_entry_points=False)
-    provider = factory.create_provider_for_model(make_model(api_key_env="TEAM_C_OPENAI_KEY"))
-    with pytest.raises(AuthenticationError, match="TEAM_C_OPENAI_KEY"):
-        await provider.complete(CompletionRequest(prompt="x"))
+    with pytest.raises(MissingCredentialError, match="TEAM_C_OPENAI_KEY") as info:
+        factory.create_provider_for_model(make_model(api_key_env="TEAM_C_OPENAI_KEY"))
+    assert isinstance(info.value, ConfigurationError)
+    assert not isinstance(info.value, AuthenticationError)  # never an outage: nothing was sent
+
+
+@pytest.mark.parametrize(
+    ("provider_name", "variables"),
+    [
+        ("openai", ("OPENAI_API_KEY", "TASKMODELS_PROVIDERS__OPENAI__API_KEY")),
+        ("azure-openai", ("AZURE_OPENAI_API_KEY", "TASKMODELS_PROVIDERS__AZURE_OPENAI__API_KEY")),
+        ("anthropic", ("ANTHROPIC_API_KEY", "TASKMODELS_PROVIDERS__ANTHROPIC__API_KEY")),
+        ("gemini", ("GEMINI_API_KEY", "TASKMODELS_PROVIDERS__GEMINI__API_KEY")),
+    ],
+)
+def test_every_vendor_without_its_key_names_its_variables(
+    make_model: Any, client: Any, provider_name: str, variables: tuple[str, ...]
+) -> None:
+    factory = ModelProviderFactory(None, client, discover_entry_points=False)
+    model = make_model(id="m", provider=provider_name, base_url="https://example.invalid")
+    with pytest.raises(MissingCredentialError) as info:
+        factory.create_provider_for_model(model)
+    assert info.value.variables == variables
+    assert (info.value.provider, info.value.model_id) == (provider_name, "m")
+    assert all(variable in str(info.value) for variable in variables)
+
+
+@pytest.mark.parametrize("provider_name", ["openai-compatible", "ollama"])
+def test_vendors_whose_key_is_optional_build_without_one(make_model: Any, client: Any, provider_name: str) -> None:
+    factory = ModelProviderFactory(None, client, discover_entry_points=False)
+    model = make_model(id="m", provider=provider_name, base_url="http://127.0.0.1:9")
+    assert factory.create_provider_for_model(model).model is model
 
 
 def test_base_url_headers_and_options_from_settings(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -17,10 +15,12 @@ from taskmodels.errors import (
     ContextLengthExceededError,
     IncompleteStreamError,
     InvalidResponseError,
+    MissingCredentialError,
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
 )
+from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.gemini import GeminiProvider
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import CompletionRequest, Message, ResponseFormat, StreamEvent, ToolCall, ToolSpec
@@ -28,10 +28,8 @@ from taskmodels.types import CompletionRequest, Message, ResponseFormat, StreamE
 KEY = "AIzaSy-test-secret-0123456789"
 BASE = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
 
-Handler = Callable[[httpx2.Request], httpx2.Response]
 
-
-def make(handler: Handler, *, key: str | None = KEY, **extra: Any) -> GeminiProvider:
+def make(mock: Any, *, key: str | None = KEY, **extra: Any) -> GeminiProvider:
     config = ModelConfig.model_validate(
         {
             "id": "flash",
@@ -44,22 +42,7 @@ def make(handler: Handler, *, key: str | None = KEY, **extra: Any) -> GeminiProv
             **extra,
         }
     )
-    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-    return GeminiProvider(config, client, api_key=SecretStr(key) if key else None)
-
-
-class Recorder:
-    def __init__(self, response: httpx2.Response) -> None:
-        self.response = response
-        self.requests: list[httpx2.Request] = []
-
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        return self.response
-
-    @property
-    def body(self) -> Any:
-        return json.loads(self.requests[-1].content)
+    return GeminiProvider(config, mock.client, api_key=SecretStr(key) if key else None)
 
 
 RESPONSE = {
@@ -93,24 +76,24 @@ def sse(*chunks: dict[str, Any]) -> bytes:
 # --- request -------------------------------------------------------------------------
 
 
-async def test_request_defaults_and_key_in_header_only() -> None:
-    rec = Recorder(httpx2.Response(200, json=RESPONSE))
-    await make(rec).complete(CompletionRequest(prompt="Hi", system_prompt="Be brief."))
-    sent = rec.requests[0]
+async def test_request_defaults_and_key_in_header_only(mock_http: Any) -> None:
+    mock_http.reply(200, json=RESPONSE)
+    await make(mock_http).complete(CompletionRequest(prompt="Hi", system_prompt="Be brief."))
+    sent = mock_http.requests[0]
     assert sent.method == "POST"
     assert str(sent.url) == f"{BASE}:generateContent"
     assert sent.url.query == b""
     assert KEY not in str(sent.url)
     assert sent.headers["x-goog-api-key"] == KEY
-    assert rec.body == {
+    assert mock_http.last_json() == {
         "contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
         "systemInstruction": {"parts": [{"text": "Be brief."}]},
         "generationConfig": {"maxOutputTokens": 2048, "temperature": 0.7},
     }
 
 
-async def test_request_options_tools_history_and_extra() -> None:
-    rec = Recorder(httpx2.Response(200, json=RESPONSE))
+async def test_request_options_tools_history_and_extra(mock_http: Any) -> None:
+    mock_http.reply(200, json=RESPONSE)
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": False}
     request = CompletionRequest(
         messages=[
@@ -128,9 +111,9 @@ async def test_request_options_tools_history_and_extra() -> None:
         tool_choice={"name": "weather"},
         extra={"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]},
     )
-    await make(rec, options={"apiVersion": "v1alpha"}).complete(request)
-    assert str(rec.requests[0].url).endswith("/v1alpha/models/gemini-2.5-flash:generateContent")
-    body = rec.body
+    await make(mock_http, options={"apiVersion": "v1alpha"}).complete(request)
+    assert str(mock_http.requests[0].url).endswith("/v1alpha/models/gemini-2.5-flash:generateContent")
+    body = mock_http.last_json()
     assert body["generationConfig"] == {
         "maxOutputTokens": 100,
         "temperature": 1.7,
@@ -167,38 +150,46 @@ async def test_request_options_tools_history_and_extra() -> None:
         ({"type": "function", "function": {"name": "f"}}, {"mode": "ANY", "allowedFunctionNames": ["f"]}),
     ],
 )
-async def test_tool_choice_mapping(choice: Any, expected: dict[str, Any]) -> None:
-    rec = Recorder(httpx2.Response(200, json=RESPONSE))
-    await make(rec).complete(CompletionRequest(prompt="x", tools=[ToolSpec("f")], tool_choice=choice))
-    assert rec.body["toolConfig"] == {"functionCallingConfig": expected}
-    assert rec.body["tools"] == [{"functionDeclarations": [{"name": "f"}]}]
+async def test_tool_choice_mapping(mock_http: Any, choice: Any, expected: dict[str, Any]) -> None:
+    mock_http.reply(200, json=RESPONSE)
+    await make(mock_http).complete(CompletionRequest(prompt="x", tools=[ToolSpec("f")], tool_choice=choice))
+    assert mock_http.last_json()["toolConfig"] == {"functionCallingConfig": expected}
+    assert mock_http.last_json()["tools"] == [{"functionDeclarations": [{"name": "f"}]}]
 
 
-async def test_json_object_mode_sets_mime_type_only() -> None:
-    rec = Recorder(httpx2.Response(200, json=RESPONSE))
-    await make(rec).complete(CompletionRequest(prompt="x", response_format=ResponseFormat.json()))
-    assert rec.body["generationConfig"]["responseMimeType"] == "application/json"
-    assert "responseJsonSchema" not in rec.body["generationConfig"]
+async def test_json_object_mode_sets_mime_type_only(mock_http: Any) -> None:
+    mock_http.reply(200, json=RESPONSE)
+    await make(mock_http).complete(CompletionRequest(prompt="x", response_format=ResponseFormat.json()))
+    assert mock_http.last_json()["generationConfig"]["responseMimeType"] == "application/json"
+    assert "responseJsonSchema" not in mock_http.last_json()["generationConfig"]
 
 
-async def test_missing_key_raises_before_sending() -> None:
-    rec = Recorder(httpx2.Response(200, json=RESPONSE))
-    with pytest.raises(AuthenticationError, match="GEMINI_API_KEY"):
-        await make(rec, key=None).complete(CompletionRequest(prompt="x"))
-    assert rec.requests == []
+async def test_missing_key_is_configuration_naming_the_variables(mock_http: Any) -> None:
+    mock_http.reply(200, json=RESPONSE)
+    with pytest.raises(MissingCredentialError, match="GEMINI_API_KEY") as info:
+        make(mock_http, key=None)
+    assert not isinstance(info.value, AuthenticationError)
+    assert mock_http.requests == []
 
 
-async def test_models_prefix_in_model_name_is_not_doubled() -> None:
-    rec = Recorder(httpx2.Response(200, json=RESPONSE))
-    await make(rec, modelName="models/gemini-2.5-flash").complete(CompletionRequest(prompt="x"))
-    assert str(rec.requests[0].url) == f"{BASE}:generateContent"
+async def test_missing_key_names_the_models_own_variable(mock_http: Any) -> None:
+    with pytest.raises(MissingCredentialError, match="MY_GEMINI_KEY") as info:
+        make(mock_http, key=None, apiKeyEnv="MY_GEMINI_KEY")
+    assert info.value.variables == ("MY_GEMINI_KEY",)
+
+
+async def test_models_prefix_in_model_name_is_not_doubled(mock_http: Any) -> None:
+    mock_http.reply(200, json=RESPONSE)
+    await make(mock_http, modelName="models/gemini-2.5-flash").complete(CompletionRequest(prompt="x"))
+    assert str(mock_http.requests[0].url) == f"{BASE}:generateContent"
 
 
 # --- response ------------------------------------------------------------------------
 
 
-async def test_parse_text_usage_and_ids() -> None:
-    result = await make(Recorder(httpx2.Response(200, json=RESPONSE))).complete(CompletionRequest(prompt="x"))
+async def test_parse_text_usage_and_ids(mock_http: Any) -> None:
+    mock_http.reply(200, json=RESPONSE)
+    result = await make(mock_http).complete(CompletionRequest(prompt="x"))
     assert result.text == "Hello there"
     assert result.finish_reason == "stop"
     assert result.model_name == "gemini-2.5-flash-001"
@@ -207,10 +198,11 @@ async def test_parse_text_usage_and_ids() -> None:
     assert result.usage.cached_tokens == 32
     assert result.usage.output_tokens == 18  # 8 candidates + 10 thoughts
     assert result.usage.reasoning_tokens == 10
-    assert result.cost == pytest.approx(58 * 0.001 / 1000)
+    assert result.cost == 0.0  # the engine prices usage; the provider leaves it
+    assert make(mock_http).model.cost(result.usage) == pytest.approx(58 * 0.001 / 1000)
 
 
-async def test_parse_function_call_with_and_without_id() -> None:
+async def test_parse_function_call_with_and_without_id(mock_http: Any) -> None:
     answer = {
         "candidates": [
             {
@@ -225,7 +217,8 @@ async def test_parse_function_call_with_and_without_id() -> None:
             }
         ]
     }
-    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    mock_http.reply(200, json=answer)
+    result = await make(mock_http).complete(CompletionRequest(prompt="x"))
     first, second = result.tool_calls
     assert (first.name, json.loads(first.arguments)) == ("weather", {"city": "Paris"})
     assert first.id.startswith("call_")
@@ -247,22 +240,25 @@ async def test_parse_function_call_with_and_without_id() -> None:
         ("OTHER", "other"),
     ],
 )
-async def test_finish_reason_normalized(reason: str, expected: str) -> None:
+async def test_finish_reason_normalized(mock_http: Any, reason: str, expected: str) -> None:
     answer = {"candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]}, "finishReason": reason}]}
-    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    mock_http.reply(200, json=answer)
+    result = await make(mock_http).complete(CompletionRequest(prompt="x"))
     assert result.finish_reason == expected
 
 
-async def test_blocked_prompt_raises_content_filtered() -> None:
+async def test_blocked_prompt_raises_content_filtered(mock_http: Any) -> None:
     answer = {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "usageMetadata": {}}
+    mock_http.reply(200, json=answer)
     with pytest.raises(ContentFilteredError) as info:
-        await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+        await make(mock_http).complete(CompletionRequest(prompt="x"))
     assert info.value.provider_code == "SAFETY"
 
 
-async def test_no_candidates_is_invalid_response() -> None:
+async def test_no_candidates_is_invalid_response(mock_http: Any) -> None:
+    mock_http.reply(200, json={"usageMetadata": {}})
     with pytest.raises(InvalidResponseError):
-        await make(Recorder(httpx2.Response(200, json={"usageMetadata": {}}))).complete(CompletionRequest(prompt="x"))
+        await make(mock_http).complete(CompletionRequest(prompt="x"))
 
 
 # --- errors --------------------------------------------------------------------------
@@ -321,9 +317,10 @@ KEY_INVALID_DETAILS = [
     ],
 )
 async def test_error_bodies(
-    status: int, body: dict[str, Any], cls: type[ProviderError], retry_after: float | None
+    mock_http: Any, status: int, body: dict[str, Any], cls: type[ProviderError], retry_after: float | None
 ) -> None:
-    provider = make(Recorder(httpx2.Response(status, json=body)))
+    mock_http.reply(status, json=body)
+    provider = make(mock_http)
     with pytest.raises(cls) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     err = info.value
@@ -336,29 +333,31 @@ async def test_error_bodies(
     assert KEY not in str(err)
 
 
-async def test_retry_after_header_wins_over_body_delay() -> None:
+async def test_retry_after_header_wins_over_body_delay(mock_http: Any) -> None:
     body = error_body(429, "RESOURCE_EXHAUSTED", "quota", RETRY_DETAILS)
-    provider = make(Recorder(httpx2.Response(429, json=body, headers={"retry-after": "4"})))
+    mock_http.reply(429, json=body, headers={"retry-after": "4"})
+    provider = make(mock_http)
     with pytest.raises(RateLimitError) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     assert info.value.retry_after == 4.0
 
 
-async def test_error_wrapped_in_list_is_read() -> None:
+async def test_error_wrapped_in_list_is_read(mock_http: Any) -> None:
     body = [error_body(503, "UNAVAILABLE", "overloaded")]
+    mock_http.reply(503, json=body)
     with pytest.raises(ProviderUnavailableError) as info:
-        await collect(make(Recorder(httpx2.Response(503, json=body))), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert info.value.provider_message == "overloaded"
 
 
-async def test_key_never_in_repr_error_or_url() -> None:
-    rec = Recorder(httpx2.Response(401, json=error_body(401, "UNAUTHENTICATED", "Request had invalid credentials.")))
-    provider = make(rec)
+async def test_key_never_in_repr_error_or_url(mock_http: Any) -> None:
+    mock_http.reply(401, json=error_body(401, "UNAUTHENTICATED", "Request had invalid credentials."))
+    provider = make(mock_http)
     with pytest.raises(AuthenticationError) as info:
         await collect(provider, CompletionRequest(prompt="x"))
     assert KEY not in repr(provider)
     assert KEY not in str(info.value)
-    assert KEY not in str(rec.requests[0].url)
+    assert KEY not in str(mock_http.requests[0].url)
     assert KEY not in repr(provider.build_embedding_request(["a"]))
 
 
@@ -375,7 +374,7 @@ def chunk(text: str, finish: str | None = None, usage: dict[str, Any] | None = N
     return out
 
 
-async def test_stream_full() -> None:
+async def test_stream_full(mock_http: Any) -> None:
     body = sse(
         chunk("The ", usage={"promptTokenCount": 5}),
         chunk("sky "),
@@ -385,10 +384,10 @@ async def test_stream_full() -> None:
             usage={"promptTokenCount": 5, "candidatesTokenCount": 4, "thoughtsTokenCount": 2},
         ),
     )
-    rec = Recorder(httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"}))
-    events = await collect(make(rec), CompletionRequest(prompt="Why?"))
-    assert str(rec.requests[0].url) == f"{BASE}:streamGenerateContent?alt=sse"
-    assert KEY not in str(rec.requests[0].url)
+    mock_http.reply(200, content=body, headers={"content-type": "text/event-stream"})
+    events = await collect(make(mock_http), CompletionRequest(prompt="Why?"))
+    assert str(mock_http.requests[0].url) == f"{BASE}:streamGenerateContent?alt=sse"
+    assert KEY not in str(mock_http.requests[0].url)
     assert [e.text for e in events if e.type == "text"] == ["The ", "sky ", "is blue."]
     done = events[-1]
     assert done.type == "done"
@@ -398,7 +397,7 @@ async def test_stream_full() -> None:
     assert (done.model_name, done.request_id) == ("gemini-2.5-flash", "r-1")
 
 
-async def test_stream_function_call() -> None:
+async def test_stream_function_call(mock_http: Any) -> None:
     call_chunk = {
         "candidates": [
             {
@@ -410,7 +409,8 @@ async def test_stream_function_call() -> None:
             }
         ]
     }
-    events = await collect(make(Recorder(httpx2.Response(200, content=sse(call_chunk)))), CompletionRequest(prompt="x"))
+    mock_http.reply(200, content=sse(call_chunk))
+    events = await collect(make(mock_http), CompletionRequest(prompt="x"))
     calls = [e.tool_call for e in events if e.type == "tool_call"]
     assert len(calls) == 1
     assert calls[0] is not None
@@ -418,12 +418,13 @@ async def test_stream_function_call() -> None:
     assert events[-1].finish_reason == "tool_calls"
 
 
-async def test_stream_cut_without_finish_reason_is_incomplete() -> None:
+async def test_stream_cut_without_finish_reason_is_incomplete(mock_http: Any) -> None:
     body = sse(chunk("The "), chunk("sky "))
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for event in make(Recorder(httpx2.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
+        mock_http.reply(200, content=body)
+        async for event in make(mock_http).stream(CompletionRequest(prompt="x")):
             received.append(event)
 
     with pytest.raises(IncompleteStreamError):
@@ -431,40 +432,43 @@ async def test_stream_cut_without_finish_reason_is_incomplete() -> None:
     assert [e.text for e in received] == ["The ", "sky "]
 
 
-async def test_stream_malformed_event_is_invalid_response() -> None:
+async def test_stream_malformed_event_is_invalid_response(mock_http: Any) -> None:
     body = sse(chunk("a")) + b"data: {broken\r\n\r\n"
+    mock_http.reply(200, content=body)
     with pytest.raises(InvalidResponseError) as info:
-        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert not isinstance(info.value, IncompleteStreamError)
 
 
-async def test_stream_error_chunk_is_mapped() -> None:
+async def test_stream_error_chunk_is_mapped(mock_http: Any) -> None:
     body = sse(chunk("a"), error_body(503, "UNAVAILABLE", "The model is overloaded."))
+    mock_http.reply(200, content=body)
     with pytest.raises(ProviderUnavailableError) as info:
-        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert info.value.provider_code == "UNAVAILABLE"
     assert info.value.status_code == 503
 
 
-async def test_stream_blocked_prompt_raises_content_filtered() -> None:
+async def test_stream_blocked_prompt_raises_content_filtered(mock_http: Any) -> None:
     body = sse({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}})
+    mock_http.reply(200, content=body)
     with pytest.raises(ContentFilteredError):
-        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
 
 
 # --- embeddings ----------------------------------------------------------------------
 
 
-async def test_embeddings() -> None:
-    rec = Recorder(httpx2.Response(200, json={"embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3, 0.4]}]}))
-    provider = make(rec, modelName="gemini-embedding-001")
-    assert provider.supports_embeddings
+async def test_embeddings(mock_http: Any) -> None:
+    mock_http.reply(200, json={"embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3, 0.4]}]})
+    provider = make(mock_http, modelName="gemini-embedding-001")
+    assert type(provider).build_embedding_request is not BaseModelProvider.build_embedding_request
     result = await provider.embed(["a", "b"])
-    assert str(rec.requests[0].url) == (
+    assert str(mock_http.requests[0].url) == (
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-embedding-001:batchEmbedContents"
     )
-    assert rec.requests[0].headers["x-goog-api-key"] == KEY
-    assert rec.body == {
+    assert mock_http.requests[0].headers["x-goog-api-key"] == KEY
+    assert mock_http.last_json() == {
         "requests": [
             {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "a"}]}},
             {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "b"}]}},
@@ -474,6 +478,7 @@ async def test_embeddings() -> None:
     assert (result.model_id, result.provider) == ("flash", "gemini")
 
 
-async def test_embedding_body_without_embeddings_is_invalid() -> None:
+async def test_embedding_body_without_embeddings_is_invalid(mock_http: Any) -> None:
+    mock_http.reply(200, json={"oops": 1})
     with pytest.raises(InvalidResponseError):
-        await make(Recorder(httpx2.Response(200, json={"oops": 1}))).embed(["a"])
+        await make(mock_http).embed(["a"])

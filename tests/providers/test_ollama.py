@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -18,14 +17,13 @@ from taskmodels.errors import (
     ProviderConnectionError,
     ProviderUnavailableError,
 )
+from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.ollama import OllamaProvider
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import CompletionRequest, Message, ResponseFormat, StreamEvent, ToolCall, ToolSpec
 
-Handler = Callable[[httpx2.Request], httpx2.Response]
 
-
-def make(handler: Handler, *, key: str | None = None, **extra: Any) -> OllamaProvider:
+def make(mock: Any, *, key: str | None = None, **extra: Any) -> OllamaProvider:
     config = ModelConfig.model_validate(
         {
             "id": "local",
@@ -38,22 +36,7 @@ def make(handler: Handler, *, key: str | None = None, **extra: Any) -> OllamaPro
             **extra,
         }
     )
-    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-    return OllamaProvider(config, client, api_key=SecretStr(key) if key else None)
-
-
-class Recorder:
-    def __init__(self, response: httpx2.Response) -> None:
-        self.response = response
-        self.requests: list[httpx2.Request] = []
-
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        return self.response
-
-    @property
-    def body(self) -> Any:
-        return json.loads(self.requests[-1].content)
+    return OllamaProvider(config, mock.client, api_key=SecretStr(key) if key else None)
 
 
 CHAT = {
@@ -103,16 +86,16 @@ async def collect(provider: OllamaProvider, request: CompletionRequest) -> list[
 # --- request -------------------------------------------------------------------------
 
 
-async def test_request_defaults() -> None:
-    rec = Recorder(httpx2.Response(200, json=CHAT))
-    provider = make(rec)
+async def test_request_defaults(mock_http: Any) -> None:
+    mock_http.reply(200, json=CHAT)
+    provider = make(mock_http)
     assert not provider.requires_api_key
     await provider.complete(CompletionRequest(prompt="Hi", system_prompt="Be brief."))
-    sent = rec.requests[0]
+    sent = mock_http.requests[0]
     assert sent.method == "POST"
     assert str(sent.url) == "http://localhost:11434/api/chat"
     assert "authorization" not in sent.headers
-    assert rec.body == {
+    assert mock_http.last_json() == {
         "model": "llama3.2",
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
         "stream": False,
@@ -120,10 +103,10 @@ async def test_request_defaults() -> None:
     }
 
 
-async def test_request_options_tools_history_and_passthrough() -> None:
-    rec = Recorder(httpx2.Response(200, json=CHAT))
+async def test_request_options_tools_history_and_passthrough(mock_http: Any) -> None:
+    mock_http.reply(200, json=CHAT)
     provider = make(
-        rec,
+        mock_http,
         baseUrl="http://127.0.0.1:9",
         options={"num_ctx": 4096, "seed": 7, "keep_alive": "5m", "temperature": 0.9},
         key="proxy-token",
@@ -143,9 +126,9 @@ async def test_request_options_tools_history_and_passthrough() -> None:
         extra={"options": {"seed": 1}, "think": False},
     )
     await provider.complete(request)
-    assert str(rec.requests[0].url) == "http://127.0.0.1:9/api/chat"
-    assert rec.requests[0].headers["authorization"] == "Bearer proxy-token"
-    body = rec.body
+    assert str(mock_http.requests[0].url) == "http://127.0.0.1:9/api/chat"
+    assert mock_http.requests[0].headers["authorization"] == "Bearer proxy-token"
+    body = mock_http.last_json()
     assert body["options"] == {
         "num_predict": 64,
         "temperature": 0.9,  # registry option beats the registry default
@@ -175,31 +158,33 @@ async def test_request_options_tools_history_and_passthrough() -> None:
     ]
 
 
-async def test_json_mode_and_tool_choice_none() -> None:
-    rec = Recorder(httpx2.Response(200, json=CHAT))
+async def test_json_mode_and_tool_choice_none(mock_http: Any) -> None:
+    mock_http.reply(200, json=CHAT)
     request = CompletionRequest(
         prompt="x", response_format=ResponseFormat.json(), tools=[ToolSpec("f")], tool_choice="none", temperature=0
     )
-    await make(rec).complete(request)
-    assert rec.body["format"] == "json"
-    assert "tools" not in rec.body
-    assert rec.body["options"]["temperature"] == 0
+    await make(mock_http).complete(request)
+    assert mock_http.last_json()["format"] == "json"
+    assert "tools" not in mock_http.last_json()
+    assert mock_http.last_json()["options"]["temperature"] == 0
 
 
 # --- response ------------------------------------------------------------------------
 
 
-async def test_parse_text_and_usage() -> None:
-    result = await make(Recorder(httpx2.Response(200, json=CHAT))).complete(CompletionRequest(prompt="Hi"))
+async def test_parse_text_and_usage(mock_http: Any) -> None:
+    mock_http.reply(200, json=CHAT)
+    result = await make(mock_http).complete(CompletionRequest(prompt="Hi"))
     assert result.text == "Hello! How are you today?"
     assert result.finish_reason == "stop"
     assert result.model_name == "llama3.2"
     assert (result.usage.input_tokens, result.usage.output_tokens) == (26, 298)
     assert (result.model_id, result.provider) == ("local", "ollama")
-    assert result.cost == 0
+    assert result.cost == 0  # the engine prices usage; the provider leaves it
+    assert result.request_id is None  # Ollama sends none, and no proxy added one
 
 
-async def test_parse_tool_calls() -> None:
+async def test_parse_tool_calls(mock_http: Any) -> None:
     answer = {
         **CHAT,
         "message": {
@@ -208,7 +193,8 @@ async def test_parse_tool_calls() -> None:
             "tool_calls": [{"function": {"name": "get_current_weather", "arguments": {"format": "celsius"}}}],
         },
     }
-    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    mock_http.reply(200, json=answer)
+    result = await make(mock_http).complete(CompletionRequest(prompt="x"))
     (call,) = result.tool_calls
     assert call.name == "get_current_weather"
     assert json.loads(call.arguments) == {"format": "celsius"}
@@ -217,15 +203,17 @@ async def test_parse_tool_calls() -> None:
 
 
 @pytest.mark.parametrize(("reason", "expected"), [("stop", "stop"), ("length", "length"), ("load", "other")])
-async def test_done_reason_normalized(reason: str, expected: str) -> None:
+async def test_done_reason_normalized(mock_http: Any, reason: str, expected: str) -> None:
     answer = {**CHAT, "done_reason": reason}
-    result = await make(Recorder(httpx2.Response(200, json=answer))).complete(CompletionRequest(prompt="x"))
+    mock_http.reply(200, json=answer)
+    result = await make(mock_http).complete(CompletionRequest(prompt="x"))
     assert result.finish_reason == expected
 
 
-async def test_body_without_message_is_invalid_response() -> None:
+async def test_body_without_message_is_invalid_response(mock_http: Any) -> None:
+    mock_http.reply(200, json={"done": True})
     with pytest.raises(InvalidResponseError):
-        await make(Recorder(httpx2.Response(200, json={"done": True}))).complete(CompletionRequest(prompt="x"))
+        await make(mock_http).complete(CompletionRequest(prompt="x"))
 
 
 # --- errors --------------------------------------------------------------------------
@@ -240,9 +228,10 @@ async def test_body_without_message_is_invalid_response() -> None:
         (500, "llama runner process has terminated: signal: killed", ProviderUnavailableError),
     ],
 )
-async def test_error_bodies(status: int, message: str, cls: type[Exception]) -> None:
+async def test_error_bodies(mock_http: Any, status: int, message: str, cls: type[Exception]) -> None:
+    mock_http.reply(status, json={"error": message})
     with pytest.raises(cls) as info:
-        await make(Recorder(httpx2.Response(status, json={"error": message}))).complete(CompletionRequest(prompt="x"))
+        await make(mock_http).complete(CompletionRequest(prompt="x"))
     err = info.value
     assert type(err) is cls
     assert getattr(err, "status_code", None) == status
@@ -250,32 +239,30 @@ async def test_error_bodies(status: int, message: str, cls: type[Exception]) -> 
     assert message in str(err)
 
 
-async def test_connection_refused_is_connection_error() -> None:
-    def refuse(request: httpx2.Request) -> httpx2.Response:
-        raise httpx2.ConnectError("connection refused", request=request)
-
-    with pytest.raises(ProviderConnectionError):
-        await make(refuse).complete(CompletionRequest(prompt="x"))
+async def test_connection_refused_is_connection_error(mock_http: Any) -> None:
+    mock_http.fail(httpx2.ConnectError("connection refused"))
+    with pytest.raises(ProviderConnectionError, match="could not reach ollama at localhost:11434"):
+        await make(mock_http).complete(CompletionRequest(prompt="x"))
 
 
-async def test_key_never_in_repr_error_or_url() -> None:
-    rec = Recorder(httpx2.Response(500, json={"error": "boom"}))
-    provider = make(rec, key="ollama-secret-token-123")
+async def test_key_never_in_repr_error_or_url(mock_http: Any) -> None:
+    mock_http.reply(500, json={"error": "boom"})
+    provider = make(mock_http, key="ollama-secret-token-123")
     with pytest.raises(ProviderUnavailableError) as info:
         await provider.complete(CompletionRequest(prompt="x"))
     assert "ollama-secret-token-123" not in repr(provider)
     assert "ollama-secret-token-123" not in str(info.value)
-    assert "ollama-secret-token-123" not in str(rec.requests[0].url)
+    assert "ollama-secret-token-123" not in str(mock_http.requests[0].url)
 
 
 # --- streaming -----------------------------------------------------------------------
 
 
-async def test_stream_ndjson() -> None:
+async def test_stream_ndjson(mock_http: Any) -> None:
     body = ndjson(part("The"), part(" sky"), part(" is blue."), FINAL)
-    rec = Recorder(httpx2.Response(200, content=body, headers={"content-type": "application/x-ndjson"}))
-    events = await collect(make(rec), CompletionRequest(prompt="Why?"))
-    assert rec.body["stream"] is True
+    mock_http.reply(200, content=body, headers={"content-type": "application/x-ndjson"})
+    events = await collect(make(mock_http), CompletionRequest(prompt="Why?"))
+    assert mock_http.last_json()["stream"] is True
     assert [e.text for e in events if e.type == "text"] == ["The", " sky", " is blue."]
     done = events[-1]
     assert done.type == "done"
@@ -285,14 +272,13 @@ async def test_stream_ndjson() -> None:
     assert done.model_name == "llama3.2"
 
 
-async def test_stream_tool_call() -> None:
+async def test_stream_tool_call(mock_http: Any) -> None:
     call = {
         **part(""),
         "message": {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
     }
-    events = await collect(
-        make(Recorder(httpx2.Response(200, content=ndjson(call, FINAL)))), CompletionRequest(prompt="x")
-    )
+    mock_http.reply(200, content=ndjson(call, FINAL))
+    events = await collect(make(mock_http), CompletionRequest(prompt="x"))
     calls = [e.tool_call for e in events if e.type == "tool_call"]
     assert len(calls) == 1
     assert calls[0] is not None
@@ -300,12 +286,13 @@ async def test_stream_tool_call() -> None:
     assert events[-1].finish_reason == "tool_calls"
 
 
-async def test_stream_cut_before_done_is_incomplete() -> None:
+async def test_stream_cut_before_done_is_incomplete(mock_http: Any) -> None:
     body = ndjson(part("The"), part(" sky"))
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for event in make(Recorder(httpx2.Response(200, content=body))).stream(CompletionRequest(prompt="x")):
+        mock_http.reply(200, content=body)
+        async for event in make(mock_http).stream(CompletionRequest(prompt="x")):
             received.append(event)
 
     with pytest.raises(IncompleteStreamError):
@@ -313,31 +300,33 @@ async def test_stream_cut_before_done_is_incomplete() -> None:
     assert [e.text for e in received] == ["The", " sky"]
 
 
-async def test_stream_malformed_line_is_invalid_response() -> None:
+async def test_stream_malformed_line_is_invalid_response(mock_http: Any) -> None:
     body = ndjson(part("a")) + b"{not json\n"
+    mock_http.reply(200, content=body)
     with pytest.raises(InvalidResponseError) as info:
-        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert not isinstance(info.value, IncompleteStreamError)
 
 
-async def test_stream_error_line() -> None:
+async def test_stream_error_line(mock_http: Any) -> None:
     body = ndjson(part("a"), {"error": "an error was encountered while running the model"})
+    mock_http.reply(200, content=body)
     with pytest.raises(ProviderUnavailableError) as info:
-        await collect(make(Recorder(httpx2.Response(200, content=body))), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert info.value.provider_message == "an error was encountered while running the model"
 
 
-async def test_stream_http_error() -> None:
-    rec = Recorder(httpx2.Response(404, json={"error": "model 'nope' not found"}))
+async def test_stream_http_error(mock_http: Any) -> None:
+    mock_http.reply(404, json={"error": "model 'nope' not found"})
     with pytest.raises(BadRequestError) as info:
-        await collect(make(rec), CompletionRequest(prompt="x"))
+        await collect(make(mock_http), CompletionRequest(prompt="x"))
     assert info.value.status_code == 404
 
 
 # --- embeddings ----------------------------------------------------------------------
 
 
-async def test_embeddings() -> None:
+async def test_embeddings(mock_http: Any) -> None:
     answer = {
         "model": "all-minilm",
         "embeddings": [[0.010071029, -0.0017594862], [-0.0098027075, 0.06042469]],
@@ -345,12 +334,12 @@ async def test_embeddings() -> None:
         "load_duration": 1019500,
         "prompt_eval_count": 8,
     }
-    rec = Recorder(httpx2.Response(200, json=answer))
-    provider = make(rec, modelName="all-minilm", options={"keep_alive": "1m"})
-    assert provider.supports_embeddings
+    mock_http.reply(200, json=answer)
+    provider = make(mock_http, modelName="all-minilm", options={"keep_alive": "1m"})
+    assert type(provider).build_embedding_request is not BaseModelProvider.build_embedding_request
     result = await provider.embed(["Why is the sky blue?", "Why is the grass green?"])
-    assert str(rec.requests[0].url) == "http://localhost:11434/api/embed"
-    assert rec.body == {
+    assert str(mock_http.requests[0].url) == "http://localhost:11434/api/embed"
+    assert mock_http.last_json() == {
         "model": "all-minilm",
         "input": ["Why is the sky blue?", "Why is the grass green?"],
         "keep_alive": "1m",
@@ -360,6 +349,7 @@ async def test_embeddings() -> None:
     assert result.model_name == "all-minilm"
 
 
-async def test_embedding_body_without_embeddings_is_invalid() -> None:
+async def test_embedding_body_without_embeddings_is_invalid(mock_http: Any) -> None:
+    mock_http.reply(200, json={"model": "x"})
     with pytest.raises(InvalidResponseError):
-        await make(Recorder(httpx2.Response(200, json={"model": "x"}))).embed(["a"])
+        await make(mock_http).embed(["a"])

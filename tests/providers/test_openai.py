@@ -16,10 +16,12 @@ from taskmodels.errors import (
     ContextLengthExceededError,
     IncompleteStreamError,
     InvalidResponseError,
+    MissingCredentialError,
     ProviderConnectionError,
     ProviderUnavailableError,
     RateLimitError,
 )
+from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from taskmodels.types import CompletionRequest, Message, ResponseFormat, StreamEvent, ToolCall, ToolSpec
 
@@ -229,18 +231,17 @@ async def test_send_temperature_option(mock_http: Any, make_model: Any) -> None:
 
 
 async def test_missing_key_fails_before_sending_and_names_the_variable(mock_http: Any, make_model: Any) -> None:
-    provider = OpenAIProvider(make_model(), mock_http.client)
-    with pytest.raises(AuthenticationError, match="OPENAI_API_KEY") as info:
-        await provider.complete(CompletionRequest(prompt="x"))
+    with pytest.raises(MissingCredentialError, match="OPENAI_API_KEY") as info:
+        OpenAIProvider(make_model(), mock_http.client)
+    assert not isinstance(info.value, AuthenticationError)
     assert info.value.provider == "openai"
     assert info.value.model_id == "test-model"
     assert mock_http.requests == []
 
 
 async def test_missing_key_names_the_models_own_variable(mock_http: Any, make_model: Any) -> None:
-    provider = OpenAIProvider(make_model(api_key_env="MY_TEAM_OPENAI_KEY"), mock_http.client)
-    with pytest.raises(AuthenticationError, match="MY_TEAM_OPENAI_KEY"):
-        await provider.complete(CompletionRequest(prompt="x"))
+    with pytest.raises(MissingCredentialError, match="MY_TEAM_OPENAI_KEY"):
+        OpenAIProvider(make_model(api_key_env="MY_TEAM_OPENAI_KEY"), mock_http.client)
 
 
 async def test_compatible_without_key_sends_no_authorization(mock_http: Any, make_model: Any) -> None:
@@ -291,7 +292,8 @@ async def test_parses_documented_response(mock_http: Any, make_model: Any) -> No
     assert (result.usage.input_tokens, result.usage.output_tokens) == (1117, 46)
     assert result.usage.cached_tokens == 1024
     assert result.usage.reasoning_tokens == 12
-    assert result.cost == pytest.approx((1117 + 46) * 0.002 / 1000)
+    assert result.cost == 0.0  # the engine prices usage; the provider leaves it
+    assert make_model().cost(result.usage) == pytest.approx((1117 + 46) * 0.002 / 1000)
     assert result.tool_calls == ()
 
 
@@ -742,7 +744,8 @@ async def test_embeddings_request_and_order(mock_http: Any, make_model: Any) -> 
     assert result.vectors == [[0.1, 0.2], [0.3, 0.4]]
     assert result.usage.input_tokens == 8
     assert result.model_name == "text-embedding-3-small"
-    assert result.cost == pytest.approx(8 * 0.002 / 1000)
+    assert result.cost == 0.0  # the engine prices usage; the provider leaves it
+    assert make_model().cost(result.usage) == pytest.approx(8 * 0.002 / 1000)
 
 
 async def test_embeddings_dimensions_option_and_compatible_url(mock_http: Any, make_model: Any) -> None:
@@ -763,12 +766,13 @@ async def test_embeddings_error_is_mapped(mock_http: Any, make_model: Any) -> No
             "invalid_request_error",
         ),
     )
-    with pytest.raises(ContextLengthExceededError):
+    with pytest.raises(ContextLengthExceededError) as info:
         await openai(make_model, mock_http.client).embed(["x" * 10])
+    assert (info.value.requested_tokens, info.value.limit_tokens) == (9000, 8192)
 
 
 def test_supports_embeddings() -> None:
-    assert OpenAIProvider.supports_embeddings
-    assert OpenAICompatibleProvider.supports_embeddings
+    assert OpenAIProvider.build_embedding_request is not BaseModelProvider.build_embedding_request
+    assert OpenAICompatibleProvider.parse_embedding is not BaseModelProvider.parse_embedding
     assert OpenAIProvider.requires_api_key
     assert not OpenAICompatibleProvider.requires_api_key

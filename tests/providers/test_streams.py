@@ -1,4 +1,4 @@
-"""The SSE / NDJSON readers and BaseModelProvider's sending: transport failures, bodies, stream time limits."""
+"""The SSE parser and BaseModelProvider's sending: NDJSON framing, transport failures, bodies, stream time limits."""
 
 from __future__ import annotations
 
@@ -22,20 +22,19 @@ from taskmodels.errors import (
     StreamStalledError,
 )
 from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder, parse_retry_after
-from taskmodels.providers.streams import SseEvent, iter_ndjson, iter_sse
+from taskmodels.providers.streams import SseEvent, SseParser
 from taskmodels.types import CompletionRequest, CompletionResult, StreamEvent
 
 
-async def lines_of(*lines: str) -> AsyncIterator[str]:
-    for line in lines:
-        yield line
+def feed_all(parser: SseParser, lines: Sequence[str]) -> list[SseEvent]:
+    return [event for line in lines if (event := parser.feed(line)) is not None]
 
 
 async def sse_events(*lines: str) -> list[SseEvent]:
-    return [e async for e in iter_sse(lines_of(*lines))]
+    return feed_all(SseParser(), lines)
 
 
-# --- iter_sse ----------------------------------------------------------------------------
+# --- SseParser ---------------------------------------------------------------------------
 
 
 async def test_sse_skips_comments_and_joins_multiline_data() -> None:
@@ -63,13 +62,15 @@ async def test_sse_drops_an_event_still_open_at_the_end() -> None:
 async def test_sse_with_crlf_and_cr_line_endings_through_httpx() -> None:
     body = b"data: one\r\n\r\n:comment\r\ndata: two\rdata: more\r\r"
     response = httpx2.Response(200, content=body)
-    events = [e async for e in iter_sse(response.aiter_lines())]
+    events = feed_all(SseParser(), [line async for line in response.aiter_lines()])
     assert [e.data for e in events] == ["one", "two\nmore"]
 
 
-async def test_ndjson_skips_blank_lines() -> None:
-    lines = [line async for line in iter_ndjson(lines_of('{"a": 1}', "", "   ", '{"b": 2}'))]
-    assert lines == ['{"a": 1}', '{"b": 2}']
+async def test_ndjson_skips_blank_lines(mock_http: Any, make_model: Any) -> None:
+    provider = NdjsonEchoProvider(make_model(provider="echo"), mock_http.client)
+    mock_http.reply_stream(['{"a": 1}\n', "\n", "   \n", '{"b": 2}\n', "END\n"])
+    events = await collect(provider.stream(REQUEST))
+    assert [e.text for e in events] == ['{"a": 1}', '{"b": 2}', ""]
 
 
 @pytest.mark.parametrize(

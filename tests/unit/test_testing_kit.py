@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import SecretStr
 
 from taskmodels.errors import (
     AuthenticationError,
@@ -20,7 +21,9 @@ from taskmodels.errors import (
     RateLimitError,
     StreamStalledError,
 )
+from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.factory import ModelProviderFactory
+from taskmodels.providers.port import PORT_METHODS, ModelPort, is_provider_class
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.service import ModelService
@@ -160,3 +163,23 @@ async def test_overridden_container_overrides_any_node_and_resets_afterwards() -
     assert not container.registry.overridden
     with pytest.raises(ValueError, match="no node named"):
         make_test_container(reg, overrides={"nope": 1})
+
+
+def test_the_fake_implements_the_port_directly_with_no_wire_methods() -> None:
+    port: ModelPort = FakeProvider(MODEL)  # mypy checks the structure; the asserts check the runtime
+    assert port.model is MODEL
+    assert is_provider_class(FakeProvider)
+    assert all(callable(getattr(port, name)) for name in PORT_METHODS)
+    assert not issubclass(FakeProvider, BaseModelProvider)
+    for wire in ("build_completion_request", "parse_completion", "new_stream_decoder", "parse_error", "client"):
+        assert not hasattr(port, wire), wire
+
+
+async def test_the_fake_redacts_a_key_it_was_given_as_a_real_provider_does() -> None:
+    key = "sk-fake-kit-SENTINEL-0123456789"
+    backend = FakeBackend().script("m", auth_error(message=f"Incorrect API key provided: {key}"))
+    provider = FakeProvider(MODEL, backend=backend, api_key=SecretStr(key))
+    with pytest.raises(AuthenticationError) as info:
+        await provider.complete(REQ)
+    assert key not in " ".join([str(info.value), repr(vars(info.value))])
+    assert "Incorrect API key provided" in str(info.value)

@@ -10,8 +10,10 @@ Choices this mapping makes, because the API differs from the normalized request:
   input comes back as the result's ``text`` (and as ``text`` stream events), with ``finish_reason``
   ``stop``: callers see JSON text, as from any other provider. It overrides ``tool_choice``.
 - **Usage**: Anthropic's ``input_tokens`` leaves out prompt-cache reads and writes. We report
-  ``input_tokens = input + cache_read + cache_creation`` (everything the prompt held) and
-  ``cached_tokens = cache_read``, which is what the other providers mean by those fields.
+  ``input_tokens = input + cache_read + cache_creation`` (everything the prompt held),
+  ``cached_tokens = cache_read`` and ``cache_write_tokens = cache_creation``, which is what the
+  other providers mean by those fields. A stream's ``message_start`` holds the input counts and
+  ``message_delta`` the cumulative output (and, on newer versions, the input counts again).
 - **Options** (``options`` in the registry or settings): ``anthropicVersion`` (default
   ``2023-06-01``) and ``anthropicBeta`` (sent as the ``anthropic-beta`` header).
 """
@@ -32,7 +34,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder, tool_arguments_object
+from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -78,6 +80,8 @@ _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context windo
 class AnthropicProvider(BaseModelProvider):
     name: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
+    api_key_env_var: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+    request_id_headers: ClassVar[tuple[str, ...]] = ("request-id", "x-request-id")
 
     # --- request ----------------------------------------------------------------------
 
@@ -118,13 +122,9 @@ class AnthropicProvider(BaseModelProvider):
         return HttpRequest("POST", f"{self.base_url}/v1/messages", headers=self._headers(), json=body)
 
     def _headers(self) -> dict[str, str]:
-        key = self.api_key_value()
-        if not key:
-            env = self.model.api_key_env or "ANTHROPIC_API_KEY"
-            raise self.error(AuthenticationError, f"no API key for {self.name}: set {env}")
         headers = {
             **self.extra_headers,
-            "x-api-key": key,
+            "x-api-key": self.api_key_value() or "",
             "anthropic-version": str(self.options.get("anthropicVersion", API_VERSION)),
             "content-type": "application/json",
         }
@@ -153,7 +153,7 @@ class AnthropicProvider(BaseModelProvider):
                 else:
                     calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
         finish = _finish_reason(data.get("stop_reason"), json_answer=json_answer and not calls)
-        result = CompletionResult(
+        return CompletionResult(
             text="".join(texts),
             model_id=self.model.id,
             provider=self.name,
@@ -161,33 +161,21 @@ class AnthropicProvider(BaseModelProvider):
             usage=_usage(data.get("usage") or {}),
             finish_reason=finish,
             tool_calls=tuple(calls),
-            request_id=headers.get("request-id") or data.get("id"),
+            request_id=self.request_id(headers, data),
         )
-        result.cost = self.cost(result)
-        return result
 
     def new_stream_decoder(self) -> StreamDecoder:
         return _AnthropicStreamDecoder(self)
 
     # --- errors -----------------------------------------------------------------------
 
-    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        kind, message = _error_fields(body)
+    def classify_error(self, status: int | None, error: ErrorBody) -> type[ProviderError] | None:
         if status == 529:
-            cls: type[ProviderError] | None = ProviderUnavailableError
-        else:
-            cls = _error_class(kind, message)
-        return self.error_for_status(status, headers, message, kind, cls=cls)
-
-    def stream_error(self, kind: str | None, message: str | None) -> ProviderError:
-        """An ``error`` event sent mid-stream (after the 200), typed by its ``error.type``."""
-        cls = _error_class(kind, message) or ProviderUnavailableError
-        return self.error(
-            cls,
-            f"{self.name} stream failed: {message or kind or 'unknown error'}",
-            provider_message=message,
-            provider_code=kind,
-        )
+            return ProviderUnavailableError  # "overloaded", whatever the body's type says
+        kind, message = error.code, (error.message or "").lower()
+        if kind == "invalid_request_error" and any(marker in message for marker in _CONTEXT_MARKERS):
+            return ContextLengthExceededError
+        return _ERROR_TYPES.get(kind or "")
 
 
 class _AnthropicStreamDecoder(StreamDecoder):
@@ -212,8 +200,7 @@ class _AnthropicStreamDecoder(StreamDecoder):
         if kind == "ping":
             return []
         if kind == "error":
-            err = payload.get("error") or {}
-            raise self.provider.stream_error(err.get("type"), err.get("message"))
+            raise self.provider.error_in_body(payload)
         if kind == "message_start":
             message = payload["message"]
             self.started = True
@@ -272,7 +259,7 @@ class _AnthropicStreamDecoder(StreamDecoder):
     def _update_usage(self, raw: dict[str, Any]) -> None:
         # message_delta's usage is cumulative; input fields appear there only on newer API versions.
         if "output_tokens" in raw:
-            self.usage.output_tokens = int(raw["output_tokens"])
+            self.usage.output_tokens = int(raw["output_tokens"] or 0)
         if any(k in raw for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")):
             fresh = _usage({**raw, "output_tokens": self.usage.output_tokens})
             if fresh.input_tokens:
@@ -357,23 +344,5 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
         input_tokens=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
         output_tokens=int(raw.get("output_tokens") or 0),
         cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )
-
-
-def _error_fields(body: bytes) -> tuple[str | None, str | None]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return None, (text[:500] or None)
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-        kind, message = err.get("type"), err.get("message")
-        return (str(kind) if kind else None), (str(message) if message is not None else None)
-    return None, None
-
-
-def _error_class(kind: str | None, message: str | None) -> type[ProviderError] | None:
-    if kind == "invalid_request_error" and message and any(m in message.lower() for m in _CONTEXT_MARKERS):
-        return ContextLengthExceededError
-    return _ERROR_TYPES.get(kind or "")

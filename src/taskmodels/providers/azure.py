@@ -29,7 +29,8 @@ class AzureOpenAIProvider(OpenAIProvider):
     name: ClassVar[str] = "azure-openai"
     default_base_url: ClassVar[str | None] = None
     requires_api_key: ClassVar[bool] = True
-    api_key_env_var: ClassVar[str] = "AZURE_OPENAI_API_KEY"
+    api_key_env_var: ClassVar[str | None] = "AZURE_OPENAI_API_KEY"
+    request_id_headers: ClassVar[tuple[str, ...]] = ("apim-request-id", "x-request-id")
 
     def __init__(
         self,
@@ -69,7 +70,3 @@ class AzureOpenAIProvider(OpenAIProvider):
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"api-key": key}
-
-    def response_request_id(self, data: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
-        request_id = headers.get("apim-request-id") or headers.get("x-request-id") or data.get("id")
-        return str(request_id) if request_id else None

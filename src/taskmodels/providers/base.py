@@ -1,17 +1,19 @@
-"""The provider interface: one subclass per wire protocol.
+"""The HTTP mapping base: one subclass per wire protocol, each implementing ``ModelPort``.
 
 A provider is two halves kept apart on purpose:
 
 - the **mapping** (pure, no I/O): ``build_completion_request`` turns a
   ``CompletionRequest`` into an ``HttpRequest``; ``parse_completion`` turns the
   decoded JSON body into a ``CompletionResult``; ``new_stream_decoder`` turns
-  stream events into ``StreamEvent``s; ``parse_error`` turns an error response
-  into a typed ``ProviderError``. Each is testable without a network.
+  stream events into ``StreamEvent``s; ``classify_error`` says which error class
+  an error body is. Each is testable without a network.
 - the **sending** (shared, here): ``complete``, ``stream`` and ``embed`` send
   what the mapping built over the container's pooled ``httpx2.AsyncClient`` and
   map every transport failure onto the error tree.
 
-Providers know nothing of tasks, retries or fallbacks: the service owns those.
+Errors are built complete, once, in ``error``: every string a provider error keeps
+is scrubbed of every key the process knows. Providers know nothing of tasks,
+retries, fallbacks or cost: the call engine owns those.
 """
 
 from __future__ import annotations
@@ -31,25 +33,34 @@ from taskmodels.errors import (
     BadRequestError,
     ContextLengthExceededError,
     FirstTokenTimeoutError,
-    IncompleteStreamError,
     InvalidResponseError,
-    ProviderConnectionError,
+    MissingCredentialError,
     ProviderError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
     StreamStalledError,
 )
-from taskmodels.log import REDACTED
+from taskmodels.providers.error_body import (
+    ErrorBody,
+    context_sizes,
+    error_fields,
+    parse_error_body,
+    parse_retry_after,
+)
 from taskmodels.providers.streams import SseEvent, SseParser
+from taskmodels.providers.transport import describe_failure, transport_error_class
+from taskmodels.redaction import remember, scrub
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
 
 __all__ = [
     "BaseModelProvider",
+    "ErrorBody",
     "HttpRequest",
     "StreamDecoder",
     "parse_retry_after",
+    "status_error_class",
     "tool_arguments_object",
 ]
 
@@ -86,23 +97,6 @@ class StreamDecoder(ABC):
     def close(self) -> StreamEvent: ...
 
 
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds; an HTTP date is ignored)."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw:
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            return None
-    return None
-
-
 _STATUS_ERRORS: dict[int, type[ProviderError]] = {
     401: AuthenticationError,
     403: AuthenticationError,
@@ -111,15 +105,31 @@ _STATUS_ERRORS: dict[int, type[ProviderError]] = {
     429: RateLimitError,
 }
 
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+def status_error_class(status: int) -> type[ProviderError]:
+    """The error class an HTTP status means when the body says nothing more specific."""
+    cls = _STATUS_ERRORS.get(status)
+    if cls is not None:
+        return cls
+    return ProviderUnavailableError if status >= 500 else BadRequestError
+
 
 class BaseModelProvider(ABC):
-    """Base of every provider. Subclasses set ``name`` and implement the mapping."""
+    """Base of every HTTP provider. Subclasses set ``name`` and implement the mapping.
+
+    Class settings: ``default_base_url``; ``stream_framing`` (``"sse"`` or ``"ndjson"``);
+    ``requires_api_key`` and ``api_key_env_var`` (the vendor's usual variable, named when
+    the key is missing); ``request_id_headers`` (where the vendor puts its request id).
+    """
 
     name: ClassVar[str]
     default_base_url: ClassVar[str | None] = None
     stream_framing: ClassVar[Literal["sse", "ndjson"]] = "sse"
-    supports_embeddings: ClassVar[bool] = False
     requires_api_key: ClassVar[bool] = True
+    api_key_env_var: ClassVar[str | None] = None
+    request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id", "request-id")
 
     def __init__(
         self,
@@ -131,13 +141,26 @@ class BaseModelProvider(ABC):
         headers: Mapping[str, str] | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
+        """Raises ``ValueError`` without a base URL, ``MissingCredentialError`` without a required key."""
         self.model = model
         self.client = client
-        self._api_key = api_key
         url = model.base_url or base_url or self.default_base_url
         if url is None:
             raise ValueError(f"model {model.id!r}: provider {self.name!r} needs a baseUrl")
         self.base_url = url.rstrip("/")
+        key = api_key.get_secret_value() if api_key is not None else ""
+        if key:
+            # Every key actually used is known to redaction, wherever it would be echoed.
+            remember(key)
+        elif self.requires_api_key:
+            variables = self.api_key_variables()
+            raise MissingCredentialError(
+                f"model {model.id!r} ({self.name}) has no API key: set {' or '.join(variables)}",
+                provider=self.name,
+                model_id=model.id,
+                variables=variables,
+            )
+        self._api_key = api_key if key else None
         self.extra_headers: dict[str, str] = dict(headers or {})
         # Registry options win over settings options: they are the more specific.
         self.options: dict[str, Any] = {**(options or {}), **model.options}
@@ -162,54 +185,97 @@ class BaseModelProvider(ABC):
     def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
         raise BadRequestError(f"provider {self.name!r} has no embeddings", provider=self.name, model_id=self.model.id)
 
+    def classify_error(self, status: int | None, error: ErrorBody) -> type[ProviderError] | None:
+        """The error class ``error`` asks for, or ``None`` to go by the HTTP status alone.
+
+        ``status`` is ``None`` for an error inside a stream that carried no status.
+        """
+        return None
+
+    # --- errors ---------------------------------------------------------------------
+
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        """Map an error response. The default reads ``{"error": {"message", "type", "code"}}``."""
-        message, code = _generic_error_fields(body)
-        return self.error_for_status(status, headers, message, code)
+        """The typed error for an HTTP error response."""
+        return self.error_from_body(parse_error_body(body), status=status, headers=headers)
+
+    def error_in_body(self, err: Any) -> ProviderError:
+        """The typed error for an error that arrived inside a 200 body or a stream event.
+
+        ``err`` is the error as found: an error object, a whole body holding one, or a string.
+        A status the object carries (llama.cpp, Gemini) is used as the HTTP status would be.
+        """
+        parsed = error_fields(err)
+        return self.error_from_body(parsed, status=parsed.status)
+
+    def error_from_body(
+        self, error: ErrorBody, *, status: int | None, headers: Mapping[str, str] = _NO_HEADERS
+    ) -> ProviderError:
+        """The typed error for a parsed error body: classified, sized, timed and identified."""
+        cls = self.classify_error(status, error)
+        if status is None:
+            cls = cls or ProviderUnavailableError  # an unnamed error mid-stream is the server's
+            message = f"{self.name} reported an error: {error.message or error.code or 'no message'}"
+        else:
+            cls = cls or status_error_class(status)
+            message = f"{self.name} returned {status}: {error.message or f'HTTP {status}'}"
+        sizes: dict[str, Any] = {}
+        if issubclass(cls, ContextLengthExceededError):
+            sizes["requested_tokens"], sizes["limit_tokens"] = context_sizes(error)
+        retry_after = parse_retry_after(headers)
+        if retry_after is None:
+            retry_after = self.retry_after_in_body(error)
+        return self.error(
+            cls,
+            message,
+            status_code=status,
+            provider_message=error.message,
+            provider_code=error.code,
+            retry_after=retry_after,
+            request_id=self.request_id(headers),
+            **sizes,
+        )
+
+    def retry_after_in_body(self, error: ErrorBody) -> float | None:
+        """Seconds to wait that the body states (Gemini's ``RetryInfo``); read when no header said."""
+        return None
+
+    def request_id(self, headers: Mapping[str, str], data: Mapping[str, Any] | None = None) -> str | None:
+        """The vendor's id of this request or answer: a ``request_id_headers`` header, else the body's ``id``."""
+        # Scrubbed: a server may echo anything into a header we keep, a key included.
+        for name in self.request_id_headers:
+            value = headers.get(name)
+            if value:
+                return scrub(value)
+        if data is not None:
+            value = data.get("id")
+            if value:
+                return scrub(str(value))
+        return None
+
+    def error(self, cls: type[ProviderError], message: str, **fields: Any) -> ProviderError:
+        """Every error a provider builds passes here, built complete, once.
+
+        Servers quote keys back (in messages, codes, even request-id headers): every string the
+        error keeps is scrubbed of every key the process knows. Only failures pay for this.
+        """
+        for name in ("provider_message", "provider_code", "request_id"):
+            value = fields.get(name)
+            if isinstance(value, str):
+                fields[name] = scrub(value)
+        return cls(scrub(message), provider=self.name, model_id=self.model.id, **fields)
 
     # --- helpers for the mapping ----------------------------------------------------
 
     def api_key_value(self) -> str | None:
+        """The key, for the mapping to put in a header. Never log it or put it in a URL."""
         return self._api_key.get_secret_value() if self._api_key is not None else None
 
-    def error_for_status(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        message: str | None,
-        code: str | None,
-        *,
-        cls: type[ProviderError] | None = None,
-    ) -> ProviderError:
-        """A typed error for an HTTP status, unless ``cls`` says which."""
-        if cls is None:
-            cls = _STATUS_ERRORS.get(status)
-            if cls is None:
-                cls = ProviderUnavailableError if status >= 500 else BadRequestError
-        text = message or f"HTTP {status}"
-        return self.error(
-            cls,
-            f"{self.name} returned {status}: {text}",
-            status_code=status,
-            provider_message=message,
-            provider_code=code,
-            retry_after=parse_retry_after(headers),
-            request_id=_request_id(headers),
-        )
-
-    def error(self, cls: type[ProviderError], message: str, **fields: Any) -> ProviderError:
-        """Every error a provider builds passes here. Some servers quote the key they rejected in
-        their error text: it is cut out before it can travel on in our message or fields."""
-        key = self.api_key_value()
-        if key:
-            message = message.replace(key, REDACTED)
-            quoted = fields.get("provider_message")
-            if isinstance(quoted, str):
-                fields["provider_message"] = quoted.replace(key, REDACTED)
-        return cls(message, provider=self.name, model_id=self.model.id, **fields)
-
-    def cost(self, result: CompletionResult) -> float:
-        return self.model.cost(result.usage)
+    def api_key_variables(self) -> tuple[str, ...]:
+        """The environment variables any one of which supplies this model's key, most specific first."""
+        if self.model.api_key_env:
+            return (self.model.api_key_env,)  # the model's own variable replaces the others
+        section = f"TASKMODELS_PROVIDERS__{self.name.upper().replace('-', '_')}__API_KEY"
+        return (self.api_key_env_var, section) if self.api_key_env_var else (section,)
 
     # --- sending: shared ---------------------------------------------------------------
 
@@ -218,7 +284,7 @@ class BaseModelProvider(ABC):
         response = await self._send(http)
         data = self._json_body(response)
         try:
-            result = self.parse_completion(data, response.headers)
+            return self.parse_completion(data, response.headers)
         except ProviderError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -226,9 +292,8 @@ class BaseModelProvider(ABC):
                 InvalidResponseError,
                 f"{self.name} answered a body we could not read: {type(exc).__name__}",
                 status_code=response.status_code,
-                request_id=_request_id(response.headers),
+                request_id=self.request_id(response.headers),
             ) from None
-        return result
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         http = self.build_embedding_request(texts)
@@ -243,6 +308,7 @@ class BaseModelProvider(ABC):
                 InvalidResponseError,
                 f"{self.name} answered an embedding body we could not read: {type(exc).__name__}",
                 status_code=response.status_code,
+                request_id=self.request_id(response.headers),
             ) from None
 
     async def stream(
@@ -272,8 +338,8 @@ class BaseModelProvider(ABC):
                 )
         except TimeoutError:
             raise self.error(FirstTokenTimeoutError, f"{self.name} sent no first token in time") from None
-        except httpx2.HTTPError as exc:
-            self._raise_transport(exc)
+        except Exception as exc:  # narrowed at once: httpx2's errors, or a legacy httpx client's
+            self._raise_transport(exc, http.url)
         try:
             if response.status_code >= 400:
                 body = await self._read_error_body(response)
@@ -301,11 +367,16 @@ class BaseModelProvider(ABC):
                 raise self.error(StreamStalledError, f"{self.name} stream stalled") from None
             finally:
                 watchdog.close()
-        except httpx2.HTTPError as exc:
-            self._raise_transport(exc)
+        except ProviderError:
+            raise
+        except Exception as exc:  # narrowed at once, as above
+            self._raise_transport(exc, http.url)
         finally:
             await response.aclose()
-        yield decoder.close()
+        done = decoder.close()
+        if done.request_id is None:
+            done.request_id = self.request_id(response.headers)
+        yield done
 
     @staticmethod
     async def _next_frame(
@@ -356,7 +427,9 @@ class BaseModelProvider(ABC):
     async def _read_error_body(self, response: httpx2.Response) -> bytes:
         try:
             return await response.aread()
-        except httpx2.HTTPError:
+        except Exception as exc:
+            if transport_error_class(exc) is None:
+                raise
             return b""
 
     def _feed(self, decoder: StreamDecoder, event: str, data: str) -> list[StreamEvent]:
@@ -372,8 +445,8 @@ class BaseModelProvider(ABC):
     async def _send(self, http: HttpRequest) -> httpx2.Response:
         try:
             response = await self.client.request(http.method, http.url, headers=http.headers, json=http.json)
-        except httpx2.HTTPError as exc:
-            self._raise_transport(exc)
+        except Exception as exc:  # narrowed at once: httpx2's errors, or a legacy httpx client's
+            self._raise_transport(exc, http.url)
         if response.status_code >= 400:
             raise self.parse_error(response.status_code, response.headers, response.content)
         return response
@@ -386,21 +459,18 @@ class BaseModelProvider(ABC):
                 InvalidResponseError,
                 f"{self.name} answered {response.status_code} with a body that is not JSON",
                 status_code=response.status_code,
-                request_id=_request_id(response.headers),
+                request_id=self.request_id(response.headers),
             ) from None
 
-    def _raise_transport(self, exc: httpx2.HTTPError) -> NoReturn:
-        # The httpx message can name the URL; ours never hold the key (it travels in headers).
-        kind = type(exc).__name__
-        if isinstance(exc, httpx2.TimeoutException):
-            raise self.error(ProviderTimeoutError, f"{self.name} timed out ({kind})") from None
-        if isinstance(exc, httpx2.DecodingError):
-            raise self.error(InvalidResponseError, f"{self.name} sent a body we could not decode ({kind})") from None
-        if isinstance(exc, httpx2.RemoteProtocolError):
-            raise self.error(
-                IncompleteStreamError, f"{self.name} closed the connection mid-response ({kind})"
-            ) from None
-        raise self.error(ProviderConnectionError, f"could not reach {self.name} ({kind})") from None
+    def _raise_transport(self, exc: Exception, url: str) -> NoReturn:
+        """Re-raise ``exc`` as the typed error for a client failure, naming host and port only.
+
+        Anything that is not an HTTP client's exception goes on as it is.
+        """
+        cls = transport_error_class(exc)
+        if cls is None:
+            raise exc
+        raise self.error(cls, describe_failure(cls, self.name, url, exc)) from None
 
 
 def tool_arguments_object(raw: str) -> dict[str, Any]:
@@ -414,29 +484,6 @@ def tool_arguments_object(raw: str) -> dict[str, Any]:
     except ValueError:
         return {"arguments": raw}
     return value if isinstance(value, dict) else {"value": value}
-
-
-def _request_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("x-request-id") or headers.get("request-id") or headers.get("x-goog-request-id")
-
-
-def _generic_error_fields(body: bytes) -> tuple[str | None, str | None]:
-    """``message`` and ``code`` from the common ``{"error": {...}}`` body, or the raw text."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:500] or None), None
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-        message = err.get("message")
-        code = err.get("code") or err.get("type") or err.get("status")
-        return (str(message) if message is not None else None), (str(code) if code is not None else None)
-    if isinstance(err, str):
-        return err, None
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return data["message"], None
-    return None, None
 
 
 _DRAIN_LINES = 8

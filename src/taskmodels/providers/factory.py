@@ -1,4 +1,8 @@
-"""``ModelProviderFactory``: a registry ``provider`` string to a ready provider instance."""
+"""``ModelProviderFactory``: a registry ``provider`` string to a ready ``ModelPort``.
+
+A missing key surfaces here, when the port is built, as ``MissingCredentialError``
+(configuration, naming the variables to set), never as a failed call.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 import httpx2
+from pydantic import SecretStr
 
 from taskmodels.errors import ConfigurationError
-from taskmodels.providers.base import BaseModelProvider
+from taskmodels.providers.port import ModelPort, ProviderClass, is_provider_class
 from taskmodels.redaction import remember
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.sections import ProviderSettings
@@ -35,12 +40,16 @@ BUILTIN_PROVIDERS: Mapping[str, str] = {
 }
 
 
-def _load(target: str) -> type[BaseModelProvider]:
+_NOT_A_PROVIDER = "is not a BaseModelProvider subclass nor a class implementing ModelPort (complete, stream, embed)"
+
+
+def _load(target: str) -> ProviderClass:
     module, _, attr = target.partition(":")
     cls = getattr(import_module(module), attr)
-    if not (isinstance(cls, type) and issubclass(cls, BaseModelProvider)):
-        raise ConfigurationError(f"{target} is not a BaseModelProvider subclass")
-    return cls
+    if not is_provider_class(cls):
+        raise ConfigurationError(f"{target} {_NOT_A_PROVIDER}")
+    provider_class: ProviderClass = cls
+    return provider_class
 
 
 class ModelProviderFactory:
@@ -59,18 +68,19 @@ class ModelProviderFactory:
     ) -> None:
         self._settings = settings
         self._client = http_client
-        self._targets: dict[str, str | type[BaseModelProvider]] = dict(BUILTIN_PROVIDERS)
+        self._targets: dict[str, str | ProviderClass] = dict(BUILTIN_PROVIDERS)
         if discover_entry_points:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 self._targets[ep.name] = ep.value
-        self._classes: dict[str, type[BaseModelProvider]] = {}
-        self._cache: dict[str, tuple[ModelConfig, BaseModelProvider]] = {}
+        self._classes: dict[str, ProviderClass] = {}
+        self._cache: dict[str, tuple[ModelConfig, ModelPort]] = {}
         self._lock = threading.Lock()
 
-    def register_provider_implementation(self, name: str, cls: type[BaseModelProvider]) -> None:
-        """Serve registry entries whose ``provider`` is ``name`` with ``cls``."""
-        if not (isinstance(cls, type) and issubclass(cls, BaseModelProvider)):
-            raise TypeError(f"{cls!r} is not a BaseModelProvider subclass")
+    def register_provider_implementation(self, name: str, cls: ProviderClass) -> None:
+        """Serve registry entries whose ``provider`` is ``name`` with ``cls``: a ``BaseModelProvider``
+        subclass, or any class implementing ``ModelPort`` with the same constructor."""
+        if not is_provider_class(cls):
+            raise TypeError(f"{cls!r} {_NOT_A_PROVIDER}")
         with self._lock:
             self._targets[name] = cls
             self._classes.pop(name, None)
@@ -79,19 +89,23 @@ class ModelProviderFactory:
     def provider_names(self) -> frozenset[str]:
         return frozenset(self._targets)
 
-    def get_provider_class(self, name: str) -> type[BaseModelProvider]:
+    def get_provider_class(self, name: str) -> ProviderClass:
         cls = self._classes.get(name)
         if cls is None:
             target = self._targets.get(name)
             if target is None:
                 known = ", ".join(sorted(self._targets))
                 raise ConfigurationError(f"no provider implementation named {name!r} (known: {known})")
-            cls = target if isinstance(target, type) else _load(target)
+            cls = _load(target) if isinstance(target, str) else target
             self._classes[name] = cls
         return cls
 
-    def create_provider_for_model(self, model: ModelConfig) -> BaseModelProvider:
-        """The provider for ``model``, built once per model and reused while its entry is unchanged."""
+    def create_provider_for_model(self, model: ModelConfig) -> ModelPort:
+        """The port for ``model``, built once per model and reused while its entry is unchanged.
+
+        Raises ``ConfigurationError`` when the model cannot be served as configured: an unknown
+        provider, no base URL, or (``MissingCredentialError``) no key where one is required.
+        """
         cached = self._cache.get(model.id)
         if cached is not None and (cached[0] is model or cached[0] == model):
             return cached[1]
@@ -100,13 +114,11 @@ class ModelProviderFactory:
             self._cache[model.id] = (model, provider)
         return provider
 
-    def _build(self, model: ModelConfig) -> BaseModelProvider:
+    def _build(self, model: ModelConfig) -> ModelPort:
         cls = self.get_provider_class(model.provider)
         section = self._settings.provider_settings(model.provider) if self._settings is not None else ProviderSettings()
         api_key = section.api_key
         if model.api_key_env:
-            from pydantic import SecretStr
-
             value = os.environ.get(model.api_key_env)
             api_key = SecretStr(value) if value else None
         remember(api_key)  # whichever provider class uses it, the key is redacted from everything we emit

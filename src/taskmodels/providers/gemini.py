@@ -36,7 +36,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder, tool_arguments_object
+from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -81,7 +81,8 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 class GeminiProvider(BaseModelProvider):
     name: ClassVar[str] = "gemini"
     default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
-    supports_embeddings: ClassVar[bool] = True
+    api_key_env_var: ClassVar[str | None] = "GEMINI_API_KEY"
+    request_id_headers: ClassVar[tuple[str, ...]] = ("x-goog-request-id", "x-request-id")
 
     # --- request ----------------------------------------------------------------------
 
@@ -129,11 +130,7 @@ class GeminiProvider(BaseModelProvider):
         return f"{self.base_url}/{version}/models/{self._model_path()}"
 
     def _headers(self) -> dict[str, str]:
-        key = self.api_key_value()
-        if not key:
-            env = self.model.api_key_env or "GEMINI_API_KEY"
-            raise self.error(AuthenticationError, f"no API key for {self.name}: set {env}")
-        return {**self.extra_headers, "x-goog-api-key": key, "content-type": "application/json"}
+        return {**self.extra_headers, "x-goog-api-key": self.api_key_value() or "", "content-type": "application/json"}
 
     # --- response ---------------------------------------------------------------------
 
@@ -145,7 +142,7 @@ class GeminiProvider(BaseModelProvider):
         if not candidates:
             raise self.error(InvalidResponseError, f"{self.name} answered no candidates")
         texts, calls = _parts(candidates[0])
-        result = CompletionResult(
+        return CompletionResult(
             text="".join(texts),
             model_id=self.model.id,
             provider=self.name,
@@ -153,10 +150,8 @@ class GeminiProvider(BaseModelProvider):
             usage=_usage(data.get("usageMetadata") or {}),
             finish_reason=_finish_reason(candidates[0].get("finishReason"), has_calls=bool(calls)),
             tool_calls=tuple(calls),
-            request_id=data.get("responseId") or headers.get("x-goog-request-id"),
+            request_id=self.request_id(headers, data),
         )
-        result.cost = self.cost(result)
-        return result
 
     def _check_blocked(self, data: Mapping[str, Any]) -> None:
         reason = (data.get("promptFeedback") or {}).get("blockReason")
@@ -179,32 +174,30 @@ class GeminiProvider(BaseModelProvider):
 
     # --- errors -----------------------------------------------------------------------
 
-    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        err = _error_object(body)
-        if err is None:
-            text = body.decode("utf-8", "replace").strip()[:500] or None
-            return self.error_for_status(status, headers, text, None)
-        return self._error_from(err, status, headers)
+    def classify_error(self, status: int | None, error: ErrorBody) -> type[ProviderError] | None:
+        details = error.fields.get("details") or ()
+        reasons = {d.get("reason") for d in details if isinstance(d, Mapping)}
+        # A wrong key is a 400 INVALID_ARGUMENT at Gemini; only ErrorInfo's reason tells it apart.
+        if "API_KEY_INVALID" in reasons:
+            return AuthenticationError
+        if error.code == "INVALID_ARGUMENT" and error.message and _CONTEXT_RE.search(error.message):
+            return ContextLengthExceededError
+        return _STATUS_CLASSES.get(error.code or "")
 
-    def _error_from(self, err: Mapping[str, Any], status: int | None, headers: Mapping[str, str]) -> ProviderError:
-        message = err.get("message")
-        message = str(message) if message is not None else None
-        code = err.get("status")
-        code = str(code) if code else None
-        http_status = status if status is not None else _int_or_none(err.get("code"))
-        cls = _error_class(code, message, err.get("details") or [])
-        if http_status is None:
-            error = self.error(
-                cls or ProviderUnavailableError,
-                f"{self.name} failed: {message or code}",
-                provider_message=message,
-                provider_code=code,
-            )
-        else:
-            error = self.error_for_status(http_status, headers, message, code, cls=cls)
-        if error.retry_after is None:
-            error.retry_after = _retry_delay(err.get("details") or [])
-        return error
+    def retry_after_in_body(self, error: ErrorBody) -> float | None:
+        """``google.rpc.RetryInfo``'s ``retryDelay``, a protobuf duration such as ``"12s"`` or ``"58.93s"``."""
+        for detail in error.fields.get("details") or ():
+            if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+                match = _DURATION_RE.match(str(detail.get("retryDelay", "")))
+                if match:
+                    return float(match.group(1))
+        return None
+
+    def request_id(self, headers: Mapping[str, str], data: Mapping[str, Any] | None = None) -> str | None:
+        """The body's ``responseId`` first (it names the answer), else the request-id header."""
+        if data is not None and data.get("responseId"):
+            return str(data["responseId"])
+        return super().request_id(headers)
 
 
 class _GeminiStreamDecoder(StreamDecoder):
@@ -224,7 +217,7 @@ class _GeminiStreamDecoder(StreamDecoder):
         if not isinstance(chunk, dict):
             raise ValueError("stream chunk is not an object")
         if isinstance(chunk.get("error"), dict):
-            raise self.provider._error_from(chunk["error"], None, {})
+            raise self.provider.error_in_body(chunk)
         self.provider._check_blocked(chunk)
         self.model_name = chunk.get("modelVersion") or self.model_name
         self.request_id = chunk.get("responseId") or self.request_id
@@ -355,42 +348,3 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
         cached_tokens=int(raw.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
     )
-
-
-def _error_object(body: bytes) -> Mapping[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    # Streaming endpoints sometimes wrap the error in a one-element list.
-    if isinstance(data, list) and data:
-        data = data[0]
-    err = data.get("error") if isinstance(data, dict) else None
-    return err if isinstance(err, dict) else None
-
-
-def _error_class(status: str | None, message: str | None, details: Sequence[Any]) -> type[ProviderError] | None:
-    reasons = {d.get("reason") for d in details if isinstance(d, dict)}
-    # A wrong key is a 400 INVALID_ARGUMENT at Gemini; only ErrorInfo's reason tells it apart.
-    if "API_KEY_INVALID" in reasons:
-        return AuthenticationError
-    if status == "INVALID_ARGUMENT" and message and _CONTEXT_RE.search(message):
-        return ContextLengthExceededError
-    return _STATUS_CLASSES.get(status or "")
-
-
-def _retry_delay(details: Sequence[Any]) -> float | None:
-    """``google.rpc.RetryInfo``'s ``retryDelay``, a protobuf duration such as ``"12s"`` or ``"58.93s"``."""
-    for detail in details:
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
-            match = _DURATION_RE.match(str(detail.get("retryDelay", "")))
-            if match:
-                return float(match.group(1))
-    return None
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -11,8 +11,12 @@ Choices this mapping makes:
   The request's own ``max_tokens``/``temperature``/``top_p``/``stop`` win over them.
   ``request.extra`` is merged into the body last (its ``options`` into ``options``).
 - ``num_ctx`` is never set unless configured: Ollama's default applies. Ollama silently truncates
-  a prompt longer than its context instead of failing, so ``ContextLengthExceededError`` is only
-  raised for the explicit errors newer versions send.
+  a prompt longer than its context instead of failing (unless the request sets ``truncate: false``),
+  so ``ContextLengthExceededError`` is only raised for the explicit errors newer versions send;
+  when they state the sizes (llama.cpp's ``n_prompt_tokens``/``n_ctx``) the error carries them.
+- Usage: ``prompt_eval_count`` and ``eval_count`` (which includes any thinking); Ollama reports
+  no cache or reasoning counts apart.
+- Ollama sends no request id of its own; a proxy's ``x-request-id`` is kept when there is one.
 - ``tool_choice`` has no Ollama equivalent: ``"none"`` leaves the tools out, anything else is ignored.
 - Ollama gives no tool-call ids on older versions: one is synthesized so the caller can answer the call.
 """
@@ -25,14 +29,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from taskmodels.errors import (
-    BadRequestError,
     ContextLengthExceededError,
     IncompleteStreamError,
     InvalidResponseError,
     ProviderError,
     ProviderUnavailableError,
 )
-from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder, tool_arguments_object
+from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -47,14 +50,13 @@ from taskmodels.types import (
 __all__ = ["OllamaProvider"]
 
 _TOP_LEVEL_OPTIONS = frozenset({"keep_alive", "think"})
-_CONTEXT_MARKERS = ("context length", "context window", "exceeds the context")
+_CONTEXT_MARKERS = ("context length", "context window", "exceeds the context", "exceeds the available context size")
 
 
 class OllamaProvider(BaseModelProvider):
     name: ClassVar[str] = "ollama"
     default_base_url: ClassVar[str | None] = "http://localhost:11434"
     stream_framing: ClassVar[Literal["sse", "ndjson"]] = "ndjson"
-    supports_embeddings: ClassVar[bool] = True
     requires_api_key: ClassVar[bool] = False
 
     # --- request ----------------------------------------------------------------------
@@ -123,11 +125,11 @@ class OllamaProvider(BaseModelProvider):
     def parse_completion(self, data: Any, headers: Mapping[str, str]) -> CompletionResult:
         if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
             if isinstance(data, dict) and data.get("error"):
-                raise self._body_error(str(data["error"]), None)
+                raise self.error_in_body(data)
             raise self.error(InvalidResponseError, f"{self.name} answered a body without a message")
         message = data["message"]
         calls = _tool_calls(message)
-        result = CompletionResult(
+        return CompletionResult(
             text=message.get("content") or "",
             model_id=self.model.id,
             provider=self.name,
@@ -135,52 +137,32 @@ class OllamaProvider(BaseModelProvider):
             usage=_usage(data),
             finish_reason=_finish_reason(data.get("done_reason"), has_calls=bool(calls)),
             tool_calls=tuple(calls),
+            request_id=self.request_id(headers),
         )
-        result.cost = self.cost(result)
-        return result
 
     def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
         vectors = [[float(v) for v in vector] for vector in data["embeddings"]]
-        result = EmbeddingResult(
+        return EmbeddingResult(
             vectors=vectors,
             model_id=self.model.id,
             provider=self.name,
             model_name=data.get("model") or self.model.model_name,
             usage=Usage(input_tokens=int(data.get("prompt_eval_count") or 0)),
         )
-        result.cost = self.model.cost(result.usage)
-        return result
 
     def new_stream_decoder(self) -> StreamDecoder:
         return _OllamaStreamDecoder(self)
 
     # --- errors -----------------------------------------------------------------------
 
-    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            message: str | None = data["error"]
-        else:
-            message = body.decode("utf-8", "replace").strip()[:500] or None
-        cls: type[ProviderError] | None = None
-        if message and any(m in message.lower() for m in _CONTEXT_MARKERS):
-            cls = ContextLengthExceededError
-        elif status == 404:
-            # "model 'x' not found": a registry or deployment mistake another call will not fix.
-            cls = BadRequestError
-        return self.error_for_status(status, headers, message, None, cls=cls)
-
-    def _body_error(self, message: str, status: int | None) -> ProviderError:
-        """An ``{"error": "..."}`` object that arrived with a 200, e.g. mid-stream."""
-        cls = (
-            ContextLengthExceededError
-            if any(m in message.lower() for m in _CONTEXT_MARKERS)
-            else ProviderUnavailableError
-        )
-        return self.error(cls, f"{self.name} failed: {message}", status_code=status, provider_message=message)
+    def classify_error(self, status: int | None, error: ErrorBody) -> type[ProviderError] | None:
+        # Older versions answer {"error": "text"}; newer ones, on the llama.cpp engine, its error object.
+        text = (error.message or "").lower()
+        if error.code == "exceed_context_size_error" or any(marker in text for marker in _CONTEXT_MARKERS):
+            return ContextLengthExceededError
+        if status is None:
+            return ProviderUnavailableError
+        return None  # 404 "model 'x' not found" is a BadRequestError by its status: another call will not fix it
 
 
 class _OllamaStreamDecoder(StreamDecoder):
@@ -199,7 +181,7 @@ class _OllamaStreamDecoder(StreamDecoder):
         if not isinstance(line, dict):
             raise ValueError("stream line is not an object")
         if line.get("error"):
-            raise self.provider._body_error(str(line["error"]), None)
+            raise self.provider.error_in_body(line)
         self.model_name = line.get("model") or self.model_name
         out: list[StreamEvent] = []
         message = line.get("message") or {}

@@ -32,7 +32,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
+from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -79,17 +79,31 @@ def normalize_finish_reason(raw: Any) -> FinishReason:
     return _FINISH_REASONS.get(str(raw), "other")
 
 
-def parse_usage(raw: Any) -> Usage:
-    """OpenAI's usage object; DeepSeek reports its cache hits under its own name."""
-    if not isinstance(raw, Mapping):
-        return Usage()
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
-    cached = prompt_details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
+def parse_usage(raw: Any, timings: Any = None) -> Usage:
+    """OpenAI's usage object, with what compatible servers add.
+
+    ``prompt_tokens`` is the whole prompt, cache reads included; ``completion_tokens`` the whole
+    output, reasoning included. DeepSeek reports cache reads as ``prompt_cache_hit_tokens``;
+    llama.cpp's server as ``timings.cache_n`` beside ``prompt_n`` (the part it computed), on
+    versions without ``prompt_tokens_details``.
+    """
+    usage = raw if isinstance(raw, Mapping) else {}
+    times = timings if isinstance(timings, Mapping) else {}
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    cached = int(
+        prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or times.get("cache_n") or 0
+    )
+    input_tokens = usage.get("prompt_tokens")
+    if input_tokens is None and times:
+        input_tokens = int(times.get("prompt_n") or 0) + cached
+    output_tokens = usage.get("completion_tokens")
+    if output_tokens is None:
+        output_tokens = times.get("predicted_n")
     return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int(cached),
+        input_tokens=int(input_tokens or 0),
+        output_tokens=int(output_tokens or 0),
+        cached_tokens=cached,
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
     )
 
@@ -173,41 +187,6 @@ def _response_format_json(fmt: ResponseFormat) -> dict[str, Any] | None:
     return None  # plain text is every server's default; some reject an explicit {"type": "text"}
 
 
-def _error_object(body: bytes) -> tuple[dict[str, Any], str | None]:
-    """The ``error`` object of an error body, and the raw text when the body is not JSON."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return {}, (text[:500] or None)
-    if isinstance(data, Mapping):
-        err = data.get("error")
-        if isinstance(err, Mapping):
-            return dict(err), None
-        if isinstance(err, str):
-            return {"message": err}, None
-        if isinstance(data.get("message"), str):
-            # vLLM's older servers answer {"object": "error", "message": ..., "type": ..., "code": 400}
-            return dict(data), None
-        if isinstance(data.get("detail"), str):
-            return {"message": data["detail"]}, None  # FastAPI-based proxies
-    return {}, None
-
-
-def _error_code(err: Mapping[str, Any]) -> str | None:
-    """The provider's own code: ``code`` when it is a name, else ``type``.
-
-    llama.cpp puts the HTTP status in ``code`` and the name in ``type``.
-    """
-    code = err.get("code")
-    if isinstance(code, str) and code:
-        return code
-    kind = err.get("type")
-    if isinstance(kind, str) and kind:
-        return kind
-    return None
-
-
 @dataclass(slots=True)
 class _ToolCallParts:
     id: str = ""
@@ -220,10 +199,9 @@ class OpenAIProvider(BaseModelProvider):
 
     name: ClassVar[str] = "openai"
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
-    supports_embeddings: ClassVar[bool] = True
     requires_api_key: ClassVar[bool] = True
     default_max_tokens_field: ClassVar[str] = "max_completion_tokens"
-    api_key_env_var: ClassVar[str] = "OPENAI_API_KEY"
+    api_key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
 
     # --- request -----------------------------------------------------------------------
 
@@ -237,17 +215,11 @@ class OpenAIProvider(BaseModelProvider):
         return {"Authorization": f"Bearer {key}"}
 
     def request_headers(self) -> dict[str, str]:
-        """Auth, account and configured headers. A required key that is missing fails here, before sending."""
+        """Auth, account and configured headers (a required key was checked when the provider was built)."""
         headers = dict(self.extra_headers)
         key = self.api_key_value()
         if key:
             headers.update(self.auth_headers(key))
-        elif self.requires_api_key:
-            variable = self.model.api_key_env or self.api_key_env_var
-            raise self.error(
-                AuthenticationError,
-                f"no API key for {self.name} model {self.model.id!r}: set {variable}",
-            )
         if self.options.get("organization"):
             headers["OpenAI-Organization"] = str(self.options["organization"])
         if self.options.get("project"):
@@ -295,19 +267,15 @@ class OpenAIProvider(BaseModelProvider):
 
     # --- response ----------------------------------------------------------------------
 
-    def response_request_id(self, data: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
-        request_id = headers.get("x-request-id") or data.get("id")
-        return str(request_id) if request_id else None
-
     def parse_completion(self, data: Any, headers: Mapping[str, str]) -> CompletionResult:
         if not isinstance(data, Mapping):
             raise TypeError("completion body is not an object")
         if data.get("error"):
             # Some compatible servers answer 200 with an error object.
-            raise self.error_from_object(data["error"], status=None)
+            raise self.error_in_body(data["error"])
         choice = data["choices"][0]
         message = choice.get("message") or {}
-        usage = parse_usage(data.get("usage"))
+        usage = parse_usage(data.get("usage"), data.get("timings"))
         tool_calls = _parse_tool_calls(message)
         finish = normalize_finish_reason(choice.get("finish_reason"))
         if finish == "other" and choice.get("finish_reason") is None:
@@ -318,10 +286,9 @@ class OpenAIProvider(BaseModelProvider):
             provider=self.name,
             model_name=str(data.get("model") or self.model.model_name),
             usage=usage,
-            cost=self.model.cost(usage),
             finish_reason=finish,
             tool_calls=tool_calls,
-            request_id=self.response_request_id(data, headers),
+            request_id=self.request_id(headers, data),
         )
 
     def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
@@ -330,14 +297,12 @@ class OpenAIProvider(BaseModelProvider):
         items = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
         vectors = [[float(x) for x in item["embedding"]] for item in items]
         raw_usage = data.get("usage") or {}
-        usage = Usage(input_tokens=int(raw_usage.get("prompt_tokens") or 0))
         return EmbeddingResult(
             vectors=vectors,
             model_id=self.model.id,
             provider=self.name,
             model_name=str(data.get("model") or self.model.model_name),
-            usage=usage,
-            cost=self.model.cost(usage),
+            usage=Usage(input_tokens=int(raw_usage.get("prompt_tokens") or 0)),
         )
 
     def new_stream_decoder(self) -> StreamDecoder:
@@ -345,9 +310,9 @@ class OpenAIProvider(BaseModelProvider):
 
     # --- errors ------------------------------------------------------------------------
 
-    def classify_error(self, status: int | None, code: str | None, message: str | None) -> type[ProviderError] | None:
-        """The error class the body asks for, or ``None`` to go by the status alone."""
-        text = (message or "").lower()
+    def classify_error(self, status: int | None, error: ErrorBody) -> type[ProviderError] | None:
+        code = error.code
+        text = (error.message or "").lower()
         if code in _CONTEXT_CODES or any(phrase in text for phrase in _CONTEXT_PHRASES):
             return ContextLengthExceededError
         if code in _CONTENT_FILTER_CODES:
@@ -363,34 +328,6 @@ class OpenAIProvider(BaseModelProvider):
             return ProviderUnavailableError
         return None
 
-    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        err, raw_text = _error_object(body)
-        message = err.get("message")
-        message_text = str(message) if message is not None else raw_text
-        code = _error_code(err)
-        cls = self.classify_error(status, code, message_text)
-        return self.error_for_status(status, headers, message_text, code, cls=cls)
-
-    def error_from_object(self, err: Any, *, status: int | None) -> ProviderError:
-        """An error object sent inside a 200 body or a stream chunk."""
-        if not isinstance(err, Mapping):
-            err = {"message": str(err)}
-        message = err.get("message")
-        message_text = str(message) if message is not None else None
-        code = _error_code(err)
-        raw_status = err.get("code") if isinstance(err.get("code"), int) else err.get("status")
-        if status is None and isinstance(raw_status, int):
-            status = raw_status
-        cls = self.classify_error(status, code, message_text)
-        if status is not None:
-            return self.error_for_status(status, {}, message_text, code, cls=cls)
-        return self.error(
-            cls or ProviderUnavailableError,
-            f"{self.name} reported an error: {message_text or code or 'no message'}",
-            provider_message=message_text,
-            provider_code=code,
-        )
-
 
 class OpenAICompatibleProvider(OpenAIProvider):
     """The OpenAI protocol at any ``baseUrl``; the key is optional (no ``Authorization`` header without one)."""
@@ -399,7 +336,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     default_base_url: ClassVar[str | None] = None
     requires_api_key: ClassVar[bool] = False
     default_max_tokens_field: ClassVar[str] = "max_tokens"
-    api_key_env_var: ClassVar[str] = "TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__API_KEY"
+    api_key_env_var: ClassVar[str | None] = None  # only TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__API_KEY
 
 
 class OpenAIStreamDecoder(StreamDecoder):
@@ -432,13 +369,14 @@ class OpenAIStreamDecoder(StreamDecoder):
                 InvalidResponseError, f"{self.provider.name} sent a stream event that is not an object"
             )
         if chunk.get("error"):
-            raise self.provider.error_from_object(chunk["error"], status=None)
+            raise self.provider.error_in_body(chunk["error"])
         if chunk.get("model"):
             self.model_name = str(chunk["model"])
         if chunk.get("id") and self.request_id is None:
             self.request_id = str(chunk["id"])
         if chunk.get("usage"):
-            self.usage = parse_usage(chunk["usage"])
+            # llama.cpp sends its timings (with cache_n) in the same last chunk as the usage.
+            self.usage = parse_usage(chunk["usage"], chunk.get("timings"))
         events: list[StreamEvent] = []
         for choice in chunk.get("choices") or ():
             if int(choice.get("index") or 0) != 0:

@@ -1,16 +1,14 @@
-"""Line-level readers for the two streaming framings providers use: SSE and NDJSON.
+"""The SSE framing, line by line; NDJSON needs none (each non-empty line is one event).
 
-They turn an async iterator of lines (``httpx2.Response.aiter_lines()``, which
-already splits on ``\\n``, ``\\r\\n`` and ``\\r``) into events. They know nothing
-of any provider's payloads.
+``SseParser`` turns the lines of ``httpx2.Response.aiter_lines()`` (already split on
+``\\n``, ``\\r\\n`` and ``\\r``) into events. It knows nothing of any provider's payloads.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-__all__ = ["SseEvent", "SseParser", "iter_ndjson", "iter_sse"]
+__all__ = ["SseEvent", "SseParser"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,19 +58,3 @@ class SseParser:
             self._id = value
         # "retry" and unknown fields are ignored, as the spec says.
         return None
-
-
-async def iter_sse(lines: AsyncIterable[str]) -> AsyncIterator[SseEvent]:
-    """The events of a stream of lines (see ``SseParser``)."""
-    parser = SseParser()
-    async for line in lines:
-        event = parser.feed(line)
-        if event is not None:
-            yield event
-
-
-async def iter_ndjson(lines: AsyncIterable[str]) -> AsyncIterator[str]:
-    """Non-empty lines of a newline-delimited JSON stream (Ollama's native API)."""
-    async for line in lines:
-        if line.strip():
-            yield line
