@@ -666,11 +666,22 @@ async def test_context_length_exceeded_goes_only_to_a_larger_context_window(
     result, elapsed = await complete(service, "long")
     assert result.model_id == BIG
     assert fault_server.hits(PRIMARY) == 1
-    assert fault_server.hits(SAME) == 0  # no larger than the primary: would fail the same way
+    assert fault_server.hits(SAME) == 0  # its 4096 window cannot hold the 5120 tokens the primary reported
     assert fault_server.hits(BIG) == 1
     assert summary(result.attempts) == [(PRIMARY, "error", "ContextLengthExceededError"), (BIG, "success", None)]
     assert _breaker_state(await service.health(), PRIMARY) == "closed"  # the request's fault, not the model's
     assert elapsed < BOUND
+
+
+async def test_without_a_reported_size_context_length_goes_to_a_larger_declared_window(
+    fault_server: FaultServer, make_service: ServiceFactory
+) -> None:
+    fault_server.always(PRIMARY, Behaviour.error(400, code="context_length_exceeded", message="too long"))
+    service = await make_service()
+    result, _ = await complete(service, "long")
+    assert result.model_id == BIG
+    assert fault_server.hits(SAME) == 0  # no larger than the primary's declared window: would fail the same way
+    assert summary(result.attempts)[0] == (PRIMARY, "error", "ContextLengthExceededError")
 
 
 async def test_context_length_exceeded_with_no_larger_model_is_raised(
