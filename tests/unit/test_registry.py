@@ -183,7 +183,9 @@ def test_error_path_uses_the_users_spelling() -> None:
     entry = model("a")
     del entry["maxTokens"]
     entry["max_tokens"] = 0
-    assert paths_and_messages(registry([entry])) == {"models[0].max_tokens": "must be greater than 0 (got 0) (model 'a')"}
+    assert paths_and_messages(registry([entry])) == {
+        "models[0].max_tokens": "must be greater than 0 (got 0) (model 'a')"
+    }
 
 
 @pytest.mark.parametrize(
@@ -197,7 +199,9 @@ def test_error_path_uses_the_users_spelling() -> None:
     ],
 )
 def test_limits_and_temperature_range(field: str, value: float, message: str) -> None:
-    assert paths_and_messages(registry([model("a", **{field: value})])) == {f"models[0].{field}": f"{message} (model 'a')"}
+    assert paths_and_messages(registry([model("a", **{field: value})])) == {
+        f"models[0].{field}": f"{message} (model 'a')"
+    }
 
 
 def test_non_positive_task_limits() -> None:

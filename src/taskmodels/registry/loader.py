@@ -66,6 +66,7 @@ def _preferred(cls: type[BaseModel]) -> dict[str, str]:
 
 
 _T = TypeVar("_T", bound=BaseModel)
+_YAML_EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 _DIGITS = re.compile(r"(\d+)")
 
 _MODEL_KEYS = _spellings(ModelConfig)
@@ -201,8 +202,11 @@ def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
         data.update(loader.construct_mapping(node))
 
     Loader.add_constructor("tag:yaml.org,2002:map", mapping)
+    # PyYAML follows YAML 1.1, where 1e-5 (no dot) is a string; YAML 1.2 and JSON call it a number, and a
+    # strict loader would refuse the string, so read it as the number the author meant.
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_EXPONENT, list("-+0123456789"))
     try:
-        data = yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -502,9 +506,7 @@ class _Validator:
 
     # one element at a time, so one bad entry does not hide problems in the others
 
-    def _elements(
-        self, section: str, cls: type[_T], items: list[Any], spellings: Mapping[str, str]
-    ) -> list[_T | None]:
+    def _elements(self, section: str, cls: type[_T], items: list[Any], spellings: Mapping[str, str]) -> list[_T | None]:
         out: list[_T | None] = []
         for i, item in enumerate(items):
             if not isinstance(item, Mapping):
@@ -518,7 +520,7 @@ class _Validator:
             except ValidationError as exc:
                 out.append(None)
                 for err in exc.errors(include_url=False):
-                    self._field_error(section, i, cls, err["loc"], err, subject)
+                    self._field_error(section, i, cls, err, subject=subject)
         return out
 
     def _same_key_twice(
@@ -542,9 +544,8 @@ class _Validator:
                 first[name] = key
         return found
 
-    def _field_error(
-        self, section: str, i: int, cls: type[BaseModel], loc: tuple[int | str, ...], err: Any, subject: str
-    ) -> None:
+    def _field_error(self, section: str, i: int, cls: type[BaseModel], err: Any, *, subject: str) -> None:
+        loc: tuple[int | str, ...] = err["loc"]
         if not loc:
             self.error(self.m.where(section, i), str(err["msg"]) + subject)
             return
