@@ -271,3 +271,28 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path, name: str) -> None:
 def test_the_example_registry_passes_every_new_check() -> None:
     result = check_files([EXAMPLE], provider_names=PROVIDERS, providers_with_base_url=set())
     assert (result.errors, result.warnings) == ((), ())
+
+
+# --- time limits per model ---------------------------------------------------------------------
+
+
+def test_a_model_may_have_its_own_time_limits() -> None:
+    data = registry([model("a", timeouts={"firstTokenTimeout": 60, "stall_timeout": 20})])
+    timeouts = ModelRegistryService.from_dict(data).current.default_model.timeouts
+    assert timeouts is not None
+    assert (timeouts.first_token_timeout, timeouts.stall_timeout, timeouts.deadline) == (60, 20, None)
+    assert ModelRegistryService.from_dict(registry([model("a")])).current.default_model.timeouts is None
+
+
+def test_a_models_time_limits_are_validated() -> None:
+    data = registry([model("a", timeouts={"firstTokenTimeout": 0, "firstToken": 5})])
+    assert errors_of(data) == {
+        "models[0].timeouts.firstTokenTimeout": "must be greater than 0 (got 0) (model 'a')",
+        "models[0].timeouts.firstToken": "unknown key 'firstToken'; did you mean 'firstTokenTimeout'? (model 'a')",
+    }
+
+
+def test_a_silent_model_is_left_after_ten_seconds_by_default() -> None:
+    from taskmodels.sections import ResilienceSettings
+
+    assert ResilienceSettings().first_token_timeout == 10.0

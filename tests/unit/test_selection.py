@@ -339,3 +339,15 @@ def test_the_known_tasks_listed_are_bounded() -> None:
 def test_an_unknown_policy_is_a_configuration_error(service: ModelRegistryService) -> None:
     with pytest.raises(ConfigurationError, match="unknown_task must be 'default' or 'error', not 'ignore'"):
         ModelSelectionFactory(service, unknown_task="ignore")  # type: ignore[arg-type]
+
+
+def test_the_unknown_task_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmodels.errors import SettingsError
+    from taskmodels.settings import load_settings
+
+    assert load_settings().selection.unknown_task == "default"
+    monkeypatch.setenv("TASKMODELS_SELECTION__UNKNOWN_TASK", "error")
+    assert load_settings().selection.unknown_task == "error"
+    monkeypatch.setenv("TASKMODELS_SELECTION__UNKNOWN_TASK", "fail")
+    with pytest.raises(SettingsError, match="TASKMODELS_SELECTION__UNKNOWN_TASK"):
+        load_settings()
