@@ -247,6 +247,13 @@ def test_invalid_utf8_is_located_by_line_and_column(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(tmp_path: Path, constant: str) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(EXAMPLE.read_text().replace('"costPer1kTokens": 0.005', f'"costPer1kTokens": {constant}'))
+    assert [p.message for p in file_problems(path)] == [f"invalid JSON: {constant} is not a JSON value; write a number"]
+
+
 def test_a_utf16_file_says_so(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_bytes(EXAMPLE.read_text().encode("utf-16"))

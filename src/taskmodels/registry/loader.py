@@ -136,10 +136,16 @@ def _read_json(source: str, text: str) -> tuple[Any, list[Problem]]:
             obj[key] = value
         return obj
 
+    def constant(name: str) -> float:
+        # Python's json reads NaN and Infinity; JSON has neither, and an infinite price would pass ">= 0".
+        raise _NotJson(name)
+
     try:
-        data = json.loads(text, object_pairs_hook=pairs)
+        data = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as exc:
         return None, [Problem(source, "", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")]
+    except _NotJson as exc:
+        return None, [Problem(source, "", f"invalid JSON: {exc} is not a JSON value; write a number")]
     except RecursionError:
         return None, [Problem(source, "", "invalid JSON: nested too deeply")]
     return data, _duplicate_problems(source, data, duplicates)
@@ -213,6 +219,10 @@ def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [Problem(source, "", f"invalid YAML: {problem}{where}")]
     return data, _duplicate_problems(source, data, duplicates)
+
+
+class _NotJson(ValueError):
+    """A constant Python's json accepts and JSON does not (NaN, Infinity)."""
 
 
 def _subject(kind: str, name: str | None) -> str:
