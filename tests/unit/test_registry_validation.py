@@ -192,12 +192,12 @@ def test_an_openai_compatible_model_without_base_url() -> None:
     (warning,) = ModelRegistryService.from_dict(compat(), source="reg.json").current.warnings
     assert (warning.path, warning.severity) == ("models[1].baseUrl", "warning")
     assert warning.message == (
-        f"a openai-compatible model needs an endpoint: set baseUrl, or {variable}, or its calls fail (model 'local')"
+        f"this openai-compatible model needs an endpoint: set baseUrl, or {variable}, or its calls fail (model 'local')"
     )
     # Settings known and without an endpoint for the provider: an error.
     assert errors_of(compat(), providers_with_base_url={"openai"}) == {
-        "models[1].baseUrl": "a openai-compatible model needs an endpoint: set baseUrl (e.g. http://127.0.0.1:8080/v1) "
-        f"or {variable} (model 'local')"
+        "models[1].baseUrl": "this openai-compatible model needs an endpoint: set baseUrl "
+        f"(e.g. http://127.0.0.1:8080/v1) or {variable} (model 'local')"
     }
     # Settings give one, or the model has its own: nothing to say.
     for data, known in ((compat(), {"openai-compatible"}), (compat(baseUrl="http://127.0.0.1:8080/v1"), set())):

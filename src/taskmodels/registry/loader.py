@@ -624,13 +624,13 @@ class _Validator:
                 if self.with_base_url is None:
                     self.warn(
                         where,
-                        f"a {model.provider} model needs an endpoint: set baseUrl, or {variable}, "
+                        f"this {model.provider} model needs an endpoint: set baseUrl, or {variable}, "
                         f"or its calls fail{subject}",
                     )
                 elif model.provider not in self.with_base_url:
                     self.error(
                         where,
-                        f"a {model.provider} model needs an endpoint: set baseUrl "
+                        f"this {model.provider} model needs an endpoint: set baseUrl "
                         f"(e.g. http://127.0.0.1:8080/v1) or {variable}{subject}",
                     )
 
