@@ -29,7 +29,7 @@ def generate_registry(models: int, tasks: int, *, seed: int = 7) -> dict[str, An
                 "modelName": f"vendor-model-{i}",
                 "maxTokens": rng.choice((1024, 4096, 8192)),
                 "temperature": round(rng.uniform(0, 1), 2),
-                "contextWindow": rng.choice((8192, 32768, 128000, 1000000)),
+                "contextWindow": rng.choice((16384, 32768, 128000, 1000000)),  # each larger than any maxTokens
                 "costPer1kTokens": round(rng.uniform(0.0001, 0.03), 5),
                 "capabilities": caps,
             }
@@ -95,6 +95,6 @@ def measure_scale(*, models: int, tasks: int, load_repeats: int, selections: int
     out["sample_selection"] = {
         "task": task_names[0],
         "models": [m.id for m in sample.models],
-        "skipped": [list(p) for p in sample.skipped_pairs()],
+        "skipped": [[s.model_id, s.reason] for s in sample.skipped],
     }
     return out

@@ -17,6 +17,7 @@ __all__ = [
     "ResilienceSettings",
     "Scope",
     "ScopeSettings",
+    "SelectionSettings",
     "StateSettings",
 ]
 
@@ -63,7 +64,11 @@ class ResilienceSettings(_Section):
 
     deadline: float = Field(default=60.0, gt=0, description="Seconds for a whole call, retries and fallbacks included")
     attempt_timeout: float = Field(default=30.0, gt=0)
-    first_token_timeout: float = Field(default=15.0, gt=0)
+    first_token_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds until a stream's first event; a silent model is left for the next one after this",
+    )
     stall_timeout: float = Field(default=15.0, gt=0)
     max_attempts_per_model: int = Field(default=2, ge=1)
     max_attempts_total: int = Field(default=6, ge=1)
@@ -113,6 +118,15 @@ class ResilienceSettings(_Section):
     def breaker_cooldown(self) -> float:
         """The first cooldown, under its former name (also accepted as input)."""
         return self.breaker_cooldown_initial
+
+
+class SelectionSettings(_Section):
+    """How a task becomes a chain of models."""
+
+    unknown_task: Literal["default", "error"] = Field(
+        default="default",
+        description="A task the registry does not map: served by the default model, or an UnknownTaskError",
+    )
 
 
 class StateSettings(_Section):

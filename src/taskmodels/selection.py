@@ -8,18 +8,32 @@ skip reasons are built only when a model is really skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
-from taskmodels.errors import UnknownTaskError
+from taskmodels.errors import ConfigurationError, UnknownTaskError
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.registry.service import ModelRegistryService, Registry
-from taskmodels.types import CompletionRequest
+from taskmodels.types import CompletionRequest, Message
 
-__all__ = ["ModelSelectionFactory", "Selection", "Skip", "estimate_prompt_tokens"]
+__all__ = ["ModelSelectionFactory", "Selection", "Skip", "UnknownTaskPolicy", "estimate_prompt_tokens"]
 
-_CHARS_PER_TOKEN = 4
-_TOKENS_PER_MESSAGE = 4  # role markers and separators the chat templates add
+UnknownTaskPolicy = Literal["default", "error"]
+"""What a task name the registry does not map gets: the default model, or ``UnknownTaskError``."""
+
+# Role markers, separators and the tokens a chat template wraps around each message (three or four for
+# OpenAI's, five or six for Llama 3's and Gemma's), plus SentencePiece's one word-start marker per text.
+_TOKENS_PER_MESSAGE = 8
+# The reply's priming and a beginning-of-sequence token.
+_TOKENS_PER_REQUEST = 8
+# Providers add a system prompt of their own when tools or a JSON schema are given: Anthropic documents
+# 159 to 530 tokens per model and tool choice. A safe bound takes more than the largest.
+_TOOL_USE_OVERHEAD = 1024
+_TOKENS_PER_TOOL = 16
+_KNOWN_TASKS_SHOWN = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,50 +57,125 @@ class Selection:
     prompt_tokens: int = 0
     max_cost: float | None = None
 
-    def skipped_pairs(self) -> tuple[tuple[str, str], ...]:
-        """``(model_id, reason)`` pairs, the shape ``NoEligibleModelError`` takes."""
-        return tuple((s.model_id, s.reason) for s in self.skipped)
+
+def _utf8_size(text: str) -> int:
+    # isascii() reads a flag CPython keeps on every str: the common case costs no pass over the text.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _json_size(value: Mapping[str, Any]) -> int:
+    # ensure_ascii writes each non-ASCII character as one or two 6-byte escapes, never fewer bytes than UTF-8.
+    return len(json.dumps(value, separators=(",", ":"), default=str)) if value else 0
+
+
+def _message_size(message: Message) -> int:
+    size = _utf8_size(message.content) if message.content else 0
+    if message.name:
+        size += _utf8_size(message.name)
+    if message.tool_call_id:
+        size += _utf8_size(message.tool_call_id)
+    for call in message.tool_calls:
+        size += _utf8_size(call.id) + _utf8_size(call.name) + _utf8_size(call.arguments) + _TOKENS_PER_MESSAGE
+    return size
 
 
 def estimate_prompt_tokens(request: CompletionRequest) -> int:
-    """A cheap upper-ish estimate: about four characters per token, plus a little per message."""
-    chars = len(request.prompt or "") + len(request.system_prompt or "")
-    count = (request.prompt is not None) + bool(request.system_prompt)
+    """A safe upper bound of the prompt's tokens, for any script, code or emoji: its size in UTF-8 bytes.
+
+    Why bytes bound tokens: a byte-level BPE tokenizer (GPT-2, OpenAI's cl100k and o200k,
+    Llama 3, Qwen, DeepSeek) starts from one token per byte and every merge only joins
+    tokens, so it never uses more tokens than the text has bytes. A SentencePiece
+    tokenizer with byte fallback (Llama 2, Mistral, Gemma, Gemini) gives each character
+    either one piece or, when the character is not in its vocabulary, one token per UTF-8
+    byte, so again at most one token per byte, plus the one word-start marker it adds
+    in front of a text (counted in the per-message overhead). Not covered: a tokenizer
+    that NFKC-normalises before falling back to bytes, where a compatibility character
+    such as U+FDFD can expand to many; and tokenizers that are not published (Anthropic's)
+    are assumed to be no worse than these.
+
+    On top of the text: a fixed overhead per message and per request for the chat
+    template, and when tools or a JSON schema are sent, their JSON size plus the system
+    prompt providers add for them. The estimate is about four times the real count for
+    English prose; that is the price of a bound that budgets can rely on.
+
+    Cheap by design (it runs on every call): ASCII text is measured without a pass over
+    it, other text with one ``str.encode``.
+    """
+    size = _TOKENS_PER_REQUEST
+    if request.prompt is not None:
+        size += _utf8_size(request.prompt) + _TOKENS_PER_MESSAGE
+    if request.system_prompt:
+        size += _utf8_size(request.system_prompt) + _TOKENS_PER_MESSAGE
     for message in request.messages:
-        count += 1
-        chars += len(message.content or "")
-        for call in message.tool_calls:
-            chars += len(call.name) + len(call.arguments)
-    for tool in request.tools:
-        chars += len(tool.name) + len(tool.description) + 20 * len(tool.parameters)
-    return -(-chars // _CHARS_PER_TOKEN) + _TOKENS_PER_MESSAGE * count
+        size += _message_size(message) + _TOKENS_PER_MESSAGE
+    schema = request.response_format.schema if request.response_format is not None else None
+    if request.tools or schema:
+        size += _TOOL_USE_OVERHEAD
+        for tool in request.tools:
+            size += _utf8_size(tool.name) + _utf8_size(tool.description) + _json_size(tool.parameters)
+            size += _TOKENS_PER_TOOL
+        if schema:
+            size += _json_size(schema)
+    return size
+
+
+def _capabilities(value: object, parameter: str) -> frozenset[str]:
+    """Any iterable of capability names, as a frozenset; a clear TypeError for anything else."""
+    if isinstance(value, frozenset) and all(isinstance(c, str) for c in value):
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{parameter} must be an iterable of capability names such as ['vision'], "
+            f"not {type(value).__name__} {value!r}"
+        )
+    items = tuple(value)
+    wrong = [c for c in items if not isinstance(c, str)]
+    if wrong:
+        raise TypeError(f"{parameter} must hold capability names (strings), not {type(wrong[0]).__name__} {wrong[0]!r}")
+    return frozenset(items)
 
 
 class ModelSelectionFactory:
     """Chooses the models for a task from the registry service's current snapshot."""
 
-    def __init__(self, registry: ModelRegistryService) -> None:
+    def __init__(self, registry: ModelRegistryService, *, unknown_task: UnknownTaskPolicy = "default") -> None:
+        """``unknown_task``: what a task the registry does not map gets; ``"default"`` serves it with the
+        default model (the original design), ``"error"`` raises ``UnknownTaskError`` so a typo is caught."""
+        if unknown_task not in ("default", "error"):
+            raise ConfigurationError(f"unknown_task must be 'default' or 'error', not {unknown_task!r}")
         self._registry = registry
+        self._unknown_task = unknown_task
+
+    @property
+    def unknown_task(self) -> UnknownTaskPolicy:
+        return self._unknown_task
 
     def select_model_for_task(self, task: str) -> ModelConfig:
-        """The task's primary model; the registry's default model for a task it does not name."""
+        """The task's primary model; for a task the registry does not name, the default model (or
+        ``UnknownTaskError`` when unknown tasks are errors)."""
         reg = self._registry.current
         chain = reg.chains.get(task)
         if chain:
             return chain[0]
-        if reg.default_chain:
-            return reg.default_chain[0]
-        raise UnknownTaskError(f"the registry names no model for task {task!r} and has no default", task=task)
+        return self._unmapped_chain(reg, task)[0]
+
+    def _unmapped_chain(self, reg: Registry, task: str) -> tuple[ModelConfig, ...]:
+        if self._unknown_task == "error":
+            raise UnknownTaskError(_unknown_task_message(task, reg), task=task)
+        if not reg.default_chain:
+            raise UnknownTaskError(f"the registry names no model for task {task!r} and has no default", task=task)
+        return reg.default_chain
 
     def candidates(
         self, task: str, request: CompletionRequest | None = None, *, prompt_tokens: int | None = None
     ) -> Selection:
         """The ordered, de-duplicated chain (primary, fallbacks, default) minus the models this request rules out.
 
-        An empty ``models`` tuple means every model was skipped; the caller raises
-        ``NoEligibleModelError`` with ``selection.skipped_pairs()``.
+        An empty ``models`` tuple means every model was skipped, each with its reason in
+        ``selection.skipped``. ``prompt_tokens`` replaces the estimate (an exact count, when
+        the caller has one).
         """
-        return self._select(task, request, prompt_tokens, ())
+        return self._select(task, request, prompt_tokens, frozenset())
 
     def explain(
         self,
@@ -97,21 +186,19 @@ class ModelSelectionFactory:
         require: Iterable[str] = (),
     ) -> Selection:
         """The same decision ``candidates`` makes, with extra capabilities to require (for the CLI and debugging)."""
-        return self._select(task, request, prompt_tokens, tuple(require))
+        return self._select(task, request, prompt_tokens, _capabilities(require, "require"))
 
     def _select(
         self,
         task: str,
         request: CompletionRequest | None,
         prompt_tokens: int | None,
-        extra_caps: tuple[str, ...],
+        extra_caps: frozenset[str],
     ) -> Selection:
         reg = self._registry.current  # one snapshot for the whole decision
         mapping = reg.tasks_by_name.get(task)
         if mapping is None:
-            chain = reg.default_chain
-            if not chain:
-                raise UnknownTaskError(f"the registry names no model for task {task!r} and has no default", task=task)
+            chain = self._unmapped_chain(reg, task)
             task_caps: tuple[str, ...] = ()
             max_cost = None
         else:
@@ -132,7 +219,7 @@ class ModelSelectionFactory:
         if task_caps or extra_caps or (request is not None and request.required_capabilities):
             caps = frozenset(task_caps).union(extra_caps)
             if request is not None:
-                caps |= request.required_capabilities
+                caps |= _capabilities(request.required_capabilities, "required_capabilities")
 
         # Fast path: nothing but the token budget to check, and every model fits it.
         if not caps and max_cost is None:
@@ -186,3 +273,16 @@ def _skip_reason(
         if cost > max_cost:
             return f"estimated cost ${cost:.4f} > limit ${max_cost:.4f}"
     return None
+
+
+def _unknown_task_message(task: str, reg: Registry) -> str:
+    known = sorted(reg.tasks_by_name)
+    message = f"unknown task {task!r}"
+    close = difflib.get_close_matches(task, known, n=1)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    if not known:
+        return message + " (the registry maps no tasks)"
+    shown = ", ".join(repr(t) for t in known[:_KNOWN_TASKS_SHOWN])
+    more = f" and {len(known) - _KNOWN_TASKS_SHOWN} more" if len(known) > _KNOWN_TASKS_SHOWN else ""
+    return f"{message} (known tasks: {shown}{more})"

@@ -33,6 +33,7 @@ from taskmodels.sections import (
     ResilienceSettings,
     Scope,
     ScopeSettings,
+    SelectionSettings,
     StateSettings,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "ResilienceSettings",
     "Scope",
     "ScopeSettings",
+    "SelectionSettings",
     "Settings",
     "StateSettings",
     "load_settings",
@@ -79,6 +81,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     scopes: ScopeSettings = Field(default_factory=ScopeSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)

@@ -111,6 +111,36 @@ def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., 
                 refused += 1
         return {"served": served, "refused": refused}
 
+    async def start_priced_service(limit: float, input_tokens: int, output_tokens: int) -> None:
+        # Every answer reports the same usage: the test says how many tokens this worker's prompt really is.
+        from taskmodels.testing import FakeBackend, Reply, fake_model, fake_registry, make_test_service
+        from taskmodels.types import Usage
+
+        backend = FakeBackend(default=Reply("answer", usage=Usage(input_tokens, output_tokens)))
+        budget = {"limit": limit, "windowSeconds": 3600}
+        registry = fake_registry(fake_model("primary"), task="summarize", budget=budget)
+        services["service"] = make_test_service(registry, backend=backend, state_store=store)
+
+    async def complete_text_many(task: str, prompt: str, lanes: int, per_lane: int, start_at: float) -> dict[str, Any]:
+        from taskmodels.errors import BudgetExceededError
+
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        costs: list[float] = []
+        refused = 0
+
+        async def lane() -> None:
+            nonlocal refused
+            for _ in range(per_lane):
+                try:
+                    result = await services["service"].complete_with_task_model(task, prompt=prompt)
+                except BudgetExceededError:
+                    refused += 1
+                else:
+                    costs.append(result.cost)
+
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        return {"served": len(costs), "refused": refused, "costs": costs}
+
     async def spend_now(scope: str, window: float) -> float:
         return await store.spend(scope, window=window, now=time.time())
 
@@ -121,6 +151,8 @@ def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., 
         "start_service": start_service,
         "complete": complete,
         "complete_many": complete_many,
+        "start_priced_service": start_priced_service,
+        "complete_text_many": complete_text_many,
         "spend_now": spend_now,
         "events": events,
         "admit": admit,
@@ -312,6 +344,51 @@ def test_model_services_in_several_processes_share_one_task_budget(
     spent = workers[0].ask("spend_now", scope="budget:summarize", window=3600)["result"]
     assert spent <= limit
     assert spent == pytest.approx(served * 15 / 1000 * 0.001)
+
+
+# Prompts where a token is close to one character, or to one byte: what characters/4 under-counted.
+SCRIPT_PROMPTS = {
+    "cjk": "人工知能は言語モデルの研究を進めています。数据中心的模型选择。한국어 문장도 있습니다。" * 15,
+    "cyrillic": "Съешь же ещё этих мягких французских булок, да выпей чаю. " * 18,
+    "emoji": "🙂👍🏽🚀👨‍👩‍👧‍👦🇺🇦" * 40,
+    "code": "def f(xs):\n    return {k: [v ** 2 for v in vs] for k, vs in xs.items() if k}\n" * 24,
+}
+TEMPLATE_TOKENS = 7  # a chat template's tokens around one user message and before the reply
+
+
+def test_a_shared_budget_holds_for_prompts_in_any_script(start_workers: Callable[..., list[Worker]]) -> None:
+    """Four processes, one script each, race on one task budget through redis.
+
+    Each answer reports, as its input tokens, the most any byte-level or byte-fallback tokenizer can
+    make of its prompt: one token per UTF-8 byte, plus the chat template; and the full ``maxTokens`` of
+    output. An estimate of characters/4 reserved a fraction of that and let the processes spend several
+    times the limit between them; the promise is that the shared spend passes the limit by at most one
+    call's cost.
+    """
+    limit = 0.03  # USD; each call costs about $0.002, so one process alone could spend it all
+    output_tokens = 100  # the fake model's maxTokens: what a reservation counts on
+    workers = start_workers(len(SCRIPT_PROMPTS), namespace())
+    for w, prompt in zip(workers, SCRIPT_PROMPTS.values(), strict=True):
+        tokens = len(prompt.encode("utf-8")) + TEMPLATE_TOKENS
+        assert len(prompt) / 4 < tokens / 2.5  # characters/4 is well under the real count for every script
+        w.ask("start_priced_service", limit=limit, input_tokens=tokens, output_tokens=output_tokens)
+    start_at = time.time() + 0.5
+    for w, prompt in zip(workers, SCRIPT_PROMPTS.values(), strict=True):
+        w.send("complete_text_many", task="summarize", prompt=prompt, lanes=4, per_lane=6, start_at=start_at)
+    replies = [w.receive() for w in workers]
+    assert all(r["on_redis"] for r in replies)
+    costs = [cost for r in replies for cost in r["result"]["costs"]]
+    refused = sum(r["result"]["refused"] for r in replies)
+    assert len(costs) + refused == 4 * 4 * 6
+    assert refused > 0  # the limit was reached
+    spent = workers[0].ask("spend_now", scope="budget:summarize", window=3600)["result"]
+    assert spent == pytest.approx(sum(costs))  # every reservation was settled to the real cost
+    one_call = max(costs)
+    overshoot = spent - limit
+    print(f"\nbudget ${limit}: spent ${spent:.6f} in {len(costs)} calls", end=", ")
+    print(f"overshoot ${overshoot:.6f}, one call ${one_call:.6f}")
+    assert overshoot <= one_call
+    assert spent > limit - 2 * one_call  # and the budget was used, not merely respected
 
 
 async def test_killing_redis_loses_no_call_and_restarting_resumes_sharing(

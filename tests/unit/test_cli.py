@@ -37,7 +37,7 @@ def test_validate_bad_file_lists_every_problem(tmp_path: Path, capsys: pytest.Ca
     bad = write(
         tmp_path / "bad.json",
         {
-            "models": [model("a", maxTokens=0), model("a", provider="nope"), model("b", contextWindow=100)],
+            "models": [model("a", maxTokens=0), model("a", provider="nope"), model("b", contextWindow=2000)],
             "taskMappings": [{"taskName": "t", "primaryModelId": "gpt-9", "fallbackModelIds": ["a", "a"]}],
             "defaultModelId": "a",
             "defaultModel": "x",
@@ -61,7 +61,7 @@ def test_validate_prints_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = write(
         tmp_path / "w.json",
         {
-            "models": [model("a", contextWindow=9000), model("b", contextWindow=100)],
+            "models": [model("a", contextWindow=9000), model("b", contextWindow=2000)],
             "taskMappings": [{"taskName": "t", "primaryModelId": "a", "fallbackModelIds": ["b"]}],
             "defaultModelId": "a",
         },
@@ -81,7 +81,7 @@ def test_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         {
             "source": str(bad),
             "path": "models[0].temperature",
-            "message": "must be less than or equal to 2 (got 7)",
+            "message": "must be less than or equal to 2 (got 7) (model 'a')",
             "severity": "error",
         }
     ]

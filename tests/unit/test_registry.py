@@ -114,25 +114,29 @@ def test_multi_mistake_file_reports_every_problem_with_its_path(tmp_path: Path) 
     expected = {
         "": "missing required key 'defaultModelId'",
         "defaultModel": "unknown key 'defaultModel'; did you mean 'defaultModelId'?",
-        "models[0].maxTokens": "must be greater than 0 (got -5)",
-        "models[0].temperature": "must be less than or equal to 2 (got 3)",
-        "models[0].maxToken": "unknown key 'maxToken'; did you mean 'maxTokens'?",
-        "models[1].contextWindow": "must be greater than 0 (got 0)",
+        "models[0].maxTokens": "must be greater than 0 (got -5) (model 'a')",
+        "models[0].temperature": "must be less than or equal to 2 (got 3) (model 'a')",
+        "models[0].maxToken": "unknown key 'maxToken'; did you mean 'maxTokens'? (model 'a')",
+        "models[1].contextWindow": "must be greater than 0 (got 0) (model 'a')",
         "models[1].id": "duplicate model id 'a' (also at models[0])",
-        "taskMappings[0].primaryModelId": "unknown model 'gpt-9'",
+        "models[2].contextWindow": "contextWindow (500) must be larger than maxTokens (1000): the prompt and the "
+        "answer share the window, so this model could never be selected (model 'b')",
+        "taskMappings[0].primaryModelId": "unknown model 'gpt-9' (task 't')",
         "taskMappings[1].taskName": "duplicate task name 't' (also at taskMappings[0])",
-        "taskMappings[1].fallbackModelIds[0]": "model 'a' is already this task's primary model",
-        "taskMappings[1].fallbackModelIds[2]": "model 'b' appears twice in the chain (also at fallbackModelIds[1])",
-        "taskMappings[1].timeouts.deadlin": "unknown key 'deadlin'; did you mean 'deadline'?",
-        "taskMappings[2].fallbackModelIds[1]": "unknown model 'ghost'",
+        "taskMappings[1].fallbackModelIds[0]": "model 'a' is already this task's primary model (task 't')",
+        "taskMappings[1].fallbackModelIds[2]": "model 'b' appears twice in the chain (also at fallbackModelIds[1])"
+        " (task 't')",
+        "taskMappings[1].timeouts.deadlin": "unknown key 'deadlin'; did you mean 'deadline'? (task 't')",
+        "taskMappings[2].fallbackModelIds[1]": "unknown model 'ghost' (task 'u')",
     }
     for where, message in expected.items():
         assert got.get(where) == message, where
     assert got["models[1].provider"].startswith("no provider implementation named 'nope' (known: anthropic,")
+    assert got["models[1].provider"].endswith("(model 'a')")
     assert len(got) == len(expected) + 1
     # the whole list is in the exception's message too
     text = str(info.value)
-    assert "14 problems" in text
+    assert "15 problems" in text
     assert "taskMappings[2].fallbackModelIds[1]: unknown model 'ghost'" in text
 
 
@@ -170,14 +174,18 @@ def test_missing_models_key() -> None:
 def test_missing_required_model_field_uses_camel_case_name() -> None:
     entry = model("a")
     del entry["contextWindow"]
-    assert paths_and_messages(registry([entry])) == {"models[0].contextWindow": "missing required key 'contextWindow'"}
+    assert paths_and_messages(registry([entry])) == {
+        "models[0].contextWindow": "missing required key 'contextWindow' (model 'a')"
+    }
 
 
 def test_error_path_uses_the_users_spelling() -> None:
     entry = model("a")
     del entry["maxTokens"]
     entry["max_tokens"] = 0
-    assert paths_and_messages(registry([entry])) == {"models[0].max_tokens": "must be greater than 0 (got 0)"}
+    assert paths_and_messages(registry([entry])) == {
+        "models[0].max_tokens": "must be greater than 0 (got 0) (model 'a')"
+    }
 
 
 @pytest.mark.parametrize(
@@ -191,23 +199,27 @@ def test_error_path_uses_the_users_spelling() -> None:
     ],
 )
 def test_limits_and_temperature_range(field: str, value: float, message: str) -> None:
-    assert paths_and_messages(registry([model("a", **{field: value})])) == {f"models[0].{field}": message}
+    assert paths_and_messages(registry([model("a", **{field: value})])) == {
+        f"models[0].{field}": f"{message} (model 'a')"
+    }
 
 
 def test_non_positive_task_limits() -> None:
     data = registry([model("a")], [task("t", "a", maxCostPerCall=0, budget={"limit": -1})])
     got = paths_and_messages(data)
-    assert got["taskMappings[0].maxCostPerCall"] == "must be greater than 0 (got 0)"
-    assert got["taskMappings[0].budget.limit"] == "must be greater than 0 (got -1)"
+    assert got["taskMappings[0].maxCostPerCall"] == "must be greater than 0 (got 0) (task 't')"
+    assert got["taskMappings[0].budget.limit"] == "must be greater than 0 (got -1) (task 't')"
 
 
 def test_unknown_key_without_a_close_match_has_no_suggestion() -> None:
-    assert paths_and_messages(registry([model("a", flavour="x")])) == {"models[0].flavour": "unknown key 'flavour'"}
+    assert paths_and_messages(registry([model("a", flavour="x")])) == {
+        "models[0].flavour": "unknown key 'flavour' (model 'a')"
+    }
 
 
 def test_unknown_key_suggests_across_spelling_styles() -> None:
     got = paths_and_messages(registry([model("a", context_windw=5)]))
-    assert got["models[0].context_windw"] == "unknown key 'context_windw'; did you mean 'contextWindow'?"
+    assert got["models[0].context_windw"] == "unknown key 'context_windw'; did you mean 'contextWindow'? (model 'a')"
 
 
 def test_one_bad_model_does_not_hide_problems_in_others() -> None:
@@ -241,14 +253,16 @@ def test_missing_default_model_id() -> None:
 
 def test_unknown_fallback_reference() -> None:
     got = paths_and_messages(registry([model("a")], [task("t", "a", "gpt-9")]))
-    assert got == {"taskMappings[0].fallbackModelIds[0]": "unknown model 'gpt-9'"}
+    assert got == {"taskMappings[0].fallbackModelIds[0]": "unknown model 'gpt-9' (task 't')"}
 
 
 def test_provider_check_only_when_names_given() -> None:
     data = registry([model("a", provider="mystery")])
     assert ModelRegistryService.from_dict(data, provider_names=None).current.default_model.provider == "mystery"
     got = paths_and_messages(data, providers=frozenset({"openai", "anthropic"}))
-    assert got == {"models[0].provider": "no provider implementation named 'mystery' (known: anthropic, openai)"}
+    assert got == {
+        "models[0].provider": "no provider implementation named 'mystery' (known: anthropic, openai) (model 'a')"
+    }
 
 
 def test_warnings_for_smaller_context_and_missing_capabilities() -> None:
@@ -266,8 +280,8 @@ def test_warnings_for_smaller_context_and_missing_capabilities() -> None:
         ("taskMappings[0].fallbackModelIds[1]", "warning"),
     ]
     messages = [w.message for w in reg.warnings]
-    assert "fallback 'b' has a smaller context window (8000) than the primary 'a' (100000)" in messages
-    assert "fallback 'b' lacks capabilities the primary 'a' has: vision, tools" in messages
+    assert "fallback 'b' has a smaller context window (8000) than the primary 'a' (100000) (task 't')" in messages
+    assert "fallback 'b' lacks capabilities the primary 'a' has: vision, tools (task 't')" in messages
     assert all(w.source == "w.json" for w in reg.warnings)
 
 

@@ -108,9 +108,9 @@ def test_problems_name_the_file_and_index_each_value_came_from(base: Path, tmp_p
         ModelRegistryService.from_path([base, overlay])
     got = {(p.source, p.path): p.message for p in info.value.problems}
     o = str(overlay)
-    assert got[(o, "models[1].maxTokens")] == "must be greater than 0 (got -1)"
-    assert got[(o, "models[0].modelName")] == "missing required key 'modelName'"
-    assert got[(o, "taskMappings[0].fallbackModelIds[0]")] == "unknown model 'ghost'"
+    assert got[(o, "models[1].maxTokens")] == "must be greater than 0 (got -1) (model 'c')"
+    assert got[(o, "models[0].modelName")] == "missing required key 'modelName' (model 'zz-new')"
+    assert got[(o, "taskMappings[0].fallbackModelIds[0]")] == "unknown model 'ghost' (task 't2')"
     assert got[(o, "defaultModelId")] == "unknown model 'nope'"
     assert all(p.source == o for p in info.value.problems)
 

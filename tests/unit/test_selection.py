@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from taskmodels.errors import ConfigurationError, UnknownTaskError
 from taskmodels.registry import ModelRegistryService
 from taskmodels.selection import ModelSelectionFactory, Skip, estimate_prompt_tokens
-from taskmodels.types import CompletionRequest, Message
+from taskmodels.types import CompletionRequest, Message, ResponseFormat, ToolCall, ToolSpec
 from tests.registry_entries import model
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "settings" / "modelRegistry.json"
 
 DATA: dict[str, Any] = {
     "models": [
@@ -125,7 +130,7 @@ def test_estimate_counts_prompt_system_and_messages() -> None:
     short = estimate_prompt_tokens(CompletionRequest(prompt="abcd"))
     longer = estimate_prompt_tokens(CompletionRequest(prompt="abcd", system_prompt="efgh" * 10))
     assert 1 <= short < longer
-    assert estimate_prompt_tokens(CompletionRequest(prompt="a" * 4000)) >= 1000
+    assert estimate_prompt_tokens(CompletionRequest(prompt="a" * 4000)) >= 4000
 
 
 def test_task_cost_ceiling(selector: ModelSelectionFactory) -> None:
@@ -146,7 +151,7 @@ def test_all_skipped_gives_empty_models_with_every_reason(selector: ModelSelecti
     selection = selector.candidates("chat", CompletionRequest(required_capabilities=frozenset({"audio"})))
     assert selection.models == ()
     assert [s.model_id for s in selection.skipped] == ["small", "big", "huge", "dflt"]
-    assert selection.skipped_pairs()[0] == ("small", "lacks capability audio")
+    assert selection.skipped[0] == Skip("small", "lacks capability audio")
 
 
 def test_explain_requires_extra_capabilities(selector: ModelSelectionFactory) -> None:
@@ -177,3 +182,172 @@ def test_selection_uses_the_snapshot_current_at_call_time(tmp_path: Any) -> None
     assert ids(before.models) == ["small", "big", "huge", "dflt"]
     assert ids(after.models) == ["small", "dflt"]
     assert before.registry is not after.registry
+
+
+# --- the estimate is an upper bound for any text ---------------------------------------------
+
+SCRIPTS = {
+    "english": "The quick brown fox jumps over the lazy dog. " * 20,
+    "cjk": "人工知能は言語モデルの研究を進めています。数据中心的模型选择。한국어 문장도 있습니다。" * 10,
+    "cyrillic": "Съешь же ещё этих мягких французских булок, да выпей чаю. " * 10,
+    "emoji": "🙂👍🏽🚀👨‍👩‍👧‍👦🇺🇦" * 40,
+    "code": "def f(x):\n\treturn {'k': [x ** 2 for x in range(10)]}  # 注释\n" * 10,
+    "random": "".join(chr(c) for c in range(0x20, 0x2FFF, 7)),
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_estimate_is_at_least_the_utf8_size_of_every_text(script: str) -> None:
+    text = SCRIPTS[script]
+    size = len(text.encode("utf-8"))
+    request = CompletionRequest(
+        prompt=text,
+        system_prompt=text[:50],
+        messages=[Message(role="user", content=text), Message(role="assistant", content=text[::-1])],
+    )
+    # Four texts (plus the system prompt's) and four messages' overhead on top.
+    assert estimate_prompt_tokens(request) >= 3 * size + len(text[:50].encode("utf-8")) + 4 * 4
+
+
+def test_estimate_counts_tool_calls_tools_and_json_schemas() -> None:
+    base = CompletionRequest(prompt="hi")
+    call = ToolCall(id="call_1", name="lookup", arguments='{"city": "Zürich"}')
+    with_call = CompletionRequest(prompt="hi", messages=[Message(role="assistant", tool_calls=(call,))])
+    assert estimate_prompt_tokens(with_call) >= estimate_prompt_tokens(base) + len(call.arguments.encode())
+    params = {"type": "object", "properties": {"city": {"type": "string", "description": "ville à chercher"}}}
+    with_tool = CompletionRequest(prompt="hi", tools=[ToolSpec("lookup", "Find a city", params)])
+    # Providers add a tool-use system prompt of their own (Anthropic: up to 530 tokens).
+    assert estimate_prompt_tokens(with_tool) >= estimate_prompt_tokens(base) + 530 + len(json.dumps(params))
+    schema_request = CompletionRequest(prompt="hi", response_format=ResponseFormat.json_schema(params))
+    assert estimate_prompt_tokens(schema_request) >= estimate_prompt_tokens(base) + 530
+    assert estimate_prompt_tokens(CompletionRequest(prompt="hi", response_format=ResponseFormat.json())) == (
+        estimate_prompt_tokens(base)
+    )
+
+
+def _old_estimate(request: CompletionRequest) -> int:
+    """The estimate before it became a bound: four characters a token, four tokens a message."""
+    chars = len(request.prompt or "") + len(request.system_prompt or "")
+    return -(-chars // 4) + 4 * ((request.prompt is not None) + bool(request.system_prompt))
+
+
+def _about(text: str, size: int) -> str:
+    """``text`` repeated and cut to about ``size`` UTF-8 bytes."""
+    out = text * (size // len(text.encode()) + 1)
+    return out.encode()[:size].decode(errors="ignore")
+
+
+@pytest.mark.parametrize("script", ["english", "cjk", "emoji", "code"])
+def test_the_example_registry_routes_normal_prompts_as_before(script: str) -> None:
+    selector = ModelSelectionFactory(ModelRegistryService.from_path(EXAMPLE))
+    request = CompletionRequest(prompt=_about(SCRIPTS[script], 4000), system_prompt="You are concise.")
+    for task in ("persona-generation", "persona-critique", "clustering", "summarisation", "classification"):
+        now = selector.candidates(task, request)
+        before = selector.candidates(task, request, prompt_tokens=_old_estimate(request))
+        assert (ids(now.models), now.skipped) == (ids(before.models), before.skipped), task
+        assert now.skipped == (), task
+
+
+def test_long_prompts_move_to_larger_windows_sooner() -> None:
+    selector = ModelSelectionFactory(ModelRegistryService.from_path(EXAMPLE))
+    # 9 kB of English is about 2,000 real tokens: it used to go to the local 8k-window model; the bound
+    # (9,000 tokens and more) no longer fits there, so the chain starts at the next model.
+    request = CompletionRequest(prompt=_about(SCRIPTS["english"], 9000))
+    assert ids(selector.candidates("classification", request, prompt_tokens=_old_estimate(request)).models)[0] == (
+        "llama3.1-local"
+    )
+    assert ids(selector.candidates("classification", request).models)[0] == "llama3.1-ollama"
+    # A whole book (1.2 MB of English, about 300k real tokens) goes to the two-million-token model, when the
+    # caller allows its estimated cost (the same bound prices it: about $1.50 on gemini-1.5-pro).
+    book = CompletionRequest(prompt=SCRIPTS["english"] * 1300, max_cost=2.0)
+    assert ids(selector.candidates("summarisation", book).models) == ["gemini-1.5-pro"]
+
+
+# --- capabilities as any iterable ------------------------------------------------------------
+
+
+def test_required_capabilities_may_be_any_iterable_of_names(selector: ModelSelectionFactory) -> None:
+    as_set = selector.candidates("chat", CompletionRequest(required_capabilities=frozenset({"vision"})))
+    for given in (["vision"], ("vision",), {"vision"}, (c for c in ["vision"])):
+        request = CompletionRequest(required_capabilities=given)  # type: ignore[arg-type]
+        selection = selector.candidates("chat", request)
+        assert (selection.models, selection.skipped) == (as_set.models, as_set.skipped)
+        assert selection.required_capabilities == frozenset({"vision"})
+    assert ids(selector.explain("chat", require={"tools"}).models) == ["huge"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            "vision",
+            "required_capabilities must be an iterable of capability names such as ['vision'], not str 'vision'",
+        ),
+        (7, "required_capabilities must be an iterable of capability names such as ['vision'], not int 7"),
+        (["vision", 3], "required_capabilities must hold capability names (strings), not int 3"),
+    ],
+)
+def test_required_capabilities_of_the_wrong_type_name_the_parameter(
+    selector: ModelSelectionFactory, given: object, message: str
+) -> None:
+    request = CompletionRequest(required_capabilities=given)  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as info:
+        selector.candidates("chat", request)
+    assert str(info.value) == message
+    with pytest.raises(TypeError, match=r"^require must be an iterable"):
+        selector.explain("chat", require="tools")
+
+
+# --- unknown tasks ----------------------------------------------------------------------------
+
+
+def test_unknown_tasks_can_be_errors(service: ModelRegistryService) -> None:
+    strict = ModelSelectionFactory(service, unknown_task="error")
+    assert strict.unknown_task == "error"
+    message = "unknown task 'jsno'; did you mean 'json'? (known tasks: 'chat', 'cheap', 'json', 'self')"
+    for ask in (
+        lambda: strict.select_model_for_task("jsno"),
+        lambda: strict.candidates("jsno", CompletionRequest(prompt="hi")),
+        lambda: strict.explain("jsno"),
+    ):
+        with pytest.raises(UnknownTaskError) as info:
+            ask()
+        assert (str(info.value), info.value.task) == (message, "jsno")
+    assert ids(strict.candidates("json").models) == ["small", "big"]  # known tasks are unchanged
+    with pytest.raises(UnknownTaskError, match=r"^unknown task 'zzz' \(known tasks: 'chat'"):
+        strict.candidates("zzz")
+
+
+def test_unknown_tasks_get_the_default_model_by_default(selector: ModelSelectionFactory) -> None:
+    assert selector.unknown_task == "default"
+    selection = selector.candidates("jsno")
+    assert (ids(selection.models), selection.known_task) == (["dflt"], False)
+
+
+def test_the_known_tasks_listed_are_bounded() -> None:
+    data = {
+        "models": [model("a")],
+        "taskMappings": [{"taskName": f"task-{i:03d}", "primaryModelId": "a"} for i in range(45)],
+        "defaultModelId": "a",
+    }
+    strict = ModelSelectionFactory(ModelRegistryService.from_dict(data), unknown_task="error")
+    with pytest.raises(UnknownTaskError) as info:
+        strict.candidates("other")
+    assert str(info.value).endswith("'task-019' and 25 more)")
+
+
+def test_an_unknown_policy_is_a_configuration_error(service: ModelRegistryService) -> None:
+    with pytest.raises(ConfigurationError, match="unknown_task must be 'default' or 'error', not 'ignore'"):
+        ModelSelectionFactory(service, unknown_task="ignore")  # type: ignore[arg-type]
+
+
+def test_the_unknown_task_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmodels.errors import SettingsError
+    from taskmodels.settings import load_settings
+
+    assert load_settings().selection.unknown_task == "default"
+    monkeypatch.setenv("TASKMODELS_SELECTION__UNKNOWN_TASK", "error")
+    assert load_settings().selection.unknown_task == "error"
+    monkeypatch.setenv("TASKMODELS_SELECTION__UNKNOWN_TASK", "fail")
+    with pytest.raises(SettingsError, match="TASKMODELS_SELECTION__UNKNOWN_TASK"):
+        load_settings()

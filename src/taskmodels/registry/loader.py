@@ -29,7 +29,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +43,8 @@ __all__ = ["LoadResult", "Merged", "load_layers", "merge_layers", "read_layer", 
 
 _MODELS = "models"
 _TASKS = "taskMappings"
+# Providers with no default endpoint: a model of theirs needs a baseUrl, or one from settings.
+_NEEDS_BASE_URL = frozenset({"openai-compatible"})
 # Suggesting a close model id is O(number of ids) per unknown reference; beyond this many
 # ids the suggestion is skipped so a large registry with many typos still loads fast.
 _SUGGEST_LIMIT = 5000
@@ -64,6 +66,7 @@ def _preferred(cls: type[BaseModel]) -> dict[str, str]:
 
 
 _T = TypeVar("_T", bound=BaseModel)
+_YAML_EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 _DIGITS = re.compile(r"(\d+)")
 
 _MODEL_KEYS = _spellings(ModelConfig)
@@ -75,26 +78,105 @@ _TOP_KEYS = _spellings(RegistryConfig)
 
 
 def read_layer(path: Path) -> tuple[Any, list[Problem]]:
-    """Parse one file by its suffix; a problem instead of an exception when it cannot be read."""
+    """Parse one file by its suffix; problems instead of an exception when it cannot be read.
+
+    The data comes back even when there are problems that do not stop the parse (a key
+    given twice in one object), so that the rest of the file is still checked.
+    """
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None, [Problem(source, "", "file not found")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(source, "", f"cannot read file: {exc}")]
+    except OSError as exc:
+        return None, [Problem(source, "", f"cannot read file: {exc.strerror or exc}")]
+    text, problem = _decode(raw)
+    if problem is not None:
+        return None, [Problem(source, "", problem)]
+    if not text.strip():
+        return None, [Problem(source, "", "the file is empty")]
     suffix = path.suffix.lower()
     if suffix == ".toml":
         try:
-            return tomllib.loads(text), []
+            return tomllib.loads(text), []  # TOML itself refuses a key given twice
         except tomllib.TOMLDecodeError as exc:
             return None, [Problem(source, "", f"invalid TOML: {exc}")]
     if suffix in {".yaml", ".yml"}:
         return _read_yaml(source, text)
+    return _read_json(source, text)
+
+
+def _decode(raw: bytes) -> tuple[str, str | None]:
+    """The text of a UTF-8 file (a byte-order mark is dropped), or why it is not one, by line and column."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "", "the file is UTF-16 encoded; save it as UTF-8"
     try:
-        return json.loads(text), []
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line_start = raw.rfind(b"\n", 0, start) + 1
+        # Everything before the bad byte decoded, so the column counts characters, as editors do.
+        column = len(raw[line_start:start].decode("utf-8-sig", errors="replace")) + 1
+        line = raw.count(b"\n", 0, start) + 1
+        return "", f"not valid UTF-8 at line {line}, column {column} (byte 0x{raw[start]:02x}); save the file as UTF-8"
+
+
+def _read_json(source: str, text: str) -> tuple[Any, list[Problem]]:
+    # json keeps the last of two equal keys in one object; note each such object to report it by path.
+    duplicates: dict[int, list[tuple[str, str]]] = {}
+    keep: list[object] = []  # an object noted stays alive, so its id cannot be reused by another
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj:
+                if id(obj) not in duplicates:
+                    keep.append(obj)
+                duplicates.setdefault(id(obj), []).append((key, ""))
+            obj[key] = value
+        return obj
+
+    def constant(name: str) -> float:
+        # Python's json reads NaN and Infinity; JSON has neither, and an infinite price would pass ">= 0".
+        raise _NotJson(name)
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as exc:
         return None, [Problem(source, "", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")]
+    except _NotJson as exc:
+        return None, [Problem(source, "", f"invalid JSON: {exc} is not a JSON value; write a number")]
+    except RecursionError:
+        return None, [Problem(source, "", "invalid JSON: nested too deeply")]
+    return data, _duplicate_problems(source, data, duplicates)
+
+
+def _duplicate_problems(source: str, data: Any, duplicates: Mapping[int, list[tuple[str, str]]]) -> list[Problem]:
+    """One problem per key given twice, located by JSON path (``duplicates`` maps ``id(object)`` to its keys)."""
+    if not duplicates:
+        return []
+    problems: list[Problem] = []
+
+    def walk(node: Any, path: str, subject: str) -> None:
+        if isinstance(node, dict):
+            for key, where in duplicates.get(id(node), ()):
+                inner = f"{path}.{key}" if path else key
+                message = f"duplicate key {key!r}{where}: only its last value would count, so give it once"
+                problems.append(Problem(source, inner, message + subject))
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else key, subject)
+        elif isinstance(node, list):
+            section = _TOP_KEYS.get(path)
+            for i, item in enumerate(node):
+                named = subject
+                if section == "models":
+                    named = _subject("model", _ident(item, "id", _MODEL_KEYS))
+                elif section == "task_mappings":
+                    named = _subject("task", _ident(item, "task_name", _TASK_KEYS))
+                walk(item, f"{path}[{i}]", named)
+
+    walk(data, "", "")
+    return problems
 
 
 def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
@@ -102,13 +184,50 @@ def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
         import yaml
     except ImportError:
         return None, [Problem(source, "", "YAML registries need PyYAML: pip install 'taskmodels[yaml]'")]
+
+    duplicates: dict[int, list[tuple[str, str]]] = {}
+    keep: list[object] = []  # as for JSON: a noted mapping stays alive so its id stays its own
+
+    class Loader(yaml.SafeLoader):
+        """Safe loading that notes a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+        data: dict[Any, Any] = {}
+        yield data
+        seen: set[str] = set()
+        for key_node, _ in node.value:  # before merge keys ('<<') are expanded: those may repeat keys
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    if id(data) not in duplicates:
+                        keep.append(data)
+                    mark = key_node.start_mark
+                    duplicates.setdefault(id(data), []).append(
+                        (key_node.value, f" (line {mark.line + 1}, column {mark.column + 1})")
+                    )
+                seen.add(key_node.value)
+        data.update(loader.construct_mapping(node))
+
+    Loader.add_constructor("tag:yaml.org,2002:map", mapping)
+    # PyYAML follows YAML 1.1, where 1e-5 (no dot) is a string; YAML 1.2 and JSON call it a number, and a
+    # strict loader would refuse the string, so read it as the number the author meant.
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_EXPONENT, list("-+0123456789"))
     try:
-        return yaml.safe_load(text), []
+        data = yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [Problem(source, "", f"invalid YAML: {problem}{where}")]
+    return data, _duplicate_problems(source, data, duplicates)
+
+
+class _NotJson(ValueError):
+    """A constant Python's json accepts and JSON does not (NaN, Infinity)."""
+
+
+def _subject(kind: str, name: str | None) -> str:
+    """`` (task 'clustering')``: added to a problem inside a named element, so a long file need not be counted."""
+    return f" ({kind} {name!r})" if name else ""
 
 
 # --- merging -------------------------------------------------------------------------
@@ -281,23 +400,47 @@ def load_layers(
     layers: Sequence[tuple[str, Any]],
     *,
     provider_names: Collection[str] | None = None,
+    providers_with_base_url: Collection[str] | None = None,
     problems: Sequence[Problem] = (),
 ) -> LoadResult:
-    """Merge and validate parsed layers; ``problems`` are earlier ones (e.g. unreadable files) to report too."""
+    """Merge and validate parsed layers; ``problems`` are earlier ones (e.g. unreadable files) to report too.
+
+    ``providers_with_base_url`` names the providers whose settings give an endpoint; see
+    :func:`validate_merged`.
+    """
     merged = merge_layers(layers)
     merged.problems[:0] = problems
-    return validate_merged(merged, provider_names=provider_names)
+    return validate_merged(merged, provider_names=provider_names, providers_with_base_url=providers_with_base_url)
 
 
-def validate_merged(merged: Merged, *, provider_names: Collection[str] | None = None) -> LoadResult:
-    v = _Validator(merged, provider_names)
+def validate_merged(
+    merged: Merged,
+    *,
+    provider_names: Collection[str] | None = None,
+    providers_with_base_url: Collection[str] | None = None,
+) -> LoadResult:
+    """Validate a merged registry.
+
+    ``provider_names``: the registered implementations (None: any provider name passes).
+    ``providers_with_base_url``: the providers whose settings give an endpoint. A model
+    of a provider with no default endpoint (``openai-compatible``) and no ``baseUrl``
+    is an error when its provider is not among them, and a warning when they are not
+    known (None), since the endpoint may still come from settings.
+    """
+    v = _Validator(merged, provider_names, providers_with_base_url)
     return v.run()
 
 
 class _Validator:
-    def __init__(self, merged: Merged, provider_names: Collection[str] | None) -> None:
+    def __init__(
+        self,
+        merged: Merged,
+        provider_names: Collection[str] | None,
+        providers_with_base_url: Collection[str] | None,
+    ) -> None:
         self.m = merged
         self.providers = None if provider_names is None else frozenset(provider_names)
+        self.with_base_url = None if providers_with_base_url is None else frozenset(providers_with_base_url)
         self.errors: list[Problem] = list(merged.problems)
         self.warnings: list[Problem] = []
         self.base = merged.sources[0] if merged.sources else "<registry>"
@@ -308,29 +451,37 @@ class _Validator:
     def warn(self, where: tuple[str, str], message: str) -> None:
         self.warnings.append(Problem(where[0], where[1], message, severity="warning"))
 
+    def subject(self, section: str, i: int) -> str:
+        """`` (model 'x')`` or `` (task 'y')`` for element ``i``, when it has a usable id."""
+        if section == _MODELS:
+            return _subject("model", _ident(self.m.models[i], "id", _MODEL_KEYS))
+        return _subject("task", _ident(self.m.tasks[i], "task_name", _TASK_KEYS))
+
     def run(self) -> LoadResult:
         m = self.m
         top = self._check_top()
-        models = self._elements(_MODELS, ModelConfig, m.models)
-        tasks = self._elements(_TASKS, TaskMapping, m.tasks)
+        models = self._elements(_MODELS, ModelConfig, m.models, _MODEL_KEYS)
+        tasks = self._elements(_TASKS, TaskMapping, m.tasks, _TASK_KEYS)
         model_index = self._check_model_ids()
+        self._check_models(models)
         valid_models: dict[str, ModelConfig] = {}
         for model in models:
             if model is not None:
                 valid_models.setdefault(model.id, model)
         # Without a usable model list every reference would be "unknown": say it once, not per reference.
         refs = m.models_seen and not any(p.path == m.models_key for p in m.problems)
-        self._check_tasks(model_index, valid_models, check_refs=refs)
         default_id = top.get("default_model_id")
-        if refs and isinstance(default_id, str) and default_id.strip() and default_id.strip() not in model_index:
+        default = default_id.strip() if isinstance(default_id, str) and default_id.strip() else None
+        self._check_tasks(model_index, valid_models, tasks, default, check_refs=refs)
+        if refs and default is not None and default not in model_index:
             key = _find_key(m.top, "default_model_id", _TOP_KEYS) or "defaultModelId"
-            self.error((m.top_origins[key], key), self._unknown_model(default_id.strip(), model_index))
+            self.error((m.top_origins[key], key), self._unknown_model(default, model_index))
         config = None
-        if not self.errors and isinstance(default_id, str):
+        if not self.errors and default is not None:
             config = RegistryConfig.model_construct(
                 models=tuple(x for x in models if x is not None),
                 task_mappings=tuple(x for x in tasks if x is not None),
-                default_model_id=default_id.strip(),
+                default_model_id=default,
                 schema_=top.get("schema_"),
             )
         return LoadResult(
@@ -365,33 +516,59 @@ class _Validator:
 
     # one element at a time, so one bad entry does not hide problems in the others
 
-    def _elements(self, section: str, cls: type[_T], items: list[Any]) -> list[_T | None]:
+    def _elements(self, section: str, cls: type[_T], items: list[Any], spellings: Mapping[str, str]) -> list[_T | None]:
         out: list[_T | None] = []
         for i, item in enumerate(items):
             if not isinstance(item, Mapping):
                 self.error(self.m.where(section, i), f"must be an object, not {_type_name(item)}")
                 out.append(None)
                 continue
+            subject = self.subject(section, i)
+            twice = self._same_key_twice(section, i, item, spellings, subject)
             try:
-                out.append(cls.model_validate(item))
+                out.append(None if twice else cls.model_validate(item))
             except ValidationError as exc:
                 out.append(None)
                 for err in exc.errors(include_url=False):
-                    self._field_error(section, i, cls, err["loc"], err)
+                    self._field_error(section, i, cls, err, subject=subject)
         return out
 
-    def _field_error(self, section: str, i: int, cls: type[BaseModel], loc: tuple[int | str, ...], err: Any) -> None:
+    def _same_key_twice(
+        self, section: str, i: int, item: Mapping[str, Any], spellings: Mapping[str, str], subject: str
+    ) -> bool:
+        """``maxTokens`` and ``max_tokens`` in one object: one would silently win, so neither is taken."""
+        first: dict[str, str] = {}
+        found = False
+        for key in item:
+            name = spellings.get(key)
+            if name is None:
+                continue
+            if name in first:
+                found = True
+                other = first[name]
+                self.error(
+                    self.m.where(section, i, key),
+                    f"{other!r} and {key!r} are two spellings of one key; give it once{subject}",
+                )
+            else:
+                first[name] = key
+        return found
+
+    def _field_error(self, section: str, i: int, cls: type[BaseModel], err: Any, *, subject: str) -> None:
+        loc: tuple[int | str, ...] = err["loc"]
         if not loc:
-            self.error(self.m.where(section, i), str(err["msg"]))
+            self.error(self.m.where(section, i), str(err["msg"]) + subject)
             return
         head, rest = str(loc[0]), "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
         where = self.m.where(section, i, head, rest)
         kind = err["type"]
         if kind == "extra_forbidden":
             owner = _model_at(cls, loc[:-1])
-            self.error(where, _unknown_key(str(loc[-1]), owner))
+            self.error(where, _unknown_key(str(loc[-1]), owner) + subject)
         elif kind == "missing":
-            self.error(where, f"missing required key '{loc[-1]}'")
+            self.error(where, f"missing required key '{loc[-1]}'{subject}")
+        elif kind == "value_error":
+            self.error(where, str(err["ctx"]["error"]) + subject)
         else:
             message = str(err["msg"])
             if message.startswith("Input should be"):
@@ -399,7 +576,7 @@ class _Validator:
             value = err.get("input")
             if isinstance(value, (int, float, str, bool)) or value is None:
                 message += f" (got {value!r})"
-            self.error(where, message)
+            self.error(where, message + subject)
 
     # cross-element checks, on the raw data so an invalid entry's id still counts
 
@@ -423,9 +600,39 @@ class _Validator:
                     known = ", ".join(sorted(self.providers))
                     self.error(
                         self.m.where(_MODELS, i, p_key),
-                        f"no provider implementation named {provider.strip()!r} (known: {known})",
+                        f"no provider implementation named {provider.strip()!r} (known: {known})"
+                        + self.subject(_MODELS, i),
                     )
         return first
+
+    def _check_models(self, models: Sequence[ModelConfig | None]) -> None:
+        """What each valid model's keys say together: a window with room for a prompt, an endpoint."""
+        for i, model in enumerate(models):
+            if model is None:
+                continue
+            subject = _subject("model", model.id)
+            if model.context_window <= model.max_tokens:
+                key = _find_key(self.m.models[i], "context_window", _MODEL_KEYS)
+                self.error(
+                    self.m.where(_MODELS, i, key),
+                    f"contextWindow ({model.context_window}) must be larger than maxTokens ({model.max_tokens}): "
+                    f"the prompt and the answer share the window, so this model could never be selected{subject}",
+                )
+            if model.base_url is None and model.provider in _NEEDS_BASE_URL:
+                variable = f"TASKMODELS_PROVIDERS__{model.provider.upper().replace('-', '_')}__BASE_URL"
+                where = self.m.where(_MODELS, i, "baseUrl")
+                if self.with_base_url is None:
+                    self.warn(
+                        where,
+                        f"this {model.provider} model needs an endpoint: set baseUrl, or {variable}, "
+                        f"or its calls fail{subject}",
+                    )
+                elif model.provider not in self.with_base_url:
+                    self.error(
+                        where,
+                        f"this {model.provider} model needs an endpoint: set baseUrl "
+                        f"(e.g. http://127.0.0.1:8080/v1) or {variable}{subject}",
+                    )
 
     def _unknown_model(self, ref: str, model_index: Mapping[str, int]) -> str:
         message = f"unknown model {ref!r}"
@@ -436,12 +643,19 @@ class _Validator:
         return message
 
     def _check_tasks(
-        self, model_index: Mapping[str, int], valid: Mapping[str, ModelConfig], *, check_refs: bool
+        self,
+        model_index: Mapping[str, int],
+        valid: Mapping[str, ModelConfig],
+        tasks: Sequence[TaskMapping | None],
+        default: str | None,
+        *,
+        check_refs: bool,
     ) -> None:
         first: dict[str, int] = {}
         for i, item in enumerate(self.m.tasks):
             if not isinstance(item, Mapping):
                 continue
+            subject = self.subject(_TASKS, i)
             name_key = _find_key(item, "task_name", _TASK_KEYS)
             name = _ident(item, "task_name", _TASK_KEYS)
             if name is not None and name_key is not None:
@@ -456,41 +670,73 @@ class _Validator:
             if not check_refs:
                 continue
             if primary is not None and primary_key is not None and primary not in model_index:
-                self.error(self.m.where(_TASKS, i, primary_key), self._unknown_model(primary, model_index))
+                self.error(self.m.where(_TASKS, i, primary_key), self._unknown_model(primary, model_index) + subject)
             fb_key = _find_key(item, "fallback_model_ids", _TASK_KEYS)
             fallbacks = item.get(fb_key) if fb_key is not None else None
-            if fb_key is None or not isinstance(fallbacks, list):
-                continue
-            seen: dict[str, int] = {}
-            for k, raw in enumerate(fallbacks):
-                if not isinstance(raw, str) or not raw.strip():
-                    continue  # reported by the field validation
-                ref = raw.strip()
-                where = self.m.where(_TASKS, i, fb_key, f"[{k}]")
-                if ref not in model_index:
-                    self.error(where, self._unknown_model(ref, model_index))
-                elif ref == primary:
-                    self.error(where, f"model {ref!r} is already this task's primary model")
-                elif ref in seen:
-                    self.error(where, f"model {ref!r} appears twice in the chain (also at {fb_key}[{seen[ref]}])")
-                else:
-                    self._compare(where, valid.get(primary) if primary else None, valid.get(ref))
-                seen.setdefault(ref, k)
+            if fb_key is not None and isinstance(fallbacks, list):
+                seen: dict[str, int] = {}
+                for k, raw in enumerate(fallbacks):
+                    if not isinstance(raw, str) or not raw.strip():
+                        continue  # reported by the field validation
+                    ref = raw.strip()
+                    where = self.m.where(_TASKS, i, fb_key, f"[{k}]")
+                    if ref not in model_index:
+                        self.error(where, self._unknown_model(ref, model_index) + subject)
+                    elif ref == primary:
+                        self.error(where, f"model {ref!r} is already this task's primary model{subject}")
+                    elif ref in seen:
+                        self.error(
+                            where, f"model {ref!r} appears twice in the chain (also at {fb_key}[{seen[ref]}]){subject}"
+                        )
+                    else:
+                        self._compare(where, valid.get(primary) if primary else None, valid.get(ref), subject)
+                    seen.setdefault(ref, k)
+            task = tasks[i]
+            if task is not None and task.required_capabilities:
+                self._check_capabilities(i, task, valid, default, subject)
 
-    def _compare(self, where: tuple[str, str], primary: ModelConfig | None, fallback: ModelConfig | None) -> None:
+    def _check_capabilities(
+        self, i: int, task: TaskMapping, valid: Mapping[str, ModelConfig], default: str | None, subject: str
+    ) -> None:
+        """A task whose every model lacks a required capability could never be served."""
+        ids = [task.primary_model_id, *task.fallback_model_ids]
+        if default is not None:
+            ids.append(default)
+        chain = [valid.get(x) for x in dict.fromkeys(ids)]
+        if default is None or any(model is None for model in chain):
+            return  # a broken reference is reported already; the chain is not known
+        required = set(task.required_capabilities)
+        gaps = []
+        for model in chain:
+            assert model is not None
+            missing = sorted(required.difference(model.capabilities))
+            if not missing:
+                return
+            gaps.append(f"{model.id!r} lacks {', '.join(missing)}")
+        key = _find_key(self.m.tasks[i], "required_capabilities", _TASK_KEYS)
+        self.error(
+            self.m.where(_TASKS, i, key),
+            f"no model of the chain (primary, fallbacks, default) has every required capability: "
+            f"{'; '.join(gaps)}{subject}",
+        )
+
+    def _compare(
+        self, where: tuple[str, str], primary: ModelConfig | None, fallback: ModelConfig | None, subject: str
+    ) -> None:
         if primary is None or fallback is None:
             return
         if fallback.context_window < primary.context_window:
             self.warn(
                 where,
                 f"fallback {fallback.id!r} has a smaller context window ({fallback.context_window}) "
-                f"than the primary {primary.id!r} ({primary.context_window})",
+                f"than the primary {primary.id!r} ({primary.context_window}){subject}",
             )
         missing = [c for c in primary.capabilities if c not in fallback.capabilities]
         if missing:
             self.warn(
                 where,
-                f"fallback {fallback.id!r} lacks capabilities the primary {primary.id!r} has: {', '.join(missing)}",
+                f"fallback {fallback.id!r} lacks capabilities the primary {primary.id!r} has: "
+                f"{', '.join(missing)}{subject}",
             )
 
 

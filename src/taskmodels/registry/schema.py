@@ -4,17 +4,39 @@ The seed format is kept exactly: camelCase keys, ``models``, ``taskMappings`` an
 ``defaultModelId``. snake_case keys are accepted too. Every extension key is
 optional, so a seed file loads unchanged, and unknown keys are errors so a typo
 cannot pass silently.
+
+Scalars are validated strictly: ``"maxTokens": "1000"`` is an error, not a number,
+so a file the loader accepts is one the exported JSON Schema accepts too. The one
+conversion kept is the one JSON Schema itself makes: ``1000.0`` is an integer.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from taskmodels.types import Usage
 
 __all__ = ["BudgetConfig", "ModelConfig", "RegistryConfig", "TaskMapping", "TaskTimeouts"]
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema counts 1000.0 as an integer; so does the loader, so that the two agree.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_Int = Annotated[int, BeforeValidator(_integral), Field(strict=True)]
+_Number = Annotated[float, Field(strict=True)]  # strict still takes an int: JSON's numbers are one type
+_Flag = Annotated[bool, Field(strict=True)]
+
+# The exported schema's pattern; the validator below also requires a host and a valid port.
+HTTP_URL_PATTERN = r"^https?://[^\s/?#]+"
+_HTTP_URL = re.compile(HTTP_URL_PATTERN)
 
 
 class _Strict(BaseModel):
@@ -26,6 +48,16 @@ class _Strict(BaseModel):
     )
 
 
+class TaskTimeouts(_Strict):
+    """Time limits in seconds, for a task or a model; unset ones come from the next level (request > task >
+    model > settings)."""
+
+    deadline: _Number | None = Field(default=None, gt=0)
+    attempt_timeout: _Number | None = Field(default=None, alias="attemptTimeout", gt=0)
+    first_token_timeout: _Number | None = Field(default=None, alias="firstTokenTimeout", gt=0)
+    stall_timeout: _Number | None = Field(default=None, alias="stallTimeout", gt=0)
+
+
 class ModelConfig(_Strict):
     """One model a task can run on."""
 
@@ -34,17 +66,34 @@ class ModelConfig(_Strict):
         min_length=1, description="Provider implementation, e.g. openai, anthropic, gemini, ollama, openai-compatible"
     )
     model_name: str = Field(alias="modelName", min_length=1, description="The provider's own name for the model")
-    max_tokens: int = Field(alias="maxTokens", gt=0, description="Default and upper bound for output tokens")
-    temperature: float = Field(ge=0.0, le=2.0)
-    context_window: int = Field(alias="contextWindow", gt=0, description="Input plus output tokens the model accepts")
-    cost_per_1k_tokens: float = Field(
+    max_tokens: _Int = Field(alias="maxTokens", gt=0, description="Default and upper bound for output tokens")
+    temperature: _Number = Field(ge=0.0, le=2.0)
+    context_window: _Int = Field(alias="contextWindow", gt=0, description="Input plus output tokens the model accepts")
+    cost_per_1k_tokens: _Number = Field(
         alias="costPer1kTokens", ge=0.0, description="USD per 1,000 tokens, input and output alike"
     )
     capabilities: tuple[str, ...] = ()
     # extensions
-    input_cost_per_1k_tokens: float | None = Field(default=None, alias="inputCostPer1kTokens", ge=0.0)
-    output_cost_per_1k_tokens: float | None = Field(default=None, alias="outputCostPer1kTokens", ge=0.0)
-    base_url: str | None = Field(default=None, alias="baseUrl", description="Overrides the provider's default endpoint")
+    input_cost_per_1k_tokens: _Number | None = Field(default=None, alias="inputCostPer1kTokens", ge=0.0)
+    output_cost_per_1k_tokens: _Number | None = Field(default=None, alias="outputCostPer1kTokens", ge=0.0)
+    cached_input_cost_per_1k_tokens: _Number | None = Field(
+        default=None,
+        alias="cachedInputCostPer1kTokens",
+        ge=0.0,
+        description="USD per 1,000 input tokens read from the provider's prompt cache; unset: the input price",
+    )
+    cache_write_cost_per_1k_tokens: _Number | None = Field(
+        default=None,
+        alias="cacheWriteCostPer1kTokens",
+        ge=0.0,
+        description="USD per 1,000 input tokens written to the provider's prompt cache; unset: the input price",
+    )
+    base_url: str | None = Field(
+        default=None,
+        alias="baseUrl",
+        description="Overrides the provider's default endpoint; an http:// or https:// URL",
+        json_schema_extra={"pattern": HTTP_URL_PATTERN},
+    )
     api_key_env: str | None = Field(
         default=None, alias="apiKeyEnv", description="Environment variable holding this model's API key"
     )
@@ -52,6 +101,26 @@ class ModelConfig(_Strict):
         default_factory=dict, description="Provider-specific settings, e.g. Azure's apiVersion and deployment"
     )
     description: str | None = None
+    timeouts: TaskTimeouts | None = Field(
+        default=None, description="This model's time limits; a task's and a request's win over them"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = f"must be an http:// or https:// URL with a host (got {value!r})"
+        if not _HTTP_URL.match(value):
+            raise ValueError(problem)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError(f"has an invalid port (got {value!r})") from None
+        if not parts.hostname:
+            raise ValueError(problem)
+        return value
 
     @property
     def input_price(self) -> float:
@@ -65,27 +134,44 @@ class ModelConfig(_Strict):
         p = self.output_cost_per_1k_tokens
         return self.cost_per_1k_tokens if p is None else p
 
+    @property
+    def cached_input_price(self) -> float:
+        """USD per 1,000 input tokens read from the prompt cache."""
+        p = self.cached_input_cost_per_1k_tokens
+        return self.input_price if p is None else p
+
+    @property
+    def cache_write_price(self) -> float:
+        """USD per 1,000 input tokens written to the prompt cache."""
+        p = self.cache_write_cost_per_1k_tokens
+        return self.input_price if p is None else p
+
     def cost(self, usage: Usage) -> float:
-        return (usage.input_tokens * self.input_price + usage.output_tokens * self.output_price) / 1000.0
+        """USD for one answer: cache reads and writes at their prices, the rest of the prompt at the input
+        price, output (reasoning included) at the output price."""
+        cached = max(usage.cached_tokens, 0)
+        written = max(usage.cache_write_tokens, 0)
+        # A provider that reports more cache tokens than prompt tokens must not make the rest negative.
+        plain = max(usage.input_tokens - cached - written, 0)
+        return (
+            plain * self.input_price
+            + cached * self.cached_input_price
+            + written * self.cache_write_price
+            + usage.output_tokens * self.output_price
+        ) / 1000.0
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_price + output_tokens * self.output_price) / 1000.0
-
-
-class TaskTimeouts(_Strict):
-    """Per-task time limits in seconds; unset ones come from settings."""
-
-    deadline: float | None = Field(default=None, gt=0)
-    attempt_timeout: float | None = Field(default=None, alias="attemptTimeout", gt=0)
-    first_token_timeout: float | None = Field(default=None, alias="firstTokenTimeout", gt=0)
-    stall_timeout: float | None = Field(default=None, alias="stallTimeout", gt=0)
+        """An upper bound for budgets: the whole prompt at the dearer of the input and cache-write prices
+        (a provider may write all of it to its cache), the output at the output price."""
+        input_price = max(self.input_price, self.cache_write_price)
+        return (input_tokens * input_price + output_tokens * self.output_price) / 1000.0
 
 
 class BudgetConfig(_Strict):
     """A spend limit for one task over a rolling fixed window."""
 
-    limit: float = Field(gt=0, description="USD per window")
-    window_seconds: float = Field(default=86400.0, alias="windowSeconds", gt=0)
+    limit: _Number = Field(gt=0, description="USD per window")
+    window_seconds: _Number = Field(default=86400.0, alias="windowSeconds", gt=0)
     on_exceeded: Literal["error", "cheaper"] = Field(default="error", alias="onExceeded")
 
 
@@ -98,9 +184,9 @@ class TaskMapping(_Strict):
     description: str | None = None
     # extensions
     required_capabilities: tuple[str, ...] = Field(default=(), alias="requiredCapabilities")
-    max_cost_per_call: float | None = Field(default=None, alias="maxCostPerCall", gt=0)
+    max_cost_per_call: _Number | None = Field(default=None, alias="maxCostPerCall", gt=0)
     stream_policy: Literal["restart", "error"] | None = Field(default=None, alias="streamPolicy")
-    fallback_on_content_filter: bool | None = Field(default=None, alias="fallbackOnContentFilter")
+    fallback_on_content_filter: _Flag | None = Field(default=None, alias="fallbackOnContentFilter")
     timeouts: TaskTimeouts | None = None
     budget: BudgetConfig | None = None
 

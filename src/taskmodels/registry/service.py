@@ -75,20 +75,38 @@ def _registry_from(result: LoadResult) -> Registry:
     return build_registry(result.config, result.sources, result.warnings)
 
 
-def check_files(paths: Sequence[Path], *, provider_names: Collection[str] | None = None) -> LoadResult:
-    """Read, merge (base then overlays) and validate registry files; errors and warnings, without raising."""
+def check_files(
+    paths: Sequence[Path],
+    *,
+    provider_names: Collection[str] | None = None,
+    providers_with_base_url: Collection[str] | None = None,
+) -> LoadResult:
+    """Read, merge (base then overlays) and validate registry files; errors and warnings, without raising.
+
+    ``providers_with_base_url``: the providers whose settings give an endpoint (see
+    :func:`taskmodels.registry.loader.validate_merged`); None when not known.
+    """
     layers: list[tuple[str, Any]] = []
     problems: list[Problem] = []
     for path in paths:
         data, found = read_layer(path)
         layers.append((str(path), data))
         problems.extend(found)
-    return load_layers(layers, provider_names=provider_names, problems=problems)
+    return load_layers(
+        layers, provider_names=provider_names, providers_with_base_url=providers_with_base_url, problems=problems
+    )
 
 
-def load_registry(paths: Sequence[Path], *, provider_names: Collection[str] | None = None) -> Registry:
+def load_registry(
+    paths: Sequence[Path],
+    *,
+    provider_names: Collection[str] | None = None,
+    providers_with_base_url: Collection[str] | None = None,
+) -> Registry:
     """Read, merge (base then overlays) and validate registry files; raise every problem at once."""
-    return _registry_from(check_files(paths, provider_names=provider_names))
+    return _registry_from(
+        check_files(paths, provider_names=provider_names, providers_with_base_url=providers_with_base_url)
+    )
 
 
 def _stamp(paths: Sequence[Path]) -> _Stamp:
@@ -107,35 +125,63 @@ class ModelRegistryService:
     """Holds the current :class:`Registry`; O(1) lookups by model id and task name; reloads atomically."""
 
     def __init__(
-        self, registry: Registry, *, paths: Sequence[Path] = (), provider_names: Collection[str] | None = None
+        self,
+        registry: Registry,
+        *,
+        paths: Sequence[Path] = (),
+        provider_names: Collection[str] | None = None,
+        providers_with_base_url: Collection[str] | None = None,
     ) -> None:
         self._current = registry
         self._paths = tuple(paths)
         self._provider_names = provider_names
+        self._providers_with_base_url = providers_with_base_url
         self._reload_lock = threading.Lock()
         self._stamp: _Stamp = _stamp(self._paths)
 
     @classmethod
     def from_path(
-        cls, path: Path | str | Sequence[Path | str], *, provider_names: Collection[str] | None = None
+        cls,
+        path: Path | str | Sequence[Path | str],
+        *,
+        provider_names: Collection[str] | None = None,
+        providers_with_base_url: Collection[str] | None = None,
     ) -> ModelRegistryService:
-        """Load one file, or a base file followed by overlays."""
+        """Load one file, or a base file followed by overlays.
+
+        ``provider_names``: the registered implementations (None: not checked).
+        ``providers_with_base_url``: the providers whose settings give an endpoint; with it, an
+        ``openai-compatible`` model that has no ``baseUrl`` and no endpoint from settings is an
+        error (without it, a warning).
+        """
         raw = [path] if isinstance(path, (str, Path)) else list(path)
         paths = [Path(p) for p in raw]
         if not paths:
             raise ConfigurationError("no registry file given")
         stamp = _stamp(paths)  # before reading, so a write during the read is seen as a change later
-        service = cls(load_registry(paths, provider_names=provider_names), paths=paths, provider_names=provider_names)
+        registry = load_registry(paths, provider_names=provider_names, providers_with_base_url=providers_with_base_url)
+        service = cls(
+            registry, paths=paths, provider_names=provider_names, providers_with_base_url=providers_with_base_url
+        )
         service._stamp = stamp
         return service
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], *, provider_names: Collection[str] | None = None, source: str = "<dict>"
+        cls,
+        data: Mapping[str, Any],
+        *,
+        provider_names: Collection[str] | None = None,
+        providers_with_base_url: Collection[str] | None = None,
+        source: str = "<dict>",
     ) -> ModelRegistryService:
         """Validate an in-memory registry document (same format as the file)."""
-        result = load_layers([(source, data)], provider_names=provider_names)
-        return cls(_registry_from(result), provider_names=provider_names)
+        result = load_layers(
+            [(source, data)], provider_names=provider_names, providers_with_base_url=providers_with_base_url
+        )
+        return cls(
+            _registry_from(result), provider_names=provider_names, providers_with_base_url=providers_with_base_url
+        )
 
     @classmethod
     def from_settings(
@@ -180,7 +226,11 @@ class ModelRegistryService:
         with self._reload_lock:
             stamp = _stamp(self._paths)
             try:
-                registry = load_registry(self._paths, provider_names=self._provider_names)
+                registry = load_registry(
+                    self._paths,
+                    provider_names=self._provider_names,
+                    providers_with_base_url=self._providers_with_base_url,
+                )
             finally:
                 # Remember this version even when invalid, so watch() reports it once, not every tick.
                 self._stamp = stamp
