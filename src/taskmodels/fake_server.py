@@ -49,7 +49,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["FakeLLMServer", "SeenRequest", "default_answer", "main"]
+__all__ = ["MODEL_LIST", "FakeLLMServer", "SeenRequest", "default_answer", "main"]
+
+MODEL_LIST = "(model list)"
+"""The model name recorded for a ``GET`` of a model list; ``server.fail(MODEL_LIST, 401)`` scripts its failure."""
 
 Answer = Callable[[str, str], str]
 
@@ -131,7 +134,7 @@ class FakeLLMServer:
     # --- scripting -----------------------------------------------------------------------
 
     def fail(self, model: str, status: int = 503, times: int = 1) -> None:
-        """Answer the next ``times`` requests for ``model`` (its ``modelName``) with ``status``."""
+        """Answer the next ``times`` requests for ``model`` (its ``modelName``, or ``MODEL_LIST``) with ``status``."""
         with self._lock:
             self._failures[model].extend([status] * times)
 
@@ -160,21 +163,22 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/")
         creds = any(self.headers.get(h) for h in ("authorization", "x-api-key", "api-key", "x-goog-api-key"))
         if path == "/api/tags":
-            self.fake._record(SeenRequest("ollama", path, "", {}, creds))
-            self._json(200, {"models": [{"name": "fake", "model": "fake", "size": 0, "digest": "fake"}]})
-        elif path.endswith("/v1beta/models") or (path.endswith("/v1/models") and self.headers.get("x-goog-api-key")):
-            self.fake._record(SeenRequest("gemini", path, "", {}, creds))
-            self._json(200, {"models": [{"name": "models/fake", "displayName": "fake"}]})
+            protocol = "ollama"
+            body: dict[str, Any] = {"models": [{"name": "fake", "model": "fake", "size": 0, "digest": "fake"}]}
+        elif path.endswith("/v1beta/models") or (path.endswith("/models") and self.headers.get("x-goog-api-key")):
+            protocol = "gemini"
+            body = {"models": [{"name": "models/fake", "displayName": "fake"}]}
         elif path.endswith("/models") and self.headers.get("anthropic-version"):
-            self.fake._record(SeenRequest("anthropic", path, "", {}, creds))
+            protocol = "anthropic"
             entry = {"id": "fake", "type": "model", "display_name": "fake", "created_at": "2025-01-01T00:00:00Z"}
-            self._json(200, {"data": [entry], "has_more": False, "first_id": "fake", "last_id": "fake"})
+            body = {"data": [entry], "has_more": False, "first_id": "fake", "last_id": "fake"}
         elif path.endswith("/models"):
-            self.fake._record(SeenRequest("openai", path, "", {}, creds))
-            listed = {"id": "fake", "object": "model", "created": 0, "owned_by": "taskmodels"}
-            self._json(200, {"object": "list", "data": [listed]})
+            protocol = "openai"
+            body = {"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}]}
         else:
             self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+            return
+        self._serve(protocol, path=path, body={}, model=MODEL_LIST, creds=creds, handle=lambda _: self._json(200, body))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
