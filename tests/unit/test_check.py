@@ -198,3 +198,25 @@ def test_an_invalid_registry_is_a_problem(tmp_path: Path, capsys: pytest.Capture
     assert code == 1
     assert "registry:" in out
     assert "unknown model 'nope'" in out
+
+
+def test_import_taskmodels_loads_neither_the_fake_server_nor_the_check() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, taskmodels, taskmodels.cli; print(sorted(m for m in sys.modules if m in {"
+        "'taskmodels.fake_server', 'taskmodels.check', 'http.server'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_fake_server_module_runs_and_refuses_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    from taskmodels.fake_server import main as serve
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert serve(["--port", str(busy.getsockname()[1])]) == 2
+    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
