@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from taskmodels.fake_server import FakeLLMServer
 
 EXAMPLES = Path(__file__).resolve().parent

@@ -59,7 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="taskmodels",
-        description="Start, inspect and check a taskmodels project: which model serves each task, why, and whether it can.",
+        description="Start, inspect and check a taskmodels project: which model serves each task, and why.",
         epilog=_registry_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],

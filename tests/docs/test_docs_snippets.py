@@ -56,10 +56,10 @@ from typing import Any
 
 import pytest
 
+from taskmodels.fake_server import FakeLLMServer
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-
-from taskmodels.fake_server import FakeLLMServer
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _NO_RUN = re.compile(r"^<!--\s*no-run:\s*(\S.*?)\s*-->\s*$")
