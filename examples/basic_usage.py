@@ -4,7 +4,7 @@
     python examples/basic_usage.py --registry my.json --base-url http://127.0.0.1:8080/v1
 
 The second form runs without any API key against a local OpenAI-compatible server
-(llama.cpp's llama-server, vLLM, or ``python examples/fake_llm_server.py``).
+(llama.cpp's llama-server, vLLM, or ``taskmodels fake-server``).
 """
 
 from __future__ import annotations

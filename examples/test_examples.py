@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_llm_server import FakeLLMServer
+
+from taskmodels.fake_server import FakeLLMServer
 
 EXAMPLES = Path(__file__).resolve().parent
 

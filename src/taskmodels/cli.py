@@ -1,8 +1,11 @@
-"""The ``taskmodels`` command: validate a registry, show its routing, explain one decision, print the schema.
+"""The ``taskmodels`` command: start a project, validate a registry, show its routing, explain one decision,
+check a deployment's keys and endpoints, print the schema, run a fake server.
 
-Exit codes: 0 success, 1 the registry has errors, 2 a usage error or a missing file.
-Nothing here prints a secret: the registry holds none, and settings are only read
-for the registry path and environment.
+Exit codes: 0 success, 1 the registry has errors (or ``check`` found a problem, or ``init``
+would overwrite a file), 2 a usage error or a missing file.
+Nothing here prints a secret: the registry holds none, ``check`` names key variables only
+and scrubs what endpoints answer, and settings are otherwise read for the registry path
+and environment.
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from taskmodels.errors import Problem, RegistryError, SettingsError, UnknownTaskError
+from taskmodels.errors import ConfigurationError, Problem, RegistryError, SettingsError, UnknownTaskError
 from taskmodels.registry.jsonschema import registry_json_schema
 from taskmodels.registry.schema import ModelConfig, TaskMapping
-from taskmodels.registry.service import ModelRegistryService, build_registry, check_files
+from taskmodels.registry.service import ModelRegistryService, build_registry, check_files, registry_not_found
 from taskmodels.selection import ModelSelectionFactory, Selection
 from taskmodels.types import CompletionRequest
+
+if TYPE_CHECKING:
+    from taskmodels.check import CheckReport
+    from taskmodels.settings import Settings
 
 __all__ = ["main"]
 
@@ -52,10 +59,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="taskmodels",
-        description="Inspect a taskmodels model registry: which model serves each task, and why.",
+        description="Start, inspect and check a taskmodels project: which model serves each task, and why.",
+        epilog=_registry_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    init = sub.add_parser("init", help="write a starter registry and .env.example (never overwrites)")
+    init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="project directory (default: here)")
     validate = sub.add_parser("validate", parents=[common], help="check a registry file; list every problem")
     validate.add_argument("path", nargs="?", metavar="PATH", help="registry file (default: --registry)")
     sub.add_parser("plan", parents=[common], help="show each task's chain: primary, fallbacks, default")
@@ -67,8 +78,38 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--require", action="append", default=[], metavar="CAP", help="a capability the call needs (repeatable)"
     )
+    check = sub.add_parser(
+        "check", parents=[common], help="readiness: settings, registry, every model's key and endpoint; exit 1 if not"
+    )
+    check.add_argument("--ping", action="store_true", help="also send one cheap request to each distinct endpoint")
+    check.add_argument("--timeout", type=_positive_float, default=5.0, metavar="SECONDS", help="per ping (default: 5)")
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the registry file")
+    fake = sub.add_parser(
+        "fake-server", help="serve a fake LLM (OpenAI, Anthropic, Gemini, Ollama protocols) on 127.0.0.1"
+    )
+    fake.add_argument("--port", type=_non_negative, default=0, help="port to listen on (default: any free port)")
     return parser
+
+
+def _registry_help() -> str:
+    from taskmodels.settings import Settings
+
+    default = Settings.model_fields["registry_path"].default
+    return (
+        "The registry file: --registry PATH, else $TASKMODELS_REGISTRY_PATH, else "
+        f"{default} (here: {Path(default).absolute()}).\n"
+        "No registry yet? 'taskmodels init' writes a starter one."
+    )
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -94,7 +135,7 @@ def _provider_names() -> frozenset[str]:
     return ModelProviderFactory().provider_names()
 
 
-def _paths(args: argparse.Namespace) -> list[Path]:
+def _settings(args: argparse.Namespace) -> Settings:
     from taskmodels.settings import load_settings
 
     overrides: dict[str, Any] = {}
@@ -103,12 +144,16 @@ def _paths(args: argparse.Namespace) -> list[Path]:
         overrides["registry_path"] = Path(registry)
     if getattr(args, "env", None) is not None:
         overrides["environment"] = args.env or None
-    settings = load_settings(**overrides)
+    return load_settings(**overrides)
+
+
+def _paths(settings: Settings) -> list[Path]:
     paths = settings.registry_paths()
     for i, path in enumerate(paths):
+        if i == 0 and not path.is_file():
+            raise _UsageError(registry_not_found(path))
         if not path.is_file():
-            what = "registry file" if i == 0 else f"overlay for environment {settings.environment!r}"
-            raise _UsageError(f"{what} not found: {path}")
+            raise _UsageError(f"overlay for environment {settings.environment!r} not found: {path.absolute()}")
     return paths
 
 
@@ -125,7 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "schema":
             _print_json(registry_json_schema(), out)
             return EXIT_OK
-        ctx = _Context(_paths(args), as_json, out, err)
+        if args.command == "init":
+            return _init(Path(args.directory), out, err)
+        if args.command == "fake-server":
+            from taskmodels.fake_server import main as serve
+
+            return serve(["--port", str(args.port)])
+        if args.command == "check":
+            return _check(args, as_json, out, err)
+        ctx = _Context(_paths(_settings(args)), as_json, out, err)
         if args.command == "validate":
             return _validate(ctx)
         service = _load(ctx)
@@ -155,6 +208,75 @@ def _silence_stdout() -> None:
 # --- commands ------------------------------------------------------------------------
 
 
+def _init(directory: Path, out: TextIO, err: TextIO) -> int:
+    from taskmodels.starter import write_starter
+
+    try:
+        written = write_starter(directory)
+    except ConfigurationError as exc:
+        print(f"taskmodels: error: {exc}", file=err)
+        return EXIT_INVALID
+    for path in written:
+        print(f"wrote {path.absolute()}", file=out)
+    print("next:", file=out)
+    if directory.resolve() != Path.cwd().resolve():
+        print(f"  cd {directory}", file=out)
+    print("  taskmodels plan             # which model serves each task", file=out)
+    print("  cp .env.example .env        # then fill in the keys your models need", file=out)
+    print("  taskmodels check            # are every model's key and endpoint in place?", file=out)
+    print("  taskmodels fake-server      # no keys yet? a local server that answers like every provider", file=out)
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) -> int:
+    from taskmodels.check import CheckReport, run_check
+
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        report = CheckReport(settings_error=str(exc))
+    else:
+        paths = settings.registry_paths()
+        if len(paths) > 1 and not paths[1].is_file():
+            raise _UsageError(f"overlay for environment {settings.environment!r} not found: {paths[1].absolute()}")
+        report = run_check(settings, paths, ping=args.ping, timeout=args.timeout)
+    if as_json:
+        _print_json(report.to_json(), out)
+    else:
+        _print_check(report, ping=args.ping, timeout=args.timeout, out=out)
+    return EXIT_OK if report.ok else EXIT_INVALID
+
+
+def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO) -> None:
+    print(f"settings: {'ok' if report.settings_error is None else 'invalid'}", file=out)
+    if report.sources and not report.registry_errors:
+        summary = f"{_count(len(report.models), 'model')}, {_count(report.tasks, 'task')}"
+        print(f"registry: {' + '.join(report.sources)}: valid ({summary})", file=out)
+    elif report.settings_error is None:
+        print("registry: not usable", file=out)
+    if report.models:
+        print(file=out)
+        rows = [[m.model_id, m.provider, m.key, m.endpoint or "-"] for m in report.models]
+        _print_table(["MODEL", "PROVIDER", "KEY", "ENDPOINT"], rows, out)
+    if report.pings:
+        print(file=out)
+        print(f"ping, one request per endpoint (timeout {timeout:g} s):", file=out)
+        rows = [
+            [p.endpoint, p.provider, p.probe, "ok" if p.ok else "FAILED", p.detail, ", ".join(p.models)]
+            for p in report.pings
+        ]
+        _print_table(["ENDPOINT", "PROVIDER", "PROBE", "RESULT", "DETAIL", "MODELS"], rows, out)
+    problems = report.problems
+    print(file=out)
+    if problems:
+        print(f"{_count(len(problems), 'problem')}:", file=out)
+        for problem in problems:
+            print(f"  {problem}", file=out)
+    else:
+        what = "keys, endpoints and pings" if ping else "keys and endpoints (add --ping to reach them)"
+        print(f"ready: {what} in place for {_count(len(report.models), 'model')}", file=out)
+
+
 def _validate(ctx: _Context) -> int:
     result = check_files(ctx.paths, provider_names=_provider_names())
     if ctx.as_json:
@@ -173,7 +295,7 @@ def _validate(ctx: _Context) -> int:
     files = " + ".join(result.sources)
     if result.errors:
         count = len(result.errors)
-        print(f"{files}: {count} error{'s' if count != 1 else ''}", file=ctx.out)
+        print(f"{files}: {_count(count, 'error')}", file=ctx.out)
         for problem in result.errors:
             print(f"  {_problem_line(problem)}", file=ctx.out)
     for problem in result.warnings:
@@ -183,8 +305,8 @@ def _validate(ctx: _Context) -> int:
     config = result.config
     warn = len(result.warnings)
     print(
-        f"{files}: valid: {len(config.models)} models, {len(config.task_mappings)} tasks, "
-        f"default model {config.default_model_id!r}, {warn} warning{'s' if warn != 1 else ''}",
+        f"{files}: valid: {_count(len(config.models), 'model')}, {_count(len(config.task_mappings), 'task')}, "
+        f"default model {config.default_model_id!r}, {_count(warn, 'warning')}",
         file=ctx.out,
     )
     return EXIT_OK
@@ -204,7 +326,12 @@ def _load(ctx: _Context) -> ModelRegistryService | None:
 
 
 def _plan(ctx: _Context, service: ModelRegistryService) -> int:
+    # Each chain is the one `explain TASK` gives for a request with no extra needs: a model the
+    # task's own requirements rule out (a capability, its window, its cost ceiling) is listed as
+    # skipped, with the reason, never as part of the chain.
     reg = service.current
+    selector = ModelSelectionFactory(service)
+    plans = [(task, selector.explain(task.task_name)) for task in service.list_tasks()]
     if ctx.as_json:
         _print_json(
             {
@@ -214,24 +341,30 @@ def _plan(ctx: _Context, service: ModelRegistryService) -> int:
                     {
                         "task": task.task_name,
                         "description": task.description,
-                        "chain": [
-                            _model_json(m, role=_role(i, m, task)) for i, m in enumerate(reg.chains[task.task_name])
-                        ],
+                        "chain": [_model_json(m, role=_role(i, m, task)) for i, m in enumerate(selection.models)],
+                        "skipped": [{"id": s.model_id, "reason": s.reason} for s in selection.skipped],
                     }
-                    for task in service.list_tasks()
+                    for task, selection in plans
                 ],
             },
             ctx.out,
         )
         return EXIT_OK
     rows: list[list[str]] = []
-    for task in service.list_tasks():
-        for i, model in enumerate(reg.chains[task.task_name]):
+    skipped: list[list[str]] = []
+    for task, selection in plans:
+        for i, model in enumerate(selection.models):
             rows.append([task.task_name if i == 0 else "", _role(i, model, task), *_model_cells(model)])
+        if not selection.models:
+            rows.append([task.task_name, "-", "(no model can serve it: see below)", "", "", "", "", ""])
+        skipped.extend([task.task_name, s.model_id, s.reason] for s in selection.skipped)
     print(f"registry: {' + '.join(reg.sources)}", file=ctx.out)
     print(file=ctx.out)
     header = ["TASK", "ROLE", "MODEL", "PROVIDER", "MODEL NAME", "CONTEXT", "$/1K IN", "$/1K OUT"]
     _print_table(header, rows, ctx.out, right={5, 6, 7})
+    if skipped:
+        print(file=ctx.out)
+        _print_table(["TASK", "SKIPPED", "REASON"], skipped, ctx.out)
     print(file=ctx.out)
     d = reg.default_model
     print(
@@ -283,9 +416,15 @@ def _explain(ctx: _Context, service: ModelRegistryService, args: argparse.Namesp
 
 
 def _role(i: int, model: ModelConfig, task: TaskMapping) -> str:
-    if i == 0:
+    if model.id == task.primary_model_id:
         return "primary"
-    return f"fallback {i}" if model.id in task.fallback_model_ids else "default"
+    if model.id in task.fallback_model_ids:
+        return f"fallback {task.fallback_model_ids.index(model.id) + 1}"
+    return "default"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _price(value: float) -> str:

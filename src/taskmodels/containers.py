@@ -21,8 +21,10 @@ An application embeds it as a sub-container and passes its own settings::
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import httpx2
 from dependency_injector import containers, providers
 
 from taskmodels.http_client import ResourcePool
@@ -36,18 +38,25 @@ from taskmodels.settings import Settings, load_settings
 
 __all__ = ["Container", "build_state_store"]
 
+_T = TypeVar("_T")
+
 
 def _scoped(
-    scopes_from: providers.Provider[Settings], node: str, factory: Any, *args: Any, **kwargs: Any
-) -> providers.Selector[Any]:
-    """A node whose scope is read from ``settings.scopes.<node>`` when it is asked for."""
-    return providers.Selector(
+    scopes_from: providers.Provider[Settings], node: str, factory: Callable[..., _T], *args: Any, **kwargs: Any
+) -> providers.Selector[_T]:
+    """A node whose scope is read from ``settings.scopes.<node>`` when it is asked for.
+
+    Typed by what ``factory`` returns, so ``Container().model_service()`` is a ``ModelService``
+    to a type checker, not ``Any``.
+    """
+    node_provider: providers.Selector[_T] = providers.Selector(
         providers.Callable(_scope_of, scopes_from, node),
         singleton=providers.Singleton(factory, *args, **kwargs),
         thread_local=providers.ThreadLocalSingleton(factory, *args, **kwargs),
         context_local=providers.ContextLocalSingleton(factory, *args, **kwargs),
         factory=providers.Factory(factory, *args, **kwargs),
     )
+    return node_provider
 
 
 def _scope_of(settings: Settings, node: str) -> Scope:
@@ -55,7 +64,7 @@ def _scope_of(settings: Settings, node: str) -> Scope:
     return scope
 
 
-def _open_http_client(pool: ResourcePool, settings: Settings) -> Any:
+def _open_http_client(pool: ResourcePool, settings: Settings) -> httpx2.AsyncClient:
     return pool.open_http_client(settings.http)
 
 
@@ -88,9 +97,9 @@ class Container(containers.DeclarativeContainer):
 
     __self__ = providers.Self()
 
-    settings = providers.Singleton(load_settings)
+    settings: providers.Singleton[Settings] = providers.Singleton(load_settings)
 
-    resources = providers.Singleton(ResourcePool)
+    resources: providers.Singleton[ResourcePool] = providers.Singleton(ResourcePool)
 
     http_client = _scoped(settings, "http_client", _open_http_client, resources, settings)
 

@@ -28,7 +28,7 @@ How blocks run, one test per Markdown file:
 
 Where they run: a temporary directory holding a copy of the repository's
 ``settings/`` (so ``settings/modelRegistry.json`` resolves and nothing writes into
-the repository), with a fake LLM server on 127.0.0.1 (``examples/fake_llm_server.py``)
+the repository), with a fake LLM server on 127.0.0.1 (``taskmodels.fake_server``)
 standing in for every provider: the providers' usual key variables hold dummy keys
 and their base URLs point at the fake. An HTTPS proxy on a closed local port makes
 any request that escapes to the internet fail at once instead of leaving the machine.
@@ -56,11 +56,10 @@ from typing import Any
 
 import pytest
 
+from taskmodels.fake_server import FakeLLMServer
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-
-sys.path.insert(0, str(ROOT / "examples"))
-from fake_llm_server import FakeLLMServer  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _NO_RUN = re.compile(r"^<!--\s*no-run:\s*(\S.*?)\s*-->\s*$")

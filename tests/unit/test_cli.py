@@ -226,3 +226,130 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=30)
     assert b"Traceback" not in err
     assert proc.returncode == 0
+
+
+# --- a new user's first commands -----------------------------------------------------------
+
+
+def test_init_writes_a_starter_that_plans_and_validates_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'settings' / 'modelRegistry.json'}" in out
+    assert f"wrote {tmp_path / '.env.example'}" in out
+    assert "OPENAI_API_KEY=" in (tmp_path / ".env.example").read_text()
+    assert main(["validate"]) == 0
+    assert "3 models, 3 tasks, default model 'gpt-4o-mini', 0 warnings" in capsys.readouterr().out
+    assert main(["plan"]) == 0
+    assert "clustering" in capsys.readouterr().out
+
+
+def test_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / ".env.example").write_text("mine")
+    assert main(["init", "project"]) == 1
+    err = capsys.readouterr().err
+    assert "not overwriting" in err
+    assert str(tmp_path / "project" / ".env.example") in err
+    assert (tmp_path / "project" / ".env.example").read_text() == "mine"
+    assert not (tmp_path / "project" / "settings").exists()
+
+
+def test_init_into_a_directory_says_to_cd_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "new-app"]) == 0
+    assert "  cd new-app" in capsys.readouterr().out
+    assert (tmp_path / "new-app" / "settings" / "modelRegistry.json").is_file()
+
+
+@pytest.mark.parametrize("command", [["plan"], ["validate"], ["explain", "t"]])
+def test_no_registry_says_where_it_looked_and_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f"registry file not found: {tmp_path / 'settings' / 'modelRegistry.json'}" in err
+    assert "--registry PATH" in err
+    assert "TASKMODELS_REGISTRY_PATH" in err
+    assert "taskmodels init" in err
+
+
+def test_container_without_a_registry_says_where_it_looked(tmp_path: Path) -> None:
+    from taskmodels.containers import Container
+    from taskmodels.errors import RegistryError
+
+    with pytest.raises(RegistryError) as caught:
+        Container().model_service()
+    message = str(caught.value)
+    assert str(tmp_path / "settings" / "modelRegistry.json") in message
+    assert "TASKMODELS_REGISTRY_PATH" in message
+    assert "taskmodels init" in message
+
+
+def test_help_shows_the_default_registry_path_and_its_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "TASKMODELS_REGISTRY_PATH" in out
+    assert f"settings/modelRegistry.json (here: {tmp_path / 'settings' / 'modelRegistry.json'})" in out
+    for command in ("init", "check", "fake-server"):
+        assert command in out
+
+
+def test_validate_a_directory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "settings").mkdir()
+    write(tmp_path / "settings" / "modelRegistry.json", {"models": [model("only")], "defaultModelId": "only"})
+    assert main(["validate", "settings"]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory, not a registry file" in err
+    assert f"did you mean {tmp_path / 'settings' / 'modelRegistry.json'}?" in err
+
+
+def test_counts_are_singular_for_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = {
+        "models": [model("only")],
+        "taskMappings": [{"taskName": "t", "primaryModelId": "only", "fallbackModelIds": []}],
+        "defaultModelId": "only",
+    }
+    assert main(["validate", str(write(tmp_path / "r.json", registry))]) == 0
+    out = capsys.readouterr().out
+    assert "1 model, 1 task, default model 'only', 0 warnings" in out
+
+
+def test_plan_and_explain_agree_on_the_default_at_the_end_of_a_chain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = write(
+        tmp_path / "r.json",
+        {
+            "models": [
+                model("seer", capabilities=["chat", "vision"]),
+                model("backup", capabilities=["chat", "vision"]),
+                model("plain", capabilities=["chat"]),
+            ],
+            "taskMappings": [
+                {
+                    "taskName": "look",
+                    "primaryModelId": "seer",
+                    "fallbackModelIds": ["backup"],
+                    "requiredCapabilities": ["vision"],
+                },
+                {"taskName": "talk", "primaryModelId": "seer", "fallbackModelIds": []},
+            ],
+            "defaultModelId": "plain",
+        },
+    )
+    assert main(["--registry", str(registry), "explain", "look", "--json"]) == 0
+    explained = [m["id"] for m in json.loads(capsys.readouterr().out)["models"]]
+    assert main(["--registry", str(registry), "plan", "--json"]) == 0
+    planned = {t["task"]: t for t in json.loads(capsys.readouterr().out)["tasks"]}
+    assert [m["id"] for m in planned["look"]["chain"]] == explained == ["seer", "backup"]
+    assert planned["look"]["skipped"] == [{"id": "plain", "reason": "lacks capability vision"}]
+    assert [(m["id"], m["role"]) for m in planned["talk"]["chain"]] == [("seer", "primary"), ("plain", "default")]
+
+    assert main(["--registry", str(registry), "plan"]) == 0
+    table = capsys.readouterr().out
+    chain_rows = table.split("\n\n")[1]
+    assert "plain" not in chain_rows.split("talk")[0]  # not in look's chain
+    assert "look  plain    lacks capability vision" in table

@@ -23,7 +23,14 @@ from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
 if TYPE_CHECKING:
     from taskmodels.settings import Settings
 
-__all__ = ["ModelRegistryService", "Registry", "build_registry", "check_files", "load_registry"]
+__all__ = [
+    "ModelRegistryService",
+    "Registry",
+    "build_registry",
+    "check_files",
+    "load_registry",
+    "registry_not_found",
+]
 
 _log = library_logger("registry")
 
@@ -109,6 +116,22 @@ def load_registry(
     )
 
 
+def registry_not_found(path: Path) -> str:
+    """What to say when the registry file is missing: where we looked, how to point elsewhere, how to make one."""
+    where = path.absolute()
+    what = "registry file not found"
+    if where.is_dir():
+        what = "is a directory, not a registry file"
+        inside = where / "modelRegistry.json"
+        if inside.is_file():
+            what += f" (did you mean {inside}?)"
+    return (
+        f"{what}: {where}\n"
+        "  point to your registry with --registry PATH (the CLI) or TASKMODELS_REGISTRY_PATH=PATH,\n"
+        "  or create a starter one here with: taskmodels init"
+    )
+
+
 def _stamp(paths: Sequence[Path]) -> _Stamp:
     out: list[tuple[int, int] | None] = []
     for path in paths:
@@ -188,7 +211,11 @@ class ModelRegistryService:
         cls, settings: Settings, *, provider_names: Collection[str] | None = None
     ) -> ModelRegistryService:
         """The registry file and its environment overlay that ``settings`` name."""
-        return cls.from_path(settings.registry_paths(), provider_names=provider_names)
+        paths = settings.registry_paths()
+        if not paths[0].is_file():
+            # The first thing a new user meets: say where we looked and what to do, not just "file not found".
+            raise RegistryError([Problem(str(paths[0].absolute()), "", registry_not_found(paths[0]))])
+        return cls.from_path(paths, provider_names=provider_names)
 
     @property
     def current(self) -> Registry:

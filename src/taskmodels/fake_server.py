@@ -1,18 +1,29 @@
-"""A tiny fake LLM server on 127.0.0.1, for running the examples and the docs without API keys.
+"""A fake LLM server on 127.0.0.1, for trying taskmodels, its docs and your tests without API keys.
 
+Start it from a shell after ``pip install taskmodels``::
+
+    taskmodels fake-server --port 8080          # or: python -m taskmodels.fake_server --port 8080
+
+It prints the variables that point taskmodels at it, then serves until interrupted.
 It answers the documented request shapes of the wire protocols taskmodels speaks,
 with the documented response bodies, so the real providers parse its answers:
 
 - OpenAI and every OpenAI-compatible server: ``POST …/chat/completions`` (JSON, or
-  SSE ending in ``data: [DONE]`` when the body says ``"stream": true``) and
-  ``POST …/embeddings``;
-- Anthropic: ``POST /v1/messages`` (JSON, or its SSE event sequence);
+  SSE ending in ``data: [DONE]`` when the body says ``"stream": true``),
+  ``POST …/embeddings`` and ``GET …/models``;
+- Anthropic: ``POST /v1/messages`` (JSON, or its SSE event sequence) and ``GET /v1/models``;
 - Gemini: ``POST /v1beta/models/NAME:generateContent``, ``:streamGenerateContent?alt=sse``
-  and ``:batchEmbedContents``;
-- Ollama: ``POST /api/chat`` (JSON, or NDJSON) and ``POST /api/embed``.
+  and ``:batchEmbedContents``, and ``GET /v1beta/models``;
+- Ollama: ``POST /api/chat`` (JSON, or NDJSON), ``POST /api/embed`` and ``GET /api/tags``.
 
-It runs in a background thread, so it serves synchronous and asynchronous callers
-alike::
+On the OpenAI protocol (non-streamed) it also plays the two request features an
+application's code branches on: a request with ``tools`` (whose last message is not
+a tool result) is answered with a call of the first tool, and a request with a JSON
+``response_format`` is answered with a JSON object (shaped by the schema, when one
+is given).
+
+From Python it runs in a background thread, so it serves synchronous and
+asynchronous callers alike::
 
     with FakeLLMServer() as server:
         print(server.openai_base_url)           # http://127.0.0.1:PORT/v1
@@ -20,24 +31,28 @@ alike::
         ...
         server.requests                          # what each request asked for
 
-Run it by hand with ``python examples/fake_llm_server.py`` (prints its address and
-serves until interrupted). It never listens anywhere but 127.0.0.1.
+It never listens anywhere but 127.0.0.1, and ``import taskmodels`` does not import it.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["FakeLLMServer", "SeenRequest", "default_answer"]
+__all__ = ["MODEL_LIST", "FakeLLMServer", "SeenRequest", "default_answer", "main"]
+
+MODEL_LIST = "(model list)"
+"""The model name recorded for a ``GET`` of a model list; ``server.fail(MODEL_LIST, 401)`` scripts its failure."""
 
 Answer = Callable[[str, str], str]
 
@@ -70,8 +85,9 @@ def _chunks(text: str) -> list[str]:
 class FakeLLMServer:
     """A threaded HTTP server on 127.0.0.1 that answers like OpenAI, Anthropic, Gemini and Ollama."""
 
-    def __init__(self, answer: Answer = default_answer) -> None:
+    def __init__(self, answer: Answer = default_answer, *, port: int = 0) -> None:
         self.answer = answer
+        self.port = port  # 0: any free port
         self.requests: list[SeenRequest] = []
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -82,7 +98,7 @@ class FakeLLMServer:
 
     def start(self) -> FakeLLMServer:
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm-server", daemon=True)
         self._thread.start()
@@ -118,7 +134,7 @@ class FakeLLMServer:
     # --- scripting -----------------------------------------------------------------------
 
     def fail(self, model: str, status: int = 503, times: int = 1) -> None:
-        """Answer the next ``times`` requests for ``model`` (its ``modelName``) with ``status``."""
+        """Answer the next ``times`` requests for ``model`` (its ``modelName``, or ``MODEL_LIST``) with ``status``."""
         with self._lock:
             self._failures[model].extend([status] * times)
 
@@ -141,6 +157,28 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     # --- routing ----------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        # The model lists: what `taskmodels check --ping` asks each endpoint for.
+        path = urlsplit(self.path).path.rstrip("/")
+        creds = any(self.headers.get(h) for h in ("authorization", "x-api-key", "api-key", "x-goog-api-key"))
+        if path == "/api/tags":
+            protocol = "ollama"
+            body: dict[str, Any] = {"models": [{"name": "fake", "model": "fake", "size": 0, "digest": "fake"}]}
+        elif path.endswith("/v1beta/models") or (path.endswith("/models") and self.headers.get("x-goog-api-key")):
+            protocol = "gemini"
+            body = {"models": [{"name": "models/fake", "displayName": "fake"}]}
+        elif path.endswith("/models") and self.headers.get("anthropic-version"):
+            protocol = "anthropic"
+            entry = {"id": "fake", "type": "model", "display_name": "fake", "created_at": "2025-01-01T00:00:00Z"}
+            body = {"data": [entry], "has_more": False, "first_id": "fake", "last_id": "fake"}
+        elif path.endswith("/models"):
+            protocol = "openai"
+            body = {"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}]}
+        else:
+            self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+            return
+        self._serve(protocol, path=path, body={}, model=MODEL_LIST, creds=creds, handle=lambda _: self._json(200, body))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -213,9 +251,26 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model", ""))
         prompt = _last_user_text(body.get("messages") or [])
         text = self.fake.answer(model, prompt)
+        text = _as_json(body.get("response_format"), text) or text
         usage = {"prompt_tokens": _tokens(prompt), "completion_tokens": _tokens(text)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         created = int(time.time())
+        call = _tool_call(body)
+        if call is not None and not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}
+            self._json(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [choice],
+                    "usage": usage,
+                },
+            )
+            return
         if not body.get("stream"):
             self._json(
                 200,
@@ -444,13 +499,95 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _tool_call(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A call of the request's first tool, unless the conversation already holds its result."""
+    tools = body.get("tools") or []
+    messages = body.get("messages") or []
+    if not tools or body.get("tool_choice") == "none" or (messages and messages[-1].get("role") == "tool"):
+        return None
+    function = tools[0].get("function") or {}
+    arguments = _example(function.get("parameters") or {"type": "object"})
+    return {
+        "id": "call_fake_1",
+        "type": "function",
+        "function": {"name": function.get("name", ""), "arguments": json.dumps(arguments)},
+    }
+
+
+def _as_json(response_format: Any, text: str) -> str | None:
+    if not isinstance(response_format, Mapping):
+        return None
+    if response_format.get("type") == "json_object":
+        return json.dumps({"answer": text})
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
+        return json.dumps(_example(schema, text))
+    return None
+
+
+def _example(schema: Mapping[str, Any], text: str = "example") -> Any:
+    """The smallest value of a JSON Schema's type, with every listed property filled in."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if isinstance(kind, Sequence) and not isinstance(kind, str):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: _example(sub, text) for name, sub in properties.items() if isinstance(sub, Mapping)}
+    if kind == "array":
+        items = schema.get("items")
+        return [_example(items, text)] if isinstance(items, Mapping) else []
+    return {"string": text, "integer": 1, "number": 1.0, "boolean": True, "null": None}.get(str(kind), text)
+
+
 def _vector(text: str) -> list[float]:
     # Deterministic and cheap: equal texts give equal vectors, which is all an example needs.
     return [round((sum(map(ord, text)) % (97 + i)) / (97 + i), 6) for i in range(8)]
 
 
-if __name__ == "__main__":
-    with FakeLLMServer() as server:
+def _exports(server: FakeLLMServer) -> list[str]:
+    """The variables that send every built-in provider to ``server``, with dummy keys it accepts."""
+    base, openai = server.base_url, server.openai_base_url
+    return [
+        "OPENAI_API_KEY=sk-fake-key-for-the-fake-server",
+        f"TASKMODELS_PROVIDERS__OPENAI__BASE_URL={openai}",
+        f"TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__BASE_URL={openai}",
+        "ANTHROPIC_API_KEY=sk-ant-fake-key-for-the-fake-server",
+        f"TASKMODELS_PROVIDERS__ANTHROPIC__BASE_URL={base}",
+        "GEMINI_API_KEY=fake-key-for-the-fake-server",
+        f"TASKMODELS_PROVIDERS__GEMINI__BASE_URL={base}",
+        "AZURE_OPENAI_API_KEY=fake-key-for-the-fake-server",
+        f"AZURE_OPENAI_ENDPOINT={base}",
+        f"OLLAMA_HOST={base}",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve on 127.0.0.1 until interrupted; print the address and the variables that point taskmodels here."""
+    parser = argparse.ArgumentParser(
+        prog="taskmodels fake-server",
+        description="A fake LLM server on 127.0.0.1 that speaks the OpenAI, Anthropic, Gemini and Ollama protocols.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    args = parser.parse_args(argv)
+    try:
+        server = FakeLLMServer(port=args.port).start()
+    except OSError as exc:
+        print(f"taskmodels fake-server: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
         print(f"fake LLM server on {server.base_url} (OpenAI base URL {server.openai_base_url}); Ctrl-C stops it")
+        print("point taskmodels at it (a model's baseUrl in the registry wins over these):")
+        for line in _exports(server):
+            print(f"  export {line}")
+        print("", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

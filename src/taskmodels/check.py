@@ -1,0 +1,293 @@
+"""``taskmodels check``: is this deployment ready to serve calls?
+
+Settings load, the registry validates, every model has its key and its endpoint,
+and with ``ping`` one cheap request per distinct endpoint answers: a model list
+where the provider has one (OpenAI and OpenAI-compatible ``GET /models``, Anthropic
+``GET /v1/models``, Gemini ``GET /v1beta/models``, Ollama ``GET /api/tags``), else a
+one-token completion (Azure OpenAI, providers you register).
+
+Keys are looked up the way the calls look them up (the provider factory and
+``Settings.provider_settings``), so ``check`` and a real call cannot disagree.
+Nothing a key could be part of is printed: only variable names, and every echoed
+string passes through :func:`taskmodels.redaction.scrub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+
+from taskmodels.errors import ConfigurationError, ProviderError
+from taskmodels.providers.base import BaseModelProvider
+from taskmodels.providers.factory import ModelProviderFactory
+from taskmodels.redaction import remember, scrub
+from taskmodels.registry.schema import ModelConfig
+from taskmodels.registry.service import check_files, registry_not_found
+from taskmodels.settings import Settings
+from taskmodels.types import CompletionRequest
+
+__all__ = ["CheckReport", "ModelStatus", "PingResult", "run_check"]
+
+DEFAULT_PING_TIMEOUT = 5.0
+
+# The usual key variable of providers whose class does not declare ``api_key_env_var``.
+_USUAL_KEY_VARIABLES: dict[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "azure-openai": "AZURE_OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStatus:
+    """One model's readiness: its key (``set``, ``missing`` or ``not needed``) and its endpoint."""
+
+    model_id: str
+    provider: str
+    key: str
+    key_variables: tuple[str, ...]
+    endpoint: str | None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    """One request to one endpoint, on behalf of the models that share it."""
+
+    provider: str
+    endpoint: str
+    models: tuple[str, ...]
+    probe: str  # what was sent, e.g. "GET /v1/models"
+    ok: bool
+    detail: str
+    latency_ms: int | None = None
+
+
+@dataclass(slots=True)
+class CheckReport:
+    settings_error: str | None = None
+    sources: tuple[str, ...] = ()
+    registry_errors: list[str] = field(default_factory=list)
+    models: list[ModelStatus] = field(default_factory=list)
+    pings: list[PingResult] = field(default_factory=list)
+    tasks: int = 0
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem, one line each, in the order a person should fix them."""
+        out: list[str] = []
+        if self.settings_error:
+            out.append(f"settings: {self.settings_error}")
+        out.extend(f"registry: {e}" for e in self.registry_errors)
+        for model in self.models:
+            out.extend(f"{model.model_id}: {p}" for p in model.problems)
+        for ping in self.pings:
+            if not ping.ok:
+                out.append(f"ping {ping.provider} {ping.endpoint}: {ping.detail}")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "settings": {"ok": self.settings_error is None, "error": self.settings_error},
+            "registry": {
+                "sources": list(self.sources),
+                "valid": bool(self.sources) and not self.registry_errors and self.settings_error is None,
+                "errors": list(self.registry_errors),
+                "models": len(self.models),
+                "tasks": self.tasks,
+            },
+            "models": [
+                {
+                    "id": m.model_id,
+                    "provider": m.provider,
+                    "key": m.key,
+                    "keyVariables": list(m.key_variables),
+                    "endpoint": m.endpoint,
+                    "problems": list(m.problems),
+                }
+                for m in self.models
+            ],
+            "pings": [
+                {
+                    "provider": p.provider,
+                    "endpoint": p.endpoint,
+                    "models": list(p.models),
+                    "probe": p.probe,
+                    "ok": p.ok,
+                    "detail": p.detail,
+                    "latencyMs": p.latency_ms,
+                }
+                for p in self.pings
+            ],
+            "problems": self.problems,
+        }
+
+
+def run_check(
+    settings: Settings, paths: Sequence[Path], *, ping: bool, timeout: float = DEFAULT_PING_TIMEOUT
+) -> CheckReport:
+    """Check the registry at ``paths`` and its models' keys and endpoints; ``ping`` each endpoint when asked."""
+    return asyncio.run(_run(settings, paths, ping=ping, limit=timeout))
+
+
+async def _run(settings: Settings, paths: Sequence[Path], *, ping: bool, limit: float) -> CheckReport:
+    report = CheckReport()
+    if not paths[0].is_file():
+        report.registry_errors.append(registry_not_found(paths[0]).replace("\n", " "))
+        return report
+    async with httpx2.AsyncClient(timeout=limit) as client:
+        factory = ModelProviderFactory(settings, client)
+        result = check_files(paths, provider_names=factory.provider_names())
+        report.sources = tuple(result.sources)
+        if result.errors or result.config is None:
+            report.registry_errors.extend(scrub(str(p)) for p in result.errors)
+            return report
+        report.tasks = len(result.config.task_mappings)
+        built: list[tuple[ModelStatus, BaseModelProvider | None]] = [
+            _model_status(model, factory, settings) for model in result.config.models
+        ]
+        report.models = [status for status, _ in built]
+        if ping:
+            report.pings = await _ping_all(built, client, limit)
+    return report
+
+
+def _key_variables(model: ModelConfig, cls: type[BaseModelProvider] | None) -> tuple[str, ...]:
+    if model.api_key_env:
+        return (model.api_key_env,)
+    generic = f"TASKMODELS_PROVIDERS__{model.provider.upper().replace('-', '_')}__API_KEY"
+    usual = getattr(cls, "api_key_env_var", None) or _USUAL_KEY_VARIABLES.get(model.provider)
+    return tuple(dict.fromkeys(v for v in (usual, generic) if v))
+
+
+def _model_status(
+    model: ModelConfig, factory: ModelProviderFactory, settings: Settings
+) -> tuple[ModelStatus, BaseModelProvider | None]:
+    problems: list[str] = []
+    try:
+        cls: type[BaseModelProvider] | None = factory.get_provider_class(model.provider)
+    except ConfigurationError as exc:
+        cls = None
+        problems.append(scrub(str(exc)))
+    variables = _key_variables(model, cls)
+    if model.api_key_env:
+        key = os.environ.get(model.api_key_env) or None
+    else:
+        secret = settings.provider_settings(model.provider).api_key
+        key = secret.get_secret_value() if secret is not None else None
+    remember(key)  # so that scrub() cuts it out of anything an endpoint answers
+    required = cls is not None and cls.requires_api_key
+    if key:
+        key_state = "set"
+    elif required:
+        key_state = "missing"
+        problems.append(f"no API key: set {' or '.join(variables)}")
+    else:
+        key_state = "not needed"
+    provider: BaseModelProvider | None = None
+    endpoint: str | None = None
+    if cls is not None:
+        try:
+            provider = factory.create_provider_for_model(model)
+        except ConfigurationError as exc:
+            problems.append(f"no endpoint: {scrub(str(exc))}")
+        else:
+            endpoint = _shown_url(provider.base_url)
+    status = ModelStatus(model.id, model.provider, key_state, variables, endpoint, tuple(problems))
+    return status, provider
+
+
+def _shown_url(url: str) -> str:
+    """The URL without any user:password part, scrubbed."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        parts = parts._replace(netloc=netloc)
+    return scrub(urlunsplit(parts))
+
+
+async def _ping_all(
+    built: Sequence[tuple[ModelStatus, BaseModelProvider | None]], client: httpx2.AsyncClient, limit: float
+) -> list[PingResult]:
+    groups: dict[tuple[str, str, tuple[str, ...]], list[tuple[ModelStatus, BaseModelProvider]]] = {}
+    for status, provider in built:
+        if provider is None or status.key == "missing":
+            continue  # already a problem; a request without its key proves nothing
+        groups.setdefault((status.provider, provider.base_url, status.key_variables), []).append((status, provider))
+    jobs = [_ping(members, client, limit) for members in groups.values()]
+    return list(await asyncio.gather(*jobs))
+
+
+def _list_url(provider: BaseModelProvider) -> str | None:
+    """The provider's cheapest authenticated read: its model list, where it has one."""
+    from taskmodels.providers.anthropic import AnthropicProvider
+    from taskmodels.providers.azure import AzureOpenAIProvider
+    from taskmodels.providers.gemini import GeminiProvider
+    from taskmodels.providers.ollama import OllamaProvider
+    from taskmodels.providers.openai import OpenAIProvider
+
+    base = provider.base_url
+    if isinstance(provider, AzureOpenAIProvider):
+        return None  # a resource lists no deployments on the data plane: one token it is
+    if isinstance(provider, OpenAIProvider):
+        return f"{base}/models"
+    if isinstance(provider, AnthropicProvider):
+        return f"{base}/v1/models"
+    if isinstance(provider, GeminiProvider):
+        return f"{base}/{provider.options.get('apiVersion', 'v1beta')}/models"
+    if isinstance(provider, OllamaProvider):
+        return f"{base}/api/tags"
+    return None
+
+
+async def _ping(
+    members: Sequence[tuple[ModelStatus, BaseModelProvider]], client: httpx2.AsyncClient, limit: float
+) -> PingResult:
+    status, provider = members[0]
+    ids = tuple(s.model_id for s, _ in members)
+    endpoint = _shown_url(provider.base_url)
+    target = urlsplit(provider.base_url)
+    where = f"{target.hostname}:{target.port or (443 if target.scheme == 'https' else 80)}"
+    try:
+        # The completion request carries the provider's auth headers; a model list takes the same ones.
+        built = provider.build_completion_request(CompletionRequest(prompt="ping", max_tokens=1), stream=False)
+    except ProviderError as exc:
+        return PingResult(status.provider, endpoint, ids, "-", False, scrub(str(exc)))
+    url = _list_url(provider)
+    if url is not None:
+        method, body = "GET", None
+        headers = {k: v for k, v in built.headers.items() if k.lower() != "content-type"}
+    else:
+        method, url, body, headers = built.method, built.url, built.json, dict(built.headers)
+    probe = f"{method} {urlsplit(url).path}" + (" (1 token)" if method == "POST" else "")
+    started = time.perf_counter()
+    try:
+        response = await client.request(method, url, headers=headers, json=body, timeout=limit)
+    except httpx2.TimeoutException:
+        return PingResult(status.provider, endpoint, ids, probe, False, f"no answer from {where} within {limit:g} s")
+    except httpx2.HTTPError as exc:
+        return PingResult(
+            status.provider, endpoint, ids, probe, False, f"could not connect to {where} ({type(exc).__name__})"
+        )
+    latency = round((time.perf_counter() - started) * 1000)
+    if response.status_code >= 400:
+        error = provider.parse_error(response.status_code, response.headers, response.content)
+        said = error.provider_message or f"HTTP {response.status_code}"
+        detail = scrub(f"{where} answered {response.status_code}: {said}")
+        return PingResult(status.provider, endpoint, ids, probe, False, detail, latency)
+    return PingResult(status.provider, endpoint, ids, probe, True, f"{response.status_code} in {latency} ms", latency)

@@ -1,0 +1,73 @@
+"""Under `mypy --strict`, every node of the container has its real type, not `Any`: a user's snippet is type-checked."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+SNIPPET = """
+from taskmodels.containers import Container
+
+
+async def main() -> None:
+    container = Container()
+    reveal_type(container.model_service())
+    reveal_type(container.settings())
+    reveal_type(container.http_client())
+    reveal_type(container.state_store())
+    reveal_type(container.provider_factory())
+    reveal_type(container.registry())
+    reveal_type(container.selector())
+    reveal_type(container.resources())
+    result = await container.model_service().complete_with_task_model("t", prompt="hi")
+    reveal_type(result)
+    await container.aclose()
+"""
+
+EXPECTED = [
+    "taskmodels.service.ModelService",
+    "taskmodels.settings.Settings",
+    "httpx2._client.AsyncClient",
+    "taskmodels.resilience.state.StateStore",
+    "taskmodels.providers.factory.ModelProviderFactory",
+    "taskmodels.registry.service.ModelRegistryService",
+    "taskmodels.selection.ModelSelectionFactory",
+    "taskmodels.http_client.ResourcePool",
+    "taskmodels.types.CompletionResult",
+]
+
+
+def test_every_node_has_its_type_under_mypy_strict(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    snippet = tmp_path / "user_code.py"
+    snippet.write_text(SNIPPET)
+    env = {**os.environ, "MYPYPATH": str(SRC), "PYTHONPATH": str(SRC)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(snippet),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    revealed = re.findall(r'Revealed type is "([^"]+)"', done.stdout)
+    assert revealed == EXPECTED, done.stdout + done.stderr
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert errors == [], done.stdout  # `await container.aclose()` type-checks too

@@ -1,0 +1,222 @@
+"""What a new user does, from `pip install` to a first answer, outside the repository.
+
+In an empty temporary folder: a fresh venv, a non-editable install of the wheel built
+from this checkout (its dependencies come from the package index), then the commands
+the README and the getting-started guide give, in order, each as a subprocess of the
+venv's own `taskmodels`:
+
+    taskmodels init  ->  taskmodels plan  ->  taskmodels check (missing keys, exit 1)
+    taskmodels fake-server  ->  point the registry at it  ->  taskmodels check --ping (exit 0)
+    one complete_with_task_model call, which answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+FIRST_CALL = """
+import asyncio
+
+from taskmodels.containers import Container
+
+
+async def main() -> None:
+    container = Container()
+    try:
+        result = await container.model_service().complete_with_task_model(
+            "clustering", prompt="Cluster these personas: a baker, a pilot, a chef"
+        )
+    finally:
+        await container.aclose()
+    print(result.model_id, "|", result.text)
+
+
+asyncio.run(main())
+"""
+
+
+def _require_or_skip(request: pytest.FixtureRequest, ok: bool, why: str) -> None:
+    root_conftest = ROOT / "tests" / "conftest.py"
+    module = request.config.pluginmanager.get_plugin(str(root_conftest))
+    assert module is not None, f"{root_conftest} was not loaded"
+    module.require_or_skip(ok, why)
+
+
+def _user_env(venv: Path) -> dict[str, str]:
+    """The environment of a user who has set nothing for taskmodels: no keys, no TASKMODELS_ variables."""
+    keys = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "AZURE_OPENAI_API_KEY"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKMODELS_") and k not in keys}
+    env.pop("PYTHONPATH", None)  # the installed wheel, not this checkout's src/
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(venv)
+    return env
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A fresh venv with the wheel of this checkout installed (not editable); returns the venv."""
+    base = tmp_path_factory.mktemp("new-user")
+    # Built from a copy: setuptools writes build/ and *.egg-info next to the sources it builds.
+    source = base / "source"
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
+        source.mkdir(exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    wheels = base / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    _require_or_skip(request, built.returncode == 0, f"could not build the wheel: {built.stderr[-2000:]}")
+    wheel = next(wheels.glob("taskmodels-*.whl"))
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=_user_env(venv),  # a PYTHONPATH onto this checkout would make pip think taskmodels is installed
+    )
+    _require_or_skip(
+        request, pip.returncode == 0, f"pip could not install the wheel's dependencies: {pip.stderr[-2000:]}"
+    )
+    assert (venv / "bin" / "taskmodels").is_file(), pip.stdout + pip.stderr
+    return venv
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "my-app"
+    folder.mkdir()
+    return folder
+
+
+def taskmodels(venv: Path, cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv / "bin" / "taskmodels"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def fake_server(installed: Path, project: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`taskmodels fake-server` as a user starts it; yields its base URL and the variables it says to export."""
+    process = subprocess.Popen(
+        [str(installed / "bin" / "taskmodels"), "fake-server"],
+        cwd=project,
+        env=_user_env(installed),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+    try:
+        printed: list[str] = []
+        deadline = time.monotonic() + 30
+        while not printed or printed[-1].strip():  # the banner ends with an empty line
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"fake-server printed no banner in time: {printed}"
+            assert process.poll() is None, f"fake-server exited: {printed}"
+            try:
+                printed.append(lines.get(timeout=remaining))
+            except queue.Empty:
+                continue
+        match = re.search(r"fake LLM server on (http://127\.0\.0\.1:\d+)", printed[0])
+        assert match, printed
+        exports = dict(
+            line.strip().removeprefix("export ").split("=", 1) for line in printed if line.strip().startswith("export ")
+        )
+        yield match.group(1), exports
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_from_pip_install_to_a_first_answer(
+    installed: Path, project: Path, fake_server: tuple[str, dict[str, str]]
+) -> None:
+    env = _user_env(installed)
+
+    # Nothing here yet: the error says where it looked and what to do.
+    missing = taskmodels(installed, project, env, "plan")
+    assert missing.returncode == 2
+    assert str(project / "settings" / "modelRegistry.json") in missing.stderr
+    assert "taskmodels init" in missing.stderr
+
+    init = taskmodels(installed, project, env, "init")
+    assert init.returncode == 0, init.stderr
+    assert (project / "settings" / "modelRegistry.json").is_file()
+    assert (project / ".env.example").is_file()
+
+    plan = taskmodels(installed, project, env, "plan")
+    assert plan.returncode == 0, plan.stderr
+    assert "clustering" in plan.stdout
+    assert "primary" in plan.stdout
+
+    check = taskmodels(installed, project, env, "check")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "no API key: set OPENAI_API_KEY" in check.stdout
+    assert "no API key: set ANTHROPIC_API_KEY" in check.stdout
+
+    # Point everything at the fake server: its variables, and the local model's baseUrl in the registry.
+    base_url, exports = fake_server
+    env.update(exports)
+    registry_path = project / "settings" / "modelRegistry.json"
+    registry = json.loads(registry_path.read_text())
+    for model in registry["models"]:
+        if "baseUrl" in model:
+            model["baseUrl"] = base_url + "/v1"
+    registry_path.write_text(json.dumps(registry, indent=2))
+
+    ping = taskmodels(installed, project, env, "check", "--ping")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert "ready: keys, endpoints and pings in place for 3 models" in ping.stdout
+    for key in (v for k, v in exports.items() if k.endswith("_KEY")):
+        assert key not in ping.stdout
+
+    answer = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", FIRST_CALL],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert (
+        answer.stdout.strip()
+        == "gpt-4o-mini | [gpt-4o-mini] answer to: Cluster these personas: a baker, a pilot, a chef"
+    )
