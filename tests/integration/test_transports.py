@@ -223,3 +223,17 @@ async def test_max_connections_bounds_the_pool(transport: str) -> None:
         answers = await asyncio.gather(*(http.post(url, content=b"{}") for _ in range(6)))
     assert [a.text for a in answers] == ["ok"] * 6
     assert server.most_open == 2
+
+
+def test_hand_built_clients_run_on_the_chosen_transport() -> None:
+    from transport_choice import chosen_transport
+
+    from taskmodels.aiohttp_transport import AiohttpTransport
+
+    built = httpx2.AsyncClient()
+    on_aiohttp = isinstance(built._transport, AiohttpTransport)
+    assert on_aiohttp == (chosen_transport() == "aiohttp")
+    assert isinstance(
+        httpx2.AsyncClient(transport=httpx2.MockTransport(lambda r: httpx2.Response(204)))._transport,
+        httpx2.MockTransport,
+    )
