@@ -1,4 +1,4 @@
-"""The calls taskmodels is compared with: bare httpx (the floor) and the popular SDKs.
+"""The calls taskmodels is compared with: bare httpx2 (the floor), bare httpx 0.28 (a reference) and the SDKs.
 
 Every variant sends the same request to the same server and checks the answer,
 so a variant that silently does less work cannot look fast. SDKs that are not
@@ -19,6 +19,7 @@ from benchmarks.harness import Variant
 from benchmarks.server import COMPLETION_TEXT
 
 __all__ = [
+    "BASE",
     "FAIL_MODEL",
     "MAX_TOKENS",
     "MODEL_NAME",
@@ -82,11 +83,19 @@ def _missing(name: str, package: str) -> Variant:
     return Variant(name, never, skipped=f"{package} not installed")
 
 
-# --- bare httpx -------------------------------------------------------------------------
+# --- bare httpx2 (and httpx) ----------------------------------------------------------------
+
+BASE = "bare httpx2"
 
 
-def bare_httpx_variants(ep: Endpoints, client: httpx2.AsyncClient, label: str = "bare httpx") -> dict[str, Variant]:
-    """``complete``, ``fallback`` and ``stream`` written by hand over one client."""
+def bare_httpx_variants(
+    ep: Endpoints, client: Any, label: str = BASE, *, status_error: type[Exception] = httpx2.HTTPStatusError
+) -> dict[str, Variant]:
+    """``complete``, ``fallback`` and ``stream`` written by hand over one client.
+
+    ``client`` is an ``httpx2.AsyncClient`` or, for the reference row, an ``httpx.AsyncClient`` with
+    ``status_error=httpx.HTTPStatusError``: the same API under the old name.
+    """
     url = ep.completions
 
     async def complete() -> None:
@@ -98,7 +107,7 @@ def bare_httpx_variants(ep: Endpoints, client: httpx2.AsyncClient, label: str = 
         try:
             response = await client.post(url, json=_body(FAIL_MODEL))
             response.raise_for_status()
-        except httpx2.HTTPStatusError:
+        except status_error:
             response = await client.post(url, json=_body(MODEL_NAME))
             response.raise_for_status()
         else:

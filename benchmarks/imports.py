@@ -15,6 +15,7 @@ __all__ = ["STATEMENTS", "measure_imports"]
 STATEMENTS: dict[str, str] = {
     "import taskmodels": "import taskmodels",
     "import httpx2": "import httpx2",
+    "import httpx": "import httpx",
     "taskmodels ready to call": (
         "import taskmodels; from taskmodels.containers import Container; import taskmodels.providers.openai"
     ),

@@ -38,11 +38,35 @@ def render(runs: list[dict[str, Any]]) -> str:
             row += [t["baseline"], t["taskmodels"], t["ratio"], t["met"]]
         rows.append(row)
     parts.append(_table(headers, rows))
-    # Every client, ratios to bare httpx, the runs' figures in one cell ("run 1 / run 2").
+    for key, base in (("comparison", "bare httpx2"), ("comparison_httpx", "bare httpx 0.28")):
+        if all(key in run for run in runs):
+            parts.append(
+                f"Every client against {base} (" + " / ".join(f"run {i}" for i in range(1, len(runs) + 1)) + "):"
+            )
+            parts.append(
+                _table(
+                    ["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"], _merged(runs, key)
+                )
+            )
+    imports = [run["imports"] for run in runs]
+    rows = []
+    for label in imports[0]:
+        row = [label]
+        for imp in imports:
+            v = imp.get(label, {})
+            row.append(f"{v['median_s'] * 1e3:.0f} ms" if v.get("median_s") is not None else str(v.get("error")))
+        rows.append(row)
+    parts.append("Cold imports (median of fresh interpreters):")
+    parts.append(_table(["statement", *[f"run {i}" for i in range(1, len(runs) + 1)]], rows))
+    return "\n\n".join(parts)
+
+
+def _merged(runs: list[dict[str, Any]], key: str) -> list[list[str]]:
+    """Every client's ratios, the runs' figures in one cell ("run 1 / run 2")."""
     names: list[str] = []
     cells: dict[str, list[list[str]]] = {}
     for run in runs:
-        for row in run["comparison"]:
+        for row in run[key]:
             if row[0] not in cells:
                 names.append(row[0])
                 cells[row[0]] = []
@@ -56,19 +80,7 @@ def render(runs: list[dict[str, Any]]) -> str:
             values = [r[i] for r in per_run]
             merged.append(values[0] if values[0] in {"—", "1.000×"} and len(set(values)) == 1 else " / ".join(values))
         rows.append([name, *merged])
-    parts.append("Every client against bare httpx (" + " / ".join(f"run {i}" for i in range(1, len(runs) + 1)) + "):")
-    parts.append(_table(["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"], rows))
-    imports = [run["imports"] for run in runs]
-    rows = []
-    for label in imports[0]:
-        row = [label]
-        for imp in imports:
-            v = imp.get(label, {})
-            row.append(f"{v['median_s'] * 1e3:.0f} ms" if v.get("median_s") is not None else str(v.get("error")))
-        rows.append(row)
-    parts.append("Cold imports (median of fresh interpreters):")
-    parts.append(_table(["statement", *[f"run {i}" for i in range(1, len(runs) + 1)]], rows))
-    return "\n\n".join(parts)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx2
 
-from benchmarks.clients import SDK_BUILDERS, Endpoints, bare_httpx_variants
+from benchmarks.clients import BASE, SDK_BUILDERS, Endpoints, bare_httpx_variants
 from benchmarks.harness import Variant, run_concurrent, run_sequential
 from benchmarks.imports import measure_imports
 from benchmarks.layer import measure_service_layer
@@ -81,21 +81,50 @@ def _failed_variant(name: str, exc: BaseException) -> dict[str, Variant]:
     return {k: Variant(name, broken) for k in ("complete", "fallback", "stream")}
 
 
-async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[str, Variant]]:
-    """The same calls over httpx-aiohttp's transport, when it is installed."""
+def _missing_group(name: str, why: str) -> dict[str, Variant]:
+    async def never() -> None:
+        raise RuntimeError(f"{name}: {why}")
+
+    return {k: Variant(name, never, skipped=why) for k in ("complete", "fallback", "stream")}
+
+
+async def _httpx_reference(ep: Endpoints, stack: AsyncExitStack) -> dict[str, Variant]:
+    """Bare httpx 0.28, the client taskmodels ran on before httpx2: a reference row, never the floor."""
+    label = "bare httpx 0.28"
     try:
-        from httpx_aiohttp import AiohttpTransport
+        import httpx
     except ImportError:
-        return []
-    client = httpx2.AsyncClient(transport=AiohttpTransport())
+        return _missing_group(label, "httpx not installed")
+    client = httpx.AsyncClient()
     stack.push_async_callback(client.aclose)
-    out = [bare_httpx_variants(ep, client, label="bare httpx+aiohttp")]
+    return bare_httpx_variants(ep, client, label=label, status_error=httpx.HTTPStatusError)
+
+
+async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[str, Variant]]:
+    """The same calls over taskmodels' aiohttp transport and, for comparison, httpx-aiohttp's."""
+    try:
+        from taskmodels.aiohttp_transport import AiohttpTransport
+        from taskmodels.http_client import build_ssl_context
+        from taskmodels.sections import HttpSettings
+    except ImportError:
+        return [_missing_group(f"{BASE}+aiohttp", "aiohttp not installed")]
+    client = httpx2.AsyncClient(transport=AiohttpTransport(ssl_context=build_ssl_context(HttpSettings())))
+    stack.push_async_callback(client.aclose)
+    out = [bare_httpx_variants(ep, client, label=f"{BASE}+aiohttp")]
     label = "taskmodels (aiohttp transport)"
     try:
         service = await build_service(ep, stack, transport="aiohttp")
         out.append(taskmodels_variants(service, ep, label=label))
     except Exception as exc:
         out.append(_failed_variant(label, exc))
+    try:
+        from httpx_aiohttp.httpx2 import AiohttpTransport as TheirTransport
+    except ImportError:
+        out.append(_missing_group(f"{BASE}+httpx-aiohttp", "httpx-aiohttp not installed"))
+    else:
+        theirs = httpx2.AsyncClient(transport=TheirTransport())
+        stack.push_async_callback(theirs.aclose)
+        out.append(bare_httpx_variants(ep, theirs, label=f"{BASE}+httpx-aiohttp"))
     return out
 
 
@@ -103,15 +132,18 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
     async with AsyncExitStack() as stack:
         client = httpx2.AsyncClient()
         stack.push_async_callback(client.aclose)
-        groups = [bare_httpx_variants(ep, client)]
+        bare = bare_httpx_variants(ep, client)
+        groups = [bare]
         extra_sequential: list[Variant] = []
         try:
-            service = await build_service(ep, stack)
-            groups.append(taskmodels_variants(service, ep))
+            service = await build_service(ep, stack, transport="httpx2")
+            subject = taskmodels_variants(service, ep)
             extra_sequential.append(provider_only_variant(service))
         except Exception as exc:
             traceback.print_exc()
-            groups.append(_failed_variant("taskmodels", exc))
+            subject = _failed_variant("taskmodels", exc)
+        groups.append(subject)
+        groups.append(await _httpx_reference(ep, stack))
         if aiohttp:
             groups += await _aiohttp_variants(ep, stack)
         if sdks:
@@ -124,6 +156,9 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
         def pick(kind: str) -> list[Variant]:
             return [g[kind] for g in groups]
 
+        # Every sequential phase before the first concurrent burst: after a burst an httpx pool keeps
+        # its extra idle connections and polls each of them on every later request, which would
+        # inflate every httpx-based row of a later sequential phase by a timing-dependent amount.
         out: dict[str, Any] = {}
         log("sequential calls")
         seq = await run_sequential(
@@ -133,15 +168,6 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
             warmup=size.warmup,
         )
         out["sequential"] = {k: v.as_dict() for k, v in seq.items()}
-        log(f"concurrency {size.concurrency}")
-        conc = await run_concurrent(
-            pick("complete"),
-            concurrency=size.concurrency,
-            calls_per_round=size.conc_calls,
-            rounds=size.conc_rounds,
-            warmup=size.warmup,
-        )
-        out["concurrent"] = {k: v.as_dict() for k, v in conc.items()}
         log("fallback path")
         fb = await run_sequential(
             pick("fallback"), calls_per_round=size.fb_calls, rounds=size.fb_rounds, warmup=size.warmup
@@ -152,10 +178,18 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
             pick("stream"), calls_per_round=size.stream_calls, rounds=size.stream_rounds, warmup=size.warmup
         )
         out["stream"] = {k: v.as_dict() for k, v in st.items()}
+        log(f"concurrency {size.concurrency}")
+        conc = await run_concurrent(
+            pick("complete"),
+            concurrency=size.concurrency,
+            calls_per_round=size.conc_calls,
+            rounds=size.conc_rounds,
+            warmup=size.warmup,
+        )
+        out["concurrent"] = {k: v.as_dict() for k, v in conc.items()}
         log(f"memory over {size.memory_calls:,} calls")
         memory: dict[str, Any] = {}
-        for group in groups[:2]:  # bare httpx, then taskmodels
-            variant = group["complete"]
+        for variant in (bare["complete"], subject["complete"]):
             try:
                 memory[variant.name] = await measure_rss_growth(
                     variant, calls=size.memory_calls, warmup=size.memory_warmup, concurrency=size.memory_concurrency
@@ -193,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_const", dest="size", const="quick", help="the default size")
     mode.add_argument("--full", action="store_const", dest="size", const="full", help="the published size")
     parser.add_argument("--no-sdks", action="store_true", help="skip the openai / pydantic-ai / LiteLLM comparisons")
-    parser.add_argument("--no-aiohttp", action="store_true", help="skip the httpx-aiohttp transport variants")
+    parser.add_argument("--no-aiohttp", action="store_true", help="skip the aiohttp transport variants")
     parser.add_argument(
         "--log-level",
         default="WARNING",
@@ -237,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         run["scale_error"] = f"{type(exc).__name__}: {exc}"
     log("cold imports")
-    labels = ["import taskmodels", "import httpx2", "taskmodels ready to call"]
+    labels = ["import taskmodels", "import httpx2", "import httpx", "taskmodels ready to call"]
     if not args.no_sdks and size_name != "smoke":
         labels += ["import openai", "import pydantic_ai", "import litellm"]
     run["imports"] = measure_imports(size.import_repeats, labels=labels)
@@ -255,16 +289,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print()
-    print("every client against bare httpx (ratios; lower is better except req/s):")
+    headers = ["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"]
+    print(f"every client against {BASE}, the floor (ratios; lower is better except req/s):")
     print()
     comparison = comparison_rows(run)
     run["comparison"] = comparison
-    print(
-        format_table(
-            ["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"],
-            comparison,
-        )
-    )
+    print(format_table(headers, comparison))
+    reference = "bare httpx 0.28"
+    if not (run["overhead"]["sequential"].get(reference) or {}).get("skipped"):
+        print()
+        print(f"the same against {reference}, the client taskmodels ran on before httpx2:")
+        print()
+        run["comparison_httpx"] = comparison_rows(run, base=reference)
+        print(format_table(headers, run["comparison_httpx"]))
     imports = run["imports"]
     print()
     print(

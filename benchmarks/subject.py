@@ -58,7 +58,7 @@ def bench_registry(api_base: str) -> dict[str, Any]:
 
 
 async def build_service(
-    ep: Endpoints, stack: AsyncExitStack, *, transport: Literal["httpx", "aiohttp"] = "httpx"
+    ep: Endpoints, stack: AsyncExitStack, *, transport: Literal["httpx2", "aiohttp"] = "httpx2"
 ) -> Any:
     """A ``ModelService`` from a fresh container; the stack closes the container."""
     from dependency_injector import providers

@@ -6,6 +6,7 @@ registry) can take them without importing ``pydantic_settings``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
@@ -41,11 +42,29 @@ class HttpSettings(_Section):
     max_connections: int = Field(default=100, gt=0)
     max_keepalive_connections: int = Field(default=20, ge=0)
     keepalive_expiry: float = Field(default=30.0, ge=0)
-    http2: bool = False
-    transport: Literal["httpx", "aiohttp"] = Field(
-        default="httpx", description="'aiohttp' needs the httpx-aiohttp package"
+    http2: bool = Field(default=False, description="Needs the h2 package; 'auto' then picks httpx2's transport")
+    transport: Literal["auto", "httpx2", "aiohttp"] = Field(
+        default="auto",
+        description="'auto': aiohttp when it is installed (pip install 'taskmodels[fast]'), else httpx2's own",
     )
-    verify: bool = True
+    verify: bool = Field(default=True, description="Verify TLS certificates; off only for a test server")
+    ca_bundle: Path | None = Field(
+        default=None,
+        description="PEM file (or OpenSSL hashed directory) of the CAs to trust instead of the system's",
+    )
+
+    @field_validator("transport", mode="before")
+    @classmethod
+    def _old_transport_name(cls, value: object) -> object:
+        # 'httpx' named the default transport before the move to httpx2; configurations keep working.
+        return "httpx2" if value == "httpx" else value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.exists():
+            raise ValueError(f"no CA bundle at {value}")
+        return value
 
 
 class ScopeSettings(_Section):

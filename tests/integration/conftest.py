@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from llamacpp import LlamaCppServer, ServerStartError, TinyModel, write_tiny_llama
+from transport_choice import use_chosen_transport
 
 LLAMACPP_CONTEXT = 256  # small on purpose: a long prompt must overflow it
 
@@ -73,3 +74,9 @@ def llamacpp_secured_server(
     """llama.cpp's server that accepts only ``server.api_key``, a fresh random key."""
     log_path = tmp_path_factory.mktemp("llamacpp-secured") / "server.log"
     yield from _start(request, llamacpp_model, log_path, api_key=f"sk-test-{secrets.token_hex(16)}")
+
+
+@pytest.fixture(autouse=True)
+def _chosen_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand-built clients use the transport ``TASKMODELS_HTTP__TRANSPORT`` resolves to; CI runs both."""
+    use_chosen_transport(monkeypatch)

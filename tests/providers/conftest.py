@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from transport_choice import use_chosen_transport
 
 from taskmodels.registry.schema import ModelConfig
 
@@ -157,3 +158,9 @@ def make_model_fixture() -> Callable[..., ModelConfig]:
 @pytest.fixture(name="sse_body")
 def sse_body_fixture() -> Callable[..., str]:
     return sse
+
+
+@pytest.fixture(autouse=True)
+def _chosen_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand-built clients use the transport ``TASKMODELS_HTTP__TRANSPORT`` resolves to; CI runs both."""
+    use_chosen_transport(monkeypatch)

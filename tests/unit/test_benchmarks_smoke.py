@@ -111,7 +111,7 @@ def test_failed_call_makes_the_target_row_fail() -> None:
     run = {
         "overhead": {
             "sequential": {
-                "bare httpx": {"median_s": 0.001, "p99_s": 0.002, "cpu_per_call_s": 0.001},
+                "bare httpx2": {"median_s": 0.001, "p99_s": 0.002, "cpu_per_call_s": 0.001},
                 "taskmodels": {"error": "RuntimeError: boom"},
             }
         }
@@ -128,7 +128,7 @@ def test_markdown_puts_runs_side_by_side() -> None:
         target = {"metric": "sequential median", "baseline": "1 µs", "taskmodels": "1 µs", "ratio": ratio}
         return {
             "targets": [{**target, "target": "≤ 1.05×", "met": "yes"}],
-            "comparison": [["bare httpx", "1.000×", "1.000×", "1.000×", "1.000×", "1.000×", "1.000×"]],
+            "comparison": [["bare httpx2", "1.000×", "1.000×", "1.000×", "1.000×", "1.000×", "1.000×"]],
             "imports": {"import httpx2": {"median_s": 0.05}},
         }
 
@@ -144,7 +144,7 @@ def test_any_failed_call_is_collected_for_a_non_zero_exit() -> None:
 
     run = {
         "overhead": {
-            "sequential": {"bare httpx": {"error": None}, "openai SDK": {"skipped": "openai not installed"}},
+            "sequential": {"bare httpx2": {"error": None}, "openai SDK": {"skipped": "openai not installed"}},
             "stream": {"taskmodels": {"error": "BenchCallError: stream gave 3 text chunks, expected 5"}},
         },
         "memory": {"taskmodels": {"error": "RuntimeError: boom"}},
@@ -154,4 +154,4 @@ def test_any_failed_call_is_collected_for_a_non_zero_exit() -> None:
         "stream / taskmodels: BenchCallError: stream gave 3 text chunks, expected 5",
         "memory / taskmodels: RuntimeError: boom",
     ]
-    assert _errors({"overhead": {"sequential": {"bare httpx": {"error": None}}}}) == []
+    assert _errors({"overhead": {"sequential": {"bare httpx2": {"error": None}}}}) == []
