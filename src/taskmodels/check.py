@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
-from taskmodels.errors import ConfigurationError, ProviderError
+from taskmodels.errors import ConfigurationError, MissingCredentialError, ProviderError
 from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.redaction import remember, scrub
@@ -37,14 +37,6 @@ from taskmodels.types import CompletionRequest
 __all__ = ["CheckReport", "ModelStatus", "PingResult", "run_check"]
 
 DEFAULT_PING_TIMEOUT = 5.0
-
-# The usual key variable of providers whose class does not declare ``api_key_env_var``.
-_USUAL_KEY_VARIABLES: dict[str, str] = {
-    "openai": "OPENAI_API_KEY",
-    "azure-openai": "AZURE_OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,49 +158,32 @@ async def _run(settings: Settings, paths: Sequence[Path], *, ping: bool, limit: 
     return report
 
 
-def _key_variables(model: ModelConfig, cls: type[BaseModelProvider] | None) -> tuple[str, ...]:
-    if model.api_key_env:
-        return (model.api_key_env,)
-    generic = f"TASKMODELS_PROVIDERS__{model.provider.upper().replace('-', '_')}__API_KEY"
-    usual = getattr(cls, "api_key_env_var", None) or _USUAL_KEY_VARIABLES.get(model.provider)
-    return tuple(dict.fromkeys(v for v in (usual, generic) if v))
-
-
 def _model_status(
     model: ModelConfig, factory: ModelProviderFactory, settings: Settings
 ) -> tuple[ModelStatus, BaseModelProvider | None]:
-    problems: list[str] = []
-    try:
-        cls: type[BaseModelProvider] | None = factory.get_provider_class(model.provider)
-    except ConfigurationError as exc:
-        cls = None
-        problems.append(scrub(str(exc)))
-    variables = _key_variables(model, cls)
+    """What a call would find: the factory builds the model's provider exactly as a call does, so a missing key
+    or endpoint is reported with the same variables the call's ``MissingCredentialError`` would name."""
+    section = settings.provider_settings(model.provider)
     if model.api_key_env:
         key = os.environ.get(model.api_key_env) or None
     else:
-        secret = settings.provider_settings(model.provider).api_key
-        key = secret.get_secret_value() if secret is not None else None
+        key = section.api_key.get_secret_value() if section.api_key is not None else None
     remember(key)  # so that scrub() cuts it out of anything an endpoint answers
-    required = cls is not None and cls.requires_api_key
-    if key:
-        key_state = "set"
-    elif required:
-        key_state = "missing"
-        problems.append(f"no API key: set {' or '.join(variables)}")
-    else:
-        key_state = "not needed"
-    provider: BaseModelProvider | None = None
-    endpoint: str | None = None
-    if cls is not None:
-        try:
-            provider = factory.create_provider_for_model(model)
-        except ConfigurationError as exc:
-            problems.append(f"no endpoint: {scrub(str(exc))}")
-        else:
-            endpoint = _shown_url(provider.base_url)
-    status = ModelStatus(model.id, model.provider, key_state, variables, endpoint, tuple(problems))
-    return status, provider
+    try:
+        provider = factory.create_provider_for_model(model)
+    except MissingCredentialError as exc:
+        cls = factory.get_provider_class(model.provider)
+        url = model.base_url or section.base_url or getattr(cls, "default_base_url", None)
+        endpoint = _shown_url(url) if url else None
+        problem = f"no API key: set {' or '.join(exc.variables)}"
+        return ModelStatus(model.id, model.provider, "missing", exc.variables, endpoint, (problem,)), None
+    except ConfigurationError as exc:
+        return ModelStatus(model.id, model.provider, "-", (), None, (f"no endpoint: {scrub(str(exc))}",)), None
+    if not isinstance(provider, BaseModelProvider):  # a plugin speaking no HTTP we know: nothing to probe
+        return ModelStatus(model.id, model.provider, "set" if key else "not needed", (), None), None
+    variables = provider.api_key_variables()
+    state = "set" if key else ("missing" if provider.requires_api_key else "not needed")
+    return ModelStatus(model.id, model.provider, state, variables, _shown_url(provider.base_url)), provider
 
 
 def _shown_url(url: str) -> str:
