@@ -139,7 +139,9 @@ class Behaviour:
             400,
             code="context_length_exceeded",
             type_="invalid_request_error",
-            message="This model's maximum context length is 4096 tokens. However, your messages resulted in 5120 tokens.",
+            message=(
+                "This model's maximum context length is 4096 tokens. However, your messages resulted in 5120 tokens."
+            ),
         )
 
     @classmethod

@@ -26,10 +26,10 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
-from transport_choice import chosen_transport
 import structlog
 from dependency_injector import providers
 from structlog.testing import capture_logs
+from transport_choice import chosen_transport
 
 from taskmodels import redaction
 from taskmodels.cli import main as cli_main

@@ -155,7 +155,9 @@ async def test_ca_bundle_verifies_the_server(https_url: str, certificates: Certi
 @pytest.mark.usefixtures("no_cert_env")
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_default_verification_rejects_an_unknown_ca(https_url: str, transport: str) -> None:
-    with pytest.raises(ProviderConnectionError, match=r"could not reach openai-compatible at 127\.0\.0\.1:[0-9]+ \(ConnectError\)"):
+    with pytest.raises(
+        ProviderConnectionError, match=r"could not reach openai-compatible at 127\.0\.0\.1:[0-9]+ \(ConnectError\)"
+    ):
         await ask(https_url, transport)
 
 

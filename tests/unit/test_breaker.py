@@ -72,7 +72,12 @@ async def test_after_the_cooldown_one_probe_goes_through_and_success_closes() ->
     assert (await service.health())["models"]["a"]["state"] == "half_open"
     result = await service.complete_with_task_model("t", "p")
     assert result.model_id == "a"
-    assert (await service.health())["models"]["a"] == {"state": "closed", "consecutive_failures": 0, "retry_at": None, "cooldown": None}
+    assert (await service.health())["models"]["a"] == {
+        "state": "closed",
+        "consecutive_failures": 0,
+        "retry_at": None,
+        "cooldown": None,
+    }
 
 
 async def test_a_failed_probe_opens_the_breaker_for_twice_the_cooldown() -> None:
