@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from taskmodels.engine.admission import Gate
 from taskmodels.errors import AllModelsFailedError, TaskModelsError
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import (
@@ -227,9 +228,9 @@ async def test_a_failing_store_never_fails_a_call_and_warns_once() -> None:
     assert health["models"]["a"]["state"] == "closed"
 
 
-async def test_the_breaker_warns_again_when_the_store_comes_back() -> None:
+async def test_admission_warns_again_when_the_store_comes_back() -> None:
     store = MemoryStateStore()
-    breaker = CircuitBreaker(store, threshold=1, cooldown=10, clock=lambda: 100.0)
+    gate = Gate(store, CircuitBreaker(store, threshold=1, cooldown=10, clock=lambda: 100.0))
     real_admit = store.admit
 
     async def down(key: str, *, now: float, probe_lease: float) -> Admission:
@@ -237,10 +238,16 @@ async def test_the_breaker_warns_again_when_the_store_comes_back() -> None:
 
     store.admit = down  # type: ignore[method-assign]
     with capture_logs() as logs:
-        assert (await breaker.admit("m", probe_lease=1)).allowed
+        assert (await gate.admit("m", probe_lease=1)).allowed
         store.admit = real_admit  # type: ignore[method-assign]
-        assert (await breaker.admit("m", probe_lease=1)).allowed
+        assert (await gate.admit("m", probe_lease=1)).allowed
     assert [e["event"] for e in logs] == ["taskmodels.state.lost", "taskmodels.state.recovered"]
+
+
+async def test_the_breaker_itself_lets_a_store_failure_through_to_admission() -> None:
+    breaker = CircuitBreaker(BrokenStore(), threshold=1, cooldown=10, clock=lambda: 100.0)
+    with pytest.raises(ConnectionError):
+        await breaker.admit("m", probe_lease=1)
 
 
 async def test_trip_opens_at_once_whatever_the_threshold() -> None:

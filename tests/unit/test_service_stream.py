@@ -188,3 +188,24 @@ async def test_leaving_a_stream_early_closes_it() -> None:
     await stream.aclose()
     assert first.type == "text"
     assert service.totals()["tasks"] == {}
+
+
+async def test_a_models_own_timeouts_apply_where_neither_task_nor_request_set_one() -> None:
+    slow = fake_model(
+        "a", timeouts={"firstTokenTimeout": 40, "attemptTimeout": 120, "stallTimeout": 9, "deadline": 300}
+    )
+    service, backend = make(fake_registry(slow, fake_model("b")), first_token_timeout=5, stall_timeout=7)
+    await collect(service)
+    first = backend.calls[0]
+    assert (first.first_token_timeout, first.stall_timeout) == (40, 9)  # the reasoning model starts slowly
+    await collect(service, stall_timeout=3)  # the request's own limit wins over the model's
+    assert backend.calls[1].stall_timeout == 3
+    assert backend.calls[1].first_token_timeout == 40
+
+
+async def test_a_tasks_timeouts_win_over_the_models() -> None:
+    slow = fake_model("a", timeouts={"firstTokenTimeout": 40})
+    reg = fake_registry(slow, fake_model("b"), timeouts={"firstTokenTimeout": 2})
+    service, backend = make(reg, first_token_timeout=5)
+    await collect(service)
+    assert backend.calls[0].first_token_timeout == 2

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from taskmodels.log import library_logger
-from taskmodels.registry.schema import BudgetConfig
+from taskmodels.registry.schema import BudgetConfig, ModelConfig
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import Admission, BreakerSnapshot, SpendDecision, StateStore
+
+from .call import CallState
 
 __all__ = ["Gate", "Reservation"]
 
@@ -48,6 +50,41 @@ class Gate:
         self.breaker = breaker
         self.wall_clock = wall_clock
         self._store_ok = True
+
+    # --- one candidate of one call ------------------------------------------------------------
+
+    async def admits(self, call: CallState, model: ModelConfig, *, forced: bool) -> bool:
+        """Whether ``model`` may be tried now; a refusal is recorded as a skip with its reason."""
+        if call.min_context:
+            reason = call.context_too_small(model)
+            if reason is not None:
+                call.skip(model, "ContextLengthExceededError", reason)
+                return False
+        if forced:  # every breaker was open: the one that closes soonest is tried anyway
+            return True
+        admission = await self.admit(model.id, probe_lease=call.plan.policy.limit(model, "attempt_timeout"))
+        if admission.allowed:
+            return True
+        retry_at = admission.retry_at if admission.retry_at is not None else 0.0
+        call.open_breakers.append((retry_at, len(call.open_breakers), model))
+        call.skip(model, "CircuitOpen", f"circuit open until {retry_at:.3f}")
+        return False
+
+    async def reserve_for(self, call: CallState, model: ModelConfig) -> Reservation | None:
+        """The attempt's budget reservation (an empty one without a budget); ``None`` when the budget refuses
+        and the task moves to cheaper candidates; ``BudgetExceededError`` when the task asks for an error."""
+        budget = call.plan.policy.budget
+        if budget is None:
+            return NOTHING_RESERVED
+        estimate = model.estimate_cost(call.plan.prompt_tokens, call.plan.request.max_tokens or model.max_tokens)
+        held = await self.reserve(call.task, budget, estimate)
+        if isinstance(held, Reservation):
+            return held
+        call.budget_refused = (held.total, budget.limit)
+        if budget.on_exceeded == "error":
+            raise call.budget_error(model, held.total, estimate)
+        call.skip(model, "BudgetExceededError", f"estimated cost {estimate:.6g} does not fit the budget")
+        return None
 
     # --- breakers --------------------------------------------------------------------------
 

@@ -95,6 +95,19 @@ class CallState:
             attempts=self.attempts,
         )
 
+    def budget_error(self, model: ModelConfig, spent: float, estimate: float) -> BudgetExceededError:
+        """The budget refused the next attempt, and the task asks for an error then (``onExceeded: error``)."""
+        budget = self.plan.policy.budget
+        limit = budget.limit if budget is not None else 0.0
+        window = budget.window_seconds if budget is not None else 0.0
+        return BudgetExceededError(
+            f"task {self.task!r} reached its budget: {spent:.6g} of {limit:.6g} spent "
+            f"in this {window:g}s window; {model.id!r} would cost about {estimate:.6g}",
+            task=self.task,
+            spent=spent,
+            limit=limit,
+        )
+
     def exhausted_error(self) -> TaskModelsError:
         """The error that ends a call whose every candidate failed or was skipped."""
         if not self.attempts_made() and self.budget_refused is not None:

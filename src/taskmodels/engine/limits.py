@@ -11,30 +11,17 @@ Any other bound is the model's failure and the loop moves on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from taskmodels.errors import (
-    FirstTokenTimeoutError,
-    IncompleteStreamError,
-    InvalidResponseError,
-    ProviderError,
-    ProviderTimeoutError,
-    StreamStalledError,
-)
-from taskmodels.providers.port import ModelPort
+from taskmodels.errors import InvalidResponseError, ProviderError, ProviderTimeoutError
 from taskmodels.registry.schema import ModelConfig
-from taskmodels.types import StreamEvent
 
 from .call import CallState, Cut
 
-__all__ = ["STALL_BEFORE_CLOSE", "bounded", "guarded_stream", "unexpected_error", "window"]
+__all__ = ["bounded", "unexpected_error", "window"]
 
 _T = TypeVar("_T")
-
-STALL_BEFORE_CLOSE = 0.5
-"""A stream that ends early after a silence of at least this share of the stall limit stalled: the server
-closed a connection it had stopped feeding, which is no reason to try the same silent model again."""
 
 
 def window(call: CallState, now: float, limit: float, *, last: bool) -> tuple[float, Cut]:
@@ -66,7 +53,7 @@ async def bounded(
     if call.plan.deadline_at <= now:
         work.close()
         raise call.deadline_error(now - call.plan.started)
-    limit, cut = window(call, now, call.plan.policy.attempt_timeout, last=last)
+    limit, cut = window(call, now, call.plan.policy.limit(model, "attempt_timeout"), last=last)
     try:
         async with asyncio.timeout(limit) as scope:
             return await work
@@ -82,71 +69,3 @@ async def bounded(
         ) from None
     except Exception as exc:  # a provider bug: never let it reach the caller raw
         raise unexpected_error(model, exc) from exc
-
-
-async def guarded_stream(
-    call: CallState, provider: ModelPort, clock: Callable[[], float], *, last: bool
-) -> AsyncGenerator[StreamEvent, None]:
-    """The provider's stream within the call's limits: the first event within the first-token limit, each later
-    one within the stall limit, none after the deadline.
-
-    Later events get no timer of their own here (that would cost one per chunk): the provider enforces the stall
-    limit it is given, clamped to the deadline, and the deadline is checked between events.
-    """
-    plan, model = call.plan, provider.model
-    now = clock()
-    if plan.deadline_at <= now:
-        raise call.deadline_error(now - plan.started)
-    first, first_cut = window(call, now, min(plan.policy.first_token_timeout, plan.policy.attempt_timeout), last=last)
-    stall, stall_cut = window(call, now, plan.policy.stall_timeout, last=last)
-    stream = provider.stream(plan.request, first_token_timeout=first, stall_timeout=stall)
-    last_event_at = now
-    try:
-        try:
-            # A provider that ignores its limits is still cut off: the first read is bounded here too.
-            async with asyncio.timeout(first * 1.5 + 0.05):
-                event = await anext(stream)
-        except StopAsyncIteration:
-            raise InvalidResponseError(
-                "the stream ended before any event", provider=model.provider, model_id=model.id
-            ) from None
-        except TimeoutError:
-            call.cut_by = first_cut
-            raise FirstTokenTimeoutError("no first token in time", provider=model.provider, model_id=model.id) from None
-        except ProviderError as exc:
-            call.cut_by = first_cut if isinstance(exc, ProviderTimeoutError) else None
-            raise _stalled(exc, model, clock() - last_event_at, stall) or exc from exc.__cause__
-        except Exception as exc:
-            raise unexpected_error(model, exc) from exc
-        yield event
-        while True:
-            last_event_at = clock()
-            try:
-                event = await anext(stream)
-            except StopAsyncIteration:
-                return
-            except ProviderError as exc:
-                call.cut_by = stall_cut if isinstance(exc, ProviderTimeoutError) else None
-                raise _stalled(exc, model, clock() - last_event_at, stall) or exc from exc.__cause__
-            except Exception as exc:
-                raise unexpected_error(model, exc) from exc
-            now = clock()
-            if now > plan.deadline_at:
-                raise call.deadline_error(now - plan.started)
-            yield event
-    finally:
-        close = getattr(stream, "aclose", None)  # the port promises an iterator; generators need closing
-        if close is not None:
-            await close()
-
-
-def _stalled(error: ProviderError, model: ModelConfig, silence: float, stall: float) -> StreamStalledError | None:
-    """The stall an early end after a long silence really was, or ``None`` when ``error`` stands as it is."""
-    if isinstance(error, IncompleteStreamError) and silence >= stall * STALL_BEFORE_CLOSE:
-        return StreamStalledError(
-            f"{model.provider} stream stalled for {silence:.3g}s, then the connection closed",
-            provider=model.provider,
-            model_id=model.id,
-            request_id=error.request_id,
-        )
-    return None

@@ -17,17 +17,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from taskmodels.errors import BudgetExceededError, InvalidResponseError, ProviderError, TaskModelsError
+from taskmodels.errors import ProviderError, TaskModelsError
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.policy import Next, retry_delay, rule_for
 from taskmodels.sections import ResilienceSettings
-from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, StreamEvent, ToolCall, Usage
+from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, StreamEvent, ToolCall
 
-from .admission import NOTHING_RESERVED, Gate, Reservation
+from .admission import Gate, Reservation
 from .call import CallState
-from .limits import bounded, guarded_stream
+from .limits import bounded
 from .observe import Observation
+from .streams import assemble, collect, guarded_stream
 
 __all__ = ["Engine", "Try"]
 
@@ -76,7 +77,11 @@ class Engine:
         async with aclosing(self._tries(call)) as tries:
             async for attempt in tries:
                 try:
-                    work = self._collect(call, attempt) if streamed else attempt.provider.complete(call.plan.request)
+                    provider = attempt.provider
+                    if streamed:
+                        work = collect(call, provider, self._clock, last=attempt.last)
+                    else:
+                        work = provider.complete(call.plan.request)
                     result = await bounded(call, attempt.model, work, self._clock, last=attempt.last)
                 except ProviderError as exc:
                     await self._failed(call, attempt, exc)
@@ -115,7 +120,7 @@ class Engine:
                     async with aclosing(guarded_stream(call, attempt.provider, self._clock, last=attempt.last)) as s:
                         async for event in s:
                             if event.type == "done":
-                                done = await self._succeeded(call, attempt, _assemble(model, event, texts, tools))
+                                done = await self._succeeded(call, attempt, assemble(model, event, texts, tools))
                                 yield StreamEvent(
                                     type="done",
                                     finish_reason=done.finish_reason,
@@ -137,22 +142,6 @@ class Engine:
                     await self._failed(call, attempt, exc, final=committed)
         raise call.exhausted_error()
 
-    async def _collect(self, call: CallState, attempt: Try) -> CompletionResult:
-        texts: list[str] = []
-        tools: list[ToolCall] = []
-        async with aclosing(guarded_stream(call, attempt.provider, self._clock, last=attempt.last)) as events:
-            async for event in events:
-                if event.type == "text":
-                    texts.append(event.text)
-                elif event.type == "tool_call" and event.tool_call is not None:
-                    tools.append(event.tool_call)
-                elif event.type == "done":
-                    return _assemble(attempt.model, event, texts, tools)
-        model = attempt.model
-        raise InvalidResponseError(
-            "the stream ended without its done event", provider=model.provider, model_id=model.id
-        )
-
     # --- the loop --------------------------------------------------------------------------------
 
     async def _tries(self, call: CallState) -> AsyncGenerator[Try, None]:
@@ -162,7 +151,7 @@ class Engine:
             if provider is None:
                 continue
             for number in itertools.count(1):
-                reservation = await self._reserve(call, model)
+                reservation = await self.gate.reserve_for(call, model)
                 if reservation is None:
                     break
                 call.tries += 1
@@ -190,39 +179,14 @@ class Engine:
             yield min(call.open_breakers, key=lambda entry: (entry[0], entry[1]))[2], True, True
 
     async def _admit(self, call: CallState, model: ModelConfig, *, forced: bool) -> ModelPort | None:
-        if call.min_context:
-            reason = call.context_too_small(model)
-            if reason is not None:
-                call.skip(model, "ContextLengthExceededError", reason)
-                return None
-        if not forced:
-            admission = await self.gate.admit(model.id, probe_lease=call.plan.policy.attempt_timeout)
-            if not admission.allowed:
-                retry_at = admission.retry_at if admission.retry_at is not None else 0.0
-                call.open_breakers.append((retry_at, len(call.open_breakers), model))
-                call.skip(model, "CircuitOpen", f"circuit open until {retry_at:.3f}")
-                return None
+        if not await self.gate.admits(call, model, forced=forced):
+            return None
         try:
             return self._provider_for(model)
         except TaskModelsError as exc:  # configuration, not an outage: no key, no endpoint, no implementation
             call.skip(model, type(exc).__name__, str(exc), exc)
             self.observation.model_unusable(model, exc)
             return None
-
-    async def _reserve(self, call: CallState, model: ModelConfig) -> Reservation | None:
-        """The attempt's budget reservation (an empty one without a budget); ``None`` when the budget refuses."""
-        budget = call.plan.policy.budget
-        if budget is None:
-            return NOTHING_RESERVED
-        estimate = model.estimate_cost(call.plan.prompt_tokens, call.plan.request.max_tokens or model.max_tokens)
-        held = await self.gate.reserve(call.task, budget, estimate)
-        if isinstance(held, Reservation):
-            return held
-        call.budget_refused = (held.total, budget.limit)
-        if budget.on_exceeded == "error":
-            raise _budget_error(call, model, held.total, estimate)
-        call.skip(model, "BudgetExceededError", f"estimated cost {estimate:.6g} does not fit the budget")
-        return None
 
     # --- after an attempt ------------------------------------------------------------------------
 
@@ -289,28 +253,3 @@ class Engine:
         delay = retry_delay(error, attempt.number, self._resilience, self._rand)
         if delay is not None and delay < plan.remaining(self._clock()):
             attempt.retry_in = delay
-
-
-def _assemble(model: ModelConfig, done: StreamEvent, texts: list[str], tools: list[ToolCall]) -> CompletionResult:
-    return CompletionResult(
-        text="".join(texts),
-        model_id=model.id,
-        provider=model.provider,
-        model_name=done.model_name or model.model_name,
-        usage=done.usage or Usage(),
-        finish_reason=done.finish_reason or "stop",
-        tool_calls=tuple(tools),
-        request_id=done.request_id,
-    )
-
-
-def _budget_error(call: CallState, model: ModelConfig, spent: float, estimate: float) -> TaskModelsError:
-    budget = call.plan.policy.budget
-    assert budget is not None  # only asked for when the task has one
-    return BudgetExceededError(
-        f"task {call.task!r} reached its budget: {spent:.6g} of {budget.limit:.6g} spent "
-        f"in this {budget.window_seconds:g}s window; {model.id!r} would cost about {estimate:.6g}",
-        task=call.task,
-        spent=spent,
-        limit=budget.limit,
-    )

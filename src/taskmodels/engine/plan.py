@@ -1,7 +1,8 @@
 """The call plan: every limit of one call, resolved once from request, task and settings, then frozen.
 
 A limit is looked up in this order, the first that is set winning: the request,
-the task's ``timeouts`` in the registry, then settings. What depends only on the task
+the task's ``timeouts`` in the registry, the model's ``timeouts`` (for the deadline:
+the primary model's), then settings. What depends only on the task
 (``TaskPolicy``) is resolved once per registry snapshot and reused by every call of
 the task; a call adds its own overrides, if any. Nothing in the loop looks a limit up
 again, so a registry reload in the middle of a call cannot change it.
@@ -19,7 +20,10 @@ from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import Selection
 from taskmodels.types import CompletionRequest
 
-__all__ = ["CallPlan", "Operation", "Planner", "TaskPolicy"]
+__all__ = ["CallPlan", "LimitName", "Operation", "Planner", "TaskPolicy"]
+
+LimitName = Literal["deadline", "attempt_timeout", "first_token_timeout", "stall_timeout"]
+_LIMITS: tuple[LimitName, ...] = ("deadline", "attempt_timeout", "first_token_timeout", "stall_timeout")
 
 Operation = Literal["chat", "embeddings"]
 """Named as the OpenTelemetry GenAI conventions name operations (``gen_ai.operation.name``)."""
@@ -39,6 +43,17 @@ class TaskPolicy:
     max_attempts_per_model: int
     max_attempts_total: int
     fallback_reserve: float  # share of the remaining deadline an attempt leaves to the candidates after it
+    fixed: frozenset[str] = frozenset()  # limits the task or the request set: a model's own do not replace them
+
+    def limit(self, model: ModelConfig, name: LimitName) -> float:
+        """The ``name`` limit for an attempt on ``model``."""
+        own = model.timeouts
+        if own is not None and name not in self.fixed:
+            value: float | None = getattr(own, name)
+            if value:
+                return value
+        limit: float = getattr(self, name)
+        return limit
 
     def with_request(self, request: CompletionRequest) -> TaskPolicy:
         """This policy with the time limits a call sets for itself."""
@@ -53,6 +68,7 @@ class TaskPolicy:
             self.max_attempts_per_model,
             self.max_attempts_total,
             self.fallback_reserve,
+            self.fixed | {name for name in _LIMITS if getattr(request, name)},
         )
 
 
@@ -130,13 +146,10 @@ def _resolve(registry: Registry, task: str, settings: ResilienceSettings) -> Tas
         max_attempts_per_model=settings.max_attempts_per_model,
         max_attempts_total=settings.max_attempts_total,
         fallback_reserve=settings.fallback_reserve,
+        fixed=frozenset(name for name in _LIMITS if timeouts is not None and getattr(timeouts, name)),
     )
 
 
-def _limit(
-    timeouts: TaskTimeouts | None,
-    name: Literal["deadline", "attempt_timeout", "first_token_timeout", "stall_timeout"],
-    default: float,
-) -> float:
+def _limit(timeouts: TaskTimeouts | None, name: LimitName, default: float) -> float:
     value: float | None = getattr(timeouts, name) if timeouts is not None else None
     return value or default
