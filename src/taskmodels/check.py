@@ -30,7 +30,7 @@ from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.redaction import remember, scrub
 from taskmodels.registry.schema import ModelConfig
-from taskmodels.registry.service import check_files, registry_not_found
+from taskmodels.registry.service import check_files, endpoint_providers, registry_not_found
 from taskmodels.settings import Settings
 from taskmodels.types import CompletionRequest
 
@@ -143,7 +143,8 @@ async def _run(settings: Settings, paths: Sequence[Path], *, ping: bool, limit: 
         return report
     async with httpx2.AsyncClient(timeout=limit) as client:
         factory = ModelProviderFactory(settings, client)
-        result = check_files(paths, provider_names=factory.provider_names())
+        names = factory.provider_names()
+        result = check_files(paths, provider_names=names, providers_with_base_url=endpoint_providers(settings, names))
         report.sources = tuple(result.sources)
         if result.errors or result.config is None:
             report.registry_errors.extend(scrub(str(p)) for p in result.errors)

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from taskmodels.errors import ConfigurationError, Problem, RegistryError, SettingsError, UnknownTaskError
 from taskmodels.registry.jsonschema import registry_json_schema
 from taskmodels.registry.schema import ModelConfig, TaskMapping
-from taskmodels.registry.service import ModelRegistryService, build_registry, check_files, registry_not_found
+from taskmodels.registry.service import (
+    ModelRegistryService,
+    build_registry,
+    check_files,
+    endpoint_providers,
+    registry_not_found,
+)
 from taskmodels.selection import ModelSelectionFactory, Selection
 from taskmodels.types import CompletionRequest
 
@@ -47,6 +53,7 @@ class _Context:
     as_json: bool
     out: TextIO
     err: TextIO
+    endpoints: frozenset[str] = frozenset()  # providers whose settings give a base URL
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -178,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(["--port", str(args.port)])
         if args.command == "check":
             return _check(args, as_json, out, err)
-        ctx = _Context(_paths(_settings(args)), as_json, out, err)
+        settings = _settings(args)
+        ctx = _Context(_paths(settings), as_json, out, err, endpoint_providers(settings, _provider_names()))
         if args.command == "validate":
             return _validate(ctx)
         service = _load(ctx)
@@ -278,7 +286,7 @@ def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO
 
 
 def _validate(ctx: _Context) -> int:
-    result = check_files(ctx.paths, provider_names=_provider_names())
+    result = check_files(ctx.paths, provider_names=_provider_names(), providers_with_base_url=ctx.endpoints)
     if ctx.as_json:
         _print_json(
             {
@@ -313,7 +321,7 @@ def _validate(ctx: _Context) -> int:
 
 
 def _load(ctx: _Context) -> ModelRegistryService | None:
-    result = check_files(ctx.paths, provider_names=_provider_names())
+    result = check_files(ctx.paths, provider_names=_provider_names(), providers_with_base_url=ctx.endpoints)
     if result.errors or result.config is None:
         if ctx.as_json:
             _print_json({"valid": False, "errors": [_problem_json(p) for p in result.errors]}, ctx.out)

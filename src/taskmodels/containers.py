@@ -117,7 +117,9 @@ class Container(containers.DeclarativeContainer):
         provider_names=providers.Callable(_provider_names, provider_factory),
     )
 
-    selector = _scoped(settings, "selector", ModelSelectionFactory, registry)
+    selector = _scoped(
+        settings, "selector", ModelSelectionFactory, registry, unknown_task=settings.provided.selection.unknown_task
+    )
 
     model_service = _scoped(
         settings,

@@ -179,3 +179,29 @@ def test_embedding_in_a_parent_container(registry_file: Path) -> None:
     # The application can override a node of the embedded container.
     with app.models.model_service.override(providers.Object("fake-service")):
         assert app.handler()[1] == "fake-service"
+
+
+def test_the_container_wires_the_unknown_task_setting_and_provider_endpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskmodels.errors import UnknownTaskError
+    from taskmodels.settings import Settings
+
+    model = {
+        "id": "local",
+        "provider": "openai-compatible",
+        "modelName": "m",
+        "maxTokens": 16,
+        "temperature": 0,
+        "contextWindow": 1024,
+        "costPer1kTokens": 0,
+    }
+    path = tmp_path / "modelRegistry.json"
+    path.write_text(json.dumps({"models": [model], "taskMappings": [], "defaultModelId": "local"}))
+    monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__BASE_URL", "http://127.0.0.1:9/v1")
+    settings = Settings(registry_path=path, environment=None, selection={"unknown_task": "error"})
+    container = Container(settings=providers.Object(settings))
+    # The endpoint comes from settings, so the model without a baseUrl loads with no warning about it.
+    assert not container.registry().current.warnings
+    with pytest.raises(UnknownTaskError, match="unknown task 'nope'"):
+        container.selector().candidates("nope")

@@ -82,6 +82,11 @@ def _registry_from(result: LoadResult) -> Registry:
     return build_registry(result.config, result.sources, result.warnings)
 
 
+def endpoint_providers(settings: Settings, provider_names: Collection[str] | None) -> frozenset[str]:
+    """The providers whose settings give an endpoint, so a model of theirs needs no ``baseUrl`` of its own."""
+    return frozenset(name for name in provider_names or () if settings.provider_settings(name).base_url)
+
+
 def check_files(
     paths: Sequence[Path],
     *,
@@ -215,7 +220,9 @@ class ModelRegistryService:
         if not paths[0].is_file():
             # The first thing a new user meets: say where we looked and what to do, not just "file not found".
             raise RegistryError([Problem(str(paths[0].absolute()), "", registry_not_found(paths[0]))])
-        return cls.from_path(paths, provider_names=provider_names)
+        return cls.from_path(
+            paths, provider_names=provider_names, providers_with_base_url=endpoint_providers(settings, provider_names)
+        )
 
     @property
     def current(self) -> Registry:
