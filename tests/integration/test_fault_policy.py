@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -31,6 +32,7 @@ from taskmodels.errors import (
 )
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
+from taskmodels.resilience.policy import RULES, Next, rule_for
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ProviderSettings, ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
@@ -298,6 +300,86 @@ async def _read_stream(client: httpx2.AsyncClient, base_url: str, body: Any, int
         into.extend([line async for line in response.aiter_lines()])
 
 
+# --- the rule table, row by row -------------------------------------------------------------
+# Each fault the server can produce, the error class it must become, and what the rule table
+# (resilience/policy.py) says happens then. The test derives its expectations from RULES, so a
+# change to a rule changes what is asserted here, and every rule must have a fault that reaches it.
+
+
+@dataclass(frozen=True)
+class Row:
+    fault: str
+    error: type[ProviderError]
+    status: int | None = None
+    message: str | None = None  # the provider's own message, kept on the error
+
+
+ROWS = [
+    Row("429", errors.RateLimitError, 429),
+    Row("500", errors.ProviderUnavailableError, 500),
+    Row("503", errors.ProviderUnavailableError, 503),
+    Row("reset", errors.ProviderConnectionError),
+    Row("malformed", errors.InvalidResponseError, 200),
+    Row("cut", errors.InvalidResponseError),
+    Row("silent", errors.ProviderTimeoutError),
+    Row("401", errors.AuthenticationError, 401),
+    Row("403", errors.AuthenticationError, 403),
+    Row("context_length_exceeded", errors.ContextLengthExceededError, 400),
+    Row("content_policy_violation", errors.ContentFilteredError, 400),
+    Row("400", errors.BadRequestError, 400, "Bad parameter"),
+]
+
+
+def test_every_rule_of_the_table_is_reached_by_a_fault() -> None:
+    covered = {rule_for(row.error("x", provider="p", model_id="m")) for row in ROWS}
+    assert set(RULES.values()) <= covered
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.fault for row in ROWS])
+async def test_each_fault_follows_its_rule(fault_server: FaultServer, make_service: ServiceFactory, row: Row) -> None:
+    rule = rule_for(row.error("x", provider="p", model_id="m"))
+    fault_server.always(PRIMARY, row.fault)
+    service = await make_service()
+    tries = FAST.max_attempts_per_model if rule.retry_same else 1
+    moves_on = rule.next is Next.ANY  # "chat" opts into nothing, and its fallback's window is no larger
+    start = time.monotonic()
+    if moves_on:
+        result, _ = await complete(service, "chat")
+        assert result.model_id == FALLBACK
+        failed = [a for a in result.attempts if a.outcome == "error"]
+        assert summary(result.attempts)[-1] == (FALLBACK, "success", None)
+    else:
+        exc, _ = await complete_error(service, "chat")
+        assert issubclass(final_failure(exc), row.error)
+        failed = [a for a in attempts_of(exc) if a.outcome == "error"] if not isinstance(exc, ProviderError) else []
+        if isinstance(exc, ProviderError):
+            assert exc.task == "chat"
+            assert exc.model_id == PRIMARY
+            assert exc.status_code == row.status
+            if row.message is not None:
+                assert exc.provider_message == row.message
+    elapsed = time.monotonic() - start
+    assert fault_server.hits(PRIMARY) == tries
+    assert fault_server.hits(FALLBACK) == (1 if moves_on else 0)
+    assert all(a.model_id == PRIMARY and issubclass(error_class(a.error_class), row.error) for a in failed)
+    assert all(a.status_code == row.status for a in failed)
+    if row.fault == "silent":  # it did wait for its limit, once
+        assert failed[0].latency >= FAST.attempt_timeout - 0.01
+    health = await service.health()
+    counted = health["models"][PRIMARY]["consecutive_failures"]
+    if rule.trips_breaker:
+        assert _breaker_state(health, PRIMARY) != "closed"
+        again, _ = await complete(service, "chat")  # the next call skips the unhealthy route without sending to it
+        assert again.model_id == FALLBACK
+        assert fault_server.hits(PRIMARY) == tries
+    elif rule.counts_against_model:
+        assert counted == tries
+    else:
+        assert counted == 0  # the request's fault, not the model's
+        assert _breaker_state(health, PRIMARY) == "closed"
+    assert elapsed < BOUND
+
+
 # --- 429 -----------------------------------------------------------------------------
 
 
@@ -344,21 +426,6 @@ async def test_429_without_retry_after_backs_off_and_retries_the_same_model(
     assert elapsed < BOUND
 
 
-async def test_429_every_time_spends_the_retries_then_falls_back(
-    fault_server: FaultServer, make_service: ServiceFactory
-) -> None:
-    fault_server.always(PRIMARY, "429")
-    service = await make_service()
-    result, elapsed = await complete(service, "chat")
-    assert result.model_id == FALLBACK
-    assert fault_server.hits(PRIMARY) == FAST.max_attempts_per_model
-    assert summary(result.attempts) == [
-        *[(PRIMARY, "error", "RateLimitError")] * FAST.max_attempts_per_model,
-        (FALLBACK, "success", None),
-    ]
-    assert elapsed < BOUND
-
-
 # --- 5xx, reset, invalid response ------------------------------------------------------------
 
 
@@ -376,70 +443,7 @@ async def test_500_once_then_healthy_succeeds_on_the_same_model(
     assert elapsed < BOUND
 
 
-async def test_503_always_falls_back_after_bounded_retries(
-    fault_server: FaultServer, make_service: ServiceFactory
-) -> None:
-    fault_server.always(PRIMARY, "503")
-    service = await make_service()
-    result, elapsed = await complete(service, "chat")
-    assert result.model_id == FALLBACK
-    assert result.text == f"answer from {FALLBACK}"
-    assert fault_server.hits(PRIMARY) == FAST.max_attempts_per_model
-    assert fault_server.hits(FALLBACK) == 1
-    assert summary(result.attempts) == [
-        *[(PRIMARY, "error", "ProviderUnavailableError")] * FAST.max_attempts_per_model,
-        (FALLBACK, "success", None),
-    ]
-    assert all(a.status_code == 503 for a in result.attempts[:-1])
-    assert elapsed < BOUND
-
-
-async def test_connection_reset_is_retried_then_falls_back(
-    fault_server: FaultServer, make_service: ServiceFactory
-) -> None:
-    fault_server.always(PRIMARY, "reset")
-    service = await make_service()
-    result, elapsed = await complete(service, "chat")
-    assert result.model_id == FALLBACK
-    assert fault_server.hits(PRIMARY) == FAST.max_attempts_per_model
-    assert summary(result.attempts) == [
-        *[(PRIMARY, "error", "ProviderConnectionError")] * FAST.max_attempts_per_model,
-        (FALLBACK, "success", None),
-    ]
-    assert elapsed < BOUND
-
-
-@pytest.mark.parametrize("fault", ["malformed", "cut"])
-async def test_invalid_json_body_is_retried_then_falls_back(
-    fault_server: FaultServer, make_service: ServiceFactory, fault: str
-) -> None:
-    fault_server.always(PRIMARY, fault)  # half a JSON body: truncated text, or a cut connection
-    service = await make_service()
-    result, elapsed = await complete(service, "chat")
-    assert result.model_id == FALLBACK
-    assert fault_server.hits(PRIMARY) == FAST.max_attempts_per_model
-    for attempt in result.attempts[:-1]:
-        assert attempt.model_id == PRIMARY
-        assert issubclass(error_class(attempt.error_class), errors.InvalidResponseError)
-    assert elapsed < BOUND
-
-
 # --- silent routes: no retry on the same model -------------------------------------------
-
-
-async def test_silent_route_times_out_once_and_is_not_retried(
-    fault_server: FaultServer, make_service: ServiceFactory
-) -> None:
-    fault_server.always(PRIMARY, "silent")
-    service = await make_service()
-    result, elapsed = await complete(service, "chat")
-    assert result.model_id == FALLBACK
-    assert fault_server.hits(PRIMARY) == 1  # a silent route is not retried
-    assert fault_server.hits(FALLBACK) == 1
-    assert [a.model_id for a in result.attempts if a.outcome != "skipped"] == [PRIMARY, FALLBACK]
-    assert issubclass(error_class(result.attempts[0].error_class), ProviderTimeoutError)
-    assert result.attempts[0].latency >= FAST.first_token_timeout - 0.01  # it did wait for its limit, once
-    assert elapsed < BOUND
 
 
 async def test_slow_first_token_in_complete_moves_to_the_next_model(
@@ -631,25 +635,6 @@ async def test_complete_under_the_hood_accepts_a_stream_without_done(
 # --- 401 / 403 -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["401", "403"])
-async def test_auth_failure_moves_on_and_marks_the_route_unhealthy(
-    fault_server: FaultServer, make_service: ServiceFactory, status: str
-) -> None:
-    fault_server.always(PRIMARY, status)
-    service = await make_service()
-    result, elapsed = await complete(service, "chat")
-    assert result.model_id == FALLBACK
-    assert summary(result.attempts) == [(PRIMARY, "error", "AuthenticationError"), (FALLBACK, "success", None)]
-    assert fault_server.hits(PRIMARY) == 1  # never retried with the same key
-    health = await service.health()
-    assert _breaker_state(health, PRIMARY) != "closed"
-    # The next call skips the unhealthy route without sending to it.
-    again, _ = await complete(service, "chat")
-    assert again.model_id == FALLBACK
-    assert fault_server.hits(PRIMARY) == 1
-    assert elapsed < BOUND
-
-
 def _breaker_state(health: Mapping[str, Any], model_id: str) -> str:
     """``service.health()`` is ``{"models": {model_id: {"state": ..., ...}}}``."""
     return str(health["models"][model_id]["state"])
@@ -684,18 +669,6 @@ async def test_without_a_reported_size_context_length_goes_to_a_larger_declared_
     assert summary(result.attempts)[0] == (PRIMARY, "error", "ContextLengthExceededError")
 
 
-async def test_context_length_exceeded_with_no_larger_model_is_raised(
-    fault_server: FaultServer, make_service: ServiceFactory
-) -> None:
-    fault_server.always(PRIMARY, "context_length_exceeded")
-    service = await make_service()
-    exc, elapsed = await complete_error(service, "chat")
-    assert issubclass(final_failure(exc), errors.ContextLengthExceededError)
-    assert fault_server.hits(PRIMARY) == 1
-    assert fault_server.hits(FALLBACK) == 0  # same window: no use trying
-    assert elapsed < BOUND
-
-
 async def test_content_filter_is_raised_with_the_providers_reason(
     fault_server: FaultServer, make_service: ServiceFactory
 ) -> None:
@@ -728,22 +701,6 @@ async def test_content_filter_falls_back_when_the_task_opts_in(
     assert "safety system" in result.attempts[0].error_message  # the provider's reason is kept
     assert fault_server.hits(PRIMARY) == 1
     assert elapsed < BOUND
-
-
-async def test_other_4xx_is_raised_at_once_without_fallback(
-    fault_server: FaultServer, make_service: ServiceFactory
-) -> None:
-    fault_server.always(PRIMARY, "400")
-    service = await make_service()
-    exc, elapsed = await complete_error(service, "chat")
-    assert isinstance(exc, BadRequestError)
-    assert exc.status_code == 400
-    assert exc.provider_message == "Bad parameter"
-    assert exc.task == "chat"
-    assert fault_server.hits(PRIMARY) == 1
-    assert fault_server.hits(FALLBACK) == 0
-    assert _breaker_state(await service.health(), PRIMARY) == "closed"
-    assert elapsed < 1.0
 
 
 async def test_other_4xx_in_a_stream_is_raised_at_once(fault_server: FaultServer, make_service: ServiceFactory) -> None:
