@@ -305,9 +305,9 @@ def _validate(ctx: _Context) -> int:
         count = len(result.errors)
         print(f"{files}: {_count(count, 'error')}", file=ctx.out)
         for problem in result.errors:
-            print(f"  {_problem_line(problem)}", file=ctx.out)
+            print(f"  {problem}", file=ctx.out)
     for problem in result.warnings:
-        print(f"  warning: {_problem_line(problem)}", file=ctx.out)
+        print(f"  warning: {problem}", file=ctx.out)
     if result.errors or result.config is None:
         return EXIT_INVALID
     config = result.config
@@ -475,11 +475,6 @@ def _selection_json(selection: Selection) -> dict[str, Any]:
         "models": [_model_json(m) for m in selection.models],
         "skipped": [{"id": s.model_id, "reason": s.reason} for s in selection.skipped],
     }
-
-
-def _problem_line(problem: Problem) -> str:
-    where = f"{problem.path}: " if problem.path else ""
-    return f"{problem.source}: {where}{problem.message}"
 
 
 def _problem_json(problem: Problem) -> dict[str, str]:
