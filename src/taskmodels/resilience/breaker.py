@@ -15,7 +15,7 @@ for an hour). It starts at ``cooldown``, doubles after each failed probe up to
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from taskmodels.resilience.state import Admission, BreakerSnapshot, StateStore
 from taskmodels.sections import ResilienceSettings
@@ -62,15 +62,17 @@ class CircuitBreaker:
             clock=clock,
         )
 
-    async def admit(self, key: str, *, probe_lease: float) -> Admission:
-        return await self.store.admit(key, now=self.clock(), probe_lease=probe_lease)
+    # Plain functions that return the store's coroutine: no frame of their own on every call's path.
 
-    async def record_success(self, key: str) -> None:
-        await self.store.record_success(key, now=self.clock())
+    def admit(self, key: str, *, probe_lease: float) -> Awaitable[Admission]:
+        return self.store.admit(key, now=self.clock(), probe_lease=probe_lease)
 
-    async def record_failure(self, key: str, *, trip: bool = False) -> BreakerSnapshot:
+    def record_success(self, key: str) -> Awaitable[BreakerSnapshot]:
+        return self.store.record_success(key, now=self.clock())
+
+    def record_failure(self, key: str, *, trip: bool = False) -> Awaitable[BreakerSnapshot]:
         """Count a failure; ``trip`` opens the breaker at once (a route that cannot authenticate)."""
-        return await self.store.record_failure(
+        return self.store.record_failure(
             key,
             now=self.clock(),
             threshold=1 if trip else self.threshold,
@@ -78,8 +80,8 @@ class CircuitBreaker:
             cooldown_max=self.cooldown_max,
         )
 
-    async def snapshot(self, key: str) -> BreakerSnapshot:
-        return await self.store.breaker(key, now=self.clock())
+    def snapshot(self, key: str) -> Awaitable[BreakerSnapshot]:
+        return self.store.breaker(key, now=self.clock())
 
-    async def snapshots(self) -> Mapping[str, BreakerSnapshot]:
-        return await self.store.breakers(now=self.clock())
+    def snapshots(self) -> Awaitable[Mapping[str, BreakerSnapshot]]:
+        return self.store.breakers(now=self.clock())
