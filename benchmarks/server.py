@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 __all__ = ["COMPLETION_TEXT", "STREAM_PIECE", "BenchServer"]
 
@@ -276,7 +277,7 @@ class BenchServer:
         if proc.stdout is not None:
             proc.stdout.close()
 
-    def __enter__(self) -> BenchServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def model(id: str, **overrides: Any) -> dict[str, Any]:
+def model(id: str, **overrides: Any) -> dict[str, Any]:  # noqa: A002 - the registry key is "id"
     """A valid ``models[]`` entry on the openai provider; ``overrides`` add or replace keys."""
     data: dict[str, Any] = {
         "id": id,

@@ -17,7 +17,7 @@ DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "settings" / "modelRegi
 
 
 def taskmodels_settings(registry_path: str, environment: str | None, openai_base_url: str | None) -> Settings:
-    """taskmodels' settings from the application's configuration (the rest still comes from TASKMODELS_*)."""
+    """Taskmodels' settings from the application's configuration (the rest still comes from TASKMODELS_*)."""
     overrides: dict[str, object] = {"registry_path": Path(registry_path), "environment": environment or None}
     if openai_base_url:
         # Point OpenAI-protocol models at a local server (llama.cpp, vLLM, a fake in tests).

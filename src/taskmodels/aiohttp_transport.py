@@ -128,7 +128,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             # Proxies from HTTP(S)_PROXY / NO_PROXY, as httpx2's default reads them, but only when one is
-            # set: aiohttp's trust_env re-reads the environment and ~/.netrc on every request (2.2× the CPU).
+            # set: aiohttp's trust_env re-reads the environment and ~/.netrc on every request (2.2× the CPU).  # noqa: RUF003 - the multiplication sign of a measured ratio
             trust_env=bool(getproxies()),
             timeout=aiohttp.ClientTimeout(total=None),
         )

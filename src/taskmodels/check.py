@@ -82,9 +82,7 @@ class CheckReport:
         out.extend(f"registry: {e}" for e in self.registry_errors)
         for model in self.models:
             out.extend(f"{model.model_id}: {p}" for p in model.problems)
-        for ping in self.pings:
-            if not ping.ok:
-                out.append(f"ping {ping.provider} {ping.endpoint}: {ping.detail}")
+        out.extend(f"ping {ping.provider} {ping.endpoint}: {ping.detail}" for ping in self.pings if not ping.ok)
         return out
 
     @property

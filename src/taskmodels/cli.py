@@ -164,7 +164,7 @@ def _paths(settings: Settings) -> list[Path]:
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one branch per subcommand, each returning its exit code
     """Run the command line; returns the exit code."""
     parser = _build_parser()
     try:
@@ -236,7 +236,7 @@ def _init(directory: Path, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) -> int:
+def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) -> int:  # noqa: ARG001 - every subcommand takes the same streams
     from taskmodels.check import CheckReport, run_check
 
     try:
@@ -349,7 +349,7 @@ def _plan(ctx: _Context, service: ModelRegistryService) -> int:
                     {
                         "task": task.task_name,
                         "description": task.description,
-                        "chain": [_model_json(m, role=_role(i, m, task)) for i, m in enumerate(selection.models)],
+                        "chain": [_model_json(m, role=_role(m, task)) for i, m in enumerate(selection.models)],
                         "skipped": [{"id": s.model_id, "reason": s.reason} for s in selection.skipped],
                     }
                     for task, selection in plans
@@ -362,7 +362,7 @@ def _plan(ctx: _Context, service: ModelRegistryService) -> int:
     skipped: list[list[str]] = []
     for task, selection in plans:
         for i, model in enumerate(selection.models):
-            rows.append([task.task_name if i == 0 else "", _role(i, model, task), *_model_cells(model)])
+            rows.append([task.task_name if i == 0 else "", _role(model, task), *_model_cells(model)])
         if not selection.models:
             rows.append([task.task_name, "-", "(no model can serve it: see below)", "", "", "", "", ""])
         skipped.extend([task.task_name, s.model_id, s.reason] for s in selection.skipped)
@@ -423,7 +423,7 @@ def _explain(ctx: _Context, service: ModelRegistryService, args: argparse.Namesp
 # --- formatting ----------------------------------------------------------------------
 
 
-def _role(i: int, model: ModelConfig, task: TaskMapping) -> str:
+def _role(model: ModelConfig, task: TaskMapping) -> str:
     if model.id == task.primary_model_id:
         return "primary"
     if model.id in task.fallback_model_ids:

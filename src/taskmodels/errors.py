@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from taskmodels.redaction import scrub
 
@@ -324,7 +324,7 @@ class AllModelsFailedError(TaskModelsError, ExceptionGroup):  # type: ignore[mis
         attempts: Sequence[Attempt],
         skipped: Sequence[tuple[str, str]] = (),
         errors: Sequence[Exception] = (),
-    ) -> AllModelsFailedError:
+    ) -> Self:
         # An exception group cannot be empty: a chain that raised nothing (every model
         # skipped without an error of its own) still says why, through this placeholder.
         group = list(errors) or [TaskModelsError("no model was tried")]

@@ -46,7 +46,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 __all__ = ["MODEL_LIST", "FakeLLMServer", "SeenRequest", "default_answer", "main"]
@@ -96,7 +96,7 @@ class FakeLLMServer:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> FakeLLMServer:
+    def start(self) -> Self:
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
@@ -112,7 +112,7 @@ class FakeLLMServer:
             self._thread.join(timeout=5)
         self._httpd = self._thread = None
 
-    def __enter__(self) -> FakeLLMServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -153,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeLLMServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read results, not access logs
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read results, not access logs  # noqa: A002 - the name http.server gives the parameter
         return
 
     # --- routing ----------------------------------------------------------------------
@@ -237,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         creds: bool,
         handle: Callable[[dict[str, Any]], None],
     ) -> None:
-        status = self.fake._record(SeenRequest(protocol, path, model, body, creds))
+        status = self.fake._record(SeenRequest(protocol, path, model, body, creds))  # noqa: SLF001 - the handler belongs to the server it records for
         if status is not None:
             # The OpenAI error body; the other providers' parsers read its message too.
             kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
@@ -581,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("point taskmodels at it (a model's baseUrl in the registry wins over these):")
         for line in _exports(server):
             print(f"  export {line}")
-        print("", flush=True)
+        print(flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
     finally:

@@ -104,7 +104,7 @@ class ResourcePool:
         for close in reversed(closers):
             try:
                 await close()
-            except Exception as exc:  # close every resource even when one fails
+            except Exception as exc:  # close every resource even when one fails  # noqa: BLE001 - close every resource even when one fails
                 errors.append(exc)
         if errors:
             raise errors[0]

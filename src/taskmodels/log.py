@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -79,15 +79,15 @@ def _redact_object(value: Any) -> Any:
     for render in (str, repr):
         try:
             text = render(value)
-        except Exception:  # a broken __repr__ must not break logging
+        except Exception:  # a broken __repr__ must not break logging  # noqa: BLE001 - a repr that raises must not break logging
             return f"<unprintable {type(value).__name__}>"
         if redact_text(text) != text:
             return redact_text(repr(value))
     return value
 
 
-def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: mask secret-named keys, every key this process was given and key-shaped
+def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:  # noqa: ARG001 - structlog's processor signature
+    """Structlog processor: mask secret-named keys, every key this process was given and key-shaped
     strings anywhere in the event, recursively. Put it before the renderer and anything that truncates."""
     for key in list(event_dict):
         value = event_dict[key]
@@ -125,7 +125,7 @@ class RedactingFilter(logging.Filter):
 
 def configure_logging(
     level: str | int = "INFO",
-    fmt: Literal["auto", "console", "json"] | str = "auto",
+    fmt: str = "auto",  # "auto", "console" or "json"
     *,
     stream: TextIO | None = None,
 ) -> None:

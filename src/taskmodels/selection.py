@@ -188,7 +188,7 @@ class ModelSelectionFactory:
         """The same decision ``candidates`` makes, with extra capabilities to require (for the CLI and debugging)."""
         return self._select(task, request, prompt_tokens, _capabilities(require, "require"))
 
-    def _select(
+    def _select(  # noqa: C901, PLR0912 - the fast path and the filtered path of one decision, kept together
         self,
         task: str,
         request: CompletionRequest | None,

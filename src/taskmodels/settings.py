@@ -189,7 +189,5 @@ def load_settings(**overrides: Any) -> Settings:
         name = _env_name((match.group(1),)) if match else ENV_PREFIX + "*"
         raise SettingsError(f"invalid settings:\n  {name}: not valid JSON for a nested section") from None
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False, include_input=False):
-            lines.append(f"{_env_name(err['loc'])}: {err['msg']}")
+        lines = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False, include_input=False)]
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

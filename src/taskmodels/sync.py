@@ -87,7 +87,7 @@ class SyncModelService:
     ) -> Iterator[StreamEvent]:
         """The stream's events, one blocking step at a time on the background loop."""
         req = coerce_request(request, fields)
-        stream = cast(AsyncGenerator[StreamEvent, None], self.service.stream_with_task_model(task, req))
+        stream = cast("AsyncGenerator[StreamEvent, None]", self.service.stream_with_task_model(task, req))
         try:
             while True:
                 try:

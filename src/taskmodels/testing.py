@@ -265,7 +265,7 @@ class FakeBackend:
         return type(f"FakeProvider_{name}", (FakeProvider,), {"name": name, "bound_backend": self})
 
 
-def _no_network(request: httpx2.Request) -> httpx2.Response:
+def _no_network(request: httpx2.Request) -> httpx2.Response:  # noqa: ARG001 - a MockTransport handler
     raise httpx2.ConnectError("FakeProvider never uses the network")
 
 
@@ -517,7 +517,7 @@ def make_test_container(
     for node, value in (overrides or {}).items():
         target = getattr(container, node, None)
         if not isinstance(target, providers.Provider):
-            raise ValueError(f"the container has no node named {node!r}")
+            raise ValueError(f"the container has no node named {node!r}")  # noqa: TRY004 - the test kit reports a wrong node name as a ValueError
         target.override(value if isinstance(value, providers.Provider) else providers.Object(value))
     return container
 

@@ -116,7 +116,7 @@ class CompletionRequest:
     first_token_timeout: float | None = None
     stall_timeout: float | None = None
 
-    def check(self) -> CompletionRequest:
+    def check(self) -> CompletionRequest:  # noqa: C901 - one check per field, as the registry checks them
         """``self`` when every value is usable, else ``InvalidRequestError`` naming the field, as registry values are.
 
         ``required_capabilities`` may be given as any iterable of names; it is normalised to a frozenset.

@@ -182,7 +182,7 @@ class _Runner:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(block.code, encoding="utf-8")
             return  # the page checks the file itself (e.g. with `taskmodels validate`), maybe expecting errors
-        elif (match := _APPEND.match(block.marker)) is not None:
+        if (match := _APPEND.match(block.marker)) is not None:
             target, key = Path(match.group(1)), match.group(2)
             document = json.loads(target.read_text(encoding="utf-8"))
             document[key].append(json.loads(block.code))

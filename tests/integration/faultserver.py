@@ -41,7 +41,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 __all__ = ["Behaviour", "FaultServer", "SeenRequest"]
 
@@ -165,7 +165,7 @@ class Behaviour:
         return cls("malformed", after_chunks=after_chunks)
 
     @classmethod
-    def parse(cls, spec: str | Behaviour) -> Behaviour:
+    def parse(cls, spec: str | Behaviour) -> Behaviour:  # noqa: PLR0911 - one return per named behaviour
         """``"ok"``, ``"500"``, ``"429"``, ``"429:2"`` (with ``Retry-After: 2``), or a fault's name."""
         if isinstance(spec, Behaviour):
             return spec
@@ -309,7 +309,7 @@ class FaultServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=2.0)
 
-    async def __aenter__(self) -> FaultServer:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -419,7 +419,7 @@ class FaultServer:
             return
         await _write(writer, _head(200, {"Content-Type": "application/json", "Content-Length": str(len(body))}) + body)
 
-    async def _stream(self, writer: asyncio.StreamWriter, seen: SeenRequest, b: Behaviour, kind: str) -> None:
+    async def _stream(self, writer: asyncio.StreamWriter, seen: SeenRequest, b: Behaviour, kind: str) -> None:  # noqa: C901 - one branch per way a stream misbehaves
         await _write(
             writer,
             _head(

@@ -49,7 +49,7 @@ async def _reserve_many(
     return {"accepted": accepted, "all_on_redis": on_redis}
 
 
-def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., Awaitable[Any]]]:
+def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., Awaitable[Any]]]:  # noqa: C901, PLR0915 - one small coroutine per store operation a worker serves
     async def admit(key: str, now: float) -> list[Any]:
         a = await store.admit(key, now=now, probe_lease=5)
         return [a.allowed, a.probe, a.retry_at]
@@ -189,7 +189,9 @@ async def _serve(url: str, namespace: str, operation_timeout: float, retry_inter
 
 
 class Worker:
-    def __init__(self, url: str, namespace: str, *, operation_timeout: float = 1.0, retry_interval: float = 5.0):
+    def __init__(
+        self, url: str, namespace: str, *, operation_timeout: float = 1.0, retry_interval: float = 5.0
+    ) -> None:
         args = [sys.executable, __file__, url, namespace, str(operation_timeout), str(retry_interval)]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
@@ -391,7 +393,7 @@ def test_a_shared_budget_holds_for_prompts_in_any_script(start_workers: Callable
     assert spent > limit - 2 * one_call  # and the budget was used, not merely respected
 
 
-async def test_killing_redis_loses_no_call_and_restarting_resumes_sharing(
+async def test_killing_redis_loses_no_call_and_restarting_resumes_sharing(  # noqa: C901, PLR0915 - one scenario: kill, serve, restart, share again
     redis_server: RedisServer, start_workers: Callable[..., list[Worker]]
 ) -> None:
     ns = namespace()

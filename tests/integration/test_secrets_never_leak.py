@@ -653,7 +653,7 @@ def echo_cases(provider: str, key: str) -> list[EchoCase]:
             (f"body {label}, fallback", behaviour, "fallback", False),
             (f"body {label}, stream", behaviour, "solo", True),
         ]
-    echoed = {name: key for name in REQUEST_ID_HEADERS}
+    echoed = dict.fromkeys(REQUEST_ID_HEADERS, key)
     error_with_headers = Behaviour.raw(401, json.dumps({"error": {"message": "Incorrect API key"}}), headers=echoed)
     cases += [
         ("error headers", error_with_headers, "solo", False),

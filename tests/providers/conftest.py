@@ -1,4 +1,4 @@
-"""Shared helpers for provider tests: an ``httpx2.MockTransport`` that records requests and plays scripted answers.
+r"""Shared helpers for provider tests: an ``httpx2.MockTransport`` that records requests and plays scripted answers.
 
 Use the ``mock_http`` fixture::
 

@@ -123,7 +123,7 @@ class Clock:
 
 async def test_lost_redis_is_retried_at_most_every_retry_interval() -> None:
     client, clock = DownRedis(), Clock()
-    store = RedisStateStore(lambda: cast(Redis, client), retry_interval=5.0, monotonic=clock)
+    store = RedisStateStore(lambda: cast("Redis", client), retry_interval=5.0, monotonic=clock)
     with capture_logs() as logs:
         for _ in range(10):
             await store.admit("m", now=T0, probe_lease=1)
@@ -152,7 +152,7 @@ def test_settings_errors_name_the_variable_and_hide_the_password() -> None:
 
 
 async def test_the_local_fallback_keeps_the_adaptive_cooldown() -> None:
-    store = RedisStateStore(lambda: cast(Redis, DownRedis()), retry_interval=60.0)
+    store = RedisStateStore(lambda: cast("Redis", DownRedis()), retry_interval=60.0)
     snap = await store.record_failure("m", now=T0, threshold=1, cooldown=1, cooldown_max=3)
     assert (snap.retry_at, snap.cooldown) == (T0 + 1, 1)
     cooldowns = []

@@ -131,8 +131,8 @@ def test_toml_refuses_a_key_given_twice(tmp_path: Path) -> None:
         ({"contextWindow": "8k"}, "models[0].contextWindow", "must be a valid integer (got '8k') (model 'a')"),
         ({"temperature": "0.5"}, "models[0].temperature", "must be a valid number (got '0.5') (model 'a')"),
         ({"costPer1kTokens": "0"}, "models[0].costPer1kTokens", "must be a valid number (got '0') (model 'a')"),
-        ({"timeouts": {"stallTimeout": "5"}}, "models[0].timeouts.stallTimeout", "must be a valid number (got '5') "
-         "(model 'a')"),
+        ({"timeouts": {"stallTimeout": "5"}}, "models[0].timeouts.stallTimeout", ("must be a valid number (got '5') "
+         "(model 'a')")),
     ],
 )  # fmt: skip
 def test_model_values_are_not_coerced(keys: dict[str, Any], path: str, message: str) -> None:

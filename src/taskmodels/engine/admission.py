@@ -45,7 +45,9 @@ class Gate:
 
     __slots__ = ("_store_ok", "breaker", "store", "wall_clock")
 
-    def __init__(self, store: StateStore, breaker: CircuitBreaker, *, wall_clock: Callable[[], float] = time.time):
+    def __init__(
+        self, store: StateStore, breaker: CircuitBreaker, *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.breaker = breaker
         self.wall_clock = wall_clock
@@ -93,7 +95,7 @@ class Gate:
     async def admit(self, model_id: str, *, probe_lease: float) -> Admission:
         try:
             admission = await self.breaker.admit(model_id, probe_lease=probe_lease)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing state store never fails a call, whatever it raises
             self._lost("admit", exc)
             return _ALLOWED
         if not self._store_ok:
@@ -103,7 +105,7 @@ class Gate:
     async def record_success(self, model_id: str) -> None:
         try:
             await self.breaker.record_success(model_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - see admit
             self._lost("record_success", exc)
             return
         if not self._store_ok:
@@ -148,7 +150,7 @@ class Gate:
     async def _guarded(self, operation: str, work: Awaitable[_T], fallback: _T) -> _T:
         try:
             result = await work
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - see admit
             self._lost(operation, exc)
             return fallback
         if not self._store_ok:

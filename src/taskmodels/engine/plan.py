@@ -56,7 +56,7 @@ class TaskPolicy:
         return limit
 
     def with_request(self, request: CompletionRequest) -> TaskPolicy:
-        """This policy with the time limits a call sets for itself."""
+        """The policy with the time limits a call sets for itself."""
         return TaskPolicy(
             request.deadline or self.deadline,
             request.attempt_timeout or self.attempt_timeout,

@@ -29,7 +29,7 @@ STALL_BEFORE_CLOSE = 0.5
 closed a connection it had stopped feeding, which is no reason to try the same silent model again."""
 
 
-async def guarded_stream(
+async def guarded_stream(  # noqa: C901 - one guard per way a stream can end: first token, stall, close, deadline, bug
     call: CallState, provider: ModelPort, clock: Callable[[], float], *, last: bool
 ) -> AsyncGenerator[StreamEvent, None]:
     """The provider's stream within the call's limits: the first event within the first-token limit, each later

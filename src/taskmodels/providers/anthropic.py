@@ -194,7 +194,7 @@ class _AnthropicStreamDecoder(StreamDecoder):
         self.tool_calls = 0
         self.json_answer = False
 
-    def feed(self, event: str, data: str) -> list[StreamEvent]:
+    def feed(self, event: str, data: str) -> list[StreamEvent]:  # noqa: PLR0911 - one return per Anthropic error type
         payload = json.loads(data)
         kind = payload.get("type") or event
         if kind == "ping":

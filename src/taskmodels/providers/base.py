@@ -311,7 +311,7 @@ class BaseModelProvider(ABC):
                 request_id=self.request_id(response.headers),
             ) from None
 
-    async def stream(
+    async def stream(  # noqa: C901, PLR0912, PLR0915 - the one stream reader every provider shares: connect, status, frames, watchdog, drain
         self,
         request: CompletionRequest,
         *,
@@ -338,12 +338,12 @@ class BaseModelProvider(ABC):
                 )
         except TimeoutError:
             raise self.error(FirstTokenTimeoutError, f"{self.name} sent no first token in time") from None
-        except Exception as exc:  # narrowed at once: httpx2's errors, or a legacy httpx client's
+        except Exception as exc:  # narrowed at once: httpx2's errors, or a legacy httpx client's  # noqa: BLE001 - a provider bug becomes a typed error, never a raw one
             self._raise_transport(exc, http.url)
         try:
             if response.status_code >= 400:
                 body = await self._read_error_body(response)
-                raise self.parse_error(response.status_code, response.headers, body)
+                raise self.parse_error(response.status_code, response.headers, body)  # noqa: TRY301 - the response is closed by the finally below whichever way it ends
             lines = response.aiter_lines()
             parse = SseParser().feed if self.stream_framing == "sse" else None
             task = asyncio.current_task()
@@ -369,7 +369,7 @@ class BaseModelProvider(ABC):
                 watchdog.close()
         except ProviderError:
             raise
-        except Exception as exc:  # narrowed at once, as above
+        except Exception as exc:  # narrowed at once, as above  # noqa: BLE001 - see above
             self._raise_transport(exc, http.url)
         finally:
             await response.aclose()
@@ -445,7 +445,7 @@ class BaseModelProvider(ABC):
     async def _send(self, http: HttpRequest) -> httpx2.Response:
         try:
             response = await self.client.request(http.method, http.url, headers=http.headers, json=http.json)
-        except Exception as exc:  # narrowed at once: httpx2's errors, or a legacy httpx client's
+        except Exception as exc:  # narrowed at once: httpx2's errors, or a legacy httpx client's  # noqa: BLE001 - see above
             self._raise_transport(exc, http.url)
         if response.status_code >= 400:
             raise self.parse_error(response.status_code, response.headers, response.content)
@@ -490,7 +490,7 @@ _DRAIN_LINES = 8
 _DRAIN_LIMIT = 0.5  # seconds
 
 
-class _ReadTimedOut(Exception):
+class _ReadTimedOut(Exception):  # noqa: N818 - a private signal, not an error a caller sees
     """The watchdog cut a read short."""
 
 

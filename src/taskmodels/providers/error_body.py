@@ -124,23 +124,36 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 # are summed when a wording gives the prompt and the output apart.
 _N = r"(\d[\d,]*)"
 _CONTEXT_WORDINGS: tuple[tuple[re.Pattern[str], tuple[int, ...], int], ...] = (
-    # OpenAI, Azure, vLLM: "maximum context length is 8192 tokens. However, your messages resulted in 9631 tokens"
-    # or "... However, you requested 4268 tokens (4012 in the messages, 256 in the completion)".
+    # Each wording as the vendor writes it (the numbers vary):
+    # - OpenAI, Azure, vLLM: the maximum context length is 8192 tokens, however your messages resulted in
+    #   9631 tokens; or however you requested 4268 tokens (4012 in the messages, 256 in the completion).
     (
-        re.compile(rf"maximum context length is {_N} tokens.*?(?:resulted in|requested) {_N} tokens", re.I | re.S),
+        re.compile(
+            rf"maximum context length is {_N} tokens.*?(?:resulted in|requested) {_N} tokens", re.IGNORECASE | re.DOTALL
+        ),
         (2,),
         1,
     ),
-    # vLLM, newer: "maximum context length is 16384 tokens and your request has 12946 input tokens"
-    (re.compile(rf"maximum context length is {_N} tokens.*?request has {_N} input tokens", re.I | re.S), (2,), 1),
-    # Anthropic: "prompt is too long: 209353 tokens > 199999 maximum"
-    (re.compile(rf"prompt is too long: {_N} tokens > {_N} maximum", re.I), (1,), 2),
-    # Anthropic: "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000"
-    (re.compile(rf"exceed context limit: {_N} \+ {_N} > {_N}", re.I), (1, 2), 3),
-    # llama.cpp (and Ollama on its engine): "request (4476 tokens) exceeds the available context size (4096 tokens)"
-    (re.compile(rf"\({_N} tokens\) exceeds the available context size \({_N} tokens\)", re.I), (1,), 2),
-    # Gemini: "The input token count (1200293) exceeds the maximum number of tokens allowed (1048576)."
-    (re.compile(rf"input token count \({_N}\) exceeds the maximum number of tokens allowed \({_N}\)", re.I), (1,), 2),
+    # - vLLM, newer: the maximum context length is 16384 tokens and your request has 12946 input tokens.
+    (
+        re.compile(
+            rf"maximum context length is {_N} tokens.*?request has {_N} input tokens", re.IGNORECASE | re.DOTALL
+        ),
+        (2,),
+        1,
+    ),
+    # - Anthropic: the prompt is too long, 209353 tokens over a 199999 maximum.
+    (re.compile(rf"prompt is too long: {_N} tokens > {_N} maximum", re.IGNORECASE), (1,), 2),
+    # - Anthropic: input length and max_tokens exceed the context limit, 188240 plus 21333 over 200000.
+    (re.compile(rf"exceed context limit: {_N} \+ {_N} > {_N}", re.IGNORECASE), (1, 2), 3),
+    # - llama.cpp, and Ollama on its engine: the request (4476 tokens) exceeds the context size (4096 tokens).
+    (re.compile(rf"\({_N} tokens\) exceeds the available context size \({_N} tokens\)", re.IGNORECASE), (1,), 2),
+    # - Gemini: the input token count (1200293) exceeds the maximum number of tokens allowed (1048576).
+    (
+        re.compile(rf"input token count \({_N}\) exceeds the maximum number of tokens allowed \({_N}\)", re.IGNORECASE),
+        (1,),
+        2,
+    ),
 )
 
 

@@ -215,10 +215,10 @@ class _GeminiStreamDecoder(StreamDecoder):
     def feed(self, event: str, data: str) -> list[StreamEvent]:
         chunk = json.loads(data)
         if not isinstance(chunk, dict):
-            raise ValueError("stream chunk is not an object")
+            raise ValueError("stream chunk is not an object")  # noqa: TRY004 - a malformed body is an invalid response, not a caller TypeError
         if isinstance(chunk.get("error"), dict):
             raise self.provider.error_in_body(chunk)
-        self.provider._check_blocked(chunk)
+        self.provider._check_blocked(chunk)  # noqa: SLF001 - the decoder shares its provider's check
         self.model_name = chunk.get("modelVersion") or self.model_name
         self.request_id = chunk.get("responseId") or self.request_id
         if "usageMetadata" in chunk:

@@ -179,7 +179,7 @@ class _OllamaStreamDecoder(StreamDecoder):
     def feed(self, event: str, data: str) -> list[StreamEvent]:
         line = json.loads(data)
         if not isinstance(line, dict):
-            raise ValueError("stream line is not an object")
+            raise ValueError("stream line is not an object")  # noqa: TRY004 - a malformed body is an invalid response, not a caller TypeError
         if line.get("error"):
             raise self.provider.error_in_body(line)
         self.model_name = line.get("model") or self.model_name

@@ -1,4 +1,4 @@
-"""The SSE framing, line by line; NDJSON needs none (each non-empty line is one event).
+r"""The SSE framing, line by line; NDJSON needs none (each non-empty line is one event).
 
 ``SseParser`` turns the lines of ``httpx2.Response.aiter_lines()`` (already split on
 ``\\n``, ``\\r\\n`` and ``\\r``) into events. It knows nothing of any provider's payloads.
@@ -19,7 +19,7 @@ class SseEvent:
 
 
 class SseParser:
-    """Server-sent events as the HTML spec frames them, one line at a time.
+    r"""Server-sent events as the HTML spec frames them, one line at a time.
 
     Comments (``:`` lines, used as keep-alives) are skipped; several ``data:``
     lines join with ``\\n``; a blank line dispatches. An event still open when

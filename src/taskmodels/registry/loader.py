@@ -77,7 +77,7 @@ _TOP_KEYS = _spellings(RegistryConfig)
 # --- reading -------------------------------------------------------------------------
 
 
-def read_layer(path: Path) -> tuple[Any, list[Problem]]:
+def read_layer(path: Path) -> tuple[Any, list[Problem]]:  # noqa: PLR0911 - one return per way a file can fail to decode
     """Parse one file by its suffix; problems instead of an exception when it cannot be read.
 
     The data comes back even when there are problems that do not stop the parse (a key
@@ -212,7 +212,7 @@ def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
     # strict loader would refuse the string, so read it as the number the author meant.
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_EXPONENT, list("-+0123456789"))
     try:
-        data = yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects
+        data = yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects  # noqa: S506 - the loader is our SafeLoader subclass that refuses duplicate keys
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -221,7 +221,7 @@ def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
     return data, _duplicate_problems(source, data, duplicates)
 
 
-class _NotJson(ValueError):
+class _NotJson(ValueError):  # noqa: N818 - a private signal, not an error a caller sees
     """A constant Python's json accepts and JSON does not (NaN, Infinity)."""
 
 
@@ -311,7 +311,7 @@ def _merge_one(merged: Merged, source: str, data: Mapping[str, Any], *, overlay:
             merged.top_origins[key] = source
 
 
-def _merge_list(
+def _merge_list(  # noqa: C901 - overlay merge rules: by id, by name, replace, delete
     merged: Merged,
     section: str,
     source: str,
@@ -642,7 +642,7 @@ class _Validator:
                 message += f"; did you mean {close[0]!r}?"
         return message
 
-    def _check_tasks(
+    def _check_tasks(  # noqa: C901, PLR0912 - one check per task rule, each locating its problem
         self,
         model_index: Mapping[str, int],
         valid: Mapping[str, ModelConfig],

@@ -368,7 +368,7 @@ class RedisStateStore(StateStore):
                 try:
                     async with asyncio.timeout(max(self._timeout, 1.0)):
                         await client.aclose()
-                except Exception:  # closing a dead connection must not fail shutdown
+                except Exception:  # closing a dead connection must not fail shutdown  # noqa: BLE001 - no call may fail because the shared store did
                     _log.debug("taskmodels.state.redis_close_failed", redis=self._location)
 
     # --- fallback ---------------------------------------------------------------------
@@ -400,7 +400,7 @@ class RedisStateStore(StateStore):
             try:
                 async with asyncio.timeout(self._timeout):
                     result = await remote(self._client())
-            except Exception as exc:  # no call may fail because the shared store did
+            except Exception as exc:  # no call may fail because the shared store did  # noqa: BLE001 - closing a dead connection must not fail shutdown
                 self._lost(exc)
             else:
                 self._restored()

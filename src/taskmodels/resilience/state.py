@@ -125,7 +125,7 @@ class StateStore(ABC):
 
     async def aclose(self) -> None:
         """Release connections; the memory store has none."""
-        return None
+        return
 
 
 @dataclass(slots=True)
