@@ -1,7 +1,10 @@
-"""OpenTelemetry spans and metrics of task calls (taskmodels.telemetry), read back from the SDK's in-memory exporters."""
+"""OpenTelemetry spans and metrics of task calls (``taskmodels.telemetry``), read back from the SDK's in-memory
+exporters."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -126,10 +129,12 @@ async def test_a_fallback_is_one_call_span_with_two_attempt_children_under_the_a
     (call,) = by_name(spans, "taskmodels t")
     first, second = by_name(spans, "chat a-name") + by_name(spans, "chat b-name")
     assert len(spans) == 4
-    assert call.parent is not None and call.parent.span_id == app.context.span_id
+    assert call.parent is not None
+    assert call.parent.span_id == app.context.span_id
     assert call.context.trace_id == app.context.trace_id
     for attempt in (first, second):
-        assert attempt.parent is not None and attempt.parent.span_id == call.context.span_id
+        assert attempt.parent is not None
+        assert attempt.parent.span_id == call.context.span_id
         assert attempt.kind is SpanKind.CLIENT
     assert call.kind is SpanKind.INTERNAL
 
@@ -268,6 +273,22 @@ async def test_a_stream_its_consumer_abandons_still_ends_its_spans(otel: Otel) -
     assert attrs(attempt)["taskmodels.attempt.outcome"] == "abandoned"
     assert call.status.status_code is StatusCode.UNSET
     assert otel.points("gen_ai.client.operation.duration") == []  # an abandoned attempt measured nothing
+
+
+async def test_a_stream_left_to_the_garbage_collector_ends_its_spans(otel: Otel) -> None:
+    backend = FakeBackend().script("a", reply("one two three four"))
+    svc = service(otel, backend=backend)
+    stream = svc.stream_with_task_model("t", "hello")
+    assert (await anext(stream)).type == "text"
+    del stream  # never closed: asyncio's finalizer closes it in a task of its own
+    gc.collect()
+    for _ in range(100):  # bounded: the finalizer's task runs within a few loop turns
+        if by_name(otel.finished(), "taskmodels t"):
+            break
+        await asyncio.sleep(0)
+    (call,) = by_name(otel.finished(), "taskmodels t")
+    assert attrs(call)["taskmodels.outcome"] == "abandoned"
+    assert by_name(otel.finished(), "chat a-name")
 
 
 async def test_stream_under_the_hood_records_the_first_chunk_too(otel: Otel) -> None:
@@ -488,5 +509,7 @@ def test_importing_taskmodels_does_not_import_opentelemetry() -> None:
         "assert 'taskmodels.telemetry' not in sys.modules\n"
     )
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
