@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchmarks.clients import PROMPT
+from benchmarks.otel import Telemetry
+from benchmarks.otel import apply as apply_telemetry
 
 __all__ = ["measure_service_layer"]
 
@@ -49,12 +51,13 @@ def _instant_provider_class() -> type[Any]:
     return InstantProvider
 
 
-async def measure_service_layer(calls: int, *, repeats: int = 5) -> dict[str, Any]:
-    """Best-of-``repeats`` CPU seconds per call of the service over an instant provider."""
+async def measure_service_layer(calls: int, *, repeats: int = 5, telemetry: Telemetry = "default") -> dict[str, Any]:
+    """Best-of-``repeats`` CPU seconds per call of the service over an instant provider (``telemetry``: see
+    ``benchmarks.subject.build_service``)."""
     from dependency_injector import providers
 
     from taskmodels.containers import Container
-    from taskmodels.sections import ResilienceSettings
+    from taskmodels.sections import ResilienceSettings, TelemetrySettings
     from taskmodels.settings import Settings
 
     model = {
@@ -75,9 +78,15 @@ async def measure_service_layer(calls: int, *, repeats: int = 5) -> dict[str, An
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="taskmodels-layer-")))
         path = folder / "modelRegistry.json"
         path.write_text(json.dumps(registry), encoding="utf-8")
-        settings = Settings(registry_path=path, environment=None, resilience=ResilienceSettings())
+        settings = Settings(
+            registry_path=path,
+            environment=None,
+            resilience=ResilienceSettings(),
+            telemetry=TelemetrySettings(enabled=telemetry != "off"),
+        )
         container = Container(settings=providers.Object(settings))
         stack.push_async_callback(container.aclose)
+        apply_telemetry(container, telemetry, stack)
         container.provider_factory().register_provider_implementation("instant", _instant_provider_class())
         complete = container.model_service().complete_with_task_model
         for _ in range(min(calls, 2000)):
@@ -88,4 +97,4 @@ async def measure_service_layer(calls: int, *, repeats: int = 5) -> dict[str, An
             for _ in range(calls):
                 await complete("t", prompt=PROMPT)
             best = min(best, (time.process_time() - t0) / calls)
-    return {"calls": calls, "repeats": repeats, "cpu_per_call_s": best}
+    return {"calls": calls, "repeats": repeats, "cpu_per_call_s": best, "telemetry": telemetry}

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Row", "comparison_rows", "format_table", "machine_info", "target_rows"]
+__all__ = ["Row", "comparison_rows", "format_table", "machine_info", "target_rows", "telemetry_rows"]
 
 _PACKAGES = (
     "taskmodels",
@@ -29,6 +29,8 @@ _PACKAGES = (
     "httpx-aiohttp",
     "aiohttp",
     "uvloop",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
 )
 
 
@@ -165,6 +167,8 @@ def target_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: str =
             )
         )
 
+    rows += telemetry_rows(run, subject=subject, base=base)
+
     scale = run.get("scale")
     if scale:
         size = f"{scale['models']:,} models/{scale['tasks']:,} tasks"
@@ -231,6 +235,50 @@ def target_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: str =
                     _met(growth < 1.0),
                 )
             )
+    return rows
+
+
+def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: str = "bare httpx2") -> list[Row]:
+    """What telemetry adds per call, as a share of one bare call: end to end (median against median, within
+    the run's noise) and in the service layer alone (CPU, the precise figure)."""
+    rows: list[Row] = []
+    seq = run.get("overhead", {}).get("sequential", {})
+    bare = seq.get(base)
+    bare_call = bare.get("median_s") if bare and not _status(bare) else None
+    off_label, sdk_label = f"{subject} (telemetry off)", f"{subject} (OTel SDK, no-op exporter)"
+
+    def share_row(metric: str, on: float | None, off: float | None, target: str, limit: float | None) -> None:
+        if not (_finite(on) and _finite(off)) or bare_call is None:
+            rows.append(Row(metric, _us(bare_call), "—", "—", target, "—"))
+            return
+        delta = on - off  # type: ignore[operator]
+        share = _ratio(delta, bare_call)
+        ok = None if limit is None or share is None else share < limit
+        rows.append(
+            Row(
+                metric,
+                _us(bare_call) + " (1 bare call)",
+                f"{delta * 1e6:+,.1f} µs",
+                f"{share * 100:+.2f} %" if share is not None else "—",
+                target,
+                _met(ok),
+            )
+        )
+
+    on_e, off_e = seq.get(sdk_label) or {}, seq.get(off_label) or {}
+    if on_e or off_e:
+        share_row(
+            "telemetry, OTel SDK (sequential median, on - off)",
+            None if _status(on_e) else on_e.get("median_s"),
+            None if _status(off_e) else off_e.get("median_s"),
+            "< 3 %",
+            0.03,
+        )
+    layers = run.get("service_layer_telemetry") or {}
+    cpu = {mode: (layers.get(mode) or {}).get("cpu_per_call_s") for mode in ("default", "off", "sdk")}
+    if layers:
+        share_row("telemetry, OTel SDK (service layer CPU, on - off)", cpu["sdk"], cpu["off"], "< 3 %", 0.03)
+        share_row("telemetry, API without SDK (service layer CPU)", cpu["default"], cpu["off"], "—", None)
     return rows
 
 

@@ -30,6 +30,7 @@ from benchmarks.harness import Variant, run_concurrent, run_sequential
 from benchmarks.imports import measure_imports
 from benchmarks.layer import measure_service_layer
 from benchmarks.memory import measure_rss_growth
+from benchmarks.otel import TELEMETRY_LABELS, sdk_missing
 from benchmarks.report import comparison_rows, format_table, machine_info, target_rows
 from benchmarks.scale import measure_scale
 from benchmarks.server import BenchServer
@@ -128,6 +129,36 @@ async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[s
     return out
 
 
+async def _telemetry_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[str, Variant]]:
+    """taskmodels with telemetry switched off, and with the OpenTelemetry SDK and a dropping exporter."""
+    out = []
+    for mode in ("off", "sdk"):
+        label = TELEMETRY_LABELS[mode]
+        why = sdk_missing() if mode == "sdk" else None
+        if why is not None:
+            out.append(_missing_group(label, why))
+            continue
+        try:
+            out.append(taskmodels_variants(await build_service(ep, stack, telemetry=mode), ep, label=label))
+        except Exception as exc:
+            out.append(_failed_variant(label, exc))
+    return out
+
+
+async def _layers(calls: int) -> dict[str, Any]:
+    """The service layer over an instant provider: as an application gets it, telemetry off, and the SDK's."""
+    out: dict[str, Any] = {}
+    for mode in ("default", "off", "sdk"):
+        if mode == "sdk" and (why := sdk_missing()) is not None:
+            out[mode] = {"skipped": why}
+            continue
+        try:
+            out[mode] = await measure_service_layer(calls, telemetry=mode)
+        except Exception as exc:
+            out[mode] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
 async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log: Any) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         client = httpx2.AsyncClient()
@@ -143,6 +174,7 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
             traceback.print_exc()
             subject = _failed_variant("taskmodels", exc)
         groups.append(subject)
+        groups += await _telemetry_variants(ep, stack)
         groups.append(await _httpx_reference(ep, stack))
         if aiohttp:
             groups += await _aiohttp_variants(ep, stack)
@@ -196,12 +228,14 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
                 )
             except Exception as exc:
                 memory[variant.name] = {"error": f"{type(exc).__name__}: {exc}"}
-        log("service layer over an instant provider")
-        try:
-            layer = await measure_service_layer(size.layer_calls)
-        except Exception as exc:
-            layer = {"error": f"{type(exc).__name__}: {exc}"}
-        return {"overhead": out, "memory": memory, "service_layer": layer}
+        log("service layer over an instant provider (telemetry as default, off, the SDK's)")
+        layers = await _layers(size.layer_calls)
+        return {
+            "overhead": out,
+            "memory": memory,
+            "service_layer": layers["default"],
+            "service_layer_telemetry": layers,
+        }
 
 
 def _errors(run: dict[str, Any]) -> list[str]:
@@ -210,8 +244,9 @@ def _errors(run: dict[str, Any]) -> list[str]:
         for name, entry in entries.items():
             if entry.get("error"):
                 found.append(f"{group} / {name}: {entry['error']}")
-    if run.get("service_layer", {}).get("error"):
-        found.append(f"service layer: {run['service_layer']['error']}")
+    for mode, entry in run.get("service_layer_telemetry", {}).items():
+        if entry.get("error"):
+            found.append(f"service layer ({mode}): {entry['error']}")
     for name, entry in run.get("memory", {}).items():
         if entry.get("error"):
             found.append(f"memory / {name}: {entry['error']}")

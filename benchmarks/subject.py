@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from benchmarks.clients import FAIL_MODEL, MAX_TOKENS, MODEL_NAME, PROMPT, Endpoints, expect_chunks, expect_text
 from benchmarks.harness import Variant
+from benchmarks.otel import Telemetry
+from benchmarks.otel import apply as apply_telemetry
 
 __all__ = [
     "TASK",
@@ -58,13 +60,22 @@ def bench_registry(api_base: str) -> dict[str, Any]:
 
 
 async def build_service(
-    ep: Endpoints, stack: AsyncExitStack, *, transport: Literal["httpx2", "aiohttp"] = "httpx2"
+    ep: Endpoints,
+    stack: AsyncExitStack,
+    *,
+    transport: Literal["httpx2", "aiohttp"] = "httpx2",
+    telemetry: Telemetry = "default",
 ) -> Any:
-    """A ``ModelService`` from a fresh container; the stack closes the container."""
+    """A ``ModelService`` from a fresh container; the stack closes the container.
+
+    ``telemetry``: ``default`` is what an application gets without choosing (spans through the global
+    OpenTelemetry providers when the API is installed, a no-op without an SDK); ``off`` sets
+    ``telemetry.enabled=False``; ``sdk`` gives the container the SDK's providers with a dropping exporter.
+    """
     from dependency_injector import providers
 
     from taskmodels.containers import Container
-    from taskmodels.sections import HttpSettings, ResilienceSettings
+    from taskmodels.sections import HttpSettings, ResilienceSettings, TelemetrySettings
     from taskmodels.settings import Settings
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="taskmodels-bench-")))
@@ -75,9 +86,11 @@ async def build_service(
         environment=None,
         http=HttpSettings(transport=transport),
         resilience=ResilienceSettings(max_attempts_per_model=1, breaker_failure_threshold=10**9),
+        telemetry=TelemetrySettings(enabled=telemetry != "off"),
     )
     container = Container(settings=providers.Object(settings))
     stack.push_async_callback(container.aclose)
+    apply_telemetry(container, telemetry, stack)
     return container.model_service()
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from fastapi_app import endpoints
 from fastapi_app.containers import DEFAULT_REGISTRY, ApplicationContainer
+from fastapi_app.tracing import console_tracing
 from taskmodels.errors import (
     AllModelsFailedError,
     BadRequestError,
@@ -53,6 +54,7 @@ def create_app(container: ApplicationContainer | None = None) -> FastAPI:
     app.state.container = container
     app.include_router(endpoints.router)
     app.add_exception_handler(TaskModelsError, _taskmodels_error)
+    console_tracing(app, container.models)  # PERSONAS_TRACE_CONSOLE=1: traces to the console
     return app
 
 

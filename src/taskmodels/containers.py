@@ -2,6 +2,7 @@
 
     settings -> http_client -> provider_factory -> registry -> selector -> model_service
                 state_store ---------------------------------------------^
+                tracer_provider, meter_provider -> tracer ---------------^
 
 Each node's scope comes from ``settings.scopes`` (``singleton``, ``thread_local``,
 ``context_local`` or ``factory``). Any node can be overridden::
@@ -27,16 +28,17 @@ from typing import Any, TypeVar
 import httpx2
 from dependency_injector import containers, providers
 
+from taskmodels.engine.observe import CallTracer
 from taskmodels.http_client import ResourcePool
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore, StateStore
-from taskmodels.sections import Scope, StateSettings
+from taskmodels.sections import Scope, StateSettings, TelemetrySettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings, load_settings
 
-__all__ = ["Container", "build_state_store"]
+__all__ = ["Container", "build_call_tracer", "build_state_store"]
 
 _T = TypeVar("_T")
 
@@ -80,6 +82,25 @@ def build_state_store(settings: StateSettings, pool: ResourcePool) -> StateStore
     return store
 
 
+def build_call_tracer(settings: TelemetrySettings, tracer_provider: Any, meter_provider: Any) -> CallTracer | None:
+    """OpenTelemetry's tracer for the service when ``settings.enabled`` and ``opentelemetry-api`` is installed;
+    else ``None``, and the call path does no telemetry work at all. ``None`` providers mean the global ones."""
+    if not settings.enabled:
+        return None
+    try:
+        import opentelemetry.metrics
+        import opentelemetry.trace  # noqa: F401 - only whether the API is there
+    except ImportError:
+        return None
+    from taskmodels.telemetry import OpenTelemetryTracer
+
+    return OpenTelemetryTracer(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        capture_content=True if settings.capture_content else None,  # None: the conventions' variable decides
+    )
+
+
 def _provider_names(factory: ModelProviderFactory) -> frozenset[str]:
     return factory.provider_names()
 
@@ -117,6 +138,14 @@ class Container(containers.DeclarativeContainer):
         provider_names=providers.Callable(_provider_names, provider_factory),
     )
 
+    # The application's OpenTelemetry providers; None: the global ones (set by the SDK's set_tracer_provider ...).
+    tracer_provider: providers.Object[Any] = providers.Object(None)
+    meter_provider: providers.Object[Any] = providers.Object(None)
+
+    tracer: providers.Singleton[CallTracer | None] = providers.Singleton(
+        build_call_tracer, settings.provided.telemetry, tracer_provider, meter_provider
+    )
+
     selector = _scoped(
         settings, "selector", ModelSelectionFactory, registry, unknown_task=settings.provided.selection.unknown_task
     )
@@ -130,6 +159,7 @@ class Container(containers.DeclarativeContainer):
         provider_factory=provider_factory,
         state_store=state_store,
         resilience=settings.provided.resilience,
+        tracer=tracer,
     )
 
     aclose = providers.Coroutine(_shutdown, __self__)

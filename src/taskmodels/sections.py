@@ -20,6 +20,7 @@ __all__ = [
     "ScopeSettings",
     "SelectionSettings",
     "StateSettings",
+    "TelemetrySettings",
 ]
 
 Scope = Literal["singleton", "thread_local", "context_local", "factory"]
@@ -165,6 +166,21 @@ class StateSettings(_Section):
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     format: Literal["auto", "console", "json"] = "auto"
+
+
+class TelemetrySettings(_Section):
+    """OpenTelemetry spans and metrics of every call (docs/tracing.md)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Spans and metrics through the OpenTelemetry API when opentelemetry-api is installed; "
+        "a no-op until the application installs the SDK",
+    )
+    capture_content: bool = Field(
+        default=False,
+        description="Record prompts and answers in spans; OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true "
+        "also turns it on",
+    )
 
 
 class ProviderSettings(_Section):

@@ -97,6 +97,8 @@ class ModelService:
             raise
         finally:
             CURRENT_TASK.reset(token)
+            if call.trace is not None:
+                self.observation.call_closed(call)
 
     async def embed_with_task_model(self, task: str, texts: Sequence[str]) -> EmbeddingResult:
         """Embeddings of ``texts`` from the task's chain, with the same fallback policy as completions."""
@@ -109,6 +111,8 @@ class ModelService:
             raise
         finally:
             CURRENT_TASK.reset(token)
+            if call.trace is not None:
+                self.observation.call_closed(call)
 
     async def stream_with_task_model(
         self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
@@ -121,7 +125,7 @@ class ModelService:
         and streams the next answer from its start; ``error`` raises. A stream that
         is cut, stalls or sends a malformed event never ends in ``done``.
         """
-        call = self._start(task, coerce_request(request, fields), "chat")
+        call = self._start(task, coerce_request(request, fields), "chat", streaming=True)
         token = CURRENT_TASK.set(task)
         try:
             async for event in self.engine.stream(call):
@@ -133,6 +137,8 @@ class ModelService:
             # Closed from another context (the collection of an unfinished stream) the reset is not ours to make.
             with contextlib.suppress(ValueError):
                 CURRENT_TASK.reset(token)
+            if call.trace is not None:  # a stream its consumer left unfinished still ends its spans
+                self.observation.call_closed(call)
 
     def totals(self) -> dict[str, dict[str, dict[str, int | float]]]:
         """Calls, attempts, tokens and cost so far, per task (``tasks``) and per model (``models``), in this process."""
@@ -162,6 +168,11 @@ class ModelService:
                     self._sync = SyncModelService(self)
         return self._sync
 
-    def _start(self, task: str, request: CompletionRequest, operation: Operation) -> CallState:
+    def _start(
+        self, task: str, request: CompletionRequest, operation: Operation, *, streaming: bool = False
+    ) -> CallState:
         selection = self.selector.candidates(task, request)
-        return CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
+        call = CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
+        if self.observation.tracer is not None:
+            self.observation.call_started(call, streaming=streaming)
+        return call

@@ -6,6 +6,7 @@
     TASKMODELS_SCOPES__MODEL_SERVICE=thread_local
     TASKMODELS_RESILIENCE__DEADLINE=30
     TASKMODELS_STATE__BACKEND=redis
+    TASKMODELS_TELEMETRY__ENABLED=false         # no OpenTelemetry spans or metrics, even with the API installed
     OPENAI_API_KEY=...                           # the providers' usual variables are honoured
 
 This module and ``containers.py`` are the only ones that import ``pydantic_settings``.
@@ -35,6 +36,7 @@ from taskmodels.sections import (
     ScopeSettings,
     SelectionSettings,
     StateSettings,
+    TelemetrySettings,
 )
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "SelectionSettings",
     "Settings",
     "StateSettings",
+    "TelemetrySettings",
     "load_settings",
 ]
 
@@ -84,6 +87,7 @@ class Settings(BaseSettings):
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     openai_api_key: SecretStr | None = Field(

@@ -309,6 +309,7 @@ def test_the_docs_exist_and_hold_code() -> None:
         "fallbacks.md",
         "workers.md",
         "cli.md",
+        "tracing.md",
     }
     assert expected <= names
     runnable = [b for p in DOC_FILES for b in parse_blocks(p) if b.lang == "python" and b.skip_reason is None]

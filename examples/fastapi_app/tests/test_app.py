@@ -131,3 +131,29 @@ def test_shutdown_closes_the_taskmodels_http_client(container: ApplicationContai
         http_client: httpx2.AsyncClient = container.models.http_client()
         assert not http_client.is_closed
     assert http_client.is_closed
+
+
+def test_traces_go_to_the_console_when_asked(
+    container: ApplicationContainer,
+    backend: FakeBackend,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    monkeypatch.setenv("PERSONAS_TRACE_CONSOLE", "1")
+    factory = ModelProviderFactory(discover_entry_points=False)
+    for name in factory.provider_names():
+        factory.register_provider_implementation(name, backend.provider_class(name))
+    backend.script("gpt-4o", server_error(503))
+    with container.models.provider_factory.override(providers.Object(factory)), TestClient(create_app(container)) as c:
+        assert c.post("/personas", json={"answers": ANSWERS}).status_code == 200
+    printed = capsys.readouterr().out
+    for name in (
+        '"name": "POST /personas"',
+        '"name": "taskmodels persona-generation"',
+        '"name": "chat gpt-4o-2024-08-06"',
+    ):
+        assert name in printed
+    assert '"error.type": "ProviderUnavailableError"' in printed
+    assert "Maya" not in printed
+    assert ANSWERS[0] not in printed

@@ -37,6 +37,7 @@ class CallState:
         "plan",
         "reported_tokens",
         "skipped",
+        "trace",
         "tries",
     )
 
@@ -52,6 +53,7 @@ class CallState:
         self.budget_refused: tuple[float, float] | None = None  # (spent, limit) of the last refusal
         self.last_error: ProviderError | None = None
         self.cut_by: Cut = None  # the last attempt's timeout was not its own limit but the deadline or its share
+        self.trace: object | None = None  # the tracer's handle (engine/observe.py), when one is attached
 
     @property
     def task(self) -> str:

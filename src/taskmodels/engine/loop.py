@@ -16,6 +16,7 @@ import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 from taskmodels.errors import ProviderError, TaskModelsError
 from taskmodels.providers.port import ModelPort
@@ -46,6 +47,7 @@ class Try:
     started: float
     settled: bool = False
     retry_in: float | None = None
+    trace: Any = None  # the tracer's handle, when the call has a trace
 
 
 class Engine:
@@ -79,7 +81,8 @@ class Engine:
                 try:
                     provider = attempt.provider
                     if streamed:
-                        work = collect(call, provider, self._clock, last=attempt.last)
+                        hook = None if attempt.trace is None else self.observation.first_chunk_hook(attempt.trace)
+                        work = collect(call, provider, self._clock, last=attempt.last, first_chunk=hook)
                     else:
                         work = provider.complete(call.plan.request)
                     result = await bounded(call, attempt.model, work, self._clock, last=attempt.last)
@@ -116,8 +119,10 @@ class Engine:
                     restart_owed = False
                 texts: list[str] = []
                 tools: list[ToolCall] = []
+                hook = None if attempt.trace is None else self.observation.first_chunk_hook(attempt.trace)
                 try:
-                    async with aclosing(guarded_stream(call, attempt.provider, self._clock, last=attempt.last)) as s:
+                    events = guarded_stream(call, attempt.provider, self._clock, last=attempt.last, first_chunk=hook)
+                    async with aclosing(events) as s:
                         async for event in s:
                             if event.type == "done":
                                 done = await self._succeeded(call, attempt, assemble(model, event, texts, tools))
@@ -157,6 +162,8 @@ class Engine:
                 call.tries += 1
                 call.cut_by = None
                 attempt = Try(model, provider, number, last, reservation, self._clock())
+                if call.trace is not None:
+                    attempt.trace = self.observation.attempt_started(call, model, provider, number)
                 try:
                     yield attempt
                 finally:
@@ -203,7 +210,7 @@ class Engine:
         await self.gate.record_success(model.id)
         if attempt.reservation.scope:
             await self.gate.settle(attempt.reservation, cost)
-        self.observation.succeeded(call, record, result)
+        self.observation.succeeded(call, record, result, attempt.trace)
         return result
 
     async def _failed(self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False) -> None:
@@ -231,7 +238,7 @@ class Engine:
             opened = await self.gate.record_failure(model.id, trip=rule.trips_breaker)
         if attempt.reservation.scope:
             await self.gate.settle(attempt.reservation, 0.0)
-        self.observation.attempt_failed(call, record, breaker_opened=opened)
+        self.observation.attempt_failed(call, record, breaker_opened=opened, trace=attempt.trace)
         if call.cut_by == "deadline":
             raise call.deadline_error(self._clock() - call.plan.started)
         if (

@@ -15,12 +15,14 @@ Events, all named ``taskmodels.<area>.<event>``:
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from taskmodels.errors import ProviderError, TaskModelsError
+from taskmodels.errors import TaskModelsError
 from taskmodels.log import DEBUG, INFO, WARNING, library_logger
+from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.accounting import Accounting
 from taskmodels.types import Attempt, CompletionResult
@@ -31,19 +33,26 @@ __all__ = ["CallTracer", "Observation"]
 
 
 class CallTracer(Protocol):
-    """Where tracing attaches (OpenTelemetry, say). Handles are whatever the tracer returns: spans, usually."""
+    """Where tracing attaches (``taskmodels.telemetry.OpenTelemetryTracer``, say).
 
-    def call_started(self, call: CallState) -> Any: ...
+    The engine calls these only when a tracer is attached. ``call_started`` returns the call's handle, which
+    the engine keeps in ``CallState.trace``; ``attempt_started`` returns the attempt's handle, kept on the
+    attempt and passed back to ``first_chunk`` and ``attempt_ended``. ``call_ended`` may come more than once
+    for one call (the last time from the service's ``finally``, for a stream its consumer abandoned or a
+    cancelled call) and ends whatever attempt is still open.
+    """
 
-    def attempt_started(self, call: CallState, call_handle: Any, model: ModelConfig, number: int) -> Any: ...
+    def call_started(self, call: CallState, *, streaming: bool) -> Any: ...
+
+    def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any: ...
+
+    def first_chunk(self, attempt: Any) -> None: ...
 
     def attempt_ended(
-        self, handle: Any, attempt: Attempt, result: CompletionResult | None, error: ProviderError | None
+        self, call: CallState, attempt: Any, record: Attempt, result: CompletionResult | None
     ) -> None: ...
 
-    def call_ended(
-        self, call: CallState, handle: Any, result: CompletionResult | None, error: TaskModelsError | None
-    ) -> None: ...
+    def call_ended(self, call: CallState, result: CompletionResult | None, error: BaseException | None) -> None: ...
 
 
 class Observation:
@@ -59,9 +68,12 @@ class Observation:
         self._unusable: set[str] = set()
         self._unusable_lock = threading.Lock()
 
-    def succeeded(self, call: CallState, attempt: Attempt, result: CompletionResult) -> None:
+    def succeeded(self, call: CallState, attempt: Attempt, result: CompletionResult, trace: Any = None) -> None:
         usage = result.usage
         self.accounting.answered(call.task, attempt.model_id, usage, result.cost)
+        if call.trace is not None and (tracer := self.tracer) is not None:
+            tracer.attempt_ended(call, trace, attempt, result)
+            tracer.call_ended(call, result, None)
         log = self._log
         if (logger := log.enabled(INFO)) is None:
             return
@@ -80,8 +92,10 @@ class Observation:
             cost=result.cost,
         )
 
-    def attempt_failed(self, call: CallState, attempt: Attempt, *, breaker_opened: bool) -> None:
+    def attempt_failed(self, call: CallState, attempt: Attempt, *, breaker_opened: bool, trace: Any = None) -> None:
         self.accounting.failed_attempt(call.task, attempt.model_id)
+        if trace is not None and (tracer := self.tracer) is not None:
+            tracer.attempt_ended(call, trace, attempt, None)
         if (logger := self._log.enabled(INFO)) is not None:
             self._attempt_event(logger.info, call, attempt, None)
         if breaker_opened and (logger := self._log.enabled(WARNING)) is not None:
@@ -96,6 +110,8 @@ class Observation:
 
     def call_failed(self, call: CallState, error: TaskModelsError) -> None:
         self.accounting.failed_call(call.task)
+        if call.trace is not None and (tracer := self.tracer) is not None:
+            tracer.call_ended(call, None, error)
         if (logger := self._log.enabled(WARNING)) is not None:
             logger.warning(
                 "taskmodels.call.finished",
@@ -105,6 +121,29 @@ class Observation:
                 attempts=len(call.attempts),
                 latency=self._clock() - call.plan.started,
             )
+
+    def call_started(self, call: CallState, *, streaming: bool) -> None:
+        """Open the call's trace; the service calls this only when a tracer is attached."""
+        if (tracer := self.tracer) is not None:
+            call.trace = tracer.call_started(call, streaming=streaming)
+
+    def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any:
+        """The attempt's trace handle; the loop calls this only for a call with a trace."""
+        tracer = self.tracer
+        return None if tracer is None else tracer.attempt_started(call, model, provider, number)
+
+    def first_chunk_hook(self, trace: Any) -> Callable[[], None] | None:
+        """What a stream attempt calls when its first event arrives: ``None`` without a trace."""
+        tracer = self.tracer
+        if trace is None or tracer is None:
+            return None
+        return functools.partial(tracer.first_chunk, trace)
+
+    def call_closed(self, call: CallState) -> None:
+        """The service's last word on a traced call: ends its trace if nothing did (an abandoned stream, a
+        cancelled call). The service calls this only when ``call.trace`` is set."""
+        if (tracer := self.tracer) is not None:
+            tracer.call_ended(call, None, None)
 
     def model_unusable(self, model: ModelConfig, error: TaskModelsError) -> None:
         """A model this process cannot build: said once, since every call would say it again."""

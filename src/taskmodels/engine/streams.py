@@ -30,10 +30,15 @@ closed a connection it had stopped feeding, which is no reason to try the same s
 
 
 async def guarded_stream(  # noqa: C901 - one guard per way a stream can end: first token, stall, close, deadline, bug
-    call: CallState, provider: ModelPort, clock: Callable[[], float], *, last: bool
+    call: CallState,
+    provider: ModelPort,
+    clock: Callable[[], float],
+    *,
+    last: bool,
+    first_chunk: Callable[[], None] | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     """The provider's stream within the call's limits: the first event within the first-token limit, each later
-    one within the stall limit, none after the deadline.
+    one within the stall limit, none after the deadline. ``first_chunk`` is told when the first event arrived.
 
     Later events get no timer of their own here (that would cost one per chunk): the provider enforces the stall
     limit it is given, clamped to the deadline, and the deadline is checked between events.
@@ -65,6 +70,8 @@ async def guarded_stream(  # noqa: C901 - one guard per way a stream can end: fi
             raise _stalled(exc, model, clock() - last_event_at, stall) or exc from exc.__cause__
         except Exception as exc:
             raise unexpected_error(model, exc) from exc
+        if first_chunk is not None:
+            first_chunk()
         yield event
         while True:
             last_event_at = clock()
@@ -99,11 +106,18 @@ def _stalled(error: ProviderError, model: ModelConfig, silence: float, stall: fl
     return None
 
 
-async def collect(call: CallState, provider: ModelPort, clock: Callable[[], float], *, last: bool) -> CompletionResult:
+async def collect(
+    call: CallState,
+    provider: ModelPort,
+    clock: Callable[[], float],
+    *,
+    last: bool,
+    first_chunk: Callable[[], None] | None = None,
+) -> CompletionResult:
     """A stream read to its end and assembled into one answer (``complete`` with ``stream_under_the_hood``)."""
     texts: list[str] = []
     tools: list[ToolCall] = []
-    async with aclosing(guarded_stream(call, provider, clock, last=last)) as events:
+    async with aclosing(guarded_stream(call, provider, clock, last=last, first_chunk=first_chunk)) as events:
         async for event in events:
             if event.type == "text":
                 texts.append(event.text)

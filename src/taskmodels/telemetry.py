@@ -1,0 +1,519 @@
+"""OpenTelemetry traces and metrics of task calls, after the GenAI semantic conventions.
+
+``OpenTelemetryTracer`` is the engine's ``CallTracer`` (``engine/observe.py``) written
+against the OpenTelemetry API only: the SDK, its exporters and samplers are the
+application's. Until the application installs an SDK every span is a no-op. The
+container builds one when ``TASKMODELS_TELEMETRY__ENABLED`` is on (the default) and
+``opentelemetry-api`` is installed (``pip install 'taskmodels[otel]'``); this module is
+imported only then, never by ``import taskmodels``.
+
+Spans, under whatever span is current when the call starts (a web request's, say):
+
+- one ``INTERNAL`` span per call, ``taskmodels {task}``: ``taskmodels.task``,
+  ``taskmodels.operation``, ``taskmodels.candidates``, ``taskmodels.outcome``
+  (``success``, ``error``, ``abandoned``), ``taskmodels.model.id`` and ``taskmodels.cost``
+  of the answer, ``taskmodels.attempts``, ``taskmodels.skipped`` (``"model: reason"``),
+  ``error.type``. No ``gen_ai.*`` attribute, so a backend that sums token usage over
+  GenAI spans does not count an answer twice.
+- one ``CLIENT`` span per attempt, ``{gen_ai.operation.name} {gen_ai.request.model}``,
+  with the conventions' attributes (``ATTEMPT_ATTRIBUTES`` below names them all) and
+  ``taskmodels.attempt.number`` / ``.retry`` / ``.outcome``. A non-streamed attempt's
+  span is the current span while the provider is called, so HTTP client spans nest in it.
+
+A failed call or attempt sets the span status to ``ERROR`` with ``error.type`` (the
+``taskmodels`` error class) as its description; provider error messages are kept out
+of spans unless content capture is on. Prompts and answers (``gen_ai.input.messages``,
+``gen_ai.system_instructions``, ``gen_ai.output.messages``) are recorded only when the
+application opts in: ``TASKMODELS_TELEMETRY__CAPTURE_CONTENT=true`` or the conventions'
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``. Everything textual is passed
+through ``taskmodels.redaction.scrub`` first, so no configured key can reach a span.
+
+Metrics: ``gen_ai.client.operation.duration`` (per attempt, ``error.type`` on failures),
+``gen_ai.client.token.usage`` (``gen_ai.token.type`` ``input`` / ``output``),
+``gen_ai.client.operation.time_to_first_chunk`` (streamed attempts), and the counters
+``taskmodels.client.cost`` and ``taskmodels.client.fallbacks``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from contextvars import Token
+from typing import Any, Final, cast
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from taskmodels import __version__
+from taskmodels.engine.call import CallState
+from taskmodels.providers.port import ModelPort
+from taskmodels.redaction import scrub
+from taskmodels.registry.schema import ModelConfig
+from taskmodels.types import Attempt, CompletionRequest, CompletionResult
+
+__all__ = [
+    "ATTEMPT_ATTRIBUTES",
+    "CALL_ATTRIBUTES",
+    "CAPTURE_CONTENT_VARIABLE",
+    "INSTRUMENTATION_NAME",
+    "METRICS",
+    "OpenTelemetryTracer",
+    "provider_name",
+]
+
+INSTRUMENTATION_NAME: Final = "taskmodels"
+CAPTURE_CONTENT_VARIABLE: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_CAPTURE_VALUES = frozenset({"true", "1", "span_only", "span_and_event"})
+
+# --- names ---------------------------------------------------------------------------------------
+
+OPERATION: Final = "gen_ai.operation.name"
+PROVIDER: Final = "gen_ai.provider.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+RESPONSE_ID: Final = "gen_ai.response.id"
+FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+CACHE_WRITE_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+USAGE_KIND: Final = "gen_ai.token.type"
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
+OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+HTTP_STATUS: Final = "http.response.status_code"
+
+TASK: Final = "taskmodels.task"
+CALL_OPERATION: Final = "taskmodels.operation"
+CANDIDATES: Final = "taskmodels.candidates"
+OUTCOME: Final = "taskmodels.outcome"
+MODEL_ID: Final = "taskmodels.model.id"
+COST: Final = "taskmodels.cost"
+ATTEMPTS: Final = "taskmodels.attempts"
+SKIPPED: Final = "taskmodels.skipped"
+ERROR_MESSAGE: Final = "taskmodels.error.message"
+ATTEMPT_NUMBER: Final = "taskmodels.attempt.number"
+ATTEMPT_RETRY: Final = "taskmodels.attempt.retry"
+ATTEMPT_OUTCOME: Final = "taskmodels.attempt.outcome"
+FALLBACK_FROM: Final = "taskmodels.fallback.from"
+
+CALL_ATTRIBUTES: Final = (TASK, CALL_OPERATION, CANDIDATES, OUTCOME, MODEL_ID, COST, ATTEMPTS, SKIPPED, ERROR_TYPE)
+ATTEMPT_ATTRIBUTES: Final = (
+    OPERATION,
+    PROVIDER,
+    REQUEST_MODEL,
+    REQUEST_MAX_TOKENS,
+    REQUEST_TEMPERATURE,
+    RESPONSE_MODEL,
+    RESPONSE_ID,
+    FINISH_REASONS,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    CACHE_READ_TOKENS,
+    CACHE_WRITE_TOKENS,
+    REASONING_TOKENS,
+    TIME_TO_FIRST_CHUNK,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    ERROR_TYPE,
+    HTTP_STATUS,
+    TASK,
+    MODEL_ID,
+    COST,
+    ATTEMPT_NUMBER,
+    ATTEMPT_RETRY,
+    ATTEMPT_OUTCOME,
+)
+
+DURATION_METRIC: Final = "gen_ai.client.operation.duration"
+USAGE_METRIC: Final = "gen_ai.client.token.usage"
+FIRST_CHUNK_METRIC: Final = "gen_ai.client.operation.time_to_first_chunk"
+COST_METRIC: Final = "taskmodels.client.cost"
+FALLBACK_METRIC: Final = "taskmodels.client.fallbacks"
+METRICS: Final = (DURATION_METRIC, USAGE_METRIC, FIRST_CHUNK_METRIC, COST_METRIC, FALLBACK_METRIC)
+
+# The conventions' advice for the two GenAI histograms, and the server time-to-first-token set for the first chunk.
+_DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+_TOKEN_BUCKETS: Final = tuple(float(4**n) for n in range(14))  # 1, 4, 16 ... 67108864
+_FIRST_CHUNK_BUCKETS: Final = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+
+# Registry provider names -> the conventions' gen_ai.provider.name; a name not listed is reported as it is.
+_PROVIDER_NAMES: Final[Mapping[str, str]] = {
+    "openai": "openai",
+    "azure-openai": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "ollama": "ollama",
+}
+# An OpenAI-compatible endpoint is named after the service behind it, when the conventions know it.
+_COMPATIBLE_HOSTS: Final[Mapping[str, str]] = {
+    "api.openai.com": "openai",
+    "api.groq.com": "groq",
+    "api.deepseek.com": "deepseek",
+    "api.mistral.ai": "mistral_ai",
+    "api.x.ai": "x_ai",
+    "api.perplexity.ai": "perplexity",
+}
+
+
+def provider_name(provider: str, host: str | None) -> str:
+    """``gen_ai.provider.name`` for a registry ``provider`` reached at ``host``."""
+    known = _PROVIDER_NAMES.get(provider)
+    if known is not None:
+        return known
+    if host is not None and (by_host := _COMPATIBLE_HOSTS.get(host)) is not None:
+        return by_host
+    return provider
+
+
+def capture_content_from_environment() -> bool:
+    """Whether ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks for prompts and answers in spans."""
+    return os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() in _CAPTURE_VALUES
+
+
+class _Endpoint:
+    """What an attempt span says about where a model is served: computed once per provider and base URL."""
+
+    __slots__ = ("address", "port", "provider")
+
+    def __init__(self, provider: str, base_url: str | None) -> None:
+        self.address: str | None = None
+        self.port: int | None = None
+        if base_url:
+            try:
+                parts = urlsplit(base_url)
+                self.address = parts.hostname
+                self.port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+            except ValueError:  # a base URL the provider could not use either: it reports that
+                self.address = self.port = None
+        self.provider = provider_name(provider, self.address)
+
+
+class _CallHandle:
+    __slots__ = ("context", "ended", "inputs", "open", "previous_model", "span", "streaming")
+
+    def __init__(self, span: Span, context: otel_context.Context, *, streaming: bool) -> None:
+        self.span = span
+        self.context = context
+        self.streaming = streaming
+        self.ended = False
+        self.open: list[_AttemptHandle] = []
+        self.previous_model: str | None = None
+        self.inputs: dict[str, AttributeValue] | None = None  # the captured prompt, built once per call
+
+
+class _AttemptHandle:
+    __slots__ = ("call", "ended", "first_chunk", "labels", "model_id", "span", "started", "token")
+
+    def __init__(
+        self,
+        call: _CallHandle,
+        span: Span,
+        labels: dict[str, AttributeValue],
+        model_id: str,
+        token: Token[otel_context.Context] | None,
+    ) -> None:
+        self.call = call
+        self.span = span
+        self.labels = labels  # the attributes every metric of this attempt carries
+        self.model_id = model_id
+        self.token = token  # the context token while the span is current, else None
+        self.started = time.perf_counter()
+        self.first_chunk: float | None = None
+        self.ended = False
+
+
+class OpenTelemetryTracer:
+    """Spans and metrics for every call and attempt, through the OpenTelemetry API.
+
+    ``tracer_provider`` and ``meter_provider`` default to the global ones (a no-op until
+    the application installs an SDK). ``capture_content`` records prompts and answers;
+    ``None`` leaves it to ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        capture_content: bool | None = None,
+    ) -> None:
+        self.capture_content = capture_content_from_environment() if capture_content is None else capture_content
+        self._tracer = trace.get_tracer(INSTRUMENTATION_NAME, __version__, tracer_provider)
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider)
+        self._duration = meter.create_histogram(
+            DURATION_METRIC,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        self._tokens = meter.create_histogram(
+            USAGE_METRIC,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        )
+        self._first_chunk = meter.create_histogram(
+            FIRST_CHUNK_METRIC,
+            unit="s",
+            description="Time from the request to the first chunk of a streamed answer.",
+            explicit_bucket_boundaries_advisory=_FIRST_CHUNK_BUCKETS,
+        )
+        self._cost = meter.create_counter(
+            COST_METRIC, unit="1", description="Cost of the answers, in the currency of the registry's prices."
+        )
+        self._fallbacks = meter.create_counter(
+            FALLBACK_METRIC, unit="{fallback}", description="Moves from one model of a task's chain to another."
+        )
+        self._endpoints: dict[tuple[str, str | None], _Endpoint] = {}
+
+    # --- the call ------------------------------------------------------------------------------
+
+    def call_started(self, call: CallState, *, streaming: bool) -> _CallHandle:
+        plan = call.plan
+        span = self._tracer.start_span(
+            f"taskmodels {plan.task}",
+            kind=SpanKind.INTERNAL,
+            attributes={TASK: plan.task, CALL_OPERATION: plan.operation, CANDIDATES: [m.id for m in plan.models]},
+        )
+        return _CallHandle(span, trace.set_span_in_context(span), streaming=streaming)
+
+    def call_ended(self, call: CallState, result: CompletionResult | None, error: BaseException | None) -> None:
+        handle = call.trace
+        if not isinstance(handle, _CallHandle) or handle.ended:
+            return
+        handle.ended = True
+        for attempt in tuple(handle.open):
+            self._abandon(attempt)
+        span = handle.span
+        if span.is_recording():
+            attributes: dict[str, AttributeValue] = {ATTEMPTS: call.attempts_made()}
+            if call.skipped:
+                attributes[SKIPPED] = [scrub(f"{model_id}: {reason}") for model_id, reason in call.skipped]
+            if result is not None:
+                attributes[OUTCOME] = "success"
+                attributes[MODEL_ID] = result.model_id
+                attributes[COST] = result.cost
+            elif error is not None:
+                kind = type(error).__name__
+                attributes[OUTCOME] = "error"
+                attributes[ERROR_TYPE] = kind
+                if self.capture_content:
+                    attributes[ERROR_MESSAGE] = scrub(str(error))
+                span.set_status(Status(StatusCode.ERROR, kind))
+            else:
+                attributes[OUTCOME] = "abandoned"
+            span.set_attributes(attributes)
+        span.end()
+
+    # --- attempts --------------------------------------------------------------------------------
+
+    def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> _AttemptHandle:
+        handle = cast("_CallHandle", call.trace)  # the engine asks only for a call this tracer started
+        plan = call.plan
+        operation = plan.operation
+        endpoint = self._endpoint(model.provider, getattr(provider, "base_url", None))
+        labels: dict[str, AttributeValue] = {
+            OPERATION: operation,
+            PROVIDER: endpoint.provider,
+            REQUEST_MODEL: model.model_name,
+            TASK: plan.task,
+        }
+        if endpoint.address is not None:
+            labels[SERVER_ADDRESS] = endpoint.address
+            if endpoint.port is not None:
+                labels[SERVER_PORT] = endpoint.port
+        previous = handle.previous_model
+        if previous is not None and previous != model.id:
+            self._fallbacks.add(1, {TASK: plan.task, MODEL_ID: model.id, FALLBACK_FROM: previous})
+        handle.previous_model = model.id
+        attributes: dict[str, AttributeValue] = {
+            **labels,
+            MODEL_ID: model.id,
+            ATTEMPT_NUMBER: number,
+            ATTEMPT_RETRY: number - 1,
+        }
+        if operation == "chat":
+            request = plan.request
+            attributes[REQUEST_MAX_TOKENS] = request.max_tokens if request.max_tokens is not None else model.max_tokens
+            temperature = request.temperature if request.temperature is not None else model.temperature
+            if temperature is not None:
+                attributes[REQUEST_TEMPERATURE] = temperature
+            if self.capture_content:
+                if handle.inputs is None:
+                    handle.inputs = _input_messages(request)
+                attributes.update(handle.inputs)
+        span = self._tracer.start_span(
+            f"{operation} {model.model_name}", context=handle.context, kind=SpanKind.CLIENT, attributes=attributes
+        )
+        token = None
+        # A stream's attempt runs between the consumer's reads: made current, the span would adopt the
+        # consumer's own spans, and could not be detached from the context its end comes from.
+        if not handle.streaming and span.is_recording():
+            token = otel_context.attach(trace.set_span_in_context(span, handle.context))
+        attempt = _AttemptHandle(handle, span, labels, model.id, token)
+        handle.open.append(attempt)
+        return attempt
+
+    def first_chunk(self, attempt: Any) -> None:
+        if not isinstance(attempt, _AttemptHandle) or attempt.first_chunk is not None:
+            return
+        attempt.first_chunk = elapsed = time.perf_counter() - attempt.started
+        self._first_chunk.record(elapsed, attempt.labels)
+        attempt.span.set_attribute(TIME_TO_FIRST_CHUNK, elapsed)
+
+    def attempt_ended(self, call: CallState, attempt: Any, record: Attempt, result: CompletionResult | None) -> None:
+        if not isinstance(attempt, _AttemptHandle) or attempt.ended:
+            return
+        self._close(attempt)
+        duration = time.perf_counter() - attempt.started
+        span = attempt.span
+        if result is not None:
+            self._answered(attempt, span, duration, result)
+        else:
+            kind = record.error_class or "_OTHER"
+            self._duration.record(duration, {**attempt.labels, ERROR_TYPE: kind})
+            if span.is_recording():
+                attributes: dict[str, AttributeValue] = {ERROR_TYPE: kind, ATTEMPT_OUTCOME: "error"}
+                description = kind
+                if record.status_code is not None:
+                    attributes[HTTP_STATUS] = record.status_code
+                    description = f"{kind} (HTTP {record.status_code})"
+                if self.capture_content and record.error_message:
+                    attributes[ERROR_MESSAGE] = scrub(record.error_message)
+                span.set_attributes(attributes)
+                span.set_status(Status(StatusCode.ERROR, description))
+        span.end()
+
+    def _answered(self, attempt: _AttemptHandle, span: Span, duration: float, result: CompletionResult) -> None:
+        labels = attempt.labels
+        if result.model_name:
+            labels = {**labels, RESPONSE_MODEL: result.model_name}
+        operation = labels[OPERATION]
+        usage = result.usage
+        self._duration.record(duration, labels)
+        self._tokens.record(usage.input_tokens, {**labels, USAGE_KIND: "input"})
+        if operation != "embeddings":
+            self._tokens.record(usage.output_tokens, {**labels, USAGE_KIND: "output"})
+        if result.cost:
+            cost_labels = {
+                TASK: labels[TASK],
+                MODEL_ID: attempt.model_id,
+                PROVIDER: labels[PROVIDER],
+                OPERATION: operation,
+            }
+            self._cost.add(result.cost, cost_labels)
+        if span.is_recording():
+            span.set_attributes(self._answer_attributes(result, chat=operation == "chat"))
+
+    def _answer_attributes(self, result: CompletionResult, *, chat: bool) -> dict[str, AttributeValue]:
+        usage = result.usage
+        attributes: dict[str, AttributeValue] = {
+            ATTEMPT_OUTCOME: "success",
+            INPUT_TOKENS: usage.input_tokens,
+            OUTPUT_TOKENS: usage.output_tokens,
+            COST: result.cost,
+        }
+        if result.model_name:
+            attributes[RESPONSE_MODEL] = result.model_name
+        if result.request_id:
+            attributes[RESPONSE_ID] = result.request_id
+        if usage.cached_tokens:
+            attributes[CACHE_READ_TOKENS] = usage.cached_tokens
+        if usage.cache_write_tokens:
+            attributes[CACHE_WRITE_TOKENS] = usage.cache_write_tokens
+        if usage.reasoning_tokens:
+            attributes[REASONING_TOKENS] = usage.reasoning_tokens
+        if chat:
+            attributes[FINISH_REASONS] = (result.finish_reason,)
+            if self.capture_content:
+                attributes[OUTPUT_MESSAGES] = _output_messages(result)
+        return attributes
+
+    def _abandon(self, attempt: _AttemptHandle) -> None:
+        """An attempt its call left without a word: a stream the consumer stopped reading, a cancelled call."""
+        self._close(attempt)
+        span = attempt.span
+        span.set_attribute(ATTEMPT_OUTCOME, "abandoned")
+        span.end()
+
+    @staticmethod
+    def _close(attempt: _AttemptHandle) -> None:
+        attempt.ended = True
+        opened = attempt.call.open
+        if attempt in opened:
+            opened.remove(attempt)
+        if attempt.token is not None:
+            otel_context.detach(attempt.token)
+
+    def _endpoint(self, provider: str, base_url: object) -> _Endpoint:
+        url = base_url if isinstance(base_url, str) else None
+        key = (provider, url)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = self._endpoints[key] = _Endpoint(provider, url)
+        return endpoint
+
+
+# --- content, when the application opts in ----------------------------------------------------------
+
+
+def _input_messages(request: CompletionRequest) -> dict[str, AttributeValue]:
+    """The prompt as the conventions' JSON attributes, every text scrubbed of keys."""
+    system: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+    for message in request.conversation():
+        parts: list[dict[str, Any]] = []
+        if message.content is not None:
+            parts.append({"type": "text", "content": message.content})
+        if message.role == "system":
+            system.extend(parts)
+            continue
+        if message.role == "tool":
+            parts = [{"type": "tool_call_response", "id": message.tool_call_id, "response": message.content}]
+        parts.extend(
+            {"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
+        )
+        messages.append({"role": message.role, "parts": parts})
+    out: dict[str, AttributeValue] = {INPUT_MESSAGES: scrub(json.dumps(messages, ensure_ascii=False))}
+    if system:
+        out[SYSTEM_INSTRUCTIONS] = scrub(json.dumps(system, ensure_ascii=False))
+    return out
+
+
+def _output_messages(result: CompletionResult) -> str:
+    parts: list[dict[str, Any]] = []
+    if result.text:
+        parts.append({"type": "text", "content": result.text})
+    parts.extend({"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls)
+    message = {"role": "assistant", "parts": parts, "finish_reason": result.finish_reason}
+    return scrub(json.dumps([message], ensure_ascii=False))

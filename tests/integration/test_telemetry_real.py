@@ -1,0 +1,147 @@
+"""OpenTelemetry spans and metrics of calls over real HTTP: the container's telemetry wiring against the fault
+server, so ``server.address``/``server.port``, response ids and durations come from a real exchange."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from dependency_injector import providers
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from taskmodels.containers import Container
+from taskmodels.sections import HttpSettings, ResilienceSettings
+from taskmodels.service import ModelService
+from taskmodels.settings import Settings
+from tests.integration.faultserver import Behaviour, FaultServer
+
+pytestmark = pytest.mark.integration
+
+PRIMARY = "m-primary"
+FALLBACK = "m-fallback"
+
+
+def _model(model_id: str, base_url: str) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "provider": "openai-compatible",
+        "modelName": model_id,
+        "maxTokens": 32,
+        "temperature": 0.0,
+        "contextWindow": 4096,
+        "costPer1kTokens": 0.001,
+        "baseUrl": base_url,
+    }
+
+
+@pytest.fixture
+async def fault_server() -> AsyncIterator[FaultServer]:
+    async with FaultServer() as server:
+        yield server
+
+
+@pytest.fixture
+def exporters() -> Iterator[tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader]]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield tracer_provider, spans, meter_provider, reader
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+@pytest.fixture
+async def service(
+    fault_server: FaultServer,
+    exporters: tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader],
+    tmp_path: Path,
+) -> AsyncIterator[ModelService]:
+    registry = {
+        "models": [_model(PRIMARY, fault_server.base_url), _model(FALLBACK, fault_server.base_url)],
+        "taskMappings": [{"taskName": "chat", "primaryModelId": PRIMARY, "fallbackModelIds": [FALLBACK]}],
+        "defaultModelId": FALLBACK,
+    }
+    path = tmp_path / "modelRegistry.json"
+    path.write_text(json.dumps(registry), encoding="utf-8")
+    settings = Settings(
+        registry_path=path,
+        environment=None,
+        http=HttpSettings(read_timeout=10.0),
+        resilience=ResilienceSettings(max_attempts_per_model=1, deadline=5.0, first_token_timeout=2.0),
+    )
+    tracer_provider, _, meter_provider, _ = exporters
+    container = Container(settings=providers.Object(settings))
+    container.tracer_provider.override(providers.Object(tracer_provider))
+    container.meter_provider.override(providers.Object(meter_provider))
+    try:
+        yield container.model_service()
+    finally:
+        await container.aclose()
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+async def test_a_real_fallback_names_the_server_and_the_answer(
+    service: ModelService,
+    fault_server: FaultServer,
+    exporters: tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader],
+) -> None:
+    fault_server.script(PRIMARY, ["500"])
+    result = await service.complete_with_task_model("chat", "hello there")
+    assert result.model_id == FALLBACK
+
+    spans = exporters[1].get_finished_spans()
+    by_name = {s.name: s for s in spans}
+    assert set(by_name) == {"taskmodels chat", f"chat {PRIMARY}", f"chat {FALLBACK}"}
+    failed, answered = by_name[f"chat {PRIMARY}"], by_name[f"chat {FALLBACK}"]
+    for span in (failed, answered):
+        got = attrs(span)
+        assert got["server.address"] == "127.0.0.1"
+        assert got["server.port"] == fault_server.port
+        assert got["gen_ai.provider.name"] == "openai-compatible"
+        assert span.end_time is not None
+        assert span.start_time is not None
+        assert span.end_time >= span.start_time
+    assert failed.status.status_code is StatusCode.ERROR
+    assert attrs(failed)["http.response.status_code"] == 500
+    answer = attrs(answered)
+    assert answer["gen_ai.response.model"] == result.model_name
+    assert answer["gen_ai.usage.input_tokens"] == result.usage.input_tokens > 0
+    assert answer["gen_ai.usage.output_tokens"] == result.usage.output_tokens > 0
+    if result.request_id:
+        assert answer["gen_ai.response.id"] == result.request_id
+
+    data = exporters[3].get_metrics_data()
+    assert data is not None
+    names = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
+    assert {"gen_ai.client.operation.duration", "gen_ai.client.token.usage", "taskmodels.client.fallbacks"} <= names
+
+
+async def test_a_real_stream_measures_its_first_chunk(
+    service: ModelService,
+    fault_server: FaultServer,
+    exporters: tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader],
+) -> None:
+    fault_server.script(PRIMARY, [Behaviour.slow_first_token(0.2)])
+    texts = [e.text async for e in service.stream_with_task_model("chat", "hello") if e.type == "text"]
+    assert texts
+
+    (attempt,) = [s for s in exporters[1].get_finished_spans() if s.name == f"chat {PRIMARY}"]
+    first_chunk = attrs(attempt)["gen_ai.response.time_to_first_chunk"]
+    assert 0.2 <= first_chunk < 3.0  # the server held the first chunk for 0.2 s; the bound is generous
+    assert attrs(attempt)["server.port"] == fault_server.port
