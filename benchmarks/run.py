@@ -130,7 +130,7 @@ async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[s
 
 
 async def _telemetry_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[str, Variant]]:
-    """taskmodels with telemetry switched off, and with the OpenTelemetry SDK and a dropping exporter."""
+    """Taskmodels with telemetry switched off, and with the OpenTelemetry SDK and a dropping exporter."""
     out = []
     for mode in ("off", "sdk"):
         label = TELEMETRY_LABELS[mode]

@@ -162,6 +162,7 @@ def fake_server(installed: Path, project: Path) -> Iterator[tuple[str, dict[str,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        stdout.close()
 
 
 def test_from_pip_install_to_a_first_answer(

@@ -29,7 +29,7 @@ STALL_BEFORE_CLOSE = 0.5
 closed a connection it had stopped feeding, which is no reason to try the same silent model again."""
 
 
-async def guarded_stream(  # noqa: C901 - one guard per way a stream can end: first token, stall, close, deadline, bug
+async def guarded_stream(  # noqa: C901, PLR0912 - one guard per way a stream can end: first token, stall, close, deadline, bug
     call: CallState,
     provider: ModelPort,
     clock: Callable[[], float],
