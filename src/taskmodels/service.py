@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from taskmodels.engine.admission import Gate
 from taskmodels.engine.call import CallState
@@ -23,16 +23,20 @@ from taskmodels.engine.loop import Engine
 from taskmodels.engine.observe import CallTracer, Observation
 from taskmodels.engine.plan import Operation, Planner
 from taskmodels.errors import CURRENT_TASK, TaskModelsError
+from taskmodels.output import OutputRun, output_schema, raw_schema
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import StateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
+from taskmodels.providers.structured import STRUCTURED_TAGS
+from taskmodels.selection import ModelSelectionFactory, Selection
 from taskmodels.sync import SyncModelService
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
 
 __all__ = ["ModelService", "SyncModelService"]
+
+_T = TypeVar("_T")
 
 
 class ModelService:
@@ -77,13 +81,26 @@ class ModelService:
         self._sync: SyncModelService | None = None
         self._sync_lock = threading.Lock()
 
+    @overload
+    async def complete_with_task_model(
+        self, task: str, request: CompletionRequest | str | None = None, /, *, output_type: type[_T], **fields: Any
+    ) -> CompletionResult[_T]: ...
+
+    @overload
+    async def complete_with_task_model(
+        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+    ) -> CompletionResult: ...
+
     async def complete_with_task_model(
         self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
     ) -> CompletionResult:
         """The answer of the first model of the task's chain that gives one.
 
         ``request`` is a ``CompletionRequest``, a prompt string, or omitted; keyword
-        ``fields`` set (or override) ``CompletionRequest`` fields. Raises
+        ``fields`` set (or override) ``CompletionRequest`` fields. With ``output_type``
+        (a pydantic model, dataclass, TypedDict or a list of one) ``result.output`` is the
+        validated answer, typed as that class; an answer that fails validation is an
+        attempt failure (``OutputValidationError``, see docs/typed-answers.md). Raises
         ``AllModelsFailedError``, ``DeadlineExceededError``, ``BudgetExceededError``,
         a ``SelectionError``, ``InvalidRequestError``, or a ``ProviderError`` that no
         other model can fix (a bad request, a content filter the task does not fall back on).
@@ -91,7 +108,10 @@ class ModelService:
         call = self._start(task, coerce_request(request, fields), "chat")
         token = CURRENT_TASK.set(task)
         try:
-            return await self.engine.complete(call, streamed=self.resilience.stream_under_the_hood)
+            result = await self.engine.complete(call, streamed=self.resilience.stream_under_the_hood)
+            if call.output is not None:
+                result.output = call.output.value  # a streamed read assembles a new result
+            return result
         except TaskModelsError as exc:
             self.observation.call_failed(call, exc)
             raise
@@ -120,11 +140,15 @@ class ModelService:
         ``restart`` event (discard what you got; ``model_id`` names the next model)
         and streams the next answer from its start; ``error`` raises. A stream that
         is cut, stalls or sends a malformed event never ends in ``done``.
+        With ``output_type`` the ``done`` event's ``result.output`` is the validated answer;
+        an answer that fails validation is an attempt failure, as for ``complete``.
         """
         call = self._start(task, coerce_request(request, fields), "chat")
         token = CURRENT_TASK.set(task)
         try:
             async for event in self.engine.stream(call):
+                if event.result is not None and call.output is not None:
+                    event.result.output = call.output.value
                 yield event
         except TaskModelsError as exc:
             self.observation.call_failed(call, exc)
@@ -163,5 +187,21 @@ class ModelService:
         return self._sync
 
     def _start(self, task: str, request: CompletionRequest, operation: Operation) -> CallState:
-        selection = self.selector.candidates(task, request)
-        return CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
+        selection = self.selector.candidates(task, request, operation=operation)
+        call = CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
+        if request.output_type is not None or request.response_format is not None:
+            call.output = _output_run(selection, request)
+        return call
+
+
+def _output_run(selection: Selection, request: CompletionRequest) -> OutputRun | None:
+    """The per-model rewriting (and, for an ``output_type``, the validation) of a call that asks for JSON."""
+    tags_declared = not STRUCTURED_TAGS.isdisjoint(selection.declared_capabilities)
+    if request.output_type is not None:
+        mapping = selection.registry.tasks_by_name.get(selection.task)
+        retries = mapping.output_retries if mapping is not None else 1
+        return OutputRun(output_schema(request.output_type), retries=retries, tags_declared=tags_declared)
+    fmt = request.response_format
+    if fmt is None or fmt.type != "json_schema" or not tags_declared:
+        return None  # JSON mode and plain text go as they are; an untagged registry says nothing to adapt to
+    return OutputRun(raw_schema(fmt), retries=0, tags_declared=tags_declared, validate=False)
