@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
 from taskmodels.errors import InvalidRequestError, OutputValidationError
 from taskmodels.providers.port import ModelPort
@@ -135,7 +135,7 @@ def output_schema(output_type: Any) -> OutputSchema:
     try:
         adapter: TypeAdapter[Any] = TypeAdapter(output_type)
         raw = adapter.json_schema()
-    except (PydanticSchemaGenerationError, TypeError, ValueError) as exc:
+    except (PydanticUserError, TypeError, ValueError) as exc:  # schema generation errors are user errors
         raise InvalidRequestError(
             f"output_type must be a pydantic model, a dataclass, a TypedDict or a list of one; "
             f"pydantic cannot describe {output_type!r}: {exc}"

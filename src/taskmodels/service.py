@@ -32,7 +32,7 @@ from taskmodels.sections import ResilienceSettings
 from taskmodels.providers.structured import STRUCTURED_TAGS
 from taskmodels.selection import ModelSelectionFactory, Selection
 from taskmodels.sync import SyncModelService
-from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
+from taskmodels.types import Attempt, CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
 
 __all__ = ["ModelService", "SyncModelService"]
 
@@ -189,6 +189,12 @@ class ModelService:
     def _start(self, task: str, request: CompletionRequest, operation: Operation) -> CallState:
         selection = self.selector.candidates(task, request, operation=operation)
         call = CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
+        if selection.skipped:  # the attempts say why a model of the chain was not tried, selection's skips too
+            models = selection.registry.models_by_id
+            call.attempts.extend(
+                Attempt(s.model_id, models[s.model_id].provider, "skipped", 0.0, "NotSelected", s.reason, None, 0)
+                for s in selection.skipped
+            )
         if request.output_type is not None or request.response_format is not None:
             call.output = _output_run(selection, request)
         return call
