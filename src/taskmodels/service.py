@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar, overload
 
 from taskmodels.engine.admission import Gate
@@ -30,9 +31,17 @@ from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import StateStore
 from taskmodels.sections import ResilienceSettings
 from taskmodels.providers.structured import STRUCTURED_TAGS
-from taskmodels.selection import ModelSelectionFactory, Selection
+from taskmodels.selection import ModelSelectionFactory, Selection, estimate_prompt_tokens
 from taskmodels.sync import SyncModelService
-from taskmodels.types import Attempt, CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
+from taskmodels.types import (
+    Attempt,
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingResult,
+    ResponseFormat,
+    StreamEvent,
+    coerce_request,
+)
 
 __all__ = ["ModelService", "SyncModelService"]
 
@@ -187,7 +196,11 @@ class ModelService:
         return self._sync
 
     def _start(self, task: str, request: CompletionRequest, operation: Operation) -> CallState:
-        selection = self.selector.candidates(task, request, operation=operation)
+        tokens = None
+        if request.output_type is not None:  # the schema goes with the prompt: selection and budgets count it
+            schema = output_schema(request.output_type).schema
+            tokens = estimate_prompt_tokens(replace(request, response_format=ResponseFormat.json_schema(schema)))
+        selection = self.selector.candidates(task, request, prompt_tokens=tokens, operation=operation)
         call = CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
         if selection.skipped:  # the attempts say why a model of the chain was not tried, selection's skips too
             models = selection.registry.models_by_id
