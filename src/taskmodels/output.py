@@ -174,16 +174,18 @@ def _type_name(output_type: Any) -> str:
 class OutputRun:
     """One call's typed answer: the request per model, validation, and the feedback for a second try.
 
-    ``value`` is the last validated output (the answer the engine then accepts); ``tags_declared`` says
-    whether the registry uses the structured-output capability tags (see ``providers/structured.py``).
+    ``value`` is the last validated output (the answer the engine then accepts); ``declared`` holds every
+    capability tag the registry uses, which says how far the tags decide (see ``providers/structured.py``).
     """
 
-    __slots__ = ("_failures", "_feedback", "_truncated", "retries", "schema", "tags_declared", "validate", "value")
+    __slots__ = ("_failures", "_feedback", "_truncated", "declared", "retries", "schema", "validate", "value")
 
-    def __init__(self, schema: OutputSchema, *, retries: int, tags_declared: bool, validate: bool = True) -> None:
+    def __init__(
+        self, schema: OutputSchema, *, retries: int, declared: frozenset[str], validate: bool = True
+    ) -> None:
         self.schema = schema
         self.retries = retries
-        self.tags_declared = tags_declared
+        self.declared = declared
         self.validate = validate
         self.value: Any = None
         self._failures: dict[str, int] = {}
@@ -199,7 +201,7 @@ class OutputRun:
         return model_id not in self._truncated and self._failures.get(model_id, 0) <= self.retries
 
     def strategy(self, model: ModelConfig) -> Strategy:
-        return strategy_for(model, tags_declared=self.tags_declared)
+        return strategy_for(model, declared=self.declared)
 
     def request_for(self, model: ModelConfig, request: CompletionRequest) -> CompletionRequest:
         """``request`` as ``model`` takes it: the schema its way, and the last failure's feedback."""

@@ -215,12 +215,12 @@ class ModelService:
 
 def _output_run(selection: Selection, request: CompletionRequest) -> OutputRun | None:
     """The per-model rewriting (and, for an ``output_type``, the validation) of a call that asks for JSON."""
-    tags_declared = not STRUCTURED_TAGS.isdisjoint(selection.declared_capabilities)
+    declared = selection.declared_capabilities
     if request.output_type is not None:
         mapping = selection.registry.tasks_by_name.get(selection.task)
         retries = mapping.output_retries if mapping is not None else 1
-        return OutputRun(output_schema(request.output_type), retries=retries, tags_declared=tags_declared)
+        return OutputRun(output_schema(request.output_type), retries=retries, declared=declared)
     fmt = request.response_format
-    if fmt is None or fmt.type != "json_schema" or not tags_declared:
+    if fmt is None or fmt.type != "json_schema" or STRUCTURED_TAGS.isdisjoint(declared):
         return None  # JSON mode and plain text go as they are; an untagged registry says nothing to adapt to
-    return OutputRun(raw_schema(fmt), retries=0, tags_declared=tags_declared, validate=False)
+    return OutputRun(raw_schema(fmt), retries=0, declared=declared, validate=False)

@@ -92,8 +92,11 @@ OLLAMA_ANSWER = {
 }
 
 
-def run(*, tags_declared: bool = True, retries: int = 1) -> OutputRun:
-    return OutputRun(output_schema(Review), retries=retries, tags_declared=tags_declared)
+ALL_TAGS = frozenset({"chat", "json", "json_schema"})
+
+
+def run(*, declared: frozenset[str] = ALL_TAGS, retries: int = 1) -> OutputRun:
+    return OutputRun(output_schema(Review), retries=retries, declared=declared)
 
 
 def request() -> CompletionRequest:
@@ -243,13 +246,28 @@ async def test_anthropic_with_extended_thinking_is_prompted_not_forced(mock_http
 
 
 @pytest.mark.parametrize(
-    ("provider_name", "expected"),
-    [("openai", "native"), ("anthropic", "native"), ("openai-compatible", "prompted"), ("my-plugin", "prompted")],
+    ("provider_name", "capabilities", "declared", "expected"),
+    [
+        # a registry that uses neither tag: each provider's default
+        ("openai", ("chat",), {"chat"}, "native"),
+        ("anthropic", ("chat",), {"chat"}, "native"),
+        ("openai-compatible", ("chat",), {"chat"}, "prompted"),
+        ("my-plugin", ("chat",), {"chat"}, "prompted"),
+        # json in use, json_schema not: a model with json keeps its provider's default, one without is prompted
+        ("openai", ("chat", "json"), {"chat", "json"}, "native"),
+        ("openai", ("chat",), {"chat", "json"}, "prompted"),
+        ("openai-compatible", ("chat", "json"), {"chat", "json"}, "json_mode"),
+        # json_schema in use: a model without it has said so
+        ("openai", ("chat", "json"), {"json", "json_schema"}, "json_mode"),
+        ("gemini", ("chat",), {"json_schema"}, "prompted"),
+        ("openai-compatible", ("json_schema",), {"json_schema"}, "native"),
+    ],
 )
-def test_an_untagged_registry_uses_each_providers_default(make_model: Any, provider_name: str, expected: str) -> None:
-    model = make_model(provider=provider_name, capabilities=("chat",))
-    assert run(tags_declared=False).strategy(model) == expected
-    assert run(tags_declared=True).strategy(model) == "prompted"
+def test_the_tags_decide_where_the_registry_uses_them(
+    make_model: Any, provider_name: str, capabilities: tuple[str, ...], declared: set[str], expected: str
+) -> None:
+    model = make_model(provider=provider_name, capabilities=capabilities)
+    assert run(declared=frozenset(declared)).strategy(model) == expected
 
 
 # --- validation on the wire ------------------------------------------------------------------------------

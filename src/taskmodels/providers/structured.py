@@ -14,14 +14,17 @@ Three ways, best first; every model of a chain gets the one it accepts:
 Which tags mean what:
 
 - ``json_schema`` in a model's ``capabilities``: the model takes a schema natively → ``native``.
-- ``json`` (without ``json_schema``): JSON mode only → ``json_mode``.
+- ``json`` (without ``json_schema``): JSON mode → ``json_mode``.
 - neither → ``prompted``: nothing is sent that the model could reject.
 
-The tags decide only in a registry that uses them (some model declares ``json`` or ``json_schema``): there,
-a model without them has said it lacks them. A registry that never uses them (the seed's example tags
-``text-generation`` and ``chat``) has said nothing, so each provider's default applies: ``native`` for the
-hosted APIs that all take a schema (OpenAI, Azure OpenAI, Gemini, Anthropic) and Ollama, ``prompted`` for
-``openai-compatible`` and unknown providers, whose servers differ.
+A tag decides only in a registry that uses it (some model declares it): there, a model without it has said
+it lacks it. A tag no model declares says nothing, so the provider's default fills in: ``native`` for the
+hosted APIs that all take a schema (OpenAI, Azure OpenAI, Gemini, Anthropic) and Ollama, none for
+``openai-compatible`` and unknown providers, whose servers differ. So in a registry that never says
+``json_schema`` but tags its OpenAI models ``json`` (as many do), those models still get the schema
+natively; a model there without ``json`` is ``prompted``; and a registry that uses neither tag (the seed's
+example tags ``text-generation`` and ``chat``) gets each provider's default, ``prompted`` for
+``openai-compatible``.
 
 One provider rule on top: Anthropic refuses a forced tool while extended thinking is on, so an Anthropic
 model with a ``reasoningEffort`` is asked ``prompted``.
@@ -62,17 +65,22 @@ WRAP_KEY = "result"
 """Every structured-output API wants an object at the root: a list (or any other root) is wrapped in one."""
 
 
-def strategy_for(model: ModelConfig, *, tags_declared: bool) -> Strategy:
-    """How ``model`` is asked for JSON; ``tags_declared``: some model of the registry declares a structured tag."""
+def strategy_for(model: ModelConfig, *, declared: frozenset[str]) -> Strategy:
+    """How ``model`` is asked for JSON; ``declared``: every capability tag some model of the registry declares."""
     caps = model.capabilities
+    has_json = "json" in caps
     if "json_schema" in caps:
         chosen: Strategy = "native"
-    elif "json" in caps:
+    elif (
+        "json_schema" not in declared
+        and (has_json or "json" not in declared)
+        and PROVIDER_DEFAULTS.get(model.provider) == "native"
+    ):
+        chosen = "native"  # the registry does not use the tag: the provider's default says
+    elif has_json:
         chosen = "json_mode"
-    elif tags_declared:
-        chosen = "prompted"
     else:
-        chosen = PROVIDER_DEFAULTS.get(model.provider, "prompted")
+        chosen = "prompted"
     if chosen == "native" and model.provider == "anthropic" and model.reasoning_effort not in (None, "none"):
         return "prompted"  # extended thinking refuses tool_choice naming a tool
     return chosen
