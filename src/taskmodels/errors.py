@@ -272,9 +272,7 @@ class OutputValidationError(ProviderError):
     the same model again would not fix. The answer itself is not kept: it may hold anything.
     """
 
-    def __init__(
-        self, message: str, *, problems: Sequence[str] = (), truncated: bool = False, **fields: Any
-    ) -> None:
+    def __init__(self, message: str, *, problems: Sequence[str] = (), truncated: bool = False, **fields: Any) -> None:
         self.problems: tuple[str, ...] = tuple(problems)
         self.truncated = truncated
         super().__init__(message, **fields)

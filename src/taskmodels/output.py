@@ -14,6 +14,7 @@ validation, so that a fallback that takes only JSON mode is not sent a schema fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -144,10 +145,8 @@ def output_schema(output_type: Any) -> OutputSchema:
     with _cache_lock:
         if len(_cache) >= _SCHEMA_CACHE_SIZE:
             _cache.clear()
-        try:
+        with contextlib.suppress(TypeError):  # unhashable: not cached
             _cache[output_type] = built
-        except TypeError:
-            pass
     return built
 
 
@@ -155,7 +154,15 @@ def raw_schema(fmt: ResponseFormat) -> OutputSchema:
     """A caller's own ``json_schema`` response format, rewritten per model as a typed answer's is (never
     wrapped: the caller reads the JSON itself, and gets the same shape from every model)."""
     schema = dict(fmt.schema or {"type": "object"})
-    return OutputSchema(None, schema, False, fmt.name, schema, fmt.strict, fmt)
+    return OutputSchema(
+        adapter=None,
+        schema=schema,
+        wrapped=False,
+        name=fmt.name,
+        strict_schema=schema,
+        strict=fmt.strict,
+        raw_format=fmt,
+    )
 
 
 def _schema(adapter: TypeAdapter[Any] | None, raw: Mapping[str, Any], name: str) -> OutputSchema:
@@ -180,9 +187,7 @@ class OutputRun:
 
     __slots__ = ("_failures", "_feedback", "_truncated", "declared", "retries", "schema", "validate", "value")
 
-    def __init__(
-        self, schema: OutputSchema, *, retries: int, declared: frozenset[str], validate: bool = True
-    ) -> None:
+    def __init__(self, schema: OutputSchema, *, retries: int, declared: frozenset[str], validate: bool = True) -> None:
         self.schema = schema
         self.retries = retries
         self.declared = declared

@@ -286,7 +286,9 @@ class ModelSelectionFactory:
         implied = implied_capabilities(request, operation)
         if implied:
             # A tag no model declares is one the registry does not use: it rules nothing out.
-            implied = frozenset(tag for tag in implied if tag in declared or (tag == "json" and "json_schema" in declared))
+            implied = frozenset(
+                tag for tag in implied if tag in declared or (tag == "json" and "json_schema" in declared)
+            )
             caps = caps | implied if caps else implied
 
         # Fast path: nothing but the token budget to check, and every model fits it.

@@ -26,11 +26,11 @@ from taskmodels.engine.plan import Operation, Planner
 from taskmodels.errors import CURRENT_TASK, TaskModelsError
 from taskmodels.output import OutputRun, output_schema, raw_schema
 from taskmodels.providers.factory import ModelProviderFactory
+from taskmodels.providers.structured import STRUCTURED_TAGS
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import StateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.providers.structured import STRUCTURED_TAGS
 from taskmodels.selection import ModelSelectionFactory, Selection, estimate_prompt_tokens
 from taskmodels.sync import SyncModelService
 from taskmodels.types import (

@@ -15,7 +15,7 @@ import json
 import math
 import string
 from collections.abc import AsyncIterator
-from enum import Enum
+from enum import StrEnum
 
 import httpx2
 import pytest
@@ -329,7 +329,7 @@ async def test_service_falls_back_past_a_server_that_refuses_the_key(service: Mo
 # --- typed answers ---------------------------------------------------------------------
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     yes = "yes"
     no = "no"
 

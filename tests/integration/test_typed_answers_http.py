@@ -141,4 +141,5 @@ async def test_every_answer_invalid_raises_with_the_validation_errors(
     matched, _ = info.value.split(OutputValidationError)
     assert matched is not None
     assert len(matched.exceptions) == 4
-    assert server.hits(NATIVE) == 2 and server.hits(PROMPTED) == 2
+    assert server.hits(NATIVE) == 2
+    assert server.hits(PROMPTED) == 2

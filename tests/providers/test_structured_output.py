@@ -8,7 +8,7 @@ call it the same way, so the request on the wire and the validated ``output`` ar
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ from taskmodels.registry.loader import REASONING_PROVIDERS
 from taskmodels.types import CompletionRequest
 
 
-class Sentiment(str, Enum):
+class Sentiment(StrEnum):
     positive = "positive"
     negative = "negative"
 
@@ -183,9 +183,7 @@ async def test_ollama_sends_the_schema_as_format(mock_http: Any, make_model: Any
 # --- JSON mode and prompted ----------------------------------------------------------------------------
 
 
-async def test_json_mode_sends_json_object_and_the_schema_in_the_system_prompt(
-    mock_http: Any, make_model: Any
-) -> None:
+async def test_json_mode_sends_json_object_and_the_schema_in_the_system_prompt(mock_http: Any, make_model: Any) -> None:
     model = make_model(provider="openai-compatible", capabilities=("json",), base_url="http://llm.test/v1")
     provider = OpenAICompatibleProvider(model, mock_http.client)
     mock_http.reply(json=openai_body("Sure! " + json.dumps(ANSWER)))
@@ -238,7 +236,8 @@ async def test_anthropic_with_extended_thinking_is_prompted_not_forced(mock_http
     )
     result = await run().port(provider).complete(request())
     body = mock_http.last_json()
-    assert "tools" not in body and "tool_choice" not in body  # a forced tool is refused while thinking
+    assert "tools" not in body
+    assert "tool_choice" not in body
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert body["max_tokens"] == 1000 + 2048
     assert "temperature" not in body
@@ -348,7 +347,8 @@ async def test_gemini_thinking_config_and_refused_parameters(mock_http: Any, mak
     await GeminiProvider(model, mock_http.client, api_key=KEY).complete(CompletionRequest(prompt="hi", stop=["x"]))
     config = mock_http.last_json()["generationConfig"]
     assert config["thinkingConfig"] == {"thinkingBudget": 8192}
-    assert "temperature" not in config and "stopSequences" not in config
+    assert "temperature" not in config
+    assert "stopSequences" not in config
 
 
 async def test_ollama_leaves_out_refused_options(mock_http: Any, make_model: Any) -> None:

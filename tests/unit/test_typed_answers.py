@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from taskmodels.testing import FakeBackend, ManualClock, fake_model, fake_regist
 from taskmodels.types import CompletionRequest, ResponseFormat, ToolSpec
 
 
-class Mood(str, Enum):
+class Mood(StrEnum):
     happy = "happy"
     sad = "sad"
 
@@ -60,9 +60,7 @@ def chain(*models: dict[str, Any], **mapping: Any) -> dict[str, Any]:
 
 async def test_a_pydantic_model_comes_back_validated_and_the_text_stays_raw() -> None:
     backend = FakeBackend().always("a", reply(GOOD))
-    result = await service(chain(fake_model("a")), backend).complete_with_task_model(
-        "t", "who?", output_type=Persona
-    )
+    result = await service(chain(fake_model("a")), backend).complete_with_task_model("t", "who?", output_type=Persona)
     assert result.output == Persona(name="Ada", age=36, mood=Mood.happy)
     assert result.text == GOOD
     assert [a.outcome for a in result.attempts] == ["success"]
@@ -81,9 +79,7 @@ async def test_a_pydantic_model_comes_back_validated_and_the_text_stays_raw() ->
 )
 async def test_dataclasses_typeddicts_and_lists(output_type: Any, answer: str, expected: Any) -> None:
     backend = FakeBackend().always("a", reply(answer))
-    result = await service(chain(fake_model("a")), backend).complete_with_task_model(
-        "t", "?", output_type=output_type
-    )
+    result = await service(chain(fake_model("a")), backend).complete_with_task_model("t", "?", output_type=output_type)
     assert result.output == expected
 
 
@@ -196,7 +192,8 @@ async def test_a_stream_whose_answer_fails_validation_restarts_on_the_next_model
     svc = service(chain(fake_model("a"), fake_model("b"), outputRetries=0), backend)
     events = [e async for e in svc.stream_with_task_model("t", "?", output_type=Persona)]
     assert [e.type for e in events if e.type in ("restart", "done")] == ["restart", "done"]
-    assert events[-1].result is not None and events[-1].result.output is not None
+    assert events[-1].result is not None
+    assert events[-1].result.output is not None
 
 
 # --- the request each model gets ----------------------------------------------------------------
@@ -217,8 +214,11 @@ async def test_each_model_gets_the_schema_the_way_its_capabilities_say() -> None
     with pytest.raises(AllModelsFailedError):
         await svc.complete_with_task_model("t", "who?", output_type=Persona)
     native, jsonmode, plain = (backend.calls_for(m)[0].request for m in ("native", "jsonmode", "plain"))
-    assert native is not None and jsonmode is not None and plain is not None
-    assert native.response_format is not None and native.response_format.type == "json_schema"
+    assert native is not None
+    assert jsonmode is not None
+    assert plain is not None
+    assert native.response_format is not None
+    assert native.response_format.type == "json_schema"
     assert native.response_format.schema is not None
     assert native.response_format.schema["properties"]["mood"] == {"$ref": "#/$defs/Mood"}
     assert native.response_format.strict is True  # every field required, no defaults
@@ -243,7 +243,8 @@ async def test_a_callers_json_schema_is_sent_natively_only_where_it_is_taken() -
     result = await svc.complete_with_task_model("t", "?", response_format=fmt)
     assert result.model_id == "jsonmode"
     sent = backend.calls_for("jsonmode")[0].request
-    assert sent is not None and sent.response_format == ResponseFormat.json()
+    assert sent is not None
+    assert sent.response_format == ResponseFormat.json()
     assert backend.calls_for("native")[0].request.response_format == fmt  # type: ignore[union-attr]
 
 
@@ -353,7 +354,16 @@ def test_mypy_sees_output_as_the_output_type(tmp_path: Any) -> None:
     snippet = tmp_path / "user_code.py"
     snippet.write_text(TYPED_SNIPPET)
     done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--cache-dir", str(tmp_path / "c"), str(snippet)],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            str(snippet),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -5,11 +5,9 @@ A model's ``unsupportedParameters`` (registry) names what it refuses, as ``Compl
 (``temperature``, ``top_p``, ``stop``): it is never sent, whether the request or the registry entry set it.
 ``reasoningEffort`` becomes:
 
-| provider                                          | field                                   | none | minimal | low  | medium | high  |
-|---------------------------------------------------|-----------------------------------------|------|---------|------|--------|-------|
-| openai, azure-openai, openai-compatible           | ``reasoning_effort``                    | as is                                        |||||
-| anthropic                                         | ``thinking.budget_tokens`` (+ max_tokens) | off  | 1024    | 2048 | 8192   | 24576 |
-| gemini                                            | ``generationConfig.thinkingConfig.thinkingBudget`` | 0 | 512 | 1024 | 8192 | 24576 |
+- ``openai``, ``azure-openai``, ``openai-compatible``: ``reasoning_effort``, as is.
+- ``anthropic``: ``thinking.budget_tokens`` of ``ANTHROPIC_THINKING_BUDGETS`` (``none``: no thinking).
+- ``gemini``: ``generationConfig.thinkingConfig.thinkingBudget`` of ``GEMINI_THINKING_BUDGETS``.
 
 Anthropic counts thinking inside ``max_tokens``, so the budget is added to it: the registry's ``maxTokens``
 keeps meaning the answer's own room. Thinking there also refuses a changed ``temperature``, so it is left out.
@@ -32,7 +30,12 @@ __all__ = [
     "shape_openai",
 ]
 
-ANTHROPIC_THINKING_BUDGETS: Mapping[ReasoningEffort, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+ANTHROPIC_THINKING_BUDGETS: Mapping[ReasoningEffort, int] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 24576,
+}
 GEMINI_THINKING_BUDGETS: Mapping[ReasoningEffort, int] = {
     "none": 0,
     "minimal": 512,

@@ -6,7 +6,7 @@
 | ProviderUnavailableError (5xx)          | bounded backoff       | yes                        | counts       |
 | ProviderConnectionError                 | bounded backoff       | yes                        | counts       |
 | InvalidResponseError, IncompleteStream  | bounded backoff       | yes                        | counts       |
-| OutputValidationError                   | at once, error fed back, up to the task's outputRetries | yes | not counted |
+| OutputValidationError                   | at once, error fed back (outputRetries) | yes          | not counted  |
 | TruncatedAnswerError (length, no text)  | no                    | yes                        | not counted  |
 | ProviderTimeoutError, first token, stall| no                    | yes                        | counts       |
 | AuthenticationError (401/403)           | no                    | yes                        | opens at once|
