@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidResponseError": "taskmodels.errors",
     "MissingCredentialError": "taskmodels.errors",
     "NoEligibleModelError": "taskmodels.errors",
+    "OutputValidationError": "taskmodels.errors",
     "Problem": "taskmodels.errors",
     "ProviderConnectionError": "taskmodels.errors",
     "ProviderError": "taskmodels.errors",
@@ -49,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "SettingsError": "taskmodels.errors",
     "StreamStalledError": "taskmodels.errors",
     "TaskModelsError": "taskmodels.errors",
+    "TruncatedAnswerError": "taskmodels.errors",
     "UnknownTaskError": "taskmodels.errors",
     # parts
     "BaseModelProvider": "taskmodels.providers.base",
@@ -103,6 +105,7 @@ if TYPE_CHECKING:
         InvalidResponseError,
         MissingCredentialError,
         NoEligibleModelError,
+        OutputValidationError,
         Problem,
         ProviderConnectionError,
         ProviderError,
@@ -114,6 +117,7 @@ if TYPE_CHECKING:
         SettingsError,
         StreamStalledError,
         TaskModelsError,
+        TruncatedAnswerError,
         UnknownTaskError,
     )
     from taskmodels.log import configure_logging, get_logger

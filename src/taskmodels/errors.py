@@ -22,6 +22,8 @@ TaskModelsError
 │   │   └── StreamStalledError        a stream stopped sending mid-answer
 │   ├── InvalidResponseError          a body or stream event we could not parse
 │   │   └── IncompleteStreamError     a stream ended before its terminal event
+│   ├── OutputValidationError         the answer is not the JSON the call's ``output_type`` asks for
+│   ├── TruncatedAnswerError          the answer hit max_tokens before any text (reasoning spent the budget)
 │   ├── AuthenticationError           401 / 403
 │   ├── ContextLengthExceededError    the prompt does not fit the model
 │   ├── ContentFilteredError          the provider refused on content grounds
@@ -58,6 +60,7 @@ __all__ = [
     "InvalidResponseError",
     "MissingCredentialError",
     "NoEligibleModelError",
+    "OutputValidationError",
     "Problem",
     "ProviderConnectionError",
     "ProviderError",
@@ -69,6 +72,7 @@ __all__ = [
     "SettingsError",
     "StreamStalledError",
     "TaskModelsError",
+    "TruncatedAnswerError",
     "UnknownTaskError",
 ]
 
@@ -258,6 +262,25 @@ class InvalidResponseError(ProviderError):
 
 class IncompleteStreamError(InvalidResponseError):
     """A stream ended before its terminal event: the answer may be truncated."""
+
+
+class OutputValidationError(ProviderError):
+    """The answer is not the JSON the call's ``output_type`` asks for: not JSON, not valid, or cut short.
+
+    ``problems`` holds the first validation messages (``"age: Input should be a valid integer"``);
+    ``truncated`` says the answer was cut at ``max_tokens`` before its JSON closed, which asking
+    the same model again would not fix. The answer itself is not kept: it may hold anything.
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[str] = (), truncated: bool = False, **fields: Any) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        self.truncated = truncated
+        super().__init__(message, **fields)
+
+
+class TruncatedAnswerError(ProviderError):
+    """The answer ended at ``max_tokens`` with no text and no tool call: a reasoning model spent the whole
+    budget thinking. Not a success with empty text; the chain moves on."""
 
 
 class AuthenticationError(ProviderError):

@@ -4,6 +4,16 @@ Pure functions of one registry snapshot and one request. ``candidates()`` runs o
 call, so the common case (a request that needs nothing special and fits every model)
 returns the chain precomputed at load time after a few integer comparisons; sets and
 skip reasons are built only when a model is really skipped.
+
+Capabilities the request itself implies (``implied_capabilities``): tools imply ``tools``,
+a ``response_format`` (JSON mode or a JSON schema) ``json``, an embedding call
+``embedding``. A model declaring ``json_schema`` has ``json`` too. Each applies only in a
+registry where some model declares that tag: a registry that never says ``tools`` has not
+said its models lack tools, it just does not use the tag (the seed's example tags only
+``text-generation`` and ``chat``), and skipping every model there would break it. An
+``output_type`` implies nothing: every model can be asked for JSON in its prompt, and
+the answer is validated (see ``providers/structured.py``). Images are not implied because
+``Message`` has no image parts yet.
 """
 
 from __future__ import annotations
@@ -19,7 +29,17 @@ from taskmodels.registry.schema import ModelConfig
 from taskmodels.registry.service import ModelRegistryService, Registry
 from taskmodels.types import CompletionRequest, Message
 
-__all__ = ["ModelSelectionFactory", "Selection", "Skip", "UnknownTaskPolicy", "estimate_prompt_tokens"]
+__all__ = [
+    "ModelSelectionFactory",
+    "Operation",
+    "Selection",
+    "Skip",
+    "UnknownTaskPolicy",
+    "estimate_prompt_tokens",
+    "implied_capabilities",
+]
+
+Operation = Literal["chat", "embeddings"]
 
 UnknownTaskPolicy = Literal["default", "error"]
 """What a task name the registry does not map gets: the default model, or ``UnknownTaskError``."""
@@ -56,6 +76,7 @@ class Selection:
     required_capabilities: frozenset[str] = frozenset()
     prompt_tokens: int = 0
     max_cost: float | None = None
+    declared_capabilities: frozenset[str] = frozenset()  # every tag some model of the registry declares
 
 
 def _utf8_size(text: str) -> int:
@@ -119,6 +140,30 @@ def estimate_prompt_tokens(request: CompletionRequest) -> int:
     return size
 
 
+_TOOLS = frozenset({"tools"})
+_JSON = frozenset({"json"})
+_TOOLS_JSON = frozenset({"tools", "json"})
+_EMBEDDING = frozenset({"embedding"})
+_NONE: frozenset[str] = frozenset()
+
+
+def implied_capabilities(request: CompletionRequest | None, operation: Operation = "chat") -> frozenset[str]:
+    """The capability tags the request needs whatever the task says, before the registry's use of them counts."""
+    if operation == "embeddings":
+        return _EMBEDDING
+    if request is None:
+        return _NONE
+    fmt = request.response_format
+    wants_json = fmt is not None and fmt.type != "text"
+    if request.tools:
+        return _TOOLS_JSON if wants_json else _TOOLS
+    return _JSON if wants_json else _NONE
+
+
+def _declared(reg: Registry) -> frozenset[str]:
+    return frozenset().union(*reg.capabilities_by_id.values())
+
+
 def _capabilities(value: object, parameter: str) -> frozenset[str]:
     """Any iterable of capability names, as a frozenset; a clear TypeError for anything else."""
     if isinstance(value, frozenset) and all(isinstance(c, str) for c in value):
@@ -145,6 +190,7 @@ class ModelSelectionFactory:
             raise ConfigurationError(f"unknown_task must be 'default' or 'error', not {unknown_task!r}")
         self._registry = registry
         self._unknown_task = unknown_task
+        self._declared: tuple[Registry, frozenset[str]] | None = None  # the tags of the last snapshot seen
 
     @property
     def unknown_task(self) -> UnknownTaskPolicy:
@@ -167,15 +213,21 @@ class ModelSelectionFactory:
         return reg.default_chain
 
     def candidates(
-        self, task: str, request: CompletionRequest | None = None, *, prompt_tokens: int | None = None
+        self,
+        task: str,
+        request: CompletionRequest | None = None,
+        *,
+        prompt_tokens: int | None = None,
+        operation: Operation = "chat",
     ) -> Selection:
         """The ordered, de-duplicated chain (primary, fallbacks, default) minus the models this request rules out.
 
         An empty ``models`` tuple means every model was skipped, each with its reason in
         ``selection.skipped``. ``prompt_tokens`` replaces the estimate (an exact count, when
-        the caller has one).
+        the caller has one); ``operation`` ``"embeddings"`` requires ``embedding`` where the
+        registry uses that tag.
         """
-        return self._select(task, request, prompt_tokens, frozenset())
+        return self._select(task, request, prompt_tokens, frozenset(), operation)
 
     def explain(
         self,
@@ -184,9 +236,18 @@ class ModelSelectionFactory:
         *,
         prompt_tokens: int | None = None,
         require: Iterable[str] = (),
+        operation: Operation = "chat",
     ) -> Selection:
         """The same decision ``candidates`` makes, with extra capabilities to require (for the CLI and debugging)."""
-        return self._select(task, request, prompt_tokens, _capabilities(require, "require"))
+        return self._select(task, request, prompt_tokens, _capabilities(require, "require"), operation)
+
+    def _declared_capabilities(self, reg: Registry) -> frozenset[str]:
+        cached = self._declared
+        if cached is not None and cached[0] is reg:
+            return cached[1]
+        declared = _declared(reg)
+        self._declared = (reg, declared)
+        return declared
 
     def _select(  # noqa: C901, PLR0912 - the fast path and the filtered path of one decision, kept together
         self,
@@ -194,8 +255,10 @@ class ModelSelectionFactory:
         request: CompletionRequest | None,
         prompt_tokens: int | None,
         extra_caps: frozenset[str],
+        operation: Operation = "chat",
     ) -> Selection:
         reg = self._registry.current  # one snapshot for the whole decision
+        declared = self._declared_capabilities(reg)
         mapping = reg.tasks_by_name.get(task)
         if mapping is None:
             chain = self._unmapped_chain(reg, task)
@@ -220,6 +283,13 @@ class ModelSelectionFactory:
             caps = frozenset(task_caps).union(extra_caps)
             if request is not None:
                 caps |= _capabilities(request.required_capabilities, "required_capabilities")
+        implied = implied_capabilities(request, operation)
+        if implied:
+            # A tag no model declares is one the registry does not use: it rules nothing out.
+            implied = frozenset(
+                tag for tag in implied if tag in declared or (tag == "json" and "json_schema" in declared)
+            )
+            caps = caps | implied if caps else implied
 
         # Fast path: nothing but the token budget to check, and every model fits it.
         if not caps and max_cost is None:
@@ -227,7 +297,7 @@ class ModelSelectionFactory:
                 if tokens_in + (out_tokens or model.max_tokens) > model.context_window:
                     break
             else:
-                return Selection(task, chain, (), reg, mapping is not None, caps, tokens_in, max_cost)
+                return Selection(task, chain, (), reg, mapping is not None, caps, tokens_in, max_cost, declared)
 
         models: list[ModelConfig] = []
         skipped: list[Skip] = []
@@ -245,7 +315,9 @@ class ModelSelectionFactory:
                 models.append(model)
             else:
                 skipped.append(Skip(model.id, reason))
-        return Selection(task, tuple(models), tuple(skipped), reg, mapping is not None, caps, tokens_in, max_cost)
+        return Selection(
+            task, tuple(models), tuple(skipped), reg, mapping is not None, caps, tokens_in, max_cost, declared
+        )
 
 
 def _skip_reason(
@@ -260,6 +332,8 @@ def _skip_reason(
     if caps:
         have = model_caps if model_caps is not None else frozenset(model.capabilities)
         missing = caps - have
+        if "json" in missing and "json_schema" in have:
+            missing = missing - {"json"}  # a model that takes a schema takes JSON mode too
         if missing:
             return f"lacks capability {', '.join(sorted(missing))}"
     tokens_out = out_tokens or model.max_tokens

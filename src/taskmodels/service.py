@@ -15,7 +15,8 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar, overload
 
 from taskmodels.engine.admission import Gate
 from taskmodels.engine.call import CallState
@@ -23,16 +24,27 @@ from taskmodels.engine.loop import Engine
 from taskmodels.engine.observe import CallTracer, Observation
 from taskmodels.engine.plan import Operation, Planner
 from taskmodels.errors import CURRENT_TASK, TaskModelsError
+from taskmodels.output import output_run_for, output_schema
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import StateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
+from taskmodels.selection import ModelSelectionFactory, estimate_prompt_tokens
 from taskmodels.sync import SyncModelService
-from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
+from taskmodels.types import (
+    Attempt,
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingResult,
+    ResponseFormat,
+    StreamEvent,
+    coerce_request,
+)
 
 __all__ = ["ModelService", "SyncModelService"]
+
+_T = TypeVar("_T")
 
 
 class ModelService:
@@ -77,13 +89,26 @@ class ModelService:
         self._sync: SyncModelService | None = None
         self._sync_lock = threading.Lock()
 
+    @overload
+    async def complete_with_task_model(
+        self, task: str, request: CompletionRequest | str | None = None, /, *, output_type: type[_T], **fields: Any
+    ) -> CompletionResult[_T]: ...
+
+    @overload
+    async def complete_with_task_model(
+        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+    ) -> CompletionResult: ...
+
     async def complete_with_task_model(
         self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
     ) -> CompletionResult:
         """The answer of the first model of the task's chain that gives one.
 
         ``request`` is a ``CompletionRequest``, a prompt string, or omitted; keyword
-        ``fields`` set (or override) ``CompletionRequest`` fields. Raises
+        ``fields`` set (or override) ``CompletionRequest`` fields. With ``output_type``
+        (a pydantic model, dataclass, TypedDict or a list of one) ``result.output`` is the
+        validated answer, typed as that class; an answer that fails validation is an
+        attempt failure (``OutputValidationError``, see docs/typed-answers.md). Raises
         ``AllModelsFailedError``, ``DeadlineExceededError``, ``BudgetExceededError``,
         a ``SelectionError``, ``InvalidRequestError``, or a ``ProviderError`` that no
         other model can fix (a bad request, a content filter the task does not fall back on).
@@ -91,10 +116,14 @@ class ModelService:
         call = self._start(task, coerce_request(request, fields), "chat")
         token = CURRENT_TASK.set(task)
         try:
-            return await self.engine.complete(call, streamed=self.resilience.stream_under_the_hood)
+            result = await self.engine.complete(call, streamed=self.resilience.stream_under_the_hood)
         except TaskModelsError as exc:
             self.observation.call_failed(call, exc)
             raise
+        else:
+            if call.output is not None:
+                result.output = call.output.value  # a streamed read assembles a new result
+            return result
         finally:
             CURRENT_TASK.reset(token)
             if call.trace is not None:
@@ -124,11 +153,15 @@ class ModelService:
         ``restart`` event (discard what you got; ``model_id`` names the next model)
         and streams the next answer from its start; ``error`` raises. A stream that
         is cut, stalls or sends a malformed event never ends in ``done``.
+        With ``output_type`` the ``done`` event's ``result.output`` is the validated answer;
+        an answer that fails validation is an attempt failure, as for ``complete``.
         """
         call = self._start(task, coerce_request(request, fields), "chat", streaming=True)
         token = CURRENT_TASK.set(task)
         try:
             async for event in self.engine.stream(call):
+                if event.result is not None and call.output is not None:
+                    event.result.output = call.output.value
                 yield event
         except TaskModelsError as exc:
             self.observation.call_failed(call, exc)
@@ -171,8 +204,20 @@ class ModelService:
     def _start(
         self, task: str, request: CompletionRequest, operation: Operation, *, streaming: bool = False
     ) -> CallState:
-        selection = self.selector.candidates(task, request)
+        tokens = None
+        if request.output_type is not None:  # the schema goes with the prompt: selection and budgets count it
+            schema = output_schema(request.output_type).schema
+            tokens = estimate_prompt_tokens(replace(request, response_format=ResponseFormat.json_schema(schema)))
+        selection = self.selector.candidates(task, request, prompt_tokens=tokens, operation=operation)
         call = CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
+        if selection.skipped:  # the attempts say why a model of the chain was not tried, selection's skips too
+            models = selection.registry.models_by_id
+            call.attempts.extend(
+                Attempt(s.model_id, models[s.model_id].provider, "skipped", 0.0, "NotSelected", s.reason, None, 0)
+                for s in selection.skipped
+            )
+        if request.output_type is not None or request.response_format is not None:
+            call.output = output_run_for(selection, request)
         if self.observation.tracer is not None:
             self.observation.call_started(call, streaming=streaming)
         return call

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["SyncModelService"]
 
 _T = TypeVar("_T")
+_O = TypeVar("_O")  # a call's output_type
 
 
 class SyncModelService:
@@ -72,6 +73,16 @@ class SyncModelService:
             coro.close()
             raise
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    @overload
+    def complete_with_task_model(
+        self, task: str, request: CompletionRequest | str | None = None, /, *, output_type: type[_O], **fields: Any
+    ) -> CompletionResult[_O]: ...
+
+    @overload
+    def complete_with_task_model(
+        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+    ) -> CompletionResult: ...
 
     def complete_with_task_model(
         self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Generic, Literal
+
+from typing_extensions import TypeVar
 
 from taskmodels.errors import InvalidRequestError
 
@@ -21,6 +23,7 @@ __all__ = [
     "EmbeddingResult",
     "FinishReason",
     "Message",
+    "OutputT",
     "ResponseFormat",
     "Role",
     "StreamEvent",
@@ -39,6 +42,9 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"
 AttemptOutcome = Literal["success", "error", "skipped"]
 
 StreamEventType = Literal["text", "tool_call", "restart", "done"]
+
+OutputT = TypeVar("OutputT", default=Any)
+"""What ``CompletionResult.output`` holds: the ``output_type`` a call asked for (``Any`` when it asked none)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,7 +100,9 @@ class CompletionRequest:
     whole conversation. ``max_tokens`` and ``temperature`` default to the model's
     registry entry. ``extra`` is merged into the provider's request body as is.
     ``required_capabilities``, ``max_cost`` and the time limits steer selection
-    and the fallback loop; they are never sent to a provider.
+    and the fallback loop; they are never sent to a provider. ``output_type``
+    (a pydantic model, dataclass, TypedDict or a list of one) asks for a typed
+    answer: each model gets the schema the way it supports (docs/typed-answers.md).
     """
 
     prompt: str | None = None
@@ -108,6 +116,7 @@ class CompletionRequest:
     tools: Sequence[ToolSpec] = ()
     tool_choice: str | Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    output_type: Any = None  # a type for TypeAdapter; the result's ``output`` is a validated instance of it
     # selection and policy, per call
     required_capabilities: frozenset[str] = frozenset()
     max_cost: float | None = None
@@ -131,6 +140,7 @@ class CompletionRequest:
             and self.first_token_timeout is None
             and self.stall_timeout is None
             and isinstance(self.required_capabilities, frozenset)
+            and self.output_type is None
         ):
             return self  # the common call sets none of them
         problems = []
@@ -146,6 +156,8 @@ class CompletionRequest:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 problems.append(f"{name} must be a positive number of seconds, not {value!r}")
+        if self.output_type is not None and self.response_format is not None:
+            problems.append("give output_type or response_format, not both: output_type sends its own schema")
         if problems:
             raise InvalidRequestError("invalid request: " + "; ".join(problems))
         caps = self.required_capabilities
@@ -198,11 +210,13 @@ class Attempt:
 
 
 @dataclass(slots=True)
-class CompletionResult:
+class CompletionResult(Generic[OutputT]):
     """What served the call and what it answered.
 
     ``model_id``/``provider``/``model_name`` name the model that really answered (a
     fallback's, after a fallback); ``usage`` and ``cost`` are that answer's only.
+    ``output`` is the validated instance of the call's ``output_type`` (``None`` when it
+    asked none); ``text`` stays the raw answer.
     """
 
     text: str
@@ -215,6 +229,7 @@ class CompletionResult:
     tool_calls: tuple[ToolCall, ...] = ()
     request_id: str | None = None
     attempts: tuple[Attempt, ...] = ()
+    output: OutputT = None  # type: ignore[assignment]  # None unless the call gave an output_type
 
 
 @dataclass(slots=True)

@@ -40,7 +40,7 @@ EXPECTED = [
     "taskmodels.registry.service.ModelRegistryService",
     "taskmodels.selection.ModelSelectionFactory",
     "taskmodels.http_client.ResourcePool",
-    "taskmodels.types.CompletionResult",
+    "taskmodels.types.CompletionResult[Any]",  # generic in its output_type, Any without one
 ]
 
 

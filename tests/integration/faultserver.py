@@ -56,6 +56,7 @@ Kind = Literal[
     "malformed",
     "no_done",
     "reject_prefill",
+    "reject_response_format",
     "raw",
 ]
 
@@ -147,6 +148,11 @@ class Behaviour:
     @classmethod
     def content_policy_violation(cls, reason: str = "Your request was rejected by the safety system") -> Behaviour:
         return cls.error(400, code="content_policy_violation", type_="invalid_request_error", message=reason)
+
+    @classmethod
+    def rejecting_response_format(cls, text: str | None = None) -> Behaviour:
+        """A server without structured output: 400 for a body with ``response_format``, else ``ok(text)``."""
+        return cls("reject_response_format", text=text)
 
     @classmethod
     def slow_first_token(cls, delay: float) -> Behaviour:
@@ -370,6 +376,13 @@ class FaultServer:
         if kind == "reject_prefill":
             if seen.last_role == "assistant":
                 await self._send_error(writer, Behaviour.error(400, code="prefill_not_supported", message="no prefill"))
+                return
+            kind = "ok"
+        if kind == "reject_response_format":
+            if "response_format" in seen.body:
+                await self._send_error(
+                    writer, Behaviour.error(400, code="invalid_request_error", message="response_format unsupported")
+                )
                 return
             kind = "ok"
         if kind == "status":

@@ -15,11 +15,12 @@ import json
 import math
 import string
 from collections.abc import AsyncIterator
+from enum import StrEnum
 
 import httpx2
 import pytest
 from llamacpp import LlamaCppServer, TinyModel
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from taskmodels.errors import AuthenticationError, ContextLengthExceededError
 from taskmodels.providers.base import BaseModelProvider
@@ -323,3 +324,50 @@ async def test_service_falls_back_past_a_server_that_refuses_the_key(service: Mo
     failed, served = result.attempts
     assert (failed.model_id, failed.error_class, failed.status_code) == ("locked", "AuthenticationError", 401)
     assert served.outcome == "success"
+
+
+# --- typed answers ---------------------------------------------------------------------
+
+
+class Verdict(StrEnum):
+    yes = "yes"
+    no = "no"
+
+
+class Judgement(BaseModel):
+    verdict: Verdict
+    sure: bool
+
+
+async def test_output_type_returns_a_validated_instance(
+    llamacpp_server: LlamaCppServer, http_client: httpx2.AsyncClient
+) -> None:
+    """``json_schema`` in the capabilities: the schema goes as ``response_format`` and the server's grammar
+    makes even random weights write a valid, closed answer within ``max_tokens``."""
+    factory = ModelProviderFactory(http_client=http_client, discover_entry_points=False)
+    entry = model_config(llamacpp_server).model_dump(by_alias=True, exclude_none=True)
+    # Selection's prompt estimate is a bound with room for the schema and the tool-use overhead providers add;
+    # the server's own 256-token window holds the real prompt, which carries no schema when it is sent natively.
+    entry.update(capabilities=["chat", "json_schema"], contextWindow=4096, maxTokens=128)
+    registry = ModelRegistryService.from_dict(
+        {
+            "models": [entry],
+            "taskMappings": [{"taskName": "judge", "primaryModelId": entry["id"], "outputRetries": 0}],
+            "defaultModelId": entry["id"],
+        },
+        provider_names=factory.provider_names(),
+    )
+    service = ModelService(
+        registry=registry,
+        selector=ModelSelectionFactory(registry),
+        provider_factory=factory,
+        state_store=MemoryStateStore(),
+    )
+
+    result = await service.complete_with_task_model("judge", "Is the sky blue?", output_type=Judgement)
+
+    assert isinstance(result.output, Judgement)
+    assert isinstance(result.output.verdict, Verdict)
+    assert isinstance(result.output.sure, bool)
+    assert Judgement.model_validate_json(result.text) == result.output
+    assert [a.outcome for a in result.attempts] == ["success"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from taskmodels.errors import (
     AllModelsFailedError,
@@ -17,6 +17,9 @@ from taskmodels.registry.schema import ModelConfig
 from taskmodels.types import Attempt
 
 from .plan import CallPlan
+
+if TYPE_CHECKING:
+    from taskmodels.output import OutputRun
 
 __all__ = ["CallState", "Cut", "describe_attempts"]
 
@@ -34,6 +37,7 @@ class CallState:
         "last_error",
         "min_context",
         "open_breakers",
+        "output",
         "plan",
         "reported_tokens",
         "skipped",
@@ -54,6 +58,7 @@ class CallState:
         self.last_error: ProviderError | None = None
         self.cut_by: Cut = None  # the last attempt's timeout was not its own limit but the deadline or its share
         self.trace: object | None = None  # the tracer's handle (engine/observe.py), when one is attached
+        self.output: OutputRun | None = None  # a typed answer (or a response_format) asked per model, validated
 
     @property
     def task(self) -> str:

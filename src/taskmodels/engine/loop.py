@@ -18,7 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from taskmodels.errors import ProviderError, TaskModelsError
+from taskmodels.errors import ProviderError, TaskModelsError, TruncatedAnswerError
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.policy import Next, retry_delay, rule_for
@@ -86,6 +86,8 @@ class Engine:
                     else:
                         work = provider.complete(call.plan.request)
                     result = await bounded(call, attempt.model, work, self._clock, last=attempt.last)
+                    if result.finish_reason == "length" and not result.text and not result.tool_calls:
+                        raise _spent(attempt.model)
                 except ProviderError as exc:
                     await self._failed(call, attempt, exc)
                     continue
@@ -125,6 +127,8 @@ class Engine:
                     async with aclosing(events) as s:
                         async for event in s:
                             if event.type == "done":
+                                if event.finish_reason == "length" and not texts and not tools:
+                                    raise _spent(model)
                                 done = await self._succeeded(call, attempt, assemble(model, event, texts, tools))
                                 yield StreamEvent(
                                     type="done",
@@ -189,11 +193,12 @@ class Engine:
         if not await self.gate.admits(call, model, forced=forced):
             return None
         try:
-            return self._provider_for(model)
+            provider = self._provider_for(model)
         except TaskModelsError as exc:  # configuration, not an outage: no key, no endpoint, no implementation
             call.skip(model, type(exc).__name__, str(exc), exc)
             self.observation.model_unusable(model, exc)
             return None
+        return provider if call.output is None else call.output.port(provider)
 
     # --- after an attempt ------------------------------------------------------------------------
 
@@ -251,6 +256,11 @@ class Engine:
             call.needs_larger_context(model, error)
             return
         plan = call.plan
+        if rule.feedback:  # asked again at once, with the error, while the task's outputRetries allow
+            output = call.output
+            if output is not None and output.may_ask_again(model.id) and call.tries < plan.policy.max_attempts_total:
+                attempt.retry_in = 0.0
+            return
         if (
             opened
             or attempt.number >= plan.policy.max_attempts_per_model
@@ -260,3 +270,12 @@ class Engine:
         delay = retry_delay(error, attempt.number, self._resilience, self._rand)
         if delay is not None and delay < plan.remaining(self._clock()):
             attempt.retry_in = delay
+
+
+def _spent(model: ModelConfig) -> TruncatedAnswerError:
+    """An answer that reached max_tokens with nothing to show: a reasoning model thought the whole budget away."""
+    return TruncatedAnswerError(
+        "the answer reached max_tokens with no text: the model's reasoning spent the whole budget",
+        provider=model.provider,
+        model_id=model.id,
+    )

@@ -35,6 +35,7 @@ from taskmodels.errors import (
     RateLimitError,
 )
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
+from taskmodels.providers.reasoning import shape_anthropic
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -118,6 +119,7 @@ class AnthropicProvider(BaseModelProvider):
             body["tool_choice"] = tool_choice
         if stream:
             body["stream"] = True
+        shape_anthropic(body, self.model)
         body.update(request.extra)
         return HttpRequest("POST", f"{self.base_url}/v1/messages", headers=self._headers(), json=body)
 

@@ -37,6 +37,7 @@ from taskmodels.errors import (
     RateLimitError,
 )
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
+from taskmodels.providers.reasoning import shape_gemini_config
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -104,6 +105,7 @@ class GeminiProvider(BaseModelProvider):
             config["responseMimeType"] = "application/json"
             if fmt.type == "json_schema" and fmt.schema:
                 config["responseJsonSchema"] = dict(fmt.schema)
+        shape_gemini_config(config, self.model)
         body["generationConfig"] = config
         if request.tools:
             body["tools"] = [

@@ -36,6 +36,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
 )
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
+from taskmodels.providers.reasoning import shape_ollama_options
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -103,6 +104,7 @@ class OllamaProvider(BaseModelProvider):
         extra_options = extra.pop("options", None)
         if isinstance(extra_options, Mapping):
             options.update(extra_options)
+        shape_ollama_options(options, self.model)
         body["options"] = options
         body.update(extra)
         return HttpRequest("POST", f"{self.base_url}/api/chat", headers=self._headers(), json=body)

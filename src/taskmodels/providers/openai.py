@@ -33,6 +33,7 @@ from taskmodels.errors import (
     RateLimitError,
 )
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder
+from taskmodels.providers.reasoning import shape_openai
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
@@ -251,6 +252,7 @@ class OpenAIProvider(BaseModelProvider):
             body["stream"] = True
             if self.options.get("streamUsage", True):
                 body["stream_options"] = {"include_usage": True}
+        shape_openai(body, self.model)
         body.update(request.extra)
         return body
 

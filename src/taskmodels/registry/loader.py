@@ -45,6 +45,9 @@ _MODELS = "models"
 _TASKS = "taskMappings"
 # Providers with no default endpoint: a model of theirs needs a baseUrl, or one from settings.
 _NEEDS_BASE_URL = frozenset({"openai-compatible"})
+# The providers reasoningEffort is mapped for: providers/reasoning.py's MAPPED_PROVIDERS (a test keeps them
+# equal; the registry does not import the HTTP side).
+REASONING_PROVIDERS = frozenset({"openai", "azure-openai", "openai-compatible", "anthropic", "gemini"})
 # Suggesting a close model id is O(number of ids) per unknown reference; beyond this many
 # ids the suggestion is skipped so a large registry with many typos still loads fast.
 _SUGGEST_LIMIT = 5000
@@ -611,6 +614,7 @@ class _Validator:
             if model is None:
                 continue
             subject = _subject("model", model.id)
+            self._check_reasoning(i, model, subject)
             if model.context_window <= model.max_tokens:
                 key = _find_key(self.m.models[i], "context_window", _MODEL_KEYS)
                 self.error(
@@ -633,6 +637,22 @@ class _Validator:
                         f"this {model.provider} model needs an endpoint: set baseUrl "
                         f"(e.g. http://127.0.0.1:8080/v1) or {variable}{subject}",
                     )
+
+    def _check_reasoning(self, i: int, model: ModelConfig, subject: str) -> None:
+        """Settings of a reasoning model that will not reach it are reported, not silently dropped."""
+        if "temperature" in model.unsupported_parameters and model.temperature != 1.0:
+            key = _find_key(self.m.models[i], "temperature", _MODEL_KEYS)
+            self.warn(
+                self.m.where(_MODELS, i, key),
+                f"temperature {model.temperature:g} is never sent: unsupportedParameters names temperature{subject}",
+            )
+        if model.reasoning_effort is not None and model.provider not in REASONING_PROVIDERS:
+            key = _find_key(self.m.models[i], "reasoning_effort", _MODEL_KEYS)
+            self.warn(
+                self.m.where(_MODELS, i, key),
+                f"reasoningEffort is not mapped for provider {model.provider!r} and is not sent "
+                f"(mapped: {', '.join(sorted(REASONING_PROVIDERS))}){subject}",
+            )
 
     def _unknown_model(self, ref: str, model_index: Mapping[str, int]) -> str:
         message = f"unknown model {ref!r}"

@@ -20,7 +20,23 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from taskmodels.types import Usage
 
-__all__ = ["BudgetConfig", "ModelConfig", "RegistryConfig", "TaskMapping", "TaskTimeouts"]
+__all__ = [
+    "REQUEST_PARAMETERS",
+    "BudgetConfig",
+    "ModelConfig",
+    "ReasoningEffort",
+    "RegistryConfig",
+    "RequestParameter",
+    "TaskMapping",
+    "TaskTimeouts",
+]
+
+RequestParameter = Literal["temperature", "top_p", "stop"]
+"""Request parameters a model may refuse (``unsupportedParameters``); named as ``CompletionRequest`` names them."""
+REQUEST_PARAMETERS: tuple[RequestParameter, ...] = ("temperature", "top_p", "stop")
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+"""How hard a reasoning model thinks; each provider's mapping is in ``providers/reasoning.py``."""
 
 
 def _integral(value: Any) -> Any:
@@ -103,6 +119,17 @@ class ModelConfig(_Strict):
     description: str | None = None
     timeouts: TaskTimeouts | None = Field(
         default=None, description="This model's time limits; a task's and a request's win over them"
+    )
+    unsupported_parameters: tuple[RequestParameter, ...] = Field(
+        default=(),
+        alias="unsupportedParameters",
+        description="Request parameters this model refuses (reasoning models: temperature); never sent to it",
+    )
+    reasoning_effort: ReasoningEffort | None = Field(
+        default=None,
+        alias="reasoningEffort",
+        description="How hard a reasoning model thinks: OpenAI reasoning_effort, Anthropic thinking budget, "
+        "Gemini thinkingConfig",
     )
 
     @field_validator("base_url")
@@ -189,6 +216,14 @@ class TaskMapping(_Strict):
     fallback_on_content_filter: _Flag | None = Field(default=None, alias="fallbackOnContentFilter")
     timeouts: TaskTimeouts | None = None
     budget: BudgetConfig | None = None
+    output_retries: _Int = Field(
+        default=1,
+        alias="outputRetries",
+        ge=0,
+        le=10,
+        description="Times a model whose answer fails the output_type's validation is asked again, "
+        "with the error, before the chain moves on",
+    )
 
 
 class RegistryConfig(_Strict):

@@ -6,6 +6,8 @@
 | ProviderUnavailableError (5xx)          | bounded backoff       | yes                        | counts       |
 | ProviderConnectionError                 | bounded backoff       | yes                        | counts       |
 | InvalidResponseError, IncompleteStream  | bounded backoff       | yes                        | counts       |
+| OutputValidationError                   | at once, error fed back (outputRetries) | yes          | not counted  |
+| TruncatedAnswerError (length, no text)  | no                    | yes                        | not counted  |
 | ProviderTimeoutError, first token, stall| no                    | yes                        | counts       |
 | AuthenticationError (401/403)           | no                    | yes                        | opens at once|
 | ContextLengthExceededError              | no                    | only a larger context      | not counted  |
@@ -30,11 +32,13 @@ from taskmodels.errors import (
     ContentFilteredError,
     ContextLengthExceededError,
     InvalidResponseError,
+    OutputValidationError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
+    TruncatedAnswerError,
 )
 from taskmodels.sections import ResilienceSettings
 
@@ -56,6 +60,9 @@ class Rule:
     next: Next
     counts_against_model: bool  # request-caused failures say nothing about the model's health
     trips_breaker: bool = False  # open the model's breaker at once (a route that cannot authenticate)
+    # Ask the same model again at once with the error fed back, while the task's ``outputRetries`` allow:
+    # the model answered, so there is nothing to wait for, and the next question is a different one.
+    feedback: bool = False
 
 
 _TRANSIENT = Rule(retry_same=True, next=Next.ANY, counts_against_model=True)
@@ -71,6 +78,9 @@ RULES: Mapping[type[ProviderError], Rule] = {
     ContextLengthExceededError: Rule(retry_same=False, next=Next.LARGER_CONTEXT, counts_against_model=False),
     ContentFilteredError: Rule(retry_same=False, next=Next.IF_OPTED_IN, counts_against_model=False),
     BadRequestError: Rule(retry_same=False, next=Next.RAISE, counts_against_model=False),
+    # The route is healthy (it answered); the answer was wrong for this call.
+    OutputValidationError: Rule(retry_same=True, next=Next.ANY, counts_against_model=False, feedback=True),
+    TruncatedAnswerError: Rule(retry_same=False, next=Next.ANY, counts_against_model=False),
 }
 
 _DEFAULT = _SILENT  # an unknown ProviderError subclass: move on, do not hammer the same route
@@ -110,8 +120,11 @@ def retry_delay(
     A ``Retry-After`` is honoured up to ``retry_after_cap``; a longer one means
     the model will not answer soon enough, so the loop moves to the next model.
     """
-    if not rule_for(error).retry_same:
+    rule = rule_for(error)
+    if not rule.retry_same:
         return None
+    if rule.feedback:
+        return 0.0
     if error.retry_after is not None:
         if error.retry_after > settings.retry_after_cap:
             return None
