@@ -19,6 +19,7 @@ from typing import Any
 
 from taskmodels.engine.admission import Gate
 from taskmodels.engine.call import CallState
+from taskmodels.engine.health import pool_health
 from taskmodels.engine.loop import Engine
 from taskmodels.engine.observe import CallTracer, Observation
 from taskmodels.engine.plan import Operation, Planner
@@ -139,11 +140,13 @@ class ModelService:
         return self.observation.accounting.snapshot()
 
     async def health(self) -> dict[str, Any]:
-        """Each registry model's breaker: ``state`` (closed, open, half_open), failures and ``retry_at``."""
+        """Each registry model's breaker: ``state`` (closed, open, half_open), failures and ``retry_at``; for a
+        model with deployments, its ``routing`` and each deployment's breaker, hold and rate state
+        (see ``engine/health.py``)."""
         gate = self.engine.gate
         snapshots = await gate.snapshots()
         out: dict[str, Any] = {}
-        for model_id in self.registry.current.models_by_id:
+        for model_id, model in self.registry.current.models_by_id.items():
             snap = snapshots.get(model_id) or await gate.snapshot(model_id)
             out[model_id] = {
                 "state": snap.state,
@@ -151,6 +154,8 @@ class ModelService:
                 "retry_at": snap.retry_at,
                 "cooldown": snap.cooldown,
             }
+            if model.deployments:
+                out[model_id].update(await pool_health(gate, self.engine.pools.pool(model), snapshots))
         return {"models": out}
 
     @property

@@ -60,9 +60,17 @@ class CallState:
     def attempts_made(self) -> int:
         return sum(1 for a in self.attempts if a.outcome != "skipped")
 
-    def skip(self, model: ModelConfig, kind: str, reason: str, error: TaskModelsError | None = None) -> None:
+    def skip(
+        self,
+        model: ModelConfig,
+        kind: str,
+        reason: str,
+        error: TaskModelsError | None = None,
+        *,
+        deployment_id: str | None = None,
+    ) -> None:
         self.skipped.append((model.id, reason))
-        self.attempts.append(Attempt(model.id, model.provider, "skipped", 0.0, kind, reason, None, 0))
+        self.attempts.append(Attempt(model.id, model.provider, "skipped", 0.0, kind, reason, None, 0, deployment_id))
         if error is not None:
             self.errors.append(error)
 
@@ -138,5 +146,6 @@ def describe_attempts(attempts: Sequence[Attempt]) -> str:
         status = f" status={a.status_code}" if a.status_code is not None else ""
         what = "ok" if a.outcome == "success" else f"{a.error_class}{status}: {a.error_message}"
         tag = "skipped" if a.outcome == "skipped" else f"try {a.number}"
-        lines.append(f"\n  {a.model_id} ({a.provider}, {tag}): {what}")
+        name = f"{a.model_id}/{a.deployment_id}" if a.deployment_id else a.model_id
+        lines.append(f"\n  {name} ({a.provider}, {tag}): {what}")
     return ":" + "".join(lines)
