@@ -31,6 +31,7 @@ from taskmodels.resilience.state import StateStore
 from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.sync import SyncModelService
+from taskmodels.tenancy import CURRENT_TENANT
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
 
 __all__ = ["ModelService", "SyncModelService"]
@@ -79,7 +80,7 @@ class ModelService:
         self._sync_lock = threading.Lock()
 
     async def complete_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> CompletionResult:
         """The answer of the first model of the task's chain that gives one.
 
@@ -88,8 +89,9 @@ class ModelService:
         ``AllModelsFailedError``, ``DeadlineExceededError``, ``BudgetExceededError``,
         a ``SelectionError``, ``InvalidRequestError``, or a ``ProviderError`` that no
         other model can fix (a bad request, a content filter the task does not fall back on).
+        ``tenant`` names whom the call is for (default: ``taskmodels.tenant_scope``'s).
         """
-        call = self._start(task, coerce_request(request, fields), "chat")
+        call = self._start(task, coerce_request(request, fields), "chat", tenant)
         token = CURRENT_TASK.set(task)
         try:
             return await self.engine.complete(call, streamed=self.resilience.stream_under_the_hood)
@@ -99,9 +101,11 @@ class ModelService:
         finally:
             CURRENT_TASK.reset(token)
 
-    async def embed_with_task_model(self, task: str, texts: Sequence[str]) -> EmbeddingResult:
+    async def embed_with_task_model(
+        self, task: str, texts: Sequence[str], *, tenant: str | None = None
+    ) -> EmbeddingResult:
         """Embeddings of ``texts`` from the task's chain, with the same fallback policy as completions."""
-        call = self._start(task, CompletionRequest(), "embeddings")
+        call = self._start(task, CompletionRequest(), "embeddings", tenant)
         token = CURRENT_TASK.set(task)
         try:
             return await self.engine.embed(call, list(texts))
@@ -112,7 +116,7 @@ class ModelService:
             CURRENT_TASK.reset(token)
 
     async def stream_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> AsyncIterator[StreamEvent]:
         """The answer as events: ``text`` and ``tool_call`` events, then one ``done`` event with the ``result``.
 
@@ -122,7 +126,7 @@ class ModelService:
         and streams the next answer from its start; ``error`` raises. A stream that
         is cut, stalls or sends a malformed event never ends in ``done``.
         """
-        call = self._start(task, coerce_request(request, fields), "chat")
+        call = self._start(task, coerce_request(request, fields), "chat", tenant)
         token = CURRENT_TASK.set(task)
         try:
             async for event in self.engine.stream(call):
@@ -136,7 +140,8 @@ class ModelService:
                 CURRENT_TASK.reset(token)
 
     def totals(self) -> dict[str, dict[str, dict[str, int | float]]]:
-        """Calls, attempts, tokens and cost so far, per task (``tasks``) and per model (``models``), in this process."""
+        """Calls, attempts, tokens and cost so far, per task (``tasks``), per model (``models``) and per tenant
+        (``tenants``: calls made for one), in this process."""
         return self.observation.accounting.snapshot()
 
     async def health(self) -> dict[str, Any]:
@@ -167,6 +172,9 @@ class ModelService:
                     self._sync = SyncModelService(self)
         return self._sync
 
-    def _start(self, task: str, request: CompletionRequest, operation: Operation) -> CallState:
+    def _start(
+        self, task: str, request: CompletionRequest, operation: Operation, tenant: str | None = None
+    ) -> CallState:
         selection = self.selector.candidates(task, request)
-        return CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
+        plan = self._planner.plan(selection, request, now=self._clock(), operation=operation)
+        return CallState(plan, tenant if tenant is not None else CURRENT_TENANT.get())

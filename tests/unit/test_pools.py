@@ -170,3 +170,36 @@ async def test_when_every_deployment_is_held_and_nothing_else_is_left_the_call_f
     reasons = [a.error_message or "" for a in info.value.attempts]
     assert any("'a': rate limit spent" in r for r in reasons)
     assert any("'b': rate limit spent" in r for r in reasons)
+
+
+# --- tenants ---------------------------------------------------------------------------------
+
+
+async def test_a_tenant_scoped_budget_holds_for_each_tenant_apart_and_totals_name_them() -> None:
+    from taskmodels import tenant_scope
+    from taskmodels.errors import BudgetExceededError
+
+    # Every answer costs 15 tokens x 0.001 / 1000; the estimate (prompt + 100 tokens) is about 0.000106.
+    budget = {"limit": 0.0002, "windowSeconds": 3600, "scope": "tenant"}
+    env = Env(fake_registry(fake_model("m"), budget=budget))
+    with tenant_scope("acme"):
+        for _ in range(2):
+            await env.service.complete_with_task_model("t", "hi")
+    spent = await env.store.spend("budget:t:tenant:acme", window=3600, now=env.clock())
+    assert spent == pytest.approx(2 * 15 * 0.001 / 1000)
+    await env.service.complete_with_task_model("t", "hi", tenant="globex")  # its own budget, untouched by acme's
+    with tenant_scope("acme"), pytest.raises(BudgetExceededError, match="for tenant 'acme'"):
+        # 0.00003 spent + 0.000106 estimate fits; keep going until it does not
+        for _ in range(10):
+            await env.service.complete_with_task_model("t", "hi")
+    totals = env.service.totals()["tenants"]
+    assert totals["globex"]["calls"] == 1
+    assert totals["acme"]["calls"] >= 2
+    assert totals["acme"]["failed_calls"] == 1
+
+
+def test_tenant_scope_refuses_an_empty_tenant() -> None:
+    from taskmodels import tenant_scope
+
+    with pytest.raises(ValueError, match="non-empty"), tenant_scope(""):
+        pass

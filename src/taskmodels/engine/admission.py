@@ -139,7 +139,7 @@ class Gate:
         if budget is None:
             return NOTHING_RESERVED
         estimate = model.estimate_cost(call.plan.prompt_tokens, call.plan.request.max_tokens or model.max_tokens)
-        held = await self.reserve(call.task, budget, estimate)
+        held = await self.reserve(call.task, budget, estimate, tenant=call.tenant)
         if isinstance(held, Reservation):
             return held
         call.budget_refused = (held.total, budget.limit)
@@ -184,9 +184,13 @@ class Gate:
 
     # --- budgets -----------------------------------------------------------------------------
 
-    async def reserve(self, task: str, budget: BudgetConfig, amount: float) -> Reservation | SpendDecision:
-        """Hold ``amount`` against the task's budget: the reservation, or the store's refusal."""
-        scope = f"budget:{task}"
+    async def reserve(
+        self, task: str, budget: BudgetConfig, amount: float, *, tenant: str | None = None
+    ) -> Reservation | SpendDecision:
+        """Hold ``amount`` against the task's budget (the tenant's, for a tenant-scoped one): the reservation,
+        or the store's refusal."""
+        # Calls made for no tenant share one budget of their own under a tenant-scoped one.
+        scope = f"budget:{task}" if budget.scope == "task" else f"budget:{task}:tenant:{tenant or '-'}"
         work = self.store.reserve_spend(
             scope, amount, limit=budget.limit, window=budget.window_seconds, now=self.wall_clock()
         )

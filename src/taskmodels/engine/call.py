@@ -37,11 +37,13 @@ class CallState:
         "plan",
         "reported_tokens",
         "skipped",
+        "tenant",
         "tries",
     )
 
-    def __init__(self, plan: CallPlan) -> None:
+    def __init__(self, plan: CallPlan, tenant: str | None = None) -> None:
         self.plan = plan
+        self.tenant = tenant  # whom the call is for: tenant-scoped budgets and totals
         self.attempts: list[Attempt] = []
         self.errors: list[TaskModelsError] = []  # what the attempts and skips raised, in order
         self.skipped: list[tuple[str, str]] = list(plan.skipped)
@@ -108,8 +110,9 @@ class CallState:
         budget = self.plan.policy.budget
         limit = budget.limit if budget is not None else 0.0
         window = budget.window_seconds if budget is not None else 0.0
+        whose = f" for tenant {self.tenant!r}" if budget is not None and budget.scope == "tenant" else ""
         return BudgetExceededError(
-            f"task {self.task!r} reached its budget: {spent:.6g} of {limit:.6g} spent "
+            f"task {self.task!r} reached its budget{whose}: {spent:.6g} of {limit:.6g} spent "
             f"in this {window:g}s window; {model.id!r} would cost about {estimate:.6g}",
             task=self.task,
             spent=spent,

@@ -61,7 +61,7 @@ class Observation:
 
     def succeeded(self, call: CallState, attempt: Attempt, result: CompletionResult) -> None:
         usage = result.usage
-        self.accounting.answered(call.task, attempt.model_id, usage, result.cost)
+        self.accounting.answered(call.task, attempt.model_id, usage, result.cost, call.tenant)
         log = self._log
         if (logger := log.enabled(INFO)) is None:
             return
@@ -95,7 +95,7 @@ class Observation:
             )
 
     def call_failed(self, call: CallState, error: TaskModelsError) -> None:
-        self.accounting.failed_call(call.task)
+        self.accounting.failed_call(call.task, call.tenant)
         if (logger := self._log.enabled(WARNING)) is not None:
             logger.warning(
                 "taskmodels.call.finished",
