@@ -100,9 +100,44 @@ async def _work(redis_url: str, namespace: str, urls: dict[str, str], start_at: 
     return {"served": served, "on_redis": on_redis}
 
 
+async def _tenants(redis_url: str, namespace: str, limit: float, start_at: float) -> dict[str, Any]:
+    from pydantic import SecretStr
+
+    from taskmodels import tenant_scope
+    from taskmodels.errors import BudgetExceededError
+    from taskmodels.resilience.redis import RedisStateStore
+    from taskmodels.sections import StateSettings
+    from taskmodels.testing import FakeBackend, Reply, fake_model, fake_registry, make_test_service
+    from taskmodels.types import Usage
+
+    store = RedisStateStore.from_settings(
+        StateSettings(backend="redis", url=SecretStr(redis_url), namespace=namespace, operation_timeout=2.0)
+    )
+    backend = FakeBackend(default=Reply("answer", usage=Usage(40, 20)))
+    budget = {"limit": limit, "windowSeconds": 3600, "scope": "tenant"}
+    service = make_test_service(fake_registry(fake_model("m"), budget=budget), backend=backend, state_store=store)
+    costs: dict[str, list[float]] = {"acme": [], "globex": []}
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+
+    async def lane(tenant: str) -> None:
+        with tenant_scope(tenant):
+            for _ in range(40):
+                try:
+                    result = await service.complete_with_task_model("t", "hello")
+                except BudgetExceededError:
+                    return
+                costs[tenant].append(result.cost)
+
+    await asyncio.gather(*(lane(t) for t in ("acme", "globex", "acme", "globex")))
+    spent = {t: await store.spend(f"budget:t:tenant:{t}", window=3600, now=time.time()) for t in costs}
+    await store.aclose()
+    return {"costs": costs, "spent": spent, "on_redis": store.on_redis}
+
+
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
-    print(json.dumps(asyncio.run(_work(**args))), flush=True)
+    work = _tenants if "limit" in args else _work
+    print(json.dumps(asyncio.run(work(**args))), flush=True)
     raise SystemExit(0)
 
 
@@ -143,7 +178,7 @@ async def test_three_processes_never_send_a_deployment_more_than_its_rpm_or_tpm(
                 for _ in range(3)
             ]
             outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), timeout=60)
-        replies = [json.loads(out) for out, _ in outputs]
+        replies = [json.loads(out.splitlines()[-1]) for out, _ in outputs]  # the last line: logs may precede it
         assert all(w.returncode == 0 for w in workers)
         assert all(r["on_redis"] for r in replies)
         counted = WINDOW - DELIVERY
@@ -162,3 +197,31 @@ async def test_three_processes_never_send_a_deployment_more_than_its_rpm_or_tpm(
     finally:
         for server in servers.values():
             await server.stop()
+
+
+async def test_three_processes_hold_each_tenants_budget_within_one_calls_cost() -> None:
+    require_redis_server()
+    limit = 0.0015  # each answer costs 60 tokens x 0.001 / 1000 = 0.00006: 25 answers per tenant
+    with RedisServer.launch() as redis:
+        args = {
+            "redis_url": redis.url,
+            "namespace": f"ten-{uuid.uuid4().hex[:10]}",
+            "limit": limit,
+            "start_at": time.time() + 1.5,
+        }
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, __file__, json.dumps(args), stdout=asyncio.subprocess.PIPE
+            )
+            for _ in range(3)
+        ]
+        outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), timeout=60)
+    replies = [json.loads(out.splitlines()[-1]) for out, _ in outputs]  # the last line: logs may precede it
+    assert all(r["on_redis"] for r in replies)
+    one_call = 60 * 0.001 / 1000
+    for tenant in ("acme", "globex"):
+        served = sum(sum(r["costs"][tenant]) for r in replies)
+        assert served <= limit + one_call + 1e-12, tenant
+        assert served >= limit - 3 * one_call, tenant  # used up, not merely respected (estimates are upper bounds)
+        # What the store holds never passed the limit, whenever a process looked (others' reservations included).
+        assert all(r["spent"][tenant] <= limit for r in replies), tenant
