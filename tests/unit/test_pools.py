@@ -203,3 +203,31 @@ def test_tenant_scope_refuses_an_empty_tenant() -> None:
 
     with pytest.raises(ValueError, match="non-empty"), tenant_scope(""):
         pass
+
+
+# --- what plan and explain show --------------------------------------------------------------
+
+
+def test_plan_and_explain_show_each_pool_and_its_deployments(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from taskmodels.cli import main
+
+    deployments = [dep("east", weight=2, rpm=500, tags=["us-east"]), dep("west", tpm=90000, baseUrl="http://w:1/v1")]
+    registry = fake_registry(
+        pooled("m", *deployments, provider="openai", routing="latency"), fake_model("z", provider="openai")
+    )
+    path = tmp_path / "modelRegistry.json"
+    path.write_text(json.dumps(registry))
+    assert main(["plan", "--registry", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "POOL" in out
+    assert "latency" in out
+    assert "east" in out
+    assert "90,000" in out
+    assert "us-east" in out
+    assert main(["explain", "t", "--registry", str(path), "--json"]) == 0
+    chain = json.loads(capsys.readouterr().out)["models"]
+    assert chain[0]["routing"] == "latency"
+    assert [d["id"] for d in chain[0]["deployments"]] == ["east", "west"]
+    assert "deployments" not in chain[1]
