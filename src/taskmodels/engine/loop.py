@@ -155,53 +155,51 @@ class Engine:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    async def _tries(self, call: CallState) -> AsyncGenerator[Try, None]:
+    async def _tries(self, call: CallState) -> AsyncGenerator[Try, None]:  # noqa: C901 - one loop, read at a glance
+        # Routes' tries are inlined rather than a nested generator: each layer costs every call a few µs.
         plan = call.plan
+        pools = self.pools
         for model, forced, last in self._candidates(call):
-            routes = self.pools.pool(model).order(plan.policy.routing)
+            routes = pools.pool(model).order(plan.policy.routing)
             final = len(routes) - 1
             for index, route in enumerate(routes):
                 provider = await self._admit(call, route, forced=forced)
                 if provider is None:
                     continue
-                async for attempt in self._route_tries(call, route, provider, last=last, siblings=index < final):
-                    yield attempt
+                siblings = index < final
+                for number in itertools.count(1):
+                    reservation = await self.gate.reserve_for(call, model)
+                    if reservation is None:
+                        break
+                    ticket = None
+                    if route.limited:
+                        ticket = await self.gate.take_rate(call, route)
+                        if ticket is None:
+                            if reservation.scope:
+                                await self.gate.settle(reservation, 0.0)
+                            break
+                    call.tries += 1
+                    call.cut_by = None
+                    attempt = Try(
+                        model, provider, number, last and not siblings, reservation, self._clock(), route=route
+                    )
+                    if ticket is not None or siblings:
+                        attempt.ticket, attempt.siblings = ticket, siblings
+                    route.in_flight += 1
+                    try:
+                        yield attempt
+                    finally:
+                        route.in_flight -= 1
+                        if not attempt.settled:  # the driver left early: cancelled, or raised
+                            if reservation.scope:
+                                await self.gate.settle(reservation, 0.0)
+                            if ticket is not None:
+                                await self.gate.settle_rate(ticket, 0)
+                    if attempt.retry_in is None:
+                        break
+                    await self._sleep(attempt.retry_in)
                 if call.tries >= plan.policy.max_attempts_total:
                     return
-
-    async def _route_tries(
-        self, call: CallState, route: Route, provider: ModelPort, *, last: bool, siblings: bool
-    ) -> AsyncGenerator[Try, None]:
-        """The tries of one route: the first, then retries while ``_failed`` asks for them."""
-        model = route.model
-        for number in itertools.count(1):
-            reservation = await self.gate.reserve_for(call, model)
-            if reservation is None:
-                return
-            ticket = None
-            if route.limited:
-                ticket = await self.gate.take_rate(call, route)
-                if ticket is None:
-                    if reservation.scope:
-                        await self.gate.settle(reservation, 0.0)
-                    return
-            call.tries += 1
-            call.cut_by = None
-            attempt = Try(model, provider, number, last and not siblings, reservation, self._clock())
-            attempt.route, attempt.ticket, attempt.siblings = route, ticket, siblings
-            route.in_flight += 1
-            try:
-                yield attempt
-            finally:
-                route.in_flight -= 1
-                if not attempt.settled:  # the driver left early: cancelled, or raised
-                    if reservation.scope:
-                        await self.gate.settle(reservation, 0.0)
-                    if ticket is not None:
-                        await self.gate.settle_rate(ticket, 0)
-            if attempt.retry_in is None:
-                return
-            await self._sleep(attempt.retry_in)
 
     def _candidates(self, call: CallState) -> Iterator[tuple[ModelConfig, bool, bool]]:
         """``(model, forced, last)``: the chain in order; then, when every breaker was open and nothing was tried,

@@ -78,7 +78,7 @@ def _route(model: ModelConfig, deployment: DeploymentConfig) -> Route:
 class Pool:
     """A model's routes and the strategy its registry entry names."""
 
-    __slots__ = ("_total", "model", "routes", "single", "strategy")
+    __slots__ = ("_after", "_total", "model", "routes", "single", "strategy")
 
     def __init__(self, model: ModelConfig) -> None:
         self.model = model
@@ -89,6 +89,9 @@ class Pool:
             self.routes = (Route(model, model, None, model.id),)
         self.single = self.routes if len(self.routes) == 1 else None
         self._total = sum(r.weight for r in self.routes)
+        # The weighted order once a route is picked: it first, the rest by weight. Computed once per pick.
+        by_weight = sorted(self.routes, key=lambda r: -r.weight)
+        self._after = {id(r): (r, *(o for o in by_weight if o is not r)) for r in self.routes}
 
     @property
     def shared(self) -> bool:
@@ -103,11 +106,10 @@ class Pool:
         if how == "latency":
             # Unmeasured routes first (they sort at 0.0), then the fastest; ties keep registry order.
             return tuple(sorted(self.routes, key=lambda r: (r.samples > 0, r.latency)))
-        picked = self._pick()
-        rest = sorted((r for r in self.routes if r is not picked), key=lambda r: -r.weight)
+        ordered = self._after[id(self._pick())]
         if how == "least-busy":
-            return tuple(sorted((picked, *rest), key=lambda r: r.in_flight))  # stable: the pick wins a tie
-        return (picked, *rest)
+            return tuple(sorted(ordered, key=lambda r: r.in_flight))  # stable: the pick wins a tie
+        return ordered
 
     def _pick(self) -> Route:
         best = self.routes[0]

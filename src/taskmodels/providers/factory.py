@@ -108,9 +108,13 @@ class ModelProviderFactory:
         configured: an unknown provider, no base URL, or (``MissingCredentialError``) no key where one
         is required.
         """
+        cached = self._cache.get(model.id)
+        if cached is not None and cached[0] is model:  # the hot path: the very entry it was built for
+            return cached[1]
         deployment = model.deployment_id
         key = model.id if deployment is None else f"{model.id}/{deployment}"
-        cached = self._cache.get(key)
+        if key != model.id:
+            cached = self._cache.get(key)
         if cached is not None and (cached[0] is model or cached[0] == model):
             return cached[1]
         with self._lock:
