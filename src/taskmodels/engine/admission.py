@@ -93,8 +93,15 @@ class Gate:
             window=RATE_WINDOW,
             now=self.wall_clock(),
         )
-        decision = await self._guarded("reserve_rate", work, None)
-        if decision is None or decision.accepted:
+        # Every call to a pooled model passes here: absorbed inline rather than through _guarded's extra frame.
+        try:
+            decision = await work
+        except Exception as exc:
+            self._lost("reserve_rate", exc)
+            return RateTicket(route.key, ident, tokens)
+        if not self._store_ok:
+            self._back()
+        if decision.accepted:
             return RateTicket(route.key, ident, tokens)
         why = "held" if decision.held else "rate limit spent"
         at = decision.retry_at if decision.retry_at is not None else 0.0
@@ -108,11 +115,17 @@ class Gate:
 
     async def settle_rate(self, ticket: RateTicket, tokens: int) -> None:
         """The request's real tokens replace its estimate in the deployment's log."""
-        if tokens != ticket.tokens:
-            work = self.store.settle_rate(
+        if tokens == ticket.tokens:
+            return
+        try:  # on every call to a deployment with a tpm: absorbed inline, as reserve_rate is
+            await self.store.settle_rate(
                 ticket.key, ticket.ident, tokens=tokens, window=RATE_WINDOW, now=self.wall_clock()
             )
-            await self._guarded("settle_rate", work, None)
+        except Exception as exc:
+            self._lost("settle_rate", exc)
+            return
+        if not self._store_ok:
+            self._back()
 
     async def hold(self, route: Route, seconds: float | None) -> None:
         """Keep traffic off ``route`` for ``seconds`` (``None``: the default hold) — a 429's Retry-After."""

@@ -155,7 +155,7 @@ class Engine:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    async def _tries(self, call: CallState) -> AsyncGenerator[Try, None]:  # noqa: C901 - one loop, read at a glance
+    async def _tries(self, call: CallState) -> AsyncGenerator[Try, None]:
         # Routes' tries are inlined rather than a nested generator: each layer costs every call a few µs.
         plan = call.plan
         pools = self.pools
@@ -168,16 +168,10 @@ class Engine:
                     continue
                 siblings = index < final
                 for number in itertools.count(1):
-                    reservation = await self.gate.reserve_for(call, model)
-                    if reservation is None:
+                    held = await self._reserve(call, route)
+                    if held is None:
                         break
-                    ticket = None
-                    if route.limited:
-                        ticket = await self.gate.take_rate(call, route)
-                        if ticket is None:
-                            if reservation.scope:
-                                await self.gate.settle(reservation, 0.0)
-                            break
+                    reservation, ticket = held
                     call.tries += 1
                     call.cut_by = None
                     attempt = Try(
@@ -191,15 +185,31 @@ class Engine:
                     finally:
                         route.in_flight -= 1
                         if not attempt.settled:  # the driver left early: cancelled, or raised
-                            if reservation.scope:
-                                await self.gate.settle(reservation, 0.0)
-                            if ticket is not None:
-                                await self.gate.settle_rate(ticket, 0)
+                            await self._release(reservation, ticket)
                     if attempt.retry_in is None:
                         break
                     await self._sleep(attempt.retry_in)
                 if call.tries >= plan.policy.max_attempts_total:
                     return
+
+    async def _reserve(self, call: CallState, route: Route) -> tuple[Reservation, RateTicket | None] | None:
+        """The attempt's budget reservation and, for a route with rate state, its rate ticket; ``None`` (a skip
+        recorded) when either refuses."""
+        reservation = await self.gate.reserve_for(call, route.model)
+        if reservation is None or not route.limited:
+            return None if reservation is None else (reservation, None)
+        ticket = await self.gate.take_rate(call, route)
+        if ticket is None:
+            await self._release(reservation, None)
+            return None
+        return reservation, ticket
+
+    async def _release(self, reservation: Reservation, ticket: RateTicket | None) -> None:
+        """Give back what an attempt that never reported held: its whole reservation, its tokens."""
+        if reservation.scope:
+            await self.gate.settle(reservation, 0.0)
+        if ticket is not None:
+            await self.gate.settle_rate(ticket, 0)
 
     def _candidates(self, call: CallState) -> Iterator[tuple[ModelConfig, bool, bool]]:
         """``(model, forced, last)``: the chain in order; then, when every breaker was open and nothing was tried,
@@ -260,7 +270,8 @@ class Engine:
         holds the deployment before it would refuse the next request."""
         route = attempt.route
         assert route is not None  # a ticket is only taken for a route
-        await self.gate.settle_rate(ticket, tokens)
+        if route.tpm:  # only a token limit needs the estimate corrected
+            await self.gate.settle_rate(ticket, tokens)
         if isinstance(error, RateLimitError):
             await self.gate.hold(route, error.retry_after)
         elif info is not None:

@@ -111,7 +111,8 @@ class ModelProviderFactory:
         cached = self._cache.get(model.id)
         if cached is not None and cached[0] is model:  # the hot path: the very entry it was built for
             return cached[1]
-        deployment = model.deployment_id
+        private = model.__pydantic_private__  # read directly: the property costs a pydantic lookup per call
+        deployment = private.get("_deployment_id") if private else None
         key = model.id if deployment is None else f"{model.id}/{deployment}"
         if key != model.id:
             cached = self._cache.get(key)
