@@ -60,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "taskmodels.registry.schema",
     "ModelProviderFactory": "taskmodels.providers.factory",
     "ModelRegistryService": "taskmodels.registry.service",
+    "tenant_scope": "taskmodels.tenancy",
     "ModelSelectionFactory": "taskmodels.selection",
     "Selection": "taskmodels.selection",
     "Skip": "taskmodels.selection",
@@ -130,6 +131,7 @@ if TYPE_CHECKING:
     from taskmodels.selection import ModelSelectionFactory, Selection, Skip
     from taskmodels.service import ModelService
     from taskmodels.settings import Settings
+    from taskmodels.tenancy import tenant_scope
     from taskmodels.types import (
         Attempt,
         CompletionRequest,

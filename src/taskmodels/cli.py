@@ -373,6 +373,7 @@ def _plan(ctx: _Context, service: ModelRegistryService) -> int:
     if skipped:
         print(file=ctx.out)
         _print_table(["TASK", "SKIPPED", "REASON"], skipped, ctx.out)
+    _print_pools([m for _, selection in plans for m in selection.models], ctx.out)
     print(file=ctx.out)
     d = reg.default_model
     print(
@@ -417,6 +418,7 @@ def _explain(ctx: _Context, service: ModelRegistryService, args: argparse.Namesp
     if selection.skipped:
         print(file=ctx.out)
         _print_table(["SKIPPED", "REASON"], [[s.model_id, s.reason] for s in selection.skipped], ctx.out)
+    _print_pools(list(selection.models), ctx.out)
     return EXIT_OK if selection.models else EXIT_INVALID
 
 
@@ -450,6 +452,31 @@ def _model_cells(model: ModelConfig) -> list[str]:
     ]
 
 
+def _print_pools(models: list[ModelConfig], out: TextIO) -> None:
+    """The deployments of every pooled model among ``models``, once each, in order."""
+    pooled = list({m.id: m for m in models if m.deployments}.values())
+    if not pooled:
+        return
+    rows = [
+        [
+            m.id if i == 0 else "",
+            (m.routing or "weighted") if i == 0 else "",
+            d.id,
+            d.provider or m.provider,
+            f"{d.weight:g}",
+            f"{d.rpm:,}" if d.rpm else "-",
+            f"{d.tpm:,}" if d.tpm else "-",
+            d.base_url or m.base_url or "(provider default)",
+            ", ".join(d.tags),
+        ]
+        for m in pooled
+        for i, d in enumerate(m.deployments)
+    ]
+    print(file=out)
+    header = ["POOL", "ROUTING", "DEPLOYMENT", "PROVIDER", "WEIGHT", "RPM", "TPM", "ENDPOINT", "TAGS"]
+    _print_table(header, rows, out, right={4, 5, 6})
+
+
 def _model_json(model: ModelConfig, *, role: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {} if role is None else {"role": role}
     data.update(
@@ -462,6 +489,20 @@ def _model_json(model: ModelConfig, *, role: str | None = None) -> dict[str, Any
         outputCostPer1kTokens=model.output_price,
         capabilities=list(model.capabilities),
     )
+    if model.deployments:
+        data["routing"] = model.routing or "weighted"
+        data["deployments"] = [
+            {
+                "id": d.id,
+                "provider": d.provider or model.provider,
+                "baseUrl": d.base_url or model.base_url,
+                "weight": d.weight,
+                "rpm": d.rpm,
+                "tpm": d.tpm,
+                "tags": list(d.tags),
+            }
+            for d in model.deployments
+        ]
     return data
 
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Self
 from taskmodels.redaction import scrub
 
 if TYPE_CHECKING:
-    from taskmodels.types import Attempt
+    from taskmodels.types import Attempt, RateLimitInfo
 
 __all__ = [
     "AllModelsFailedError",
@@ -194,6 +194,9 @@ class ProviderError(TaskModelsError):
     when the builder does not know it. Providers redact every key the process knows
     from the message and the provider's own text before they build one.
     """
+
+    rate_limit: RateLimitInfo | None = None
+    """The provider's rate-limit headers on the error response, when the HTTP mapping saw any."""
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from taskmodels.engine.admission import Gate
 from taskmodels.engine.call import CallState
+from taskmodels.engine.health import pool_health
 from taskmodels.engine.loop import Engine
 from taskmodels.engine.observe import CallTracer, Observation
 from taskmodels.engine.plan import Operation, Planner
@@ -32,6 +33,7 @@ from taskmodels.resilience.state import StateStore
 from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory, estimate_prompt_tokens
 from taskmodels.sync import SyncModelService
+from taskmodels.tenancy import CURRENT_TENANT
 from taskmodels.types import (
     Attempt,
     CompletionRequest,
@@ -91,16 +93,23 @@ class ModelService:
 
     @overload
     async def complete_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, *, output_type: type[_T], **fields: Any
+        self,
+        task: str,
+        request: CompletionRequest | str | None = None,
+        /,
+        *,
+        output_type: type[_T],
+        tenant: str | None = None,
+        **fields: Any,
     ) -> CompletionResult[_T]: ...
 
     @overload
     async def complete_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> CompletionResult: ...
 
     async def complete_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> CompletionResult:
         """The answer of the first model of the task's chain that gives one.
 
@@ -112,8 +121,9 @@ class ModelService:
         ``AllModelsFailedError``, ``DeadlineExceededError``, ``BudgetExceededError``,
         a ``SelectionError``, ``InvalidRequestError``, or a ``ProviderError`` that no
         other model can fix (a bad request, a content filter the task does not fall back on).
+        ``tenant`` names whom the call is for (default: ``taskmodels.tenant_scope``'s).
         """
-        call = self._start(task, coerce_request(request, fields), "chat")
+        call = self._start(task, coerce_request(request, fields), "chat", tenant)
         token = CURRENT_TASK.set(task)
         try:
             result = await self.engine.complete(call, streamed=self.resilience.stream_under_the_hood)
@@ -129,9 +139,11 @@ class ModelService:
             if call.trace is not None:
                 self.observation.call_closed(call)
 
-    async def embed_with_task_model(self, task: str, texts: Sequence[str]) -> EmbeddingResult:
+    async def embed_with_task_model(
+        self, task: str, texts: Sequence[str], *, tenant: str | None = None
+    ) -> EmbeddingResult:
         """Embeddings of ``texts`` from the task's chain, with the same fallback policy as completions."""
-        call = self._start(task, CompletionRequest(), "embeddings")
+        call = self._start(task, CompletionRequest(), "embeddings", tenant)
         token = CURRENT_TASK.set(task)
         try:
             return await self.engine.embed(call, list(texts))
@@ -144,7 +156,7 @@ class ModelService:
                 self.observation.call_closed(call)
 
     async def stream_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> AsyncIterator[StreamEvent]:
         """The answer as events: ``text`` and ``tool_call`` events, then one ``done`` event with the ``result``.
 
@@ -156,7 +168,7 @@ class ModelService:
         With ``output_type`` the ``done`` event's ``result.output`` is the validated answer;
         an answer that fails validation is an attempt failure, as for ``complete``.
         """
-        call = self._start(task, coerce_request(request, fields), "chat", streaming=True)
+        call = self._start(task, coerce_request(request, fields), "chat", tenant, streaming=True)
         token = CURRENT_TASK.set(task)
         try:
             async for event in self.engine.stream(call):
@@ -174,15 +186,18 @@ class ModelService:
                 self.observation.call_closed(call)
 
     def totals(self) -> dict[str, dict[str, dict[str, int | float]]]:
-        """Calls, attempts, tokens and cost so far, per task (``tasks``) and per model (``models``), in this process."""
+        """Calls, attempts, tokens and cost so far, per task (``tasks``), per model (``models``) and per tenant
+        (``tenants``: calls made for one), in this process."""
         return self.observation.accounting.snapshot()
 
     async def health(self) -> dict[str, Any]:
-        """Each registry model's breaker: ``state`` (closed, open, half_open), failures and ``retry_at``."""
+        """Each registry model's breaker: ``state`` (closed, open, half_open), failures and ``retry_at``; for a
+        model with deployments, its ``routing`` and each deployment's breaker, hold and rate state
+        (see ``engine/health.py``)."""
         gate = self.engine.gate
         snapshots = await gate.snapshots()
         out: dict[str, Any] = {}
-        for model_id in self.registry.current.models_by_id:
+        for model_id, model in self.registry.current.models_by_id.items():
             snap = snapshots.get(model_id) or await gate.snapshot(model_id)
             out[model_id] = {
                 "state": snap.state,
@@ -190,6 +205,8 @@ class ModelService:
                 "retry_at": snap.retry_at,
                 "cooldown": snap.cooldown,
             }
+            if model.deployments:
+                out[model_id].update(await pool_health(gate, self.engine.pools.pool(model), snapshots))
         return {"models": out}
 
     @property
@@ -202,14 +219,21 @@ class ModelService:
         return self._sync
 
     def _start(
-        self, task: str, request: CompletionRequest, operation: Operation, *, streaming: bool = False
+        self,
+        task: str,
+        request: CompletionRequest,
+        operation: Operation,
+        tenant: str | None = None,
+        *,
+        streaming: bool = False,
     ) -> CallState:
         tokens = None
         if request.output_type is not None:  # the schema goes with the prompt: selection and budgets count it
             schema = output_schema(request.output_type).schema
             tokens = estimate_prompt_tokens(replace(request, response_format=ResponseFormat.json_schema(schema)))
         selection = self.selector.candidates(task, request, prompt_tokens=tokens, operation=operation)
-        call = CallState(self._planner.plan(selection, request, now=self._clock(), operation=operation))
+        plan = self._planner.plan(selection, request, now=self._clock(), operation=operation)
+        call = CallState(plan, tenant if tenant is not None else CURRENT_TENANT.get())
         if selection.skipped:  # the attempts say why a model of the chain was not tried, selection's skips too
             models = selection.registry.models_by_id
             call.attempts.extend(

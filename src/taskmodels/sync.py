@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
+from taskmodels.tenancy import current_tenant
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
 
 if TYPE_CHECKING:
@@ -74,31 +75,41 @@ class SyncModelService:
             raise
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
+    # The background loop runs in another thread, which does not see this thread's tenant_scope: it is read here.
+
     @overload
     def complete_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, *, output_type: type[_O], **fields: Any
+        self,
+        task: str,
+        request: CompletionRequest | str | None = None,
+        /,
+        *,
+        output_type: type[_O],
+        tenant: str | None = None,
+        **fields: Any,
     ) -> CompletionResult[_O]: ...
 
     @overload
     def complete_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> CompletionResult: ...
 
     def complete_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> CompletionResult:
         req = coerce_request(request, fields)
-        return self._run(self.service.complete_with_task_model(task, req))
+        return self._run(self.service.complete_with_task_model(task, req, tenant=tenant or current_tenant()))
 
-    def embed_with_task_model(self, task: str, texts: Sequence[str]) -> EmbeddingResult:
-        return self._run(self.service.embed_with_task_model(task, texts))
+    def embed_with_task_model(self, task: str, texts: Sequence[str], *, tenant: str | None = None) -> EmbeddingResult:
+        return self._run(self.service.embed_with_task_model(task, texts, tenant=tenant or current_tenant()))
 
     def stream_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, **fields: Any
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> Iterator[StreamEvent]:
         """The stream's events, one blocking step at a time on the background loop."""
         req = coerce_request(request, fields)
-        stream = cast("AsyncGenerator[StreamEvent, None]", self.service.stream_with_task_model(task, req))
+        events = self.service.stream_with_task_model(task, req, tenant=tenant or current_tenant())
+        stream = cast("AsyncGenerator[StreamEvent, None]", events)
         try:
             while True:
                 try:

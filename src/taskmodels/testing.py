@@ -218,7 +218,8 @@ def bad_request(message: str = "invalid request") -> Fail:
 
 @dataclass(frozen=True, slots=True)
 class FakeCall:
-    """One call a fake provider saw."""
+    """One call a fake provider saw. ``model_id`` is ``model/deployment`` for a call to one of a model's
+    deployments."""
 
     model_id: str
     kind: Literal["complete", "stream", "embed"]
@@ -248,14 +249,21 @@ class FakeBackend:
         return self
 
     def next_step(self, model: ModelConfig) -> Step:
-        queue = self._scripts.get(model.id)
-        if queue:
-            return queue.popleft()
-        step = self._always.get(model.id) or self.default
-        return step if step is not None else Reply(f"answer from {model.id}")
+        """The step for a call to ``model``; a deployment's own script (``"model/deployment"``) comes first."""
+        ids = (model.id,) if model.deployment_id is None else (f"{model.id}/{model.deployment_id}", model.id)
+        for ident in ids:
+            queue = self._scripts.get(ident)
+            if queue:
+                return queue.popleft()
+        for ident in ids:
+            step = self._always.get(ident)
+            if step is not None:
+                return step
+        return self.default if self.default is not None else Reply(f"answer from {ids[0]}")
 
     def calls_for(self, model_id: str) -> list[FakeCall]:
-        return [c for c in self.calls if c.model_id == model_id]
+        """Calls to ``model_id``; a model's id covers its deployments, ``"model/deployment"`` one of them."""
+        return [c for c in self.calls if c.model_id == model_id or c.model_id.startswith(model_id + "/")]
 
     def models_called(self) -> list[str]:
         return [c.model_id for c in self.calls]
@@ -305,6 +313,11 @@ class FakeProvider:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model.id!r})"
 
+    @property
+    def _called(self) -> str:
+        deployment = self.model.deployment_id
+        return self.model.id if deployment is None else f"{self.model.id}/{deployment}"
+
     def _error(self, cls: type[ProviderError], message: str) -> ProviderError:
         return cls(scrub(message), provider=self.name, model_id=self.model.id)
 
@@ -332,7 +345,7 @@ class FakeProvider:
         )
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
-        self.backend.calls.append(FakeCall(self.model.id, "complete", request))
+        self.backend.calls.append(FakeCall(self._called, "complete", request))
         step = self.backend.next_step(self.model)
         if isinstance(step, Hang):
             await asyncio.Event().wait()
@@ -344,7 +357,7 @@ class FakeProvider:
         return self._result(step)
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
-        self.backend.calls.append(FakeCall(self.model.id, "embed", None, tuple(texts)))
+        self.backend.calls.append(FakeCall(self._called, "embed", None, tuple(texts)))
         step = self.backend.next_step(self.model)
         if isinstance(step, Hang):
             await asyncio.Event().wait()
@@ -366,7 +379,7 @@ class FakeProvider:
         first_token_timeout: float | None = None,
         stall_timeout: float | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        self.backend.calls.append(FakeCall(self.model.id, "stream", request, (), first_token_timeout, stall_timeout))
+        self.backend.calls.append(FakeCall(self._called, "stream", request, (), first_token_timeout, stall_timeout))
         step = self.backend.next_step(self.model)
         if isinstance(step, Reply):
             if step.delay:

@@ -24,6 +24,7 @@ __all__ = [
     "FinishReason",
     "Message",
     "OutputT",
+    "RateLimitInfo",
     "ResponseFormat",
     "Role",
     "StreamEvent",
@@ -207,6 +208,18 @@ class Attempt:
     error_message: str | None = None
     status_code: int | None = None
     number: int = 1  # 1-based try of this model within the call
+    deployment_id: str | None = None  # which of the model's deployments, when it has several
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimitInfo:
+    """What a provider's rate-limit headers said with an answer or an error: what is left in its current
+    windows and in how many seconds each resets (``None``: not said)."""
+
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests: float | None = None
+    reset_tokens: float | None = None
 
 
 @dataclass(slots=True)
@@ -230,6 +243,8 @@ class CompletionResult(Generic[OutputT]):
     request_id: str | None = None
     attempts: tuple[Attempt, ...] = ()
     output: OutputT = None  # type: ignore[assignment]  # None unless the call gave an output_type
+    deployment_id: str | None = None  # the deployment that answered, when the model has several
+    rate_limit: RateLimitInfo | None = None  # the provider's rate-limit headers on this answer, if it sent any
 
 
 @dataclass(slots=True)

@@ -92,8 +92,9 @@ class Behaviour:
     content_type: str = "application/json"
 
     @classmethod
-    def ok(cls, text: str | None = None) -> Behaviour:
-        return cls("ok", text=text)
+    def ok(cls, text: str | None = None, *, headers: Mapping[str, str] | None = None) -> Behaviour:
+        """A normal answer; ``headers`` are added to it (a JSON answer's), e.g. a provider's rate-limit headers."""
+        return cls("ok", text=text, headers=tuple((headers or {}).items()))
 
     @classmethod
     def error(
@@ -430,7 +431,8 @@ class FaultServer:
             if kind == "stall":
                 await self._hold()
             return
-        await _write(writer, _head(200, {"Content-Type": "application/json", "Content-Length": str(len(body))}) + body)
+        head = {"Content-Type": "application/json", "Content-Length": str(len(body)), **dict(b.headers)}
+        await _write(writer, _head(200, head) + body)
 
     async def _stream(self, writer: asyncio.StreamWriter, seen: SeenRequest, b: Behaviour, kind: str) -> None:  # noqa: C901 - one branch per way a stream misbehaves
         await _write(

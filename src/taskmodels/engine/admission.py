@@ -17,9 +17,12 @@ from typing import TypeVar
 from taskmodels.log import library_logger
 from taskmodels.registry.schema import BudgetConfig, ModelConfig
 from taskmodels.resilience.breaker import CircuitBreaker
+from taskmodels.resilience.ratelimit import DEFAULT_HOLD, RATE_WINDOW, RateSnapshot, RateTicket, hold_until, new_ident
 from taskmodels.resilience.state import Admission, BreakerSnapshot, SpendDecision, StateStore
+from taskmodels.types import RateLimitInfo
 
 from .call import CallState
+from .pools import Route
 
 __all__ = ["Gate", "Reservation"]
 
@@ -55,8 +58,9 @@ class Gate:
 
     # --- one candidate of one call ------------------------------------------------------------
 
-    async def admits(self, call: CallState, model: ModelConfig, *, forced: bool) -> bool:
-        """Whether ``model`` may be tried now; a refusal is recorded as a skip with its reason."""
+    async def admits(self, call: CallState, model: ModelConfig, *, forced: bool, route: Route | None = None) -> bool:
+        """Whether ``model`` (through ``route``, one of its deployments) may be tried now; a refusal is recorded
+        as a skip with its reason."""
         if call.min_context:
             reason = call.context_too_small(model)
             if reason is not None:
@@ -64,13 +68,84 @@ class Gate:
                 return False
         if forced:  # every breaker was open: the one that closes soonest is tried anyway
             return True
-        admission = await self.admit(model.id, probe_lease=call.plan.policy.limit(model, "attempt_timeout"))
+        key = model.id if route is None else route.key
+        admission = await self.admit(key, probe_lease=call.plan.policy.limit(model, "attempt_timeout"))
         if admission.allowed:
             return True
         retry_at = admission.retry_at if admission.retry_at is not None else 0.0
         call.open_breakers.append((retry_at, len(call.open_breakers), model))
-        call.skip(model, "CircuitOpen", f"circuit open until {retry_at:.3f}")
+        deployment = route.deployment_id if route is not None else None
+        where = f"deployment {deployment!r}: " if deployment else ""
+        call.skip(model, "CircuitOpen", f"{where}circuit open until {retry_at:.3f}", deployment_id=deployment)
         return False
+
+    # --- rate limits of one route ------------------------------------------------------------
+
+    async def take_rate(self, call: CallState, route: Route) -> RateTicket | None:
+        """Admit one request to ``route`` under its hold and its ``rpm``/``tpm``: the ticket to settle, or
+        ``None`` (recorded as a skip) when the deployment has no room now. A lost store admits."""
+        tokens = call.plan.prompt_tokens + (call.plan.request.max_tokens or route.model.max_tokens)
+        ident = new_ident()
+        work = self.store.reserve_rate(
+            route.key,
+            ident,
+            tokens=tokens,
+            rpm=route.rpm,
+            tpm=route.tpm,
+            window=RATE_WINDOW,
+            now=self.wall_clock(),
+        )
+        # Every call to a pooled model passes here: absorbed inline rather than through _guarded's extra frame.
+        try:
+            decision = await work
+        except Exception as exc:  # noqa: BLE001 - a failing state store never fails a call
+            self._lost("reserve_rate", exc)
+            return RateTicket(route.key, ident, tokens)
+        if not self._store_ok:
+            self._back()
+        if decision.accepted:
+            return RateTicket(route.key, ident, tokens)
+        why = "held" if decision.held else "rate limit spent"
+        at = decision.retry_at if decision.retry_at is not None else 0.0
+        call.skip(
+            route.model,
+            "RateLimited",
+            f"deployment {route.deployment_id!r}: {why} until {at:.3f}",
+            deployment_id=route.deployment_id,
+        )
+        return None
+
+    async def settle_rate(self, ticket: RateTicket, tokens: int) -> None:
+        """The request's real tokens replace its estimate in the deployment's log."""
+        if tokens == ticket.tokens:
+            return
+        try:  # on every call to a deployment with a tpm: absorbed inline, as reserve_rate is
+            await self.store.settle_rate(
+                ticket.key, ticket.ident, tokens=tokens, window=RATE_WINDOW, now=self.wall_clock()
+            )
+        except Exception as exc:  # noqa: BLE001 - see above
+            self._lost("settle_rate", exc)
+            return
+        if not self._store_ok:
+            self._back()
+
+    async def hold(self, route: Route, seconds: float | None) -> None:
+        """Keep traffic off ``route`` for ``seconds`` (``None``: the default hold) — a 429's Retry-After."""
+        now = self.wall_clock()
+        until = now + (seconds if seconds is not None else DEFAULT_HOLD)
+        await self._guarded("hold", self.store.hold(route.key, until, now=now), None)
+
+    async def note_rate_limit(self, route: Route, info: RateLimitInfo, tokens_needed: int) -> None:
+        """Hold ``route`` until its reset when the provider's headers show no room for another request."""
+        now = self.wall_clock()
+        until = hold_until(info, now, tokens_needed)
+        if until is not None:
+            await self._guarded("hold", self.store.hold(route.key, until, now=now), None)
+
+    async def rate(self, key: str) -> RateSnapshot:
+        return await self._guarded(
+            "rate", self.store.rate(key, window=RATE_WINDOW, now=self.wall_clock()), RateSnapshot()
+        )
 
     async def reserve_for(self, call: CallState, model: ModelConfig) -> Reservation | None:
         """The attempt's budget reservation (an empty one without a budget); ``None`` when the budget refuses
@@ -79,7 +154,7 @@ class Gate:
         if budget is None:
             return NOTHING_RESERVED
         estimate = model.estimate_cost(call.plan.prompt_tokens, call.plan.request.max_tokens or model.max_tokens)
-        held = await self.reserve(call.task, budget, estimate)
+        held = await self.reserve(call.task, budget, estimate, tenant=call.tenant)
         if isinstance(held, Reservation):
             return held
         call.budget_refused = (held.total, budget.limit)
@@ -124,9 +199,13 @@ class Gate:
 
     # --- budgets -----------------------------------------------------------------------------
 
-    async def reserve(self, task: str, budget: BudgetConfig, amount: float) -> Reservation | SpendDecision:
-        """Hold ``amount`` against the task's budget: the reservation, or the store's refusal."""
-        scope = f"budget:{task}"
+    async def reserve(
+        self, task: str, budget: BudgetConfig, amount: float, *, tenant: str | None = None
+    ) -> Reservation | SpendDecision:
+        """Hold ``amount`` against the task's budget (the tenant's, for a tenant-scoped one): the reservation,
+        or the store's refusal."""
+        # Calls made for no tenant share one budget of their own under a tenant-scoped one.
+        scope = f"budget:{task}" if budget.scope == "task" else f"budget:{task}:tenant:{tenant or '-'}"
         work = self.store.reserve_spend(
             scope, amount, limit=budget.limit, window=budget.window_seconds, now=self.wall_clock()
         )

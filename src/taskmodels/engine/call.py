@@ -41,12 +41,14 @@ class CallState:
         "plan",
         "reported_tokens",
         "skipped",
+        "tenant",
         "trace",
         "tries",
     )
 
-    def __init__(self, plan: CallPlan) -> None:
+    def __init__(self, plan: CallPlan, tenant: str | None = None) -> None:
         self.plan = plan
+        self.tenant = tenant  # whom the call is for: tenant-scoped budgets and totals
         self.attempts: list[Attempt] = []
         self.errors: list[TaskModelsError] = []  # what the attempts and skips raised, in order
         self.skipped: list[tuple[str, str]] = list(plan.skipped)
@@ -67,9 +69,17 @@ class CallState:
     def attempts_made(self) -> int:
         return sum(1 for a in self.attempts if a.outcome != "skipped")
 
-    def skip(self, model: ModelConfig, kind: str, reason: str, error: TaskModelsError | None = None) -> None:
+    def skip(
+        self,
+        model: ModelConfig,
+        kind: str,
+        reason: str,
+        error: TaskModelsError | None = None,
+        *,
+        deployment_id: str | None = None,
+    ) -> None:
         self.skipped.append((model.id, reason))
-        self.attempts.append(Attempt(model.id, model.provider, "skipped", 0.0, kind, reason, None, 0))
+        self.attempts.append(Attempt(model.id, model.provider, "skipped", 0.0, kind, reason, None, 0, deployment_id))
         if error is not None:
             self.errors.append(error)
 
@@ -107,8 +117,9 @@ class CallState:
         budget = self.plan.policy.budget
         limit = budget.limit if budget is not None else 0.0
         window = budget.window_seconds if budget is not None else 0.0
+        whose = f" for tenant {self.tenant!r}" if budget is not None and budget.scope == "tenant" else ""
         return BudgetExceededError(
-            f"task {self.task!r} reached its budget: {spent:.6g} of {limit:.6g} spent "
+            f"task {self.task!r} reached its budget{whose}: {spent:.6g} of {limit:.6g} spent "
             f"in this {window:g}s window; {model.id!r} would cost about {estimate:.6g}",
             task=self.task,
             spent=spent,
@@ -145,5 +156,6 @@ def describe_attempts(attempts: Sequence[Attempt]) -> str:
         status = f" status={a.status_code}" if a.status_code is not None else ""
         what = "ok" if a.outcome == "success" else f"{a.error_class}{status}: {a.error_message}"
         tag = "skipped" if a.outcome == "skipped" else f"try {a.number}"
-        lines.append(f"\n  {a.model_id} ({a.provider}, {tag}): {what}")
+        name = f"{a.model_id}/{a.deployment_id}" if a.deployment_id else a.model_id
+        lines.append(f"\n  {name} ({a.provider}, {tag}): {what}")
     return ":" + "".join(lines)

@@ -1,8 +1,10 @@
 """The attempt loop: one loop tries a task's models for completions, embeddings and streams.
 
 ``_tries`` is the loop. It walks the plan's candidates — then, when every breaker
-was open and nothing was tried, the one that closes soonest — admits each (breaker,
-budget), and hands the driver one ``Try`` at a time. The driver makes the call and
+was open and nothing was tried, the one that closes soonest — and within each model
+its routes (``engine/pools.py``: the model itself, or its deployments in the order the
+pool's strategy gives, drained before the next model), admits each (breaker, budget,
+rate limit), and hands the driver one ``Try`` at a time. The driver makes the call and
 reports back with ``_failed`` or ``_succeeded``; ``resilience/policy.py``'s rule table
 decides, in ``_failed``, whether the same model is tried again, the next one is, or the
 error reaches the caller. The three drivers differ only in what they call and, for a
@@ -18,17 +20,19 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from taskmodels.errors import ProviderError, TaskModelsError, TruncatedAnswerError
+from taskmodels.errors import ProviderError, RateLimitError, TaskModelsError, TruncatedAnswerError
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.policy import Next, retry_delay, rule_for
+from taskmodels.resilience.ratelimit import RateTicket
 from taskmodels.sections import ResilienceSettings
-from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, StreamEvent, ToolCall
+from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, RateLimitInfo, StreamEvent, ToolCall
 
 from .admission import Gate, Reservation
 from .call import CallState
 from .limits import bounded
 from .observe import Observation
+from .pools import Pools, Route
 from .streams import assemble, collect, guarded_stream
 
 __all__ = ["Engine", "Try"]
@@ -48,6 +52,10 @@ class Try:
     settled: bool = False
     retry_in: float | None = None
     trace: Any = None  # the tracer's handle, when the call has a trace
+    route: Route | None = None  # None only for a Try built outside the loop
+    ticket: RateTicket | None = None  # the route's rate-limit reservation, when it keeps rate state
+    siblings: bool = False  # deployments of the same model still to try: a failure moves to them, not back here
+    first_at: float | None = None  # when a stream's first event arrived
 
 
 class Engine:
@@ -66,6 +74,7 @@ class Engine:
     ) -> None:
         self.gate = gate
         self.observation = observation
+        self.pools = Pools()
         self._provider_for = provider_for
         self._resilience = resilience
         self._clock = clock
@@ -140,6 +149,8 @@ class Engine:
                                     result=done,
                                 )
                                 return
+                            if attempt.first_at is None:
+                                attempt.first_at = self._clock()
                             if event.type == "text":
                                 texts.append(event.text)
                             elif event.type == "tool_call" and event.tool_call is not None:
@@ -153,31 +164,63 @@ class Engine:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    async def _tries(self, call: CallState) -> AsyncGenerator[Try, None]:
+    async def _tries(self, call: CallState) -> AsyncGenerator[Try, None]:  # noqa: C901 - the loop: models, their deployments, retries
+        # Routes' tries are inlined rather than a nested generator: each layer costs every call a few µs.
         plan = call.plan
+        pools = self.pools
         for model, forced, last in self._candidates(call):
-            provider = await self._admit(call, model, forced=forced)
-            if provider is None:
-                continue
-            for number in itertools.count(1):
-                reservation = await self.gate.reserve_for(call, model)
-                if reservation is None:
-                    break
-                call.tries += 1
-                call.cut_by = None
-                attempt = Try(model, provider, number, last, reservation, self._clock())
-                if call.trace is not None:
-                    attempt.trace = self.observation.attempt_started(call, model, provider, number)
-                try:
-                    yield attempt
-                finally:
-                    if not attempt.settled and reservation.scope:  # the driver left early: cancelled, or raised
-                        await self.gate.settle(reservation, 0.0)
-                if attempt.retry_in is None:
-                    break
-                await self._sleep(attempt.retry_in)
-            if call.tries >= plan.policy.max_attempts_total:
-                return
+            routes = pools.pool(model).order(plan.policy.routing)
+            final = len(routes) - 1
+            for index, route in enumerate(routes):
+                provider = await self._admit(call, route, forced=forced)
+                if provider is None:
+                    continue
+                siblings = index < final
+                for number in itertools.count(1):
+                    held = await self._reserve(call, route)
+                    if held is None:
+                        break
+                    reservation, ticket = held
+                    call.tries += 1
+                    call.cut_by = None
+                    attempt = Try(
+                        model, provider, number, last and not siblings, reservation, self._clock(), route=route
+                    )
+                    if ticket is not None or siblings:
+                        attempt.ticket, attempt.siblings = ticket, siblings
+                    if call.trace is not None:
+                        attempt.trace = self.observation.attempt_started(call, route.config, provider, number)
+                    route.in_flight += 1
+                    try:
+                        yield attempt
+                    finally:
+                        route.in_flight -= 1
+                        if not attempt.settled:  # the driver left early: cancelled, or raised
+                            await self._release(reservation, ticket)
+                    if attempt.retry_in is None:
+                        break
+                    await self._sleep(attempt.retry_in)
+                if call.tries >= plan.policy.max_attempts_total:
+                    return
+
+    async def _reserve(self, call: CallState, route: Route) -> tuple[Reservation, RateTicket | None] | None:
+        """The attempt's budget reservation and, for a route with rate state, its rate ticket; ``None`` (a skip
+        recorded) when either refuses."""
+        reservation = await self.gate.reserve_for(call, route.model)
+        if reservation is None or not route.limited:
+            return None if reservation is None else (reservation, None)
+        ticket = await self.gate.take_rate(call, route)
+        if ticket is None:
+            await self._release(reservation, None)
+            return None
+        return reservation, ticket
+
+    async def _release(self, reservation: Reservation, ticket: RateTicket | None) -> None:
+        """Give back what an attempt that never reported held: its whole reservation, its tokens."""
+        if reservation.scope:
+            await self.gate.settle(reservation, 0.0)
+        if ticket is not None:
+            await self.gate.settle_rate(ticket, 0)
 
     def _candidates(self, call: CallState) -> Iterator[tuple[ModelConfig, bool, bool]]:
         """``(model, forced, last)``: the chain in order; then, when every breaker was open and nothing was tried,
@@ -189,14 +232,15 @@ class Engine:
         if call.open_breakers and not call.attempts_made() and call.plan.remaining(self._clock()) > 0:
             yield min(call.open_breakers, key=lambda entry: (entry[0], entry[1]))[2], True, True
 
-    async def _admit(self, call: CallState, model: ModelConfig, *, forced: bool) -> ModelPort | None:
-        if not await self.gate.admits(call, model, forced=forced):
+    async def _admit(self, call: CallState, route: Route, *, forced: bool) -> ModelPort | None:
+        model = route.model
+        if not await self.gate.admits(call, model, forced=forced, route=route):
             return None
         try:
-            provider = self._provider_for(model)
+            provider = self._provider_for(route.config)
         except TaskModelsError as exc:  # configuration, not an outage: no key, no endpoint, no implementation
-            call.skip(model, type(exc).__name__, str(exc), exc)
-            self.observation.model_unusable(model, exc)
+            call.skip(model, type(exc).__name__, str(exc), exc, deployment_id=route.deployment_id)
+            self.observation.model_unusable(route.config, exc)
             return None
         return provider if call.output is None else call.output.port(provider)
 
@@ -204,45 +248,79 @@ class Engine:
 
     async def _succeeded(self, call: CallState, attempt: Try, result: CompletionResult) -> CompletionResult:
         model = attempt.model
+        route = attempt.route
         attempt.settled = True
-        result.model_id, result.provider = model.id, model.provider
+        latency = self._clock() - attempt.started
         result.cost = cost = model.cost(result.usage)
-        record = Attempt(
-            model.id, model.provider, "success", self._clock() - attempt.started, None, None, None, attempt.number
-        )
+        deployment = None
+        if route is not None and route.deployment_id is not None:
+            deployment = result.deployment_id = route.deployment_id
+            result.model_id, result.provider = model.id, route.config.provider
+            route.observe(latency if attempt.first_at is None else attempt.first_at - attempt.started)
+        else:
+            result.model_id, result.provider = model.id, model.provider
+        record = Attempt(model.id, result.provider, "success", latency, None, None, None, attempt.number, deployment)
         call.attempts.append(record)
         result.attempts = tuple(call.attempts)
-        await self.gate.record_success(model.id)
+        await self.gate.record_success(model.id if route is None else route.key)
         if attempt.reservation.scope:
             await self.gate.settle(attempt.reservation, cost)
+        if attempt.ticket is not None:
+            await self._settle_route(attempt, attempt.ticket, result.usage.total_tokens, result.rate_limit)
         self.observation.succeeded(call, record, result, attempt.trace)
         return result
 
-    async def _failed(self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False) -> None:
+    async def _settle_route(
+        self,
+        attempt: Try,
+        ticket: RateTicket,
+        tokens: int,
+        info: RateLimitInfo | None,
+        error: ProviderError | None = None,
+    ) -> None:
+        """A limited route's request settles to its real tokens; the provider's word on its limits (headers, a 429)
+        holds the deployment before it would refuse the next request."""
+        route = attempt.route
+        assert route is not None  # a ticket is only taken for a route
+        if route.tpm:  # only a token limit needs the estimate corrected
+            await self.gate.settle_rate(ticket, tokens)
+        if isinstance(error, RateLimitError):
+            await self.gate.hold(route, error.retry_after)
+        elif info is not None:
+            await self.gate.note_rate_limit(route, info, ticket.tokens)
+
+    async def _failed(self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False) -> None:  # noqa: C901 - one branch per outcome of the rule table
         """Record a failed attempt, then apply the policy: set ``attempt.retry_in`` (or leave it ``None`` to move
         on), or raise when the error must reach the caller (``final``: a stream already committed to this model)."""
         model = attempt.model
+        route = attempt.route
         attempt.settled = True
         call.last_error = error
         call.errors.append(error)
         latency = self._clock() - attempt.started
+        deployment = route.deployment_id if route is not None else None
         record = Attempt(
             model.id,
-            model.provider,
+            model.provider if route is None else route.config.provider,
             "error",
             latency,
             type(error).__name__,
             error.message,
             error.status_code,
             attempt.number,
+            deployment,
         )
         call.attempts.append(record)
         rule = rule_for(error)
         opened = False
         if rule.counts_against_model and call.cut_by is None:
-            opened = await self.gate.record_failure(model.id, trip=rule.trips_breaker)
+            opened = await self.gate.record_failure(model.id if route is None else route.key, trip=rule.trips_breaker)
+            if deployment is not None and route is not None:
+                route.observe(latency)  # a failing deployment looks slow to the latency strategy
         if attempt.reservation.scope:
             await self.gate.settle(attempt.reservation, 0.0)
+        if attempt.ticket is not None:
+            await self._settle_route(attempt, attempt.ticket, 0, error.rate_limit, error)
         self.observation.attempt_failed(call, record, breaker_opened=opened, trace=attempt.trace)
         if call.cut_by == "deadline":
             raise call.deadline_error(self._clock() - call.plan.started)
@@ -263,6 +341,7 @@ class Engine:
             return
         if (
             opened
+            or attempt.siblings  # the pool is drained first: a sibling deployment serves instead of a retry here
             or attempt.number >= plan.policy.max_attempts_per_model
             or call.tries >= plan.policy.max_attempts_total
         ):

@@ -70,7 +70,7 @@ class Observation:
 
     def succeeded(self, call: CallState, attempt: Attempt, result: CompletionResult, trace: Any = None) -> None:
         usage = result.usage
-        self.accounting.answered(call.task, attempt.model_id, usage, result.cost)
+        self.accounting.answered(call.task, attempt.model_id, usage, result.cost, call.tenant)
         if call.trace is not None and (tracer := self.tracer) is not None:
             tracer.attempt_ended(call, trace, attempt, result)
             tracer.call_ended(call, result, None)
@@ -109,7 +109,7 @@ class Observation:
             )
 
     def call_failed(self, call: CallState, error: TaskModelsError) -> None:
-        self.accounting.failed_call(call.task)
+        self.accounting.failed_call(call.task, call.tenant)
         if call.trace is not None and (tracer := self.tracer) is not None:
             tracer.call_ended(call, None, error)
         if (logger := self._log.enabled(WARNING)) is not None:

@@ -48,6 +48,7 @@ from taskmodels.providers.error_body import (
     parse_error_body,
     parse_retry_after,
 )
+from taskmodels.providers.ratelimits import rate_limit_info
 from taskmodels.providers.streams import SseEvent, SseParser
 from taskmodels.providers.transport import describe_failure, transport_error_class
 from taskmodels.redaction import remember, scrub
@@ -224,7 +225,7 @@ class BaseModelProvider(ABC):
         retry_after = parse_retry_after(headers)
         if retry_after is None:
             retry_after = self.retry_after_in_body(error)
-        return self.error(
+        built = self.error(
             cls,
             message,
             status_code=status,
@@ -234,6 +235,9 @@ class BaseModelProvider(ABC):
             request_id=self.request_id(headers),
             **sizes,
         )
+        if headers:
+            built.rate_limit = rate_limit_info(headers)
+        return built
 
     def retry_after_in_body(self, error: ErrorBody) -> float | None:
         """Seconds to wait that the body states (Gemini's ``RetryInfo``); read when no header said."""
@@ -284,7 +288,7 @@ class BaseModelProvider(ABC):
         response = await self._send(http)
         data = self._json_body(response)
         try:
-            return self.parse_completion(data, response.headers)
+            result = self.parse_completion(data, response.headers)
         except ProviderError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -294,6 +298,9 @@ class BaseModelProvider(ABC):
                 status_code=response.status_code,
                 request_id=self.request_id(response.headers),
             ) from None
+        # What is left of the deployment's limits: the engine steers traffic off it before a 429.
+        result.rate_limit = rate_limit_info(response.headers)
+        return result
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         http = self.build_embedding_request(texts)

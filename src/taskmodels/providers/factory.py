@@ -103,16 +103,32 @@ class ModelProviderFactory:
     def create_provider_for_model(self, model: ModelConfig) -> ModelPort:
         """The port for ``model``, built once per model and reused while its entry is unchanged.
 
-        Raises ``ConfigurationError`` when the model cannot be served as configured: an unknown
-        provider, no base URL, or (``MissingCredentialError``) no key where one is required.
+        ``model`` may be one deployment's view of a model (``ModelConfig.for_deployment``): each
+        deployment gets its own port. Raises ``ConfigurationError`` when the model cannot be served as
+        configured: an unknown provider, no base URL, or (``MissingCredentialError``) no key where one
+        is required.
         """
         cached = self._cache.get(model.id)
+        if cached is not None and cached[0] is model:  # the hot path: the very entry it was built for
+            return cached[1]
+        private = model.__pydantic_private__  # read directly: the property costs a pydantic lookup per call
+        deployment = private.get("_deployment_id") if private else None
+        key = model.id if deployment is None else f"{model.id}/{deployment}"
+        if key != model.id:
+            cached = self._cache.get(key)
         if cached is not None and (cached[0] is model or cached[0] == model):
             return cached[1]
         with self._lock:
             provider = self._build(model)
-            self._cache[model.id] = (model, provider)
+            self._cache[key] = (model, provider)
         return provider
+
+    def create_provider_for_deployment(self, model: ModelConfig, deployment_id: str) -> ModelPort:
+        """The port for one of ``model``'s deployments: its provider, URL, key and options over the model's."""
+        for deployment in model.deployments:
+            if deployment.id == deployment_id:
+                return self.create_provider_for_model(model.for_deployment(deployment))
+        raise ConfigurationError(f"model {model.id!r} has no deployment {deployment_id!r}")
 
     def _build(self, model: ModelConfig) -> ModelPort:
         cls = self.get_provider_class(model.provider)

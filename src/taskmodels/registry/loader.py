@@ -622,7 +622,9 @@ class _Validator:
                     f"contextWindow ({model.context_window}) must be larger than maxTokens ({model.max_tokens}): "
                     f"the prompt and the answer share the window, so this model could never be selected{subject}",
                 )
-            if model.base_url is None and model.provider in _NEEDS_BASE_URL:
+            if model.deployments:
+                self._check_deployments(i, model, subject)
+            if model.base_url is None and model.provider in _NEEDS_BASE_URL and not model.deployments:
                 variable = f"TASKMODELS_PROVIDERS__{model.provider.upper().replace('-', '_')}__BASE_URL"
                 where = self.m.where(_MODELS, i, "baseUrl")
                 if self.with_base_url is None:
@@ -653,6 +655,35 @@ class _Validator:
                 f"reasoningEffort is not mapped for provider {model.provider!r} and is not sent "
                 f"(mapped: {', '.join(sorted(REASONING_PROVIDERS))}){subject}",
             )
+
+    def _check_deployments(self, i: int, model: ModelConfig, subject: str) -> None:
+        """Deployment ids unique within the model, each deployment's provider known and given an endpoint."""
+        key = _find_key(self.m.models[i], "deployments", _MODEL_KEYS) or "deployments"
+        first: dict[str, int] = {}
+        for k, deployment in enumerate(model.deployments):
+            if deployment.id in first:
+                self.error(
+                    self.m.where(_MODELS, i, key, f"[{k}].id"),
+                    f"duplicate deployment id {deployment.id!r} (also at {key}[{first[deployment.id]}]){subject}",
+                )
+            first.setdefault(deployment.id, k)
+            provider = deployment.provider or model.provider
+            if deployment.provider is not None and self.providers is not None and provider not in self.providers:
+                known = ", ".join(sorted(self.providers))
+                self.error(
+                    self.m.where(_MODELS, i, key, f"[{k}].provider"),
+                    f"no provider implementation named {provider!r} (known: {known}){subject}",
+                )
+            has_url = deployment.base_url is not None or model.base_url is not None
+            if (
+                not has_url
+                and provider in _NEEDS_BASE_URL
+                and (self.with_base_url is not None and provider not in self.with_base_url)
+            ):
+                self.error(
+                    self.m.where(_MODELS, i, key, f"[{k}].baseUrl"),
+                    f"this {provider} deployment needs an endpoint: set baseUrl (on it or on the model){subject}",
+                )
 
     def _unknown_model(self, ref: str, model_index: Mapping[str, int]) -> str:
         message = f"unknown model {ref!r}"

@@ -16,17 +16,19 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from taskmodels.types import Usage
 
 __all__ = [
     "REQUEST_PARAMETERS",
     "BudgetConfig",
+    "DeploymentConfig",
     "ModelConfig",
     "ReasoningEffort",
     "RegistryConfig",
     "RequestParameter",
+    "RoutingStrategy",
     "TaskMapping",
     "TaskTimeouts",
 ]
@@ -72,6 +74,56 @@ class TaskTimeouts(_Strict):
     attempt_timeout: _Number | None = Field(default=None, alias="attemptTimeout", gt=0)
     first_token_timeout: _Number | None = Field(default=None, alias="firstTokenTimeout", gt=0)
     stall_timeout: _Number | None = Field(default=None, alias="stallTimeout", gt=0)
+
+
+RoutingStrategy = Literal["weighted", "least-busy", "latency"]
+"""How a call chooses among a model's deployments: smooth weighted round robin, fewest calls in flight, or the
+lowest rolling latency (time to first token for streams)."""
+
+
+def _check_http_url(value: str | None) -> str | None:
+    if value is None:
+        return value
+    problem = f"must be an http:// or https:// URL with a host (got {value!r})"
+    if not _HTTP_URL.match(value):
+        raise ValueError(problem)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"has an invalid port (got {value!r})") from None
+    if not parts.hostname:
+        raise ValueError(problem)
+    return value
+
+
+class DeploymentConfig(_Strict):
+    """One endpoint serving a model: its own provider, URL, key and options over the model's, its share of the
+    traffic and the rate limits the provider gave it."""
+
+    id: str = Field(min_length=1, description="Unique within the model; breakers and limits are kept per deployment")
+    provider: str | None = Field(default=None, min_length=1, description="Provider implementation; unset: the model's")
+    base_url: str | None = Field(
+        default=None,
+        alias="baseUrl",
+        description="This deployment's endpoint; an http:// or https:// URL; unset: the model's",
+        json_schema_extra={"pattern": HTTP_URL_PATTERN},
+    )
+    api_key_env: str | None = Field(
+        default=None, alias="apiKeyEnv", description="Environment variable holding this deployment's API key"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Provider-specific settings, merged over the model's options"
+    )
+    weight: _Number = Field(default=1.0, gt=0, description="Share of the model's traffic under the weighted strategy")
+    rpm: _Int | None = Field(default=None, gt=0, description="Requests per minute this deployment may receive")
+    tpm: _Int | None = Field(default=None, gt=0, description="Tokens per minute (input and output) it may receive")
+    tags: tuple[str, ...] = Field(default=(), description="Free labels, e.g. a region; shown by plan and health")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _check_http_url(value)
 
 
 class ModelConfig(_Strict):
@@ -132,22 +184,41 @@ class ModelConfig(_Strict):
         "Gemini thinkingConfig",
     )
 
+    deployments: tuple[DeploymentConfig, ...] = Field(
+        default=(), description="Several endpoints behind this model; unset: the model's own endpoint, a pool of one"
+    )
+    routing: RoutingStrategy | None = Field(
+        default=None, description="How calls choose among the deployments (a task's routing wins); unset: weighted"
+    )
+
+    # Set on the copy a deployment's provider is built from (see ``for_deployment``); never read from a file.
+    _deployment_id: str | None = PrivateAttr(default=None)
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        problem = f"must be an http:// or https:// URL with a host (got {value!r})"
-        if not _HTTP_URL.match(value):
-            raise ValueError(problem)
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises on a port that is not a number in range
-        except ValueError:
-            raise ValueError(f"has an invalid port (got {value!r})") from None
-        if not parts.hostname:
-            raise ValueError(problem)
-        return value
+        return _check_http_url(value)
+
+    @property
+    def deployment_id(self) -> str | None:
+        """The deployment this copy of the model stands for; ``None`` on the registry's own entry."""
+        return self._deployment_id
+
+    def for_deployment(self, deployment: DeploymentConfig) -> ModelConfig:
+        """The model as ``deployment`` serves it: the deployment's provider, URL, key variable and options
+        over the model's own. Providers are built from it; prices, limits and the id stay the model's."""
+        update: dict[str, Any] = {"deployments": (), "options": {**self.options, **deployment.options}}
+        if deployment.provider is not None:
+            update["provider"] = deployment.provider
+        if deployment.base_url is not None:
+            update["base_url"] = deployment.base_url
+        if deployment.api_key_env is not None:
+            update["api_key_env"] = deployment.api_key_env
+        copy = self.model_copy(update=update)
+        private = copy.__pydantic_private__  # our own attribute, set on a fresh copy
+        if private is not None:
+            private["_deployment_id"] = deployment.id
+        return copy
 
     @property
     def input_price(self) -> float:
@@ -200,6 +271,9 @@ class BudgetConfig(_Strict):
     limit: _Number = Field(gt=0, description="USD per window")
     window_seconds: _Number = Field(default=86400.0, alias="windowSeconds", gt=0)
     on_exceeded: Literal["error", "cheaper"] = Field(default="error", alias="onExceeded")
+    scope: Literal["task", "tenant"] = Field(
+        default="task", description="task: one limit for all callers; tenant: the limit for each tenant apart"
+    )
 
 
 class TaskMapping(_Strict):
@@ -223,6 +297,9 @@ class TaskMapping(_Strict):
         le=10,
         description="Times a model whose answer fails the output_type's validation is asked again, "
         "with the error, before the chain moves on",
+    )
+    routing: RoutingStrategy | None = Field(
+        default=None, description="How this task's calls choose among a model's deployments; unset: the model's"
     )
 
 

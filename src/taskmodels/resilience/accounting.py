@@ -39,6 +39,7 @@ class Totals:
 class Accounting:
     tasks: dict[str, Totals] = field(default_factory=dict)
     models: dict[str, Totals] = field(default_factory=dict)
+    tenants: dict[str, Totals] = field(default_factory=dict)  # calls made for a tenant (tenant_scope, tenant=)
 
     def _task(self, task: str) -> Totals:
         t = self.tasks.get(task)
@@ -60,19 +61,31 @@ class Accounting:
         m.attempts += 1
         m.failed_attempts += 1
 
-    def answered(self, task: str, model_id: str, usage: Usage, cost: float) -> None:
-        for t in (self._task(task), self._model(model_id)):
+    def _tenant(self, tenant: str) -> Totals:
+        t = self.tenants.get(tenant)
+        if t is None:
+            t = self.tenants[tenant] = Totals()
+        return t
+
+    def answered(self, task: str, model_id: str, usage: Usage, cost: float, tenant: str | None = None) -> None:
+        totals: tuple[Totals, ...] = (self._task(task), self._model(model_id))
+        if tenant is not None:
+            totals += (self._tenant(tenant),)
+        for t in totals:
             t.calls += 1
             t.attempts += 1
             t.input_tokens += usage.input_tokens
             t.output_tokens += usage.output_tokens
             t.cost += cost
 
-    def failed_call(self, task: str) -> None:
+    def failed_call(self, task: str, tenant: str | None = None) -> None:
         self._task(task).failed_calls += 1
+        if tenant is not None:
+            self._tenant(tenant).failed_calls += 1
 
     def snapshot(self) -> dict[str, dict[str, dict[str, int | float]]]:
         return {
             "tasks": {name: t.as_dict() for name, t in self.tasks.items()},
             "models": {name: t.as_dict() for name, t in self.models.items()},
+            "tenants": {name: t.as_dict() for name, t in self.tenants.items()},
         }

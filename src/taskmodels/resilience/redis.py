@@ -10,6 +10,8 @@ Keys, all expiring::
 
     {namespace}:breaker:{model key}            hash: failures, open, retry_at, probe_until, cooldown
     {namespace}:spend:{scope}:{window start}   the window's total
+    {namespace}:rate:{deployment key}          sorted set: request id -> when it was sent (the rpm log)
+    {namespace}:rate:{deployment key}:t        hash: request id -> tokens, '_total', '_hold' (the tpm log, the hold)
 
 When Redis does not answer within ``operation_timeout``, the call is served by a
 local ``MemoryStateStore`` instead, one ``taskmodels.state.redis_lost`` warning is
@@ -37,6 +39,7 @@ from redis.exceptions import NoScriptError
 
 from taskmodels.errors import SettingsError
 from taskmodels.log import library_logger
+from taskmodels.resilience.ratelimit import RateDecision, RateSnapshot
 from taskmodels.resilience.state import (
     Admission,
     BreakerSnapshot,
@@ -147,6 +150,64 @@ _ADD_SPEND = _Lua(
 local s = {_F.format("tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(ARGV[1])")}
 redis.call('SET', KEYS[1], s, 'PX', ARGV[2])
 return s
+"""
+)
+
+
+# The sliding-window log of resilience/ratelimit.py's MemoryRates, as one atomic step: expire what left the
+# window, refuse while held or full, else log the request. Requests are removed one at a time, never unpacked:
+# an rpm of many thousands must not overflow Lua's stack.
+_RESERVE_RATE = _Lua(
+    f"""
+local now = tonumber(ARGV[1])
+local hold = tonumber(redis.call('HGET', KEYS[2], '_hold') or '0')
+if now < hold then return {{'0', {_F.format("hold")}, '1'}} end
+local rpm = tonumber(ARGV[3])
+local tpm = tonumber(ARGV[4])
+if rpm == 0 and tpm == 0 then return {{'1', '', '0'}} end
+local edge = now - tonumber(ARGV[2])
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', edge)
+if #old > 0 then
+  local gone = 0
+  for _, id in ipairs(old) do
+    gone = gone + (tonumber(redis.call('HGET', KEYS[2], id)) or 0)
+    redis.call('HDEL', KEYS[2], id)
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', edge)
+  redis.call('HINCRBY', KEYS[2], '_total', -gone)
+end
+local count = redis.call('ZCARD', KEYS[1])
+local total = tonumber(redis.call('HGET', KEYS[2], '_total') or '0')
+local tokens = tonumber(ARGV[5])
+if (rpm > 0 and count >= rpm) or (tpm > 0 and total > 0 and total + tokens > tpm) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {{'0', {_F.format("tonumber(first[2]) + tonumber(ARGV[2])")}, '0'}}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[6])
+redis.call('HSET', KEYS[2], ARGV[6], tokens)
+redis.call('HINCRBY', KEYS[2], '_total', tokens)
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[2], ARGV[7]) end
+return {{'1', '', '0'}}
+"""
+)
+
+_SETTLE_RATE = _Lua(
+    """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], '_total', tonumber(ARGV[2]) - tonumber(old))
+return 1
+"""
+)
+
+_HOLD = _Lua(
+    f"""
+local hold = math.max(tonumber(redis.call('HGET', KEYS[1], '_hold') or '0'), tonumber(ARGV[1]))
+redis.call('HSET', KEYS[1], '_hold', {_F.format("hold")})
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {_F.format("hold")}
 """
 )
 
@@ -357,6 +418,50 @@ class RedisStateStore(StateStore):
             return float(total) if total else 0.0
 
         return await self._call(remote, lambda m: m.spend(scope, window=window, now=now))
+
+    def rate_keys(self, key: str) -> tuple[str, str]:
+        log = f"{self._namespace}:rate:{key}"
+        return log, log + ":t"
+
+    async def reserve_rate(
+        self, key: str, ident: str, *, tokens: int, rpm: int | None, tpm: int | None, window: float, now: float
+    ) -> RateDecision:
+        async def remote(r: Redis) -> RateDecision:
+            args = [_num(now), _num(window), str(rpm or 0), str(tpm or 0), str(tokens), ident, _ttl_ms(window * 2)]
+            accepted, retry_at, held = await _RESERVE_RATE(r, self.rate_keys(key), args)
+            if accepted == "1":
+                return RateDecision(accepted=True)
+            return RateDecision(accepted=False, retry_at=float(retry_at), held=held == "1")
+
+        return await self._call(
+            remote, lambda m: m.reserve_rate(key, ident, tokens=tokens, rpm=rpm, tpm=tpm, window=window, now=now)
+        )
+
+    async def settle_rate(self, key: str, ident: str, *, tokens: int, window: float, now: float) -> None:
+        async def remote(r: Redis) -> None:
+            await _SETTLE_RATE(r, [self.rate_keys(key)[1]], [ident, str(tokens)])
+
+        await self._call(remote, lambda m: m.settle_rate(key, ident, tokens=tokens, window=window, now=now))
+
+    async def hold(self, key: str, until: float, *, now: float) -> float:
+        async def remote(r: Redis) -> float:
+            ttl = _ttl_ms(max(until - now, 0.0) + _SPEND_TTL_MARGIN)
+            return float(await _HOLD(r, [self.rate_keys(key)[1]], [_num(until), ttl]))
+
+        return await self._call(remote, lambda m: m.hold(key, until, now=now))
+
+    async def rate(self, key: str, *, window: float, now: float) -> RateSnapshot:
+        async def remote(r: Redis) -> RateSnapshot:
+            log, tokens = self.rate_keys(key)
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.zcount(log, f"({_num(now - window)}", "+inf")
+                pipe.hmget(tokens, ["_total", "_hold"])
+                count, (total, hold) = await pipe.execute()
+            held = float(hold) if hold and float(hold) > now else None
+            # '_total' still counts requests that left the window until the next reservation expires them.
+            return RateSnapshot(int(count), int(total or 0) if count else 0, held)
+
+        return await self._call(remote, lambda m: m.rate(key, window=window, now=now))
 
     async def aclose(self) -> None:
         """Close this loop's connections; clients of loops already gone are dropped with them."""

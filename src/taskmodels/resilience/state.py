@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from taskmodels.resilience.ratelimit import MemoryRates, RateDecision, RateSnapshot
+
 __all__ = [
     "Admission",
     "BreakerSnapshot",
@@ -123,6 +125,28 @@ class StateStore(ABC):
     async def spend(self, scope: str, *, window: float, now: float) -> float:
         """The scope's spend in the current window."""
 
+    # Rate limits per deployment (see resilience/ratelimit.py). Not abstract, so a store written before them
+    # still loads; the call engine's admission absorbs the NotImplementedError as it does any store failure.
+
+    async def reserve_rate(
+        self, key: str, ident: str, *, tokens: int, rpm: int | None, tpm: int | None, window: float, now: float
+    ) -> RateDecision:
+        """Refuse while ``key`` is held; else log request ``ident`` of ``tokens`` when at most ``rpm`` requests
+        and ``tpm`` tokens stay within any ``window`` seconds (no limits: only the hold is checked)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no rate limits")
+
+    async def settle_rate(self, key: str, ident: str, *, tokens: int, window: float, now: float) -> None:
+        """Replace the tokens logged for request ``ident`` by ``tokens``, what it really used."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no rate limits")
+
+    async def hold(self, key: str, until: float, *, now: float) -> float:
+        """Send ``key`` no traffic before ``until`` (a later hold in force is kept); returns the hold in force."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no rate limits")
+
+    async def rate(self, key: str, *, window: float, now: float) -> RateSnapshot:
+        """Requests and tokens logged for ``key`` in the current window, and its hold."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no rate limits")
+
     async def aclose(self) -> None:
         """Release connections; the memory store has none."""
         return
@@ -143,6 +167,7 @@ class MemoryStateStore(StateStore):
     def __init__(self) -> None:
         self._breakers: dict[str, _Breaker] = {}
         self._spend: dict[tuple[str, float], float] = {}
+        self._rates = MemoryRates()
 
     def _snapshot(self, key: str, b: _Breaker | None, now: float) -> BreakerSnapshot:
         if b is None or not b.open:
@@ -210,6 +235,20 @@ class MemoryStateStore(StateStore):
 
     async def spend(self, scope: str, *, window: float, now: float) -> float:
         return self._spend.get((scope, window_start(now, window)), 0.0)
+
+    async def reserve_rate(
+        self, key: str, ident: str, *, tokens: int, rpm: int | None, tpm: int | None, window: float, now: float
+    ) -> RateDecision:
+        return self._rates.reserve(key, ident, tokens=tokens, rpm=rpm, tpm=tpm, window=window, now=now)
+
+    async def settle_rate(self, key: str, ident: str, *, tokens: int, window: float, now: float) -> None:
+        self._rates.settle(key, ident, tokens=tokens)
+
+    async def hold(self, key: str, until: float, *, now: float) -> float:
+        return self._rates.hold(key, until)
+
+    async def rate(self, key: str, *, window: float, now: float) -> RateSnapshot:
+        return self._rates.snapshot(key, window=window, now=now)
 
     def _expire(self, now: float, window: float) -> None:
         # Old windows are dropped lazily so a long-running process does not grow.

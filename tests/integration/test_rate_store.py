@@ -1,0 +1,90 @@
+"""The rate-limit part of the ``StateStore`` contract, on ``MemoryStateStore`` and on a real redis-server: the
+same answers from both, the memory store being the reference."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pydantic import SecretStr
+from redisserver import RedisServer, require_redis_server
+
+from taskmodels.resilience.ratelimit import RateDecision, RateSnapshot
+from taskmodels.resilience.redis import RedisStateStore
+from taskmodels.resilience.state import MemoryStateStore, StateStore
+from taskmodels.sections import StateSettings
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_700_000_000.0
+W = 60.0
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    require_redis_server()
+    with RedisServer.launch() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStateStore()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    settings = StateSettings.model_validate(
+        {
+            "backend": "redis",
+            "url": SecretStr(server.url),
+            "namespace": f"test-{uuid.uuid4().hex[:12]}",
+            "operation_timeout": 2.0,
+        }
+    )
+    s = RedisStateStore.from_settings(settings)
+    yield s
+    assert s.on_redis, "a Redis contract test was answered by the local fallback"
+    await s.aclose()
+
+
+async def reserve(
+    store: StateStore, ident: str, at: float, *, tokens: int = 10, rpm: int | None = 2, tpm: int | None = None
+) -> RateDecision:
+    return await store.reserve_rate("m/a", ident, tokens=tokens, rpm=rpm, tpm=tpm, window=W, now=at)
+
+
+async def test_rpm_admits_that_many_in_any_window_and_says_when_room_is_back(store: StateStore) -> None:
+    assert (await reserve(store, "1", T0)).accepted
+    assert (await reserve(store, "2", T0 + 10)).accepted
+    refused = await reserve(store, "3", T0 + 59.9)
+    assert refused == RateDecision(accepted=False, retry_at=T0 + W, held=False)
+    assert (await reserve(store, "4", T0 + 60)).accepted  # the first left the window
+    assert not (await reserve(store, "5", T0 + 69.9)).accepted
+    assert await store.rate("m/a", window=W, now=T0 + 65) == RateSnapshot(2, 20, None)
+
+
+async def test_tpm_counts_settled_tokens_and_lets_one_large_request_into_an_empty_window(store: StateStore) -> None:
+    assert (await reserve(store, "1", T0, tokens=500, rpm=None, tpm=100)).accepted  # alone: else never served
+    assert not (await reserve(store, "2", T0 + 1, tokens=10, rpm=None, tpm=100)).accepted
+    await store.settle_rate("m/a", "1", tokens=40, window=W, now=T0 + 2)
+    assert (await reserve(store, "3", T0 + 3, tokens=60, rpm=None, tpm=100)).accepted
+    assert not (await reserve(store, "4", T0 + 4, tokens=1, rpm=None, tpm=100)).accepted
+    assert (await store.rate("m/a", window=W, now=T0 + 5)).tokens == 100
+    await store.settle_rate("m/a", "gone", tokens=5, window=W, now=T0 + 5)  # an unknown request: nothing happens
+    assert (await store.rate("m/a", window=W, now=T0 + 5)).tokens == 100
+
+
+async def test_a_hold_refuses_until_its_time_and_a_shorter_one_never_cuts_it(store: StateStore) -> None:
+    assert await store.hold("m/a", T0 + 30, now=T0) == T0 + 30
+    assert await store.hold("m/a", T0 + 5, now=T0) == T0 + 30  # litellm #40130: the longer deadline wins
+    assert await reserve(store, "1", T0 + 29, rpm=None) == RateDecision(accepted=False, retry_at=T0 + 30, held=True)
+    assert (await store.rate("m/a", window=W, now=T0 + 1)).held_until == T0 + 30
+    assert (await reserve(store, "2", T0 + 30, rpm=None)).accepted
+    assert (await store.rate("m/a", window=W, now=T0 + 31)).held_until is None
+
+
+async def test_concurrent_reservations_never_overshoot(store: StateStore) -> None:
+    results = await asyncio.gather(*(reserve(store, str(i), T0, rpm=7) for i in range(40)))
+    assert sum(r.accepted for r in results) == 7

@@ -1,0 +1,227 @@
+"""Three processes sharing deployments' rate limits through a real redis-server, counted by the servers.
+
+Each worker is this file run as a script: a ``ModelService`` with real HTTP providers and a
+``RedisStateStore``, calling a pooled model whose deployments are ``FaultServer``s in the
+test process, for a fixed time, then printing what it was served.
+
+Time is scaled so a test does not wait minutes: every worker's wall clock is
+``time.time() * SCALE``, the same function of the same system clock in every process,
+so they agree on it as they would on ``time.time``. 60 s of that clock, the window
+``rpm``/``tpm`` count in, is ``60 / SCALE`` real seconds.
+
+The servers count arrivals in real time. A request reserved at ``r`` arrives at
+``r + d`` with ``0 <= d <= DELIVERY`` (the HTTP round trip to localhost on a busy
+machine), so any ``WINDOW - DELIVERY`` real seconds of arrivals hold at most the
+requests of one ``WINDOW`` of reservations: that is the window the test counts in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+SCALE = 30.0
+WINDOW = 60.0 / SCALE  # real seconds
+DELIVERY = 0.25  # real seconds: the longest a request may take from its reservation to the server
+RUN = 2.5 * WINDOW  # how long each worker calls
+
+
+def registry(urls: dict[str, str]) -> dict[str, Any]:
+    def model(model_id: str, url: str, **keys: Any) -> dict[str, Any]:
+        return {
+            "id": model_id,
+            "provider": "openai-compatible",
+            "modelName": model_id,
+            "baseUrl": url,
+            "maxTokens": 8,
+            "temperature": 0.0,
+            "contextWindow": 4096,
+            "costPer1kTokens": 0.001,
+            **keys,
+        }
+
+    deployments = [
+        {"id": "a", "baseUrl": urls["a"], "rpm": 12},
+        {"id": "b", "baseUrl": urls["b"], "tpm": 120},
+    ]
+    return {
+        "models": [model("pooled", urls["a"], deployments=deployments), model("spill", urls["spill"])],
+        "taskMappings": [{"taskName": "t", "primaryModelId": "pooled", "fallbackModelIds": ["spill"]}],
+        "defaultModelId": "spill",
+    }
+
+
+async def _work(redis_url: str, namespace: str, urls: dict[str, str], start_at: float) -> dict[str, Any]:
+    import httpx2
+    from pydantic import SecretStr
+
+    from taskmodels.providers.factory import ModelProviderFactory
+    from taskmodels.registry.service import ModelRegistryService
+    from taskmodels.resilience.redis import RedisStateStore
+    from taskmodels.sections import StateSettings
+    from taskmodels.selection import ModelSelectionFactory
+    from taskmodels.service import ModelService
+    from taskmodels.settings import Settings
+
+    store = RedisStateStore.from_settings(
+        StateSettings(backend="redis", url=SecretStr(redis_url), namespace=namespace, operation_timeout=2.0)
+    )
+    client = httpx2.AsyncClient(timeout=httpx2.Timeout(10.0, connect=2.0))
+    factory = ModelProviderFactory(Settings(), client)
+    reg = ModelRegistryService.from_dict(registry(urls), provider_names=factory.provider_names())
+    service = ModelService(
+        registry=reg,
+        selector=ModelSelectionFactory(reg),
+        provider_factory=factory,
+        state_store=store,
+        wall_clock=lambda: time.time() * SCALE,
+    )
+    served: dict[str, int] = {}
+    on_redis = True
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    end = time.time() + RUN
+
+    async def lane() -> None:
+        nonlocal on_redis
+        while time.time() < end:
+            result = await service.complete_with_task_model("t", "hi")
+            key = result.deployment_id or result.model_id
+            served[key] = served.get(key, 0) + 1
+            on_redis = on_redis and store.on_redis
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(*(lane() for _ in range(3)))
+    await client.aclose()
+    await store.aclose()
+    return {"served": served, "on_redis": on_redis}
+
+
+async def _tenants(redis_url: str, namespace: str, limit: float, start_at: float) -> dict[str, Any]:
+    from pydantic import SecretStr
+
+    from taskmodels import tenant_scope
+    from taskmodels.errors import BudgetExceededError
+    from taskmodels.resilience.redis import RedisStateStore
+    from taskmodels.sections import StateSettings
+    from taskmodels.testing import FakeBackend, Reply, fake_model, fake_registry, make_test_service
+    from taskmodels.types import Usage
+
+    store = RedisStateStore.from_settings(
+        StateSettings(backend="redis", url=SecretStr(redis_url), namespace=namespace, operation_timeout=2.0)
+    )
+    backend = FakeBackend(default=Reply("answer", usage=Usage(40, 20)))
+    budget = {"limit": limit, "windowSeconds": 3600, "scope": "tenant"}
+    service = make_test_service(fake_registry(fake_model("m"), budget=budget), backend=backend, state_store=store)
+    costs: dict[str, list[float]] = {"acme": [], "globex": []}
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+
+    async def lane(tenant: str) -> None:
+        with tenant_scope(tenant):
+            for _ in range(40):
+                try:
+                    result = await service.complete_with_task_model("t", "hello")
+                except BudgetExceededError:
+                    return
+                costs[tenant].append(result.cost)
+
+    await asyncio.gather(*(lane(t) for t in ("acme", "globex", "acme", "globex")))
+    spent = {t: await store.spend(f"budget:t:tenant:{t}", window=3600, now=time.time()) for t in costs}
+    await store.aclose()
+    return {"costs": costs, "spent": spent, "on_redis": store.on_redis}
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    work = _tenants if "limit" in args else _work
+    print(json.dumps(asyncio.run(work(**args))), flush=True)
+    raise SystemExit(0)
+
+
+import pytest  # noqa: E402 - a worker needs none of this
+from redisserver import RedisServer, require_redis_server  # noqa: E402
+
+from tests.integration.faultserver import FaultServer  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best, first = 0, 0
+    for last, t in enumerate(times):
+        while times[first] <= t - window:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+async def test_three_processes_never_send_a_deployment_more_than_its_rpm_or_tpm() -> None:
+    require_redis_server()
+    servers = {name: await FaultServer().start() for name in ("a", "b", "spill")}
+    try:
+        with RedisServer.launch() as redis:
+            urls = {name: s.base_url for name, s in servers.items()}
+            args = {
+                "redis_url": redis.url,
+                "namespace": f"rate-{uuid.uuid4().hex[:10]}",
+                "urls": urls,
+                "start_at": time.time() + 1.5,
+            }
+            workers = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable, __file__, json.dumps(args), stdout=asyncio.subprocess.PIPE
+                )
+                for _ in range(3)
+            ]
+            outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), timeout=60)
+        replies = [json.loads(out.splitlines()[-1]) for out, _ in outputs]  # the last line: logs may precede it
+        assert all(w.returncode == 0 for w in workers)
+        assert all(r["on_redis"] for r in replies)
+        counted = WINDOW - DELIVERY
+        a_times = [r.at for r in servers["a"].requests("pooled")]
+        b_requests = servers["b"].requests("pooled")
+        # rpm: 12 requests in any minute of the shared clock, counted at the server
+        assert most_in_any_window(a_times, counted) <= 12
+        assert len(a_times) >= 24  # the limit was reached, in more than one window
+        # tpm: every fault-server answer is 15 tokens (11 in, 4 out); 120 a minute is at most 8 answers
+        assert most_in_any_window([r.at for r in b_requests], counted) * 15 <= 120
+        assert len(b_requests) >= 8
+        assert sum(r["served"].get("spill", 0) for r in replies) > 0  # the rest spilled to the next model
+        assert sum(sum(r["served"].values()) for r in replies) == sum(
+            s.hits(n) for n, s in (("pooled", servers["a"]), ("pooled", servers["b"]), ("spill", servers["spill"]))
+        )
+    finally:
+        for server in servers.values():
+            await server.stop()
+
+
+async def test_three_processes_hold_each_tenants_budget_within_one_calls_cost() -> None:
+    require_redis_server()
+    limit = 0.0015  # each answer costs 60 tokens x 0.001 / 1000 = 0.00006: 25 answers per tenant
+    with RedisServer.launch() as redis:
+        args = {
+            "redis_url": redis.url,
+            "namespace": f"ten-{uuid.uuid4().hex[:10]}",
+            "limit": limit,
+            "start_at": time.time() + 1.5,
+        }
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, __file__, json.dumps(args), stdout=asyncio.subprocess.PIPE
+            )
+            for _ in range(3)
+        ]
+        outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), timeout=60)
+    replies = [json.loads(out.splitlines()[-1]) for out, _ in outputs]  # the last line: logs may precede it
+    assert all(r["on_redis"] for r in replies)
+    one_call = 60 * 0.001 / 1000
+    for tenant in ("acme", "globex"):
+        served = sum(sum(r["costs"][tenant]) for r in replies)
+        assert served <= limit + one_call + 1e-12, tenant
+        assert served >= limit - 3 * one_call, tenant  # used up, not merely respected (estimates are upper bounds)
+        # What the store holds never passed the limit, whenever a process looked (others' reservations included).
+        assert all(r["spent"][tenant] <= limit for r in replies), tenant
