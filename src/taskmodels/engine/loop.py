@@ -8,6 +8,9 @@ decides, in ``_failed``, whether the same model is tried again, the next one is,
 error reaches the caller. The three drivers differ only in what they call and, for a
 stream, in the commit point: once an event has reached the caller, the task's
 ``streamPolicy`` decides (``restart`` the answer on the next model, or raise).
+
+A task with ``hedge`` set runs on the drivers of ``engine/hedge.py`` instead, which
+keep more than one ``Try`` in flight; the drivers here never start a task or a timer.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from taskmodels.resilience.policy import Next, retry_delay, rule_for
 from taskmodels.sections import ResilienceSettings
 from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, StreamEvent, ToolCall
 
+from . import hedge
 from .admission import Gate, Reservation
 from .call import CallState
 from .limits import bounded
@@ -36,7 +40,8 @@ __all__ = ["Engine", "Try"]
 @dataclass(slots=True)
 class Try:
     """One attempt at one model, handed to a driver. ``retry_in`` is set by ``_failed``: seconds before the same
-    model is tried again, or ``None`` to move on."""
+    model is tried again, or ``None`` to move on. ``hedged``: the driver asked for the next try while this one
+    still runs; the loop moves on without giving its reservation back, and the driver settles it."""
 
     model: ModelConfig
     provider: ModelPort
@@ -46,6 +51,7 @@ class Try:
     started: float
     settled: bool = False
     retry_in: float | None = None
+    hedged: bool = False
 
 
 class Engine:
@@ -69,11 +75,17 @@ class Engine:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self.latencies = hedge.Latencies()  # what ``hedge: {"after": "p95"}`` reads
+        self._hedging = hedge.EngineSteps(
+            self._tries, self._succeeded, self._failed, self._embedded, gate, observation, clock, self.latencies
+        )
 
     # --- the drivers ---------------------------------------------------------------------------
 
     async def complete(self, call: CallState, *, streamed: bool) -> CompletionResult:
         """The first answer of the chain; ``streamed`` reads it as a stream to watch first-token and stall limits."""
+        if call.plan.policy.hedge is not None:
+            return await hedge.complete(self._hedging, call, streamed=streamed)
         async with aclosing(self._tries(call)) as tries:
             async for attempt in tries:
                 try:
@@ -90,6 +102,8 @@ class Engine:
         raise call.exhausted_error()
 
     async def embed(self, call: CallState, texts: Sequence[str]) -> EmbeddingResult:
+        if call.plan.policy.hedge is not None:
+            return await hedge.embed(self._hedging, call, texts)
         async with aclosing(self._tries(call)) as tries:
             async for attempt in tries:
                 try:
@@ -98,15 +112,15 @@ class Engine:
                 except ProviderError as exc:
                     await self._failed(call, attempt, exc)
                     continue
-                model = attempt.model
-                as_answer = CompletionResult("", model.id, model.provider, embedded.model_name, embedded.usage)
-                done = await self._succeeded(call, attempt, as_answer)
-                embedded.model_id, embedded.provider = model.id, model.provider
-                embedded.cost, embedded.attempts = done.cost, done.attempts
-                return embedded
+                return await self._embedded(call, attempt, embedded)
         raise call.exhausted_error()
 
     async def stream(self, call: CallState) -> AsyncIterator[StreamEvent]:
+        if call.plan.policy.hedge is not None:
+            async with aclosing(hedge.stream(self._hedging, call)) as hedged:
+                async for event in hedged:
+                    yield event
+            return
         restart_owed = False  # events of an answer that failed reached the caller
         async with aclosing(self._tries(call)) as tries:
             async for attempt in tries:
@@ -160,7 +174,7 @@ class Engine:
                 try:
                     yield attempt
                 finally:
-                    if not attempt.settled and reservation.scope:  # the driver left early: cancelled, or raised
+                    if not attempt.settled and not attempt.hedged and reservation.scope:  # cancelled, or raised
                         await self.gate.settle(reservation, 0.0)
                 if attempt.retry_in is None:
                     break
@@ -206,9 +220,18 @@ class Engine:
         self.observation.succeeded(call, record, result)
         return result
 
+    async def _embedded(self, call: CallState, attempt: Try, embedded: EmbeddingResult) -> EmbeddingResult:
+        model = attempt.model
+        as_answer = CompletionResult("", model.id, model.provider, embedded.model_name, embedded.usage)
+        done = await self._succeeded(call, attempt, as_answer)
+        embedded.model_id, embedded.provider = model.id, model.provider
+        embedded.cost, embedded.attempts = done.cost, done.attempts
+        return embedded
+
     async def _failed(self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False) -> None:
         """Record a failed attempt, then apply the policy: set ``attempt.retry_in`` (or leave it ``None`` to move
         on), or raise when the error must reach the caller (``final``: a stream already committed to this model)."""
+        cut_by = call.cut_by  # read once: with hedged tries in flight another may set it while this one awaits
         model = attempt.model
         attempt.settled = True
         call.last_error = error
@@ -227,12 +250,12 @@ class Engine:
         call.attempts.append(record)
         rule = rule_for(error)
         opened = False
-        if rule.counts_against_model and call.cut_by is None:
+        if rule.counts_against_model and cut_by is None:
             opened = await self.gate.record_failure(model.id, trip=rule.trips_breaker)
         if attempt.reservation.scope:
             await self.gate.settle(attempt.reservation, 0.0)
         self.observation.attempt_failed(call, record, breaker_opened=opened)
-        if call.cut_by == "deadline":
+        if cut_by == "deadline":
             raise call.deadline_error(self._clock() - call.plan.started)
         if (
             final

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from taskmodels.errors import NoEligibleModelError
-from taskmodels.registry.schema import BudgetConfig, ModelConfig, TaskTimeouts
+from taskmodels.registry.schema import BudgetConfig, HedgeConfig, ModelConfig, TaskTimeouts
 from taskmodels.registry.service import Registry
 from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import Selection
@@ -44,6 +44,7 @@ class TaskPolicy:
     max_attempts_total: int
     fallback_reserve: float  # share of the remaining deadline an attempt leaves to the candidates after it
     fixed: frozenset[str] = frozenset()  # limits the task or the request set: a model's own do not replace them
+    hedge: HedgeConfig | None = None  # the task's hedged requests (engine/hedge.py); None: one attempt at a time
 
     def limit(self, model: ModelConfig, name: LimitName) -> float:
         """The ``name`` limit for an attempt on ``model``."""
@@ -69,6 +70,7 @@ class TaskPolicy:
             self.max_attempts_total,
             self.fallback_reserve,
             self.fixed | {name for name in _LIMITS if getattr(request, name)},
+            self.hedge,
         )
 
 
@@ -147,6 +149,7 @@ def _resolve(registry: Registry, task: str, settings: ResilienceSettings) -> Tas
         max_attempts_total=settings.max_attempts_total,
         fallback_reserve=settings.fallback_reserve,
         fixed=frozenset(name for name in _LIMITS if timeouts is not None and getattr(timeouts, name)),
+        hedge=mapping.hedge if mapping is not None else None,
     )
 
 

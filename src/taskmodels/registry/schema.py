@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from taskmodels.types import Usage
 
-__all__ = ["BudgetConfig", "ModelConfig", "RegistryConfig", "TaskMapping", "TaskTimeouts"]
+__all__ = ["BudgetConfig", "HedgeConfig", "ModelConfig", "RegistryConfig", "TaskMapping", "TaskTimeouts"]
 
 
 def _integral(value: Any) -> Any:
@@ -175,6 +175,25 @@ class BudgetConfig(_Strict):
     on_exceeded: Literal["error", "cheaper"] = Field(default="error", alias="onExceeded")
 
 
+class HedgeConfig(_Strict):
+    """Hedged requests: an attempt with no answer (streaming: no first token) after ``after`` seconds gets the
+    next candidate started alongside it; the first to answer wins, the other is cancelled."""
+
+    after: Annotated[float, Field(strict=True, gt=0)] | Literal["p95"] = Field(
+        description='Seconds, or "p95": the rolling 95th percentile of the task\'s latency on that model'
+    )
+    max: _Int = Field(default=1, ge=1, description="Extra requests one call may start")
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _seconds_or_p95(cls, value: Any) -> Any:
+        # One message for both shapes, rather than pydantic's one error per member of the union.
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value == "p95" or (number and value > 0):
+            return value
+        raise ValueError(f'must be a number of seconds > 0 or "p95" (got {value!r})')
+
+
 class TaskMapping(_Strict):
     """A task, the model that serves it and the ordered fallbacks."""
 
@@ -189,6 +208,7 @@ class TaskMapping(_Strict):
     fallback_on_content_filter: _Flag | None = Field(default=None, alias="fallbackOnContentFilter")
     timeouts: TaskTimeouts | None = None
     budget: BudgetConfig | None = None
+    hedge: HedgeConfig | None = None
 
 
 class RegistryConfig(_Strict):
