@@ -290,6 +290,36 @@ async def test_a_hedge_the_budget_refuses_is_not_sent() -> None:
     assert ("b", "skipped", "BudgetExceededError") in outcomes(result.attempts)
 
 
+class SlowSecondReservation(MemoryStateStore):
+    """The second reservation of a call takes 0.2 s: the hedge is still being admitted when the primary answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reservations = 0
+
+    async def reserve_spend(self, scope: str, amount: float, *, limit: float, window: float, now: float) -> Any:
+        self.reservations += 1
+        if self.reservations == 2:
+            await asyncio.sleep(0.2)
+        return await super().reserve_spend(scope, amount, limit=limit, window=window, now=now)
+
+
+async def test_a_hedge_admitted_after_the_primary_answered_is_never_sent() -> None:
+    backend = FakeBackend()
+    backend.always("a", reply("from a", delay=0.1, usage=Usage(1000, 0)))
+    store, clock = SlowSecondReservation(), ManualClock()
+    registry = fake_registry(
+        fake_model("a", price=1.0), fake_model("b"), budget={"limit": 100.0, "windowSeconds": WINDOW}
+    )
+    registry["taskMappings"][0]["hedge"] = {"after": 0.05}
+    service = make_test_service(registry, backend=backend, state_store=store, wall_clock=clock)
+    result = await service.complete_with_task_model("t", "p")
+    assert outcomes(result.attempts) == [("a", "success", None)]
+    assert store.reservations == 2
+    assert backend.models_called() == ["a"]
+    assert await store.spend("budget:t", window=WINDOW, now=clock()) == pytest.approx(result.cost)
+
+
 def _prompt_tokens(service: ModelService, prompt: str) -> int:
     selection = service.selector.candidates("t", _request(prompt))
     return selection.prompt_tokens

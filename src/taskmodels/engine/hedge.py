@@ -138,7 +138,17 @@ class EngineSteps(NamedTuple):
 class _Runner:
     """One try in flight, in a task of its own. ``committed``: it answered (streams: sent its first event)."""
 
-    __slots__ = ("attempt", "committed", "committed_at", "cut_by", "events", "race", "started_at", "task")
+    __slots__ = (
+        "attempt",
+        "committed",
+        "committed_at",
+        "cut_by",
+        "events",
+        "race",
+        "sent",
+        "started_at",
+        "task",
+    )
 
     def __init__(self, race: _Race, attempt: Try, *, streamed: bool) -> None:
         self.race = race
@@ -148,6 +158,7 @@ class _Runner:
         self.committed_at = 0.0
         self.cut_by: Cut = None
         self.events: asyncio.Queue[Any] | None = asyncio.Queue() if streamed else None
+        self.sent = False  # its task ran: a request went out (or was about to)
         self.task: asyncio.Task[Any]
 
     def commit(self) -> None:
@@ -156,10 +167,12 @@ class _Runner:
             self.committed_at = self.race.engine.clock()
             self.race.changed.set()
 
-    async def run(self, work: Coroutine[Any, Any, Any], *, commit_at_end: bool) -> Any:
+    async def run(self, *, commit_at_end: bool) -> Any:
         call = self.race.call
+        self.sent = True
         try:
-            result = await work
+            # Made here, not when the task is created: a task cancelled before it runs leaves no coroutine behind.
+            result = await self.race.work(self)
         except ProviderError:
             # ``cut_by`` is the call's, and other tries run too: keep this try's own, then clear it.
             self.cut_by, call.cut_by = call.cut_by, None
@@ -308,8 +321,7 @@ class _Race:
 
     def _start(self, attempt: Try) -> None:
         runner = _Runner(self, attempt, streamed=self.streamed)
-        work = self.work(runner)
-        runner.task = asyncio.create_task(runner.run(work, commit_at_end=not self.streamed))
+        runner.task = asyncio.create_task(runner.run(commit_at_end=not self.streamed))
         self.running.append(runner)
 
     async def _next(self) -> bool:
@@ -398,6 +410,10 @@ class _Race:
         engine, call, attempt = self.engine, self.call, runner.attempt
         model = attempt.model
         attempt.settled = True
+        if not runner.sent:  # another answered while this one was being admitted: nothing went out
+            if attempt.reservation.scope:
+                await engine.gate.settle(attempt.reservation, 0.0)
+            return
         latency = engine.clock() - attempt.started
         finished = runner.task.done() and not runner.task.cancelled() and runner.task.exception() is None
         answer = runner.task.result() if finished else None
