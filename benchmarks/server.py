@@ -191,6 +191,8 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, an
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         return
+    except asyncio.CancelledError:
+        return  # the server is shutting down with a tail model's answer still waiting: nothing to report
     finally:
         writer.close()
 
