@@ -23,6 +23,7 @@ from taskmodels.testing import (
     FakeBackend,
     ManualClock,
     bad_request,
+    cut,
     fake_model,
     fake_registry,
     hang,
@@ -350,6 +351,27 @@ async def test_a_stream_is_hedged_on_its_first_token() -> None:
     assert done is not None
     assert done.model_id == "b"
     assert outcomes(done.attempts) == [("a", "cancelled", HEDGE_CANCELLED), ("b", "success", None)]
+
+
+async def test_a_winner_cut_after_its_first_token_restarts_on_the_next_candidate() -> None:
+    backend = FakeBackend()
+    backend.always("a", hang())
+    backend.always("b", cut(after_chunks=2))
+    backend.always("c", reply("from c"))
+    service = service_for({"after": 0.05}, "a", "b", "c", backend=backend)
+    events = [e async for e in service.stream_with_task_model("t", "p")]
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["text", "text"]  # b won the race and sent two chunks
+    assert kinds[2] == "restart"
+    assert events[2].model_id == "c"
+    done = events[-1].result
+    assert done is not None
+    assert done.text == "from c"
+    assert outcomes(done.attempts) == [
+        ("a", "cancelled", HEDGE_CANCELLED),
+        ("b", "error", "IncompleteStreamError"),
+        ("c", "success", None),
+    ]
 
 
 async def test_complete_read_as_a_stream_is_hedged_on_its_first_token() -> None:
