@@ -7,6 +7,9 @@ client being measured. Every answer is precomputed bytes.
     POST /v1/chat/completions  {"model": "...", "stream": false}  -> a fixed completion with usage
     POST /v1/chat/completions  {"model": "...", "stream": true}   -> N SSE chunks, a usage chunk, [DONE]
     model "fail-<status>" (e.g. "fail-500")                       -> that status with an OpenAI error body
+    model "tail-<median ms>-<slow ms>" (e.g. "tail-50-2000")      -> the same answers, after a first-token delay:
+        2 % of requests wait <slow ms> (so it is the p99), the rest a log-normal delay around <median ms>
+        (sigma 0.25); streams send their headers at once and their events after the delay. Seeded (--seed).
 
 Run by ``BenchServer`` (a context manager) as ``python -m benchmarks.server``; it
 prints ``PORT <n>`` once listening, and exits when its stdin closes (the parent
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -35,6 +39,9 @@ STREAM_PIECE = "tok "
 _FAIL_MODEL = re.compile(rb'"model"\s*:\s*"fail-(\d{3})"')
 _STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"]*)"')
+_TAIL_MODEL = re.compile(rb'"model"\s*:\s*"tail-(\d+)-(\d+)"')
+TAIL_SLOW_SHARE = 0.02  # of a tail model's requests wait the slow delay: it is their p99 (and p98)
+_TAIL_SIGMA = 0.25
 
 
 def _response(status: int, reason: str, body: bytes, content_type: bytes = b"application/json") -> bytes:
@@ -109,8 +116,9 @@ def _stream_body(model: str, chunks: int) -> bytes:
 class _Answers:
     """Precomputed responses, keyed by model name, built on first sight of a model."""
 
-    def __init__(self, chunks: int) -> None:
+    def __init__(self, chunks: int, seed: int = 0) -> None:
         self._chunks = chunks
+        self._random = random.Random(seed)  # latencies to simulate, not secrets
         self._plain: dict[bytes, bytes] = {}
         self._stream: dict[bytes, bytes] = {}
         self._fail: dict[int, bytes] = {}
@@ -134,6 +142,15 @@ class _Answers:
         if cached is None:
             cached = self._plain[model] = _response(200, "OK", _completion_body(model.decode()))
         return cached
+
+    def delay(self, body: bytes) -> float:
+        """Seconds before a tail model's first token (0 for every other model)."""
+        tail = _TAIL_MODEL.search(body)
+        if tail is None:
+            return 0.0
+        if self._random.random() < TAIL_SLOW_SHARE:
+            return int(tail.group(2)) / 1000.0
+        return int(tail.group(1)) / 1000.0 * self._random.lognormvariate(0.0, _TAIL_SIGMA)
 
     def failure(self, status: int) -> bytes:
         cached = self._fail.get(status)
@@ -164,14 +181,33 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, an
                     chunked = True
             body = await _read_chunked(reader) if chunked else (await reader.readexactly(length) if length else b"")
             if head.startswith(b"POST ") and b"/chat/completions" in head.split(b"\r\n", 1)[0]:
-                writer.write(answers.for_body(body))
+                answer = answers.for_body(body)
+                delay = answers.delay(body)
+                if delay:
+                    await _late(writer, answer, delay, stream=_STREAM_TRUE.search(body) is not None)
+                    continue
+                writer.write(answer)
             else:
                 writer.write(not_found)
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         return
+    except asyncio.CancelledError:
+        return  # the server is shutting down with a tail model's answer still waiting: nothing to report
     finally:
         writer.close()
+
+
+async def _late(writer: asyncio.StreamWriter, answer: bytes, delay: float, *, stream: bool) -> None:
+    """An answer whose first token takes ``delay``: a stream's headers go at once, as real servers send them."""
+    if stream:
+        split = answer.index(b"\r\n\r\n") + 4
+        writer.write(answer[:split])
+        await writer.drain()
+        answer = answer[split:]
+    await asyncio.sleep(delay)
+    writer.write(answer)
+    await writer.drain()
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
@@ -185,8 +221,8 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
-async def _serve(port: int, chunks: int, lifetime: float) -> None:
-    answers = _Answers(chunks)
+async def _serve(port: int, chunks: int, lifetime: float, seed: int = 0) -> None:
+    answers = _Answers(chunks, seed)
     server = await asyncio.start_server(lambda r, w: _handle(r, w, answers), host="127.0.0.1", port=port, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     print(f"PORT {bound}", flush=True)
@@ -209,13 +245,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--chunks", type=int, default=20, help="text chunks per streamed answer")
     parser.add_argument("--lifetime", type=float, default=1800.0, help="seconds before the server exits on its own")
+    parser.add_argument("--seed", type=int, default=0, help="of the tail models' delays")
     args = parser.parse_args(argv)
+    serve = _serve(args.port, args.chunks, args.lifetime, args.seed)
     try:
         import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        asyncio.run(_serve(args.port, args.chunks, args.lifetime))
+        asyncio.run(serve)
     else:
-        uvloop.run(_serve(args.port, args.chunks, args.lifetime))
+        uvloop.run(serve)
 
 
 class BenchServer:

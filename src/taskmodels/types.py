@@ -40,7 +40,7 @@ Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "other"]
 """Normalized across providers: OpenAI ``stop``, Anthropic ``end_turn`` and Gemini ``STOP`` are all ``stop``."""
 
-AttemptOutcome = Literal["success", "error", "skipped"]
+AttemptOutcome = Literal["success", "error", "skipped", "cancelled"]  # cancelled: a hedge lost its race
 
 StreamEventType = Literal["text", "tool_call", "restart", "done"]
 

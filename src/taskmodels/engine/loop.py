@@ -10,6 +10,9 @@ decides, in ``_failed``, whether the same model is tried again, the next one is,
 error reaches the caller. The three drivers differ only in what they call and, for a
 stream, in the commit point: once an event has reached the caller, the task's
 ``streamPolicy`` decides (``restart`` the answer on the next model, or raise).
+
+A task with ``hedge`` set runs on the drivers of ``engine/hedge.py`` instead, which
+keep more than one ``Try`` in flight; the drivers here never start a task or a timer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from taskmodels.resilience.ratelimit import RateTicket
 from taskmodels.sections import ResilienceSettings
 from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, RateLimitInfo, StreamEvent, ToolCall
 
+from . import hedge
 from .admission import Gate, Reservation
 from .call import CallState
 from .limits import bounded
@@ -41,7 +45,8 @@ __all__ = ["Engine", "Try"]
 @dataclass(slots=True)
 class Try:
     """One attempt at one model, handed to a driver. ``retry_in`` is set by ``_failed``: seconds before the same
-    model is tried again, or ``None`` to move on."""
+    model is tried again, or ``None`` to move on. ``hedged``: the driver asked for the next try while this one
+    still runs; the loop moves on without giving its reservation back, and the driver settles it."""
 
     model: ModelConfig
     provider: ModelPort
@@ -56,6 +61,7 @@ class Try:
     ticket: RateTicket | None = None  # the route's rate-limit reservation, when it keeps rate state
     siblings: bool = False  # deployments of the same model still to try: a failure moves to them, not back here
     first_at: float | None = None  # when a stream's first event arrived
+    hedged: bool = False  # a hedge started beside it: the hedging driver settles it, not the loop
 
 
 class Engine:
@@ -80,11 +86,17 @@ class Engine:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self.latencies = hedge.Latencies()  # what ``hedge: {"after": "p95"}`` reads
+        self._hedging = hedge.EngineSteps(
+            self._tries, self._succeeded, self._failed, self._embedded, gate, observation, clock, self.latencies
+        )
 
     # --- the drivers ---------------------------------------------------------------------------
 
     async def complete(self, call: CallState, *, streamed: bool) -> CompletionResult:
         """The first answer of the chain; ``streamed`` reads it as a stream to watch first-token and stall limits."""
+        if call.plan.policy.hedge is not None:
+            return await hedge.complete(self._hedging, call, streamed=streamed)
         async with aclosing(self._tries(call)) as tries:
             async for attempt in tries:
                 try:
@@ -104,6 +116,8 @@ class Engine:
         raise call.exhausted_error()
 
     async def embed(self, call: CallState, texts: Sequence[str]) -> EmbeddingResult:
+        if call.plan.policy.hedge is not None:
+            return await hedge.embed(self._hedging, call, texts)
         async with aclosing(self._tries(call)) as tries:
             async for attempt in tries:
                 try:
@@ -112,15 +126,15 @@ class Engine:
                 except ProviderError as exc:
                     await self._failed(call, attempt, exc)
                     continue
-                model = attempt.model
-                as_answer = CompletionResult("", model.id, model.provider, embedded.model_name, embedded.usage)
-                done = await self._succeeded(call, attempt, as_answer)
-                embedded.model_id, embedded.provider = model.id, model.provider
-                embedded.cost, embedded.attempts = done.cost, done.attempts
-                return embedded
+                return await self._embedded(call, attempt, embedded)
         raise call.exhausted_error()
 
-    async def stream(self, call: CallState) -> AsyncIterator[StreamEvent]:
+    async def stream(self, call: CallState) -> AsyncIterator[StreamEvent]:  # noqa: C901 - the commit point: restart, done, truncation
+        if call.plan.policy.hedge is not None:
+            async with aclosing(hedge.stream(self._hedging, call)) as hedged:
+                async for event in hedged:
+                    yield event
+            return
         restart_owed = False  # events of an answer that failed reached the caller
         async with aclosing(self._tries(call)) as tries:
             async for attempt in tries:
@@ -195,7 +209,7 @@ class Engine:
                         yield attempt
                     finally:
                         route.in_flight -= 1
-                        if not attempt.settled:  # the driver left early: cancelled, or raised
+                        if not attempt.settled and not attempt.hedged:  # the driver left early: cancelled, or raised
                             await self._release(reservation, ticket)
                     if attempt.retry_in is None:
                         break
@@ -289,9 +303,18 @@ class Engine:
         elif info is not None:
             await self.gate.note_rate_limit(route, info, ticket.tokens)
 
+    async def _embedded(self, call: CallState, attempt: Try, embedded: EmbeddingResult) -> EmbeddingResult:
+        model = attempt.model
+        as_answer = CompletionResult("", model.id, model.provider, embedded.model_name, embedded.usage)
+        done = await self._succeeded(call, attempt, as_answer)
+        embedded.model_id, embedded.provider = model.id, model.provider
+        embedded.cost, embedded.attempts = done.cost, done.attempts
+        return embedded
+
     async def _failed(self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False) -> None:  # noqa: C901 - one branch per outcome of the rule table
         """Record a failed attempt, then apply the policy: set ``attempt.retry_in`` (or leave it ``None`` to move
         on), or raise when the error must reach the caller (``final``: a stream already committed to this model)."""
+        cut_by = call.cut_by  # read once: with hedged tries in flight another may set it while this one awaits
         model = attempt.model
         route = attempt.route
         attempt.settled = True
@@ -313,7 +336,7 @@ class Engine:
         call.attempts.append(record)
         rule = rule_for(error)
         opened = False
-        if rule.counts_against_model and call.cut_by is None:
+        if rule.counts_against_model and cut_by is None:
             opened = await self.gate.record_failure(model.id if route is None else route.key, trip=rule.trips_breaker)
             if deployment is not None and route is not None:
                 route.observe(latency)  # a failing deployment looks slow to the latency strategy
@@ -322,7 +345,7 @@ class Engine:
         if attempt.ticket is not None:
             await self._settle_route(attempt, attempt.ticket, 0, error.rate_limit, error)
         self.observation.attempt_failed(call, record, breaker_opened=opened, trace=attempt.trace)
-        if call.cut_by == "deadline":
+        if cut_by == "deadline":
             raise call.deadline_error(self._clock() - call.plan.started)
         if (
             final

@@ -7,7 +7,8 @@ no tracing work at all.
 
 Events, all named ``taskmodels.<area>.<event>``:
 
-- ``taskmodels.call.attempt``   one per attempt: INFO when it failed (routine in a chain), DEBUG when it answered
+- ``taskmodels.call.attempt``   one per attempt: INFO when it failed (routine in a chain) or lost a hedge's race,
+                                DEBUG when it answered
 - ``taskmodels.call.finished``  one per call: INFO when it answered, WARNING when it failed
 - ``taskmodels.breaker.opened`` WARNING: a model's circuit opened
 - ``taskmodels.model.unusable`` WARNING, once per model per process: a model cannot be built (no key, no endpoint)
@@ -107,6 +108,13 @@ class Observation:
                 error_class=attempt.error_class,
                 status_code=attempt.status_code,
             )
+
+    def attempt_cancelled(self, call: CallState, attempt: Attempt, cost: float) -> None:
+        """A hedged request cancelled because another answered first (or the call ended): ``cost`` is what it
+        was charged."""
+        self.accounting.cancelled_attempt(call.task, attempt.model_id, cost)
+        if (logger := self._log.enabled(INFO)) is not None:
+            self._attempt_event(logger.info, call, attempt, None)
 
     def call_failed(self, call: CallState, error: TaskModelsError) -> None:
         self.accounting.failed_call(call.task, call.tenant)

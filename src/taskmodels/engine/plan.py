@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from taskmodels.errors import NoEligibleModelError
-from taskmodels.registry.schema import BudgetConfig, ModelConfig, RoutingStrategy, TaskTimeouts
+from taskmodels.registry.schema import BudgetConfig, HedgeConfig, ModelConfig, RoutingStrategy, TaskTimeouts
 from taskmodels.registry.service import Registry
 from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import Selection
@@ -45,6 +45,7 @@ class TaskPolicy:
     fallback_reserve: float  # share of the remaining deadline an attempt leaves to the candidates after it
     fixed: frozenset[str] = frozenset()  # limits the task or the request set: a model's own do not replace them
     routing: RoutingStrategy | None = None  # the task's choice among a model's deployments; None: the model's
+    hedge: HedgeConfig | None = None  # the task's hedged requests (engine/hedge.py); None: one attempt at a time
 
     def limit(self, model: ModelConfig, name: LimitName) -> float:
         """The ``name`` limit for an attempt on ``model``."""
@@ -71,6 +72,7 @@ class TaskPolicy:
             self.fallback_reserve,
             self.fixed | {name for name in _LIMITS if getattr(request, name)},
             self.routing,
+            self.hedge,
         )
 
 
@@ -150,6 +152,7 @@ def _resolve(registry: Registry, task: str, settings: ResilienceSettings) -> Tas
         fallback_reserve=settings.fallback_reserve,
         fixed=frozenset(name for name in _LIMITS if timeouts is not None and getattr(timeouts, name)),
         routing=mapping.routing if mapping is not None else None,
+        hedge=mapping.hedge if mapping is not None else None,
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "REQUEST_PARAMETERS",
     "BudgetConfig",
     "DeploymentConfig",
+    "HedgeConfig",
     "ModelConfig",
     "ReasoningEffort",
     "RegistryConfig",
@@ -276,6 +277,25 @@ class BudgetConfig(_Strict):
     )
 
 
+class HedgeConfig(_Strict):
+    """Hedged requests: an attempt with no answer (streaming: no first token) after ``after`` seconds gets the
+    next candidate started alongside it; the first to answer wins, the other is cancelled."""
+
+    after: Annotated[float, Field(strict=True, gt=0)] | Literal["p95"] = Field(
+        description='Seconds, or "p95": the rolling 95th percentile of the task\'s latency on that model'
+    )
+    max: _Int = Field(default=1, ge=1, description="Extra requests one call may start")
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _seconds_or_p95(cls, value: Any) -> Any:
+        # One message for both shapes, rather than pydantic's one error per member of the union.
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value == "p95" or (number and value > 0):
+            return value
+        raise ValueError(f'must be a number of seconds > 0 or "p95" (got {value!r})')
+
+
 class TaskMapping(_Strict):
     """A task, the model that serves it and the ordered fallbacks."""
 
@@ -301,6 +321,7 @@ class TaskMapping(_Strict):
     routing: RoutingStrategy | None = Field(
         default=None, description="How this task's calls choose among a model's deployments; unset: the model's"
     )
+    hedge: HedgeConfig | None = None
 
 
 class RegistryConfig(_Strict):

@@ -1,7 +1,8 @@
 """Running totals per task and per model, kept in this process.
 
 Only answers are billed: a failed attempt adds to ``failures`` but never to
-tokens or cost.
+tokens or cost. A hedged request that lost its race (``cancelled_attempts``) adds
+what it was charged to the budget: a provider bills a request it received.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Totals:
     failed_calls: int = 0  # calls of a task that ended in an error (per task only)
     attempts: int = 0
     failed_attempts: int = 0
+    cancelled_attempts: int = 0  # hedged requests that lost their race
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
@@ -29,6 +31,7 @@ class Totals:
             "failed_calls": self.failed_calls,
             "attempts": self.attempts,
             "failed_attempts": self.failed_attempts,
+            "cancelled_attempts": self.cancelled_attempts,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost": self.cost,
@@ -66,6 +69,12 @@ class Accounting:
         if t is None:
             t = self.tenants[tenant] = Totals()
         return t
+
+    def cancelled_attempt(self, task: str, model_id: str, cost: float) -> None:
+        for t in (self._task(task), self._model(model_id)):
+            t.attempts += 1
+            t.cancelled_attempts += 1
+            t.cost += cost
 
     def answered(self, task: str, model_id: str, usage: Usage, cost: float, tenant: str | None = None) -> None:
         totals: tuple[Totals, ...] = (self._task(task), self._model(model_id))
