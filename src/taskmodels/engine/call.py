@@ -1,9 +1,11 @@
-"""The state of one call in progress — what was tried, what was skipped, why — and the errors that end it."""
+"""The state of one call in progress and of each of its attempts (``Try``): what was tried, what was skipped,
+why; and the errors that end the call."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from taskmodels.errors import (
     AllModelsFailedError,
@@ -20,8 +22,13 @@ from .plan import CallPlan
 
 if TYPE_CHECKING:
     from taskmodels.output import OutputRun
+    from taskmodels.providers.port import ModelPort
+    from taskmodels.resilience.ratelimit import RateTicket
 
-__all__ = ["CallState", "Cut", "describe_attempts"]
+    from .admission import Reservation
+    from .pools import Route
+
+__all__ = ["CallState", "Cut", "Try", "describe_attempts"]
 
 Cut = Literal["deadline", "share"] | None
 
@@ -159,3 +166,25 @@ def describe_attempts(attempts: Sequence[Attempt]) -> str:
         name = f"{a.model_id}/{a.deployment_id}" if a.deployment_id else a.model_id
         lines.append(f"\n  {name} ({a.provider}, {tag}): {what}")
     return ":" + "".join(lines)
+
+
+@dataclass(slots=True)
+class Try:
+    """One attempt at one model, handed to a driver. ``retry_in`` is set by ``_failed``: seconds before the same
+    model is tried again, or ``None`` to move on. ``hedged``: the driver asked for the next try while this one
+    still runs; the loop moves on without giving its reservation back, and the driver settles it."""
+
+    model: ModelConfig
+    provider: ModelPort
+    number: int  # 1-based try of this model within the call
+    last: bool  # no candidate after this one: it may use the whole deadline
+    reservation: Reservation
+    started: float
+    settled: bool = False
+    retry_in: float | None = None
+    trace: Any = None  # the tracer's handle, when the call has a trace
+    route: Route | None = None  # None only for a Try built outside the loop
+    ticket: RateTicket | None = None  # the route's rate-limit reservation, when it keeps rate state
+    siblings: bool = False  # deployments of the same model still to try: a failure moves to them, not back here
+    first_at: float | None = None  # when a stream's first event arrived
+    hedged: bool = False  # a hedge started beside it: the hedging driver settles it, not the loop

@@ -40,20 +40,17 @@ import math
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from taskmodels.errors import InvalidResponseError, ProviderError, TaskModelsError
 from taskmodels.registry.schema import HedgeConfig
 from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, StreamEvent, ToolCall
 
 from .admission import Gate
-from .call import CallState, Cut
+from .call import CallState, Cut, Try
 from .limits import bounded
 from .observe import Observation
 from .streams import assemble, guarded_stream
-
-if TYPE_CHECKING:
-    from .loop import Try
 
 __all__ = ["HEDGE_CANCELLED", "EngineSteps", "Latencies", "complete", "embed", "stream"]
 

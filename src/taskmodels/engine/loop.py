@@ -5,8 +5,8 @@ was open and nothing was tried, the one that closes soonest — and within each 
 its routes (``engine/pools.py``: the model itself, or its deployments in the order the
 pool's strategy gives, drained before the next model), admits each (breaker, budget,
 rate limit), and hands the driver one ``Try`` at a time. The driver makes the call and
-reports back with ``_failed`` or ``_succeeded``; ``resilience/policy.py``'s rule table
-decides, in ``_failed``, whether the same model is tried again, the next one is, or the
+reports back with ``outcomes.failed`` or ``outcomes.succeeded`` (``engine/outcome.py``), where
+``resilience/policy.py``'s rule table decides whether the same model is tried again, the next one is, or the
 error reaches the caller. The three drivers differ only in what they call and, for a
 stream, in the commit point: once an event has reached the caller, the task's
 ``streamPolicy`` decides (``restart`` the answer on the next model, or raise).
@@ -20,48 +20,24 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
-from typing import Any
 
-from taskmodels.errors import ProviderError, RateLimitError, TaskModelsError, TruncatedAnswerError
+from taskmodels.errors import ProviderError, TaskModelsError, TruncatedAnswerError
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
-from taskmodels.resilience.policy import Next, retry_delay, rule_for
 from taskmodels.resilience.ratelimit import RateTicket
 from taskmodels.sections import ResilienceSettings
-from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, RateLimitInfo, StreamEvent, ToolCall
+from taskmodels.types import CompletionResult, EmbeddingResult, StreamEvent, ToolCall
 
 from . import hedge
 from .admission import Gate, Reservation
-from .call import CallState
+from .call import CallState, Try
 from .limits import bounded
 from .observe import Observation
+from .outcome import Outcomes
 from .pools import Pools, Route
 from .streams import assemble, collect, guarded_stream
 
-__all__ = ["Engine", "Try"]
-
-
-@dataclass(slots=True)
-class Try:
-    """One attempt at one model, handed to a driver. ``retry_in`` is set by ``_failed``: seconds before the same
-    model is tried again, or ``None`` to move on. ``hedged``: the driver asked for the next try while this one
-    still runs; the loop moves on without giving its reservation back, and the driver settles it."""
-
-    model: ModelConfig
-    provider: ModelPort
-    number: int  # 1-based try of this model within the call
-    last: bool  # no candidate after this one: it may use the whole deadline
-    reservation: Reservation
-    started: float
-    settled: bool = False
-    retry_in: float | None = None
-    trace: Any = None  # the tracer's handle, when the call has a trace
-    route: Route | None = None  # None only for a Try built outside the loop
-    ticket: RateTicket | None = None  # the route's rate-limit reservation, when it keeps rate state
-    siblings: bool = False  # deployments of the same model still to try: a failure moves to them, not back here
-    first_at: float | None = None  # when a stream's first event arrived
-    hedged: bool = False  # a hedge started beside it: the hedging driver settles it, not the loop
+__all__ = ["Engine"]
 
 
 class Engine:
@@ -86,9 +62,17 @@ class Engine:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self.outcomes = Outcomes(gate, observation, resilience, clock, rand)
         self.latencies = hedge.Latencies()  # what ``hedge: {"after": "p95"}`` reads
         self._hedging = hedge.EngineSteps(
-            self._tries, self._succeeded, self._failed, self._embedded, gate, observation, clock, self.latencies
+            self._tries,
+            self.outcomes.succeeded,
+            self.outcomes.failed,
+            self.outcomes.embedded,
+            gate,
+            observation,
+            clock,
+            self.latencies,
         )
 
     # --- the drivers ---------------------------------------------------------------------------
@@ -110,9 +94,9 @@ class Engine:
                     if result.finish_reason == "length" and not result.text and not result.tool_calls:
                         raise _spent(attempt.model)
                 except ProviderError as exc:
-                    await self._failed(call, attempt, exc)
+                    await self.outcomes.failed(call, attempt, exc)
                     continue
-                return await self._succeeded(call, attempt, result)
+                return await self.outcomes.succeeded(call, attempt, result)
         raise call.exhausted_error()
 
     async def embed(self, call: CallState, texts: Sequence[str]) -> EmbeddingResult:
@@ -124,9 +108,9 @@ class Engine:
                     work = attempt.provider.embed(texts)
                     embedded = await bounded(call, attempt.model, work, self._clock, last=attempt.last)
                 except ProviderError as exc:
-                    await self._failed(call, attempt, exc)
+                    await self.outcomes.failed(call, attempt, exc)
                     continue
-                return await self._embedded(call, attempt, embedded)
+                return await self.outcomes.embedded(call, attempt, embedded)
         raise call.exhausted_error()
 
     async def stream(self, call: CallState) -> AsyncIterator[StreamEvent]:  # noqa: C901 - the commit point: restart, done, truncation
@@ -152,7 +136,9 @@ class Engine:
                             if event.type == "done":
                                 if event.finish_reason == "length" and not texts and not tools:
                                     raise _spent(model)
-                                done = await self._succeeded(call, attempt, assemble(model, event, texts, tools))
+                                done = await self.outcomes.succeeded(
+                                    call, attempt, assemble(model, event, texts, tools)
+                                )
                                 yield StreamEvent(
                                     type="done",
                                     finish_reason=done.finish_reason,
@@ -173,7 +159,7 @@ class Engine:
                             yield event
                 except ProviderError as exc:
                     committed = bool(texts or tools) and call.plan.policy.stream_policy == "error"
-                    await self._failed(call, attempt, exc, final=committed)
+                    await self.outcomes.failed(call, attempt, exc, final=committed)
         raise call.exhausted_error()
 
     # --- the loop --------------------------------------------------------------------------------
@@ -257,121 +243,6 @@ class Engine:
             self.observation.model_unusable(route.config, exc)
             return None
         return provider if call.output is None else call.output.port(provider)
-
-    # --- after an attempt ------------------------------------------------------------------------
-
-    async def _succeeded(self, call: CallState, attempt: Try, result: CompletionResult) -> CompletionResult:
-        model = attempt.model
-        route = attempt.route
-        attempt.settled = True
-        latency = self._clock() - attempt.started
-        result.cost = cost = model.cost(result.usage)
-        deployment = None
-        if route is not None and route.deployment_id is not None:
-            deployment = result.deployment_id = route.deployment_id
-            result.model_id, result.provider = model.id, route.config.provider
-            route.observe(latency if attempt.first_at is None else attempt.first_at - attempt.started)
-        else:
-            result.model_id, result.provider = model.id, model.provider
-        record = Attempt(model.id, result.provider, "success", latency, None, None, None, attempt.number, deployment)
-        call.attempts.append(record)
-        result.attempts = tuple(call.attempts)
-        await self.gate.record_success(model.id if route is None else route.key)
-        if attempt.reservation.scope:
-            await self.gate.settle(attempt.reservation, cost)
-        if attempt.ticket is not None:
-            await self._settle_route(attempt, attempt.ticket, result.usage.total_tokens, result.rate_limit)
-        self.observation.succeeded(call, record, result, attempt.trace)
-        return result
-
-    async def _settle_route(
-        self,
-        attempt: Try,
-        ticket: RateTicket,
-        tokens: int,
-        info: RateLimitInfo | None,
-        error: ProviderError | None = None,
-    ) -> None:
-        """A limited route's request settles to its real tokens; the provider's word on its limits (headers, a 429)
-        holds the deployment before it would refuse the next request."""
-        route = attempt.route
-        assert route is not None  # a ticket is only taken for a route
-        if route.tpm:  # only a token limit needs the estimate corrected
-            await self.gate.settle_rate(ticket, tokens)
-        if isinstance(error, RateLimitError):
-            await self.gate.hold(route, error.retry_after)
-        elif info is not None:
-            await self.gate.note_rate_limit(route, info, ticket.tokens)
-
-    async def _embedded(self, call: CallState, attempt: Try, embedded: EmbeddingResult) -> EmbeddingResult:
-        model = attempt.model
-        as_answer = CompletionResult("", model.id, model.provider, embedded.model_name, embedded.usage)
-        done = await self._succeeded(call, attempt, as_answer)
-        embedded.model_id, embedded.provider = model.id, model.provider
-        embedded.cost, embedded.attempts = done.cost, done.attempts
-        return embedded
-
-    async def _failed(self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False) -> None:  # noqa: C901 - one branch per outcome of the rule table
-        """Record a failed attempt, then apply the policy: set ``attempt.retry_in`` (or leave it ``None`` to move
-        on), or raise when the error must reach the caller (``final``: a stream already committed to this model)."""
-        cut_by = call.cut_by  # read once: with hedged tries in flight another may set it while this one awaits
-        model = attempt.model
-        route = attempt.route
-        attempt.settled = True
-        call.last_error = error
-        call.errors.append(error)
-        latency = self._clock() - attempt.started
-        deployment = route.deployment_id if route is not None else None
-        record = Attempt(
-            model.id,
-            model.provider if route is None else route.config.provider,
-            "error",
-            latency,
-            type(error).__name__,
-            error.message,
-            error.status_code,
-            attempt.number,
-            deployment,
-        )
-        call.attempts.append(record)
-        rule = rule_for(error)
-        opened = False
-        if rule.counts_against_model and cut_by is None:
-            opened = await self.gate.record_failure(model.id if route is None else route.key, trip=rule.trips_breaker)
-            if deployment is not None and route is not None:
-                route.observe(latency)  # a failing deployment looks slow to the latency strategy
-        if attempt.reservation.scope:
-            await self.gate.settle(attempt.reservation, 0.0)
-        if attempt.ticket is not None:
-            await self._settle_route(attempt, attempt.ticket, 0, error.rate_limit, error)
-        self.observation.attempt_failed(call, record, breaker_opened=opened, trace=attempt.trace)
-        if cut_by == "deadline":
-            raise call.deadline_error(self._clock() - call.plan.started)
-        if (
-            final
-            or rule.next is Next.RAISE
-            or (rule.next is Next.IF_OPTED_IN and not call.plan.policy.fallback_on_content_filter)
-        ):
-            raise error
-        if rule.next is Next.LARGER_CONTEXT:
-            call.needs_larger_context(model, error)
-            return
-        plan = call.plan
-        if rule.feedback:  # asked again at once, with the error, while the task's outputRetries allow
-            output = call.output
-            if output is not None and output.may_ask_again(model.id) and call.tries < plan.policy.max_attempts_total:
-                attempt.retry_in = 0.0
-            return
-        if (
-            opened
-            or attempt.siblings  # the pool is drained first: a sibling deployment serves instead of a retry here
-            or attempt.number >= plan.policy.max_attempts_per_model
-            or call.tries >= plan.policy.max_attempts_total
-        ):
-            return  # an open breaker (a failed probe, say) is not retried within the call either
-        delay = retry_delay(error, attempt.number, self._resilience, self._rand)
-        if delay is not None and delay < plan.remaining(self._clock()):
-            attempt.retry_in = delay
 
 
 def _spent(model: ModelConfig) -> TruncatedAnswerError:
