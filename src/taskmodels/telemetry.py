@@ -268,6 +268,9 @@ class OpenTelemetryTracer:
         capture_content: bool | None = None,
     ) -> None:
         self.capture_content = capture_content_from_environment() if capture_content is None else capture_content
+        # On the global providers, nothing records until the application installs an SDK: until then a call
+        # skips telemetry after one check (FastAPI brings opentelemetry-api along, so that is the common case).
+        self._on_globals = tracer_provider is None and meter_provider is None
         self._tracer = trace.get_tracer(INSTRUMENTATION_NAME, __version__, tracer_provider)
         meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider)
         self._duration = meter.create_histogram(
@@ -298,7 +301,9 @@ class OpenTelemetryTracer:
 
     # --- the call ------------------------------------------------------------------------------
 
-    def call_started(self, call: CallState, *, streaming: bool) -> _CallHandle:
+    def call_started(self, call: CallState, *, streaming: bool) -> _CallHandle | None:
+        if self._on_globals and _no_sdk_installed():
+            return None
         plan = call.plan
         span = self._tracer.start_span(
             f"taskmodels {plan.task}",
@@ -517,3 +522,11 @@ def _output_messages(result: CompletionResult) -> str:
     parts.extend({"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls)
     message = {"role": "assistant", "parts": parts, "finish_reason": result.finish_reason}
     return scrub(json.dumps([message], ensure_ascii=False))
+
+
+def _no_sdk_installed() -> bool:
+    """Whether the global tracer and meter providers are still the API's placeholders (no SDK set them)."""
+    # The meter's placeholder class is private to the API; its name is what there is to compare.
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and (
+        type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    )

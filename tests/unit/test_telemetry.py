@@ -513,3 +513,26 @@ def test_importing_taskmodels_does_not_import_opentelemetry() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_on_the_global_providers_without_an_sdk_a_call_opens_no_trace() -> None:
+    """The API alone (FastAPI brings it along) records nothing: the call skips telemetry after one check."""
+    from opentelemetry import metrics, trace
+
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # no SDK set globally in this suite
+    assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    tracer = build_call_tracer(TelemetrySettings(), None, None)
+    assert isinstance(tracer, OpenTelemetryTracer)
+
+    def no_span(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a span was started with no SDK installed")
+
+    tracer._tracer.start_span = no_span  # type: ignore[method-assign]  # proves no span work is done
+    backend = FakeBackend()
+    svc = make_test_service(TWO, backend=backend, tracer=tracer)
+    stream = svc.stream_with_task_model("t", prompt="hi")
+    first = await anext(stream)
+    assert first.type == "text"
+    await stream.aclose()
+    result = await svc.complete_with_task_model("t", prompt="hi")
+    assert result.text
