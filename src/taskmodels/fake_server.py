@@ -248,6 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- OpenAI ------------------------------------------------------------------------
 
     def _openai_chat(self, body: dict[str, Any]) -> None:
+        # Long on purpose: one branch per answer the OpenAI protocol can give (a tool call, JSON, a stream, text).
         model = str(body.get("model", ""))
         prompt = _last_user_text(body.get("messages") or [])
         text = self.fake.answer(model, prompt)
