@@ -19,7 +19,6 @@ from enum import StrEnum
 
 import httpx2
 import pytest
-from llamacpp import LlamaCppServer, TinyModel
 from pydantic import BaseModel, SecretStr
 
 from taskmodels.errors import AuthenticationError, ContextLengthExceededError
@@ -32,6 +31,7 @@ from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.types import CompletionRequest, ResponseFormat, StreamEvent
+from tests.integration.llamacpp import LlamaCppServer, TinyModel
 
 pytestmark = pytest.mark.integration
 

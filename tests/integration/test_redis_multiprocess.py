@@ -232,7 +232,7 @@ if __name__ == "__main__":
     raise SystemExit(0)
 
 
-from redisserver import RedisServer, require_redis_server  # noqa: E402 - a worker needs none of this
+from tests.integration.redisserver import RedisServer, require_redis_server  # noqa: E402 - a worker needs none of this
 
 pytestmark = pytest.mark.integration
 

@@ -142,9 +142,9 @@ if __name__ == "__main__":
 
 
 import pytest  # noqa: E402 - a worker needs none of this
-from redisserver import RedisServer, require_redis_server  # noqa: E402
 
 from tests.integration.faultserver import FaultServer  # noqa: E402
+from tests.integration.redisserver import RedisServer, require_redis_server  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,6 @@ import pytest
 import structlog
 from dependency_injector import providers
 from structlog.testing import capture_logs
-from transport_choice import chosen_transport
 
 from taskmodels import redaction
 from taskmodels.cli import main as cli_main
@@ -44,6 +43,7 @@ from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.types import CompletionRequest, CompletionResult, StreamEvent
 from tests.integration.faultserver import Behaviour, FaultServer
+from tests.transport_choice import chosen_transport
 
 pytestmark = pytest.mark.integration
 
