@@ -274,7 +274,7 @@ class BenchServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def start(self) -> BenchServer:
+    def start(self) -> Self:
         root = Path(__file__).resolve().parent.parent
         self._proc = subprocess.Popen(
             [
