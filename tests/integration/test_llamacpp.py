@@ -64,7 +64,9 @@ async def http_client() -> AsyncIterator[httpx2.AsyncClient]:
 def provider(llamacpp_server: LlamaCppServer, http_client: httpx2.AsyncClient) -> BaseModelProvider:
     """Built the way the service builds it: the registry entry through the factory."""
     factory = ModelProviderFactory(http_client=http_client, discover_entry_points=False)
-    return factory.create_provider_for_model(model_config(llamacpp_server))
+    provider = factory.create_provider_for_model(model_config(llamacpp_server))
+    assert isinstance(provider, BaseModelProvider)
+    return provider
 
 
 async def collect(stream: AsyncIterator[StreamEvent]) -> list[StreamEvent]:

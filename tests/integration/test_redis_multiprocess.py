@@ -84,7 +84,7 @@ def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., 
         if primary == "fail":
             backend.always("primary", server_error(503))
         resilience = ResilienceSettings(
-            breaker_failure_threshold=2, breaker_cooldown=60, max_attempts_per_model=1, backoff_initial=0
+            breaker_failure_threshold=2, breaker_cooldown_initial=60, max_attempts_per_model=1, backoff_initial=0
         )
         mapping = {"budget": budget} if budget else {}
         registry = fake_registry(fake_model("primary"), fake_model("fallback"), task="summarize", **mapping)

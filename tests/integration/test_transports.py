@@ -147,7 +147,7 @@ async def test_answers_and_streams(fault_server: FaultServer, transport: str) ->
     ids=["reset", "cut", "silent", "stall"],
 )
 async def test_faults_raise_the_httpx2_class_of_the_default_transport(
-    fault_server: FaultServer, transport: str, behaviour: str | Behaviour, expected: type[Exception]
+    fault_server: FaultServer, transport: str, behaviour: str | Behaviour, expected: type[httpx2.RequestError]
 ) -> None:
     fault_server.always("m", behaviour)
     async with client(transport, read_timeout=0.3) as http:
