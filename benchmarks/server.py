@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     serve = _serve(args.port, args.chunks, args.lifetime, args.seed)
     try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]
+        import uvloop
     except ImportError:
         asyncio.run(serve)
     else:
