@@ -14,16 +14,19 @@ import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchmarks.clients import PROMPT
 from benchmarks.otel import Telemetry
 from benchmarks.otel import apply as apply_telemetry
 
+if TYPE_CHECKING:
+    from taskmodels.providers.base import BaseModelProvider
+
 __all__ = ["measure_service_layer"]
 
 
-def _instant_provider_class() -> type[Any]:
+def _instant_provider_class() -> type[BaseModelProvider]:
     from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
     from taskmodels.types import CompletionRequest, CompletionResult, Usage
 

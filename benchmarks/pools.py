@@ -78,7 +78,7 @@ async def _cpu_per_call(call: Callable[[], Awaitable[Any]], calls: int) -> float
 
 async def measure_pools(calls: int = 5000, *, repeats: int = 5, bare_calls: int = 1000) -> dict[str, Any]:
     """CPU seconds per call of each variant (best of ``repeats``) and the pools' extra as a share of a bare call."""
-    three = [{"id": "a", "weight": 3}, {"id": "b", "weight": 2}, {"id": "c"}]
+    three: list[dict[str, Any]] = [{"id": "a", "weight": 3}, {"id": "b", "weight": 2}, {"id": "c"}]
     limited = [{**d, "rpm": 10**9, "tpm": 10**12} for d in three]
     variants = {"single": _service(None), "pool": _service(three), "pool+limits": _service(limited)}
     best = dict.fromkeys(variants, float("inf"))

@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     serve = _serve(args.port, args.chunks, args.lifetime, args.seed)
     try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]
+        import uvloop
     except ImportError:
         asyncio.run(serve)
     else:
@@ -274,7 +274,7 @@ class BenchServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def start(self) -> BenchServer:
+    def start(self) -> Self:
         root = Path(__file__).resolve().parent.parent
         self._proc = subprocess.Popen(
             [

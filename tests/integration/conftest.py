@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llamacpp import LlamaCppServer, ServerStartError, TinyModel, write_tiny_llama
-from transport_choice import use_chosen_transport
+
+from tests.integration.llamacpp import LlamaCppServer, ServerStartError, TinyModel, write_tiny_llama
+from tests.transport_choice import use_chosen_transport
 
 LLAMACPP_CONTEXT = 256  # small on purpose: a long prompt must overflow it
 

@@ -296,7 +296,7 @@ class FaultServer:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    async def start(self) -> FaultServer:
+    async def start(self) -> Self:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, limit=_MAX_HEADER_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

@@ -19,7 +19,6 @@ from enum import StrEnum
 
 import httpx2
 import pytest
-from llamacpp import LlamaCppServer, TinyModel
 from pydantic import BaseModel, SecretStr
 
 from taskmodels.errors import AuthenticationError, ContextLengthExceededError
@@ -32,6 +31,7 @@ from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.types import CompletionRequest, ResponseFormat, StreamEvent
+from tests.integration.llamacpp import LlamaCppServer, TinyModel
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,9 @@ async def http_client() -> AsyncIterator[httpx2.AsyncClient]:
 def provider(llamacpp_server: LlamaCppServer, http_client: httpx2.AsyncClient) -> BaseModelProvider:
     """Built the way the service builds it: the registry entry through the factory."""
     factory = ModelProviderFactory(http_client=http_client, discover_entry_points=False)
-    return factory.create_provider_for_model(model_config(llamacpp_server))
+    provider = factory.create_provider_for_model(model_config(llamacpp_server))
+    assert isinstance(provider, BaseModelProvider)
+    return provider
 
 
 async def collect(stream: AsyncIterator[StreamEvent]) -> list[StreamEvent]:

@@ -137,7 +137,12 @@ def fake_server(installed: Path, project: Path) -> Iterator[tuple[str, dict[str,
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
     stdout = process.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
         printed: list[str] = []
         deadline = time.monotonic() + 30

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pydantic import SecretStr
-from redisserver import RedisServer, require_redis_server
 
 from taskmodels.resilience.ratelimit import RateDecision, RateSnapshot
 from taskmodels.resilience.redis import RedisStateStore
 from taskmodels.resilience.state import MemoryStateStore, StateStore
 from taskmodels.sections import StateSettings
+from tests.integration.redisserver import RedisServer, require_redis_server
 
 pytestmark = pytest.mark.integration
 

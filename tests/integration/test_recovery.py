@@ -101,7 +101,6 @@ if __name__ == "__main__":
 import httpx2  # noqa: E402 - a worker needs none of this
 import pytest  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
-from redisserver import RedisServer, require_redis_server  # noqa: E402
 
 from taskmodels.providers.factory import ModelProviderFactory  # noqa: E402
 from taskmodels.registry.service import ModelRegistryService  # noqa: E402
@@ -111,6 +110,7 @@ from taskmodels.selection import ModelSelectionFactory  # noqa: E402
 from taskmodels.service import ModelService  # noqa: E402
 from taskmodels.settings import Settings  # noqa: E402
 from tests.integration.faultserver import FaultServer  # noqa: E402
+from tests.integration.redisserver import RedisServer, require_redis_server  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -84,7 +84,7 @@ def _ops(store: RedisStateStore, logged: LogCapture) -> dict[str, Callable[..., 
         if primary == "fail":
             backend.always("primary", server_error(503))
         resilience = ResilienceSettings(
-            breaker_failure_threshold=2, breaker_cooldown=60, max_attempts_per_model=1, backoff_initial=0
+            breaker_failure_threshold=2, breaker_cooldown_initial=60, max_attempts_per_model=1, backoff_initial=0
         )
         mapping = {"budget": budget} if budget else {}
         registry = fake_registry(fake_model("primary"), fake_model("fallback"), task="summarize", **mapping)
@@ -232,7 +232,7 @@ if __name__ == "__main__":
     raise SystemExit(0)
 
 
-from redisserver import RedisServer, require_redis_server  # noqa: E402 - a worker needs none of this
+from tests.integration.redisserver import RedisServer, require_redis_server  # noqa: E402 - a worker needs none of this
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
-from redisserver import RedisServer, require_redis_server
 
 from taskmodels.resilience.redis import RedisStateStore
 from taskmodels.resilience.state import BreakerSnapshot, MemoryStateStore, StateStore, next_cooldown
 from taskmodels.sections import StateSettings
+from tests.integration.redisserver import RedisServer, require_redis_server
 
 pytestmark = pytest.mark.integration
 

@@ -29,12 +29,12 @@ import pytest
 import structlog
 from dependency_injector import providers
 from structlog.testing import capture_logs
-from transport_choice import chosen_transport
 
 from taskmodels import redaction
 from taskmodels.cli import main as cli_main
 from taskmodels.containers import Container
 from taskmodels.log import RedactingFilter, configure_logging, redact_secrets
+from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
@@ -44,6 +44,7 @@ from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.types import CompletionRequest, CompletionResult, StreamEvent
 from tests.integration.faultserver import Behaviour, FaultServer
+from tests.transport_choice import chosen_transport
 
 pytestmark = pytest.mark.integration
 
@@ -396,6 +397,7 @@ async def test_reprs_and_dumps_of_every_node_hide_the_key(registry_file: Path, m
     for model_id in (OPENAI_MODEL, COMPAT_MODEL):
         model = service.registry.current.models_by_id[model_id]
         provider = service.provider_factory.create_provider_for_model(model)
+        assert isinstance(provider, BaseModelProvider)
         assert provider.api_key_value() in {SENTINEL, PLAIN}  # the key is really there, behind the repr
         texts[f"provider {model_id}"] = repr(provider)
         texts[f"provider {model_id} str"] = str(provider)

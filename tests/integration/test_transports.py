@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx2
 import pytest
-from faultserver import Behaviour, FaultServer
 
 from taskmodels.errors import SettingsError
 from taskmodels.http_client import build_http_client, resolve_transport
 from taskmodels.sections import HttpSettings
 from taskmodels.settings import load_settings
+from tests.integration.faultserver import Behaviour, FaultServer
 
 aiohttp = pytest.importorskip("aiohttp")
 
@@ -147,7 +147,7 @@ async def test_answers_and_streams(fault_server: FaultServer, transport: str) ->
     ids=["reset", "cut", "silent", "stall"],
 )
 async def test_faults_raise_the_httpx2_class_of_the_default_transport(
-    fault_server: FaultServer, transport: str, behaviour: str | Behaviour, expected: type[Exception]
+    fault_server: FaultServer, transport: str, behaviour: str | Behaviour, expected: type[httpx2.RequestError]
 ) -> None:
     fault_server.always("m", behaviour)
     async with client(transport, read_timeout=0.3) as http:
@@ -226,9 +226,8 @@ async def test_max_connections_bounds_the_pool(transport: str) -> None:
 
 
 def test_hand_built_clients_run_on_the_chosen_transport() -> None:
-    from transport_choice import chosen_transport
-
     from taskmodels.aiohttp_transport import AiohttpTransport
+    from tests.transport_choice import chosen_transport
 
     built = httpx2.AsyncClient()
     on_aiohttp = isinstance(built._transport, AiohttpTransport)

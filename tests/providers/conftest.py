@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx2
 import pytest
-from transport_choice import use_chosen_transport
 
 from taskmodels.registry.schema import ModelConfig
+from tests.transport_choice import use_chosen_transport
 
 Answer = Callable[[httpx2.Request], "httpx2.Response | Any"]
 

@@ -45,7 +45,7 @@ def make(mock: Any, *, key: str | None = KEY, **extra: Any) -> AnthropicProvider
     return AnthropicProvider(model_config(**extra), mock.client, api_key=SecretStr(key) if key else None)
 
 
-MESSAGE = {
+MESSAGE: dict[str, Any] = {
     "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
     "type": "message",
     "role": "assistant",

@@ -17,6 +17,7 @@ from taskmodels.providers.azure import AzureOpenAIProvider
 from taskmodels.providers.base import BaseModelProvider, HttpRequest, StreamDecoder
 from taskmodels.providers.factory import BUILTIN_PROVIDERS, ENTRY_POINT_GROUP, ModelProviderFactory
 from taskmodels.providers.openai import OpenAICompatibleProvider, OpenAIProvider
+from taskmodels.registry.schema import ModelConfig
 from taskmodels.settings import Settings
 from taskmodels.types import CompletionRequest, CompletionResult, StreamEvent
 
@@ -65,6 +66,13 @@ class CustomProvider(BaseModelProvider):
 
 
 # --- names to classes --------------------------------------------------------------------
+
+
+def http_provider(factory: ModelProviderFactory, model: ModelConfig) -> BaseModelProvider:
+    """The factory's port for ``model``: an HTTP provider for every provider name these tests use."""
+    provider = factory.create_provider_for_model(model)
+    assert isinstance(provider, BaseModelProvider)
+    return provider
 
 
 def test_builtin_names_resolve_lazily() -> None:
@@ -149,7 +157,7 @@ def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def test_entry_point_discovery(installed_plugin: str, make_model: Any, client: Any) -> None:
     factory = ModelProviderFactory(http_client=client)
     assert {"plugin-llm", "broken-llm"} <= factory.provider_names()
-    provider = factory.create_provider_for_model(make_model(provider="plugin-llm"))
+    provider = http_provider(factory, make_model(provider="plugin-llm"))
     assert type(provider).__module__ == installed_plugin
     assert type(provider).__name__ == "PluginProvider"
     assert provider.base_url == "http://127.0.0.1:7777/v1"
@@ -174,7 +182,7 @@ def test_instances_are_cached_per_model(make_model: Any, client: Any) -> None:
     factory = ModelProviderFactory(settings(openai_api_key=KEY), client, discover_entry_points=False)
     a = make_model(id="a")
     b = make_model(id="b")
-    first = factory.create_provider_for_model(a)
+    first = http_provider(factory, a)
     assert factory.create_provider_for_model(a) is first
     assert factory.create_provider_for_model(make_model(id="a")) is first  # an equal entry, e.g. after a reload
     assert factory.create_provider_for_model(b) is not first
@@ -187,7 +195,7 @@ def test_instances_are_cached_per_model(make_model: Any, client: Any) -> None:
 def test_key_from_the_providers_usual_variable(make_model: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     factory = ModelProviderFactory(settings(), client, discover_entry_points=False)
-    provider = factory.create_provider_for_model(make_model())
+    provider = http_provider(factory, make_model())
     assert provider.api_key_value() == KEY
     assert provider.build_completion_request(CompletionRequest(prompt="x"), stream=False).headers["Authorization"] == (
         f"Bearer {KEY}"
@@ -198,15 +206,15 @@ def test_key_from_the_provider_section_wins(make_model: Any, client: Any, monkey
     monkeypatch.setenv("OPENAI_API_KEY", "sk-the-usual-one")
     monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI__API_KEY", KEY)
     factory = ModelProviderFactory(settings(), client, discover_entry_points=False)
-    assert factory.create_provider_for_model(make_model()).api_key_value() == KEY
+    assert http_provider(factory, make_model()).api_key_value() == KEY
 
 
 def test_api_key_env_per_model(make_model: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-the-shared-one")
     monkeypatch.setenv("TEAM_B_OPENAI_KEY", KEY)
     factory = ModelProviderFactory(settings(), client, discover_entry_points=False)
-    own = factory.create_provider_for_model(make_model(id="b", api_key_env="TEAM_B_OPENAI_KEY"))
-    shared = factory.create_provider_for_model(make_model(id="a"))
+    own = http_provider(factory, make_model(id="b", api_key_env="TEAM_B_OPENAI_KEY"))
+    shared = http_provider(factory, make_model(id="a"))
     assert own.api_key_value() == KEY
     assert shared.api_key_value() == "sk-the-shared-one"
 
@@ -258,7 +266,7 @@ def test_base_url_headers_and_options_from_settings(
     monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__HEADERS", '{"X-Title": "demo"}')
     monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__OPTIONS", '{"streamUsage": false}')
     factory = ModelProviderFactory(settings(), client, discover_entry_points=False)
-    provider = factory.create_provider_for_model(make_model(provider="openai-compatible"))
+    provider = http_provider(factory, make_model(provider="openai-compatible"))
     assert provider.base_url == "http://127.0.0.1:8080/v1"
     http = provider.build_completion_request(CompletionRequest(prompt="x"), stream=True)
     assert http.url == "http://127.0.0.1:8080/v1/chat/completions"
@@ -270,7 +278,7 @@ def test_model_base_url_wins_over_settings(make_model: Any, client: Any, monkeyp
     monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI_COMPATIBLE__BASE_URL", "http://127.0.0.1:8080/v1")
     factory = ModelProviderFactory(settings(), client, discover_entry_points=False)
     model = make_model(provider="openai-compatible", base_url="http://127.0.0.1:11434/v1")
-    assert factory.create_provider_for_model(model).base_url == "http://127.0.0.1:11434/v1"
+    assert http_provider(factory, model).base_url == "http://127.0.0.1:11434/v1"
 
 
 def test_compatible_without_base_url_is_a_configuration_error(make_model: Any, client: Any) -> None:
@@ -287,7 +295,7 @@ def test_keys_never_in_reprs(make_model: Any, client: Any, monkeypatch: pytest.M
     factory = ModelProviderFactory(s, client, discover_entry_points=False)
     texts = [repr(s), str(s), repr(factory), repr(s.provider_settings("openai"))]
     for provider_name in ("openai", "azure-openai"):
-        provider = factory.create_provider_for_model(make_model(id=provider_name, provider=provider_name))
+        provider = http_provider(factory, make_model(id=provider_name, provider=provider_name))
         http = provider.build_completion_request(CompletionRequest(prompt="x"), stream=False)
         assert any(KEY in value for value in http.headers.values())  # it is sent, in a header
         texts += [repr(provider), str(provider), repr(http), http.url]
@@ -297,14 +305,14 @@ def test_keys_never_in_reprs(make_model: Any, client: Any, monkeypatch: pytest.M
 
 def test_keys_are_secret_values(make_model: Any, client: Any) -> None:
     factory = ModelProviderFactory(settings(openai_api_key=SecretStr(KEY)), client, discover_entry_points=False)
-    provider = factory.create_provider_for_model(make_model())
+    provider = http_provider(factory, make_model())
     assert provider.api_key_value() == KEY
     assert isinstance(provider._api_key, SecretStr)
 
 
 async def test_stream_decoder_is_fresh_per_stream(make_model: Any, client: Any) -> None:
     factory = ModelProviderFactory(settings(openai_api_key=KEY), client, discover_entry_points=False)
-    provider = factory.create_provider_for_model(make_model())
+    provider = http_provider(factory, make_model())
     first, second = provider.new_stream_decoder(), provider.new_stream_decoder()
     assert first is not second
     first.feed("message", '{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}')

@@ -18,6 +18,7 @@ from taskmodels.errors import (
     InvalidResponseError,
     MissingCredentialError,
     ProviderConnectionError,
+    ProviderError,
     ProviderUnavailableError,
     RateLimitError,
 )
@@ -697,7 +698,7 @@ async def test_stream_event_that_is_not_an_object(mock_http: Any, make_model: An
     ],
 )
 async def test_stream_error_chunk_is_mapped(
-    mock_http: Any, make_model: Any, sse_body: Any, error: dict[str, Any], cls: type
+    mock_http: Any, make_model: Any, sse_body: Any, error: dict[str, Any], cls: type[ProviderError]
 ) -> None:
     mock_http.reply_stream([sse_body(chunk({"content": "a"}), {"error": error}, done=False)])
     with pytest.raises(cls) as info:

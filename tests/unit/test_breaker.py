@@ -101,15 +101,18 @@ async def test_the_cooldown_doubles_per_failed_probe_up_to_the_cap_and_a_success
     snap = await breaker.record_failure("m")
     assert snap is not None
     assert (snap.state, snap.retry_at, snap.cooldown) == ("open", 101.0, 1.0)
-    seen = []
+    seen: list[float] = []
     for _ in range(5):
+        assert snap.retry_at is not None
         clock.now = snap.retry_at
         assert (await breaker.admit("m", probe_lease=1)).probe
         snap = await breaker.record_failure("m")
         assert snap is not None
+        assert snap.cooldown is not None
         seen.append(snap.cooldown)
         assert snap.retry_at == clock.now + snap.cooldown
     assert seen == [2, 4, 5, 5, 5]
+    assert snap.retry_at is not None
     clock.now = snap.retry_at
     assert (await breaker.admit("m", probe_lease=1)).probe
     await breaker.record_success("m")
@@ -283,7 +286,8 @@ def test_the_cooldown_settings_default_to_one_second_doubling_up_to_two_minutes(
 def test_breaker_cooldown_is_the_former_name_of_the_first_cooldown(monkeypatch: pytest.MonkeyPatch) -> None:
     from taskmodels.settings import load_settings
 
-    assert ResilienceSettings(breaker_cooldown=7).breaker_cooldown_initial == 7
+    # Validated from data, as a settings file or the environment gives it: the alias is invisible to the signature.
+    assert ResilienceSettings.model_validate({"breaker_cooldown": 7}).breaker_cooldown_initial == 7
     assert ResilienceSettings(breaker_cooldown_initial=3).breaker_cooldown == 3
     monkeypatch.setenv("TASKMODELS_RESILIENCE__BREAKER_COOLDOWN", "4")
     assert load_settings().resilience.breaker_cooldown_initial == 4

@@ -16,10 +16,13 @@ from taskmodels.errors import (
     TaskModelsError,
 )
 from taskmodels.log import REDACTED
+from taskmodels.providers.port import ModelPort
+from taskmodels.registry.schema import ModelConfig
 from taskmodels.sections import ResilienceSettings
 from taskmodels.service import ModelService
 from taskmodels.testing import (
     FakeBackend,
+    FakeProvider,
     ManualClock,
     auth_error,
     bad_request,
@@ -36,7 +39,7 @@ from taskmodels.testing import (
     server_error,
     timeout,
 )
-from taskmodels.types import CompletionRequest, Usage
+from taskmodels.types import CompletionRequest, CompletionResult, Usage
 
 
 def model(mid: str, **keys: Any) -> dict[str, Any]:
@@ -316,28 +319,22 @@ async def test_exhausted_chain_lists_every_attempt() -> None:
 async def test_unexpected_provider_exceptions_never_escape_raw(exc: Exception) -> None:
     env = Env(max_attempts_per_model=1)
 
-    class Broken:
-        model: Any = None
-
-        async def complete(self, request: CompletionRequest) -> Any:
+    class Broken(FakeProvider):
+        async def complete(self, request: CompletionRequest) -> CompletionResult:
             raise exc
 
     factory = env.service.provider_factory
     real = factory.create_provider_for_model
 
-    def create(m: Any) -> Any:
-        if m.id == "a":
-            broken = Broken()
-            broken.model = m
-            return broken
-        return real(m)
+    def create(m: ModelConfig) -> ModelPort:
+        return Broken(m) if m.id == "a" else real(m)
 
     env.service.engine._provider_for = create
     result = await env.service.complete_with_task_model("t", "p")
     assert result.model_id == "b"
     assert result.attempts[0].error_class == "InvalidResponseError"
 
-    env.service.engine._provider_for = lambda m: Broken()
+    env.service.engine._provider_for = Broken
     with pytest.raises(AllModelsFailedError) as info:
         await env.service.complete_with_task_model("t", "p")
     assert not isinstance(info.value, KeyError)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import structlog
 from structlog.testing import capture_logs
+from structlog.typing import EventDict, WrappedLogger
 
 from taskmodels.errors import AllModelsFailedError
 from taskmodels.sections import ResilienceSettings
@@ -80,9 +81,9 @@ async def test_a_failed_call_logs_its_error_class() -> None:
 async def test_levels_that_are_off_cost_no_events() -> None:
     service, backend = make()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    seen: list[dict[str, Any]] = []
+    seen: list[EventDict] = []
 
-    def keep(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def keep(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
         seen.append(event)
         raise structlog.DropEvent
 
