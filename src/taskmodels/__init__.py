@@ -73,7 +73,7 @@ _EXPORTS: dict[str, str] = {
     "get_logger": "taskmodels.log",
 }
 
-__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - built from the one export list; tests check it resolves
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - built from the one export list; the block below re-exports for type checkers
 
 
 def __getattr__(name: str) -> Any:
@@ -90,57 +90,147 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from taskmodels.containers import Container
+    from taskmodels.containers import Container as Container
     from taskmodels.errors import (
-        AllModelsFailedError,
-        AuthenticationError,
-        BadRequestError,
-        BudgetExceededError,
-        ConfigurationError,
-        ContentFilteredError,
-        ContextLengthExceededError,
-        DeadlineExceededError,
-        FirstTokenTimeoutError,
-        IncompleteStreamError,
-        InvalidRequestError,
-        InvalidResponseError,
-        MissingCredentialError,
-        NoEligibleModelError,
-        OutputValidationError,
-        Problem,
-        ProviderConnectionError,
-        ProviderError,
-        ProviderTimeoutError,
-        ProviderUnavailableError,
-        RateLimitError,
-        RegistryError,
-        SelectionError,
-        SettingsError,
-        StreamStalledError,
-        TaskModelsError,
-        TruncatedAnswerError,
-        UnknownTaskError,
+        AllModelsFailedError as AllModelsFailedError,
     )
-    from taskmodels.log import configure_logging, get_logger
-    from taskmodels.providers.base import BaseModelProvider
-    from taskmodels.providers.factory import ModelProviderFactory
-    from taskmodels.providers.port import ModelPort
-    from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
-    from taskmodels.registry.service import ModelRegistryService
-    from taskmodels.resilience.state import MemoryStateStore, StateStore
-    from taskmodels.selection import ModelSelectionFactory, Selection, Skip
-    from taskmodels.service import ModelService
-    from taskmodels.settings import Settings
-    from taskmodels.tenancy import tenant_scope
+    from taskmodels.errors import (
+        AuthenticationError as AuthenticationError,
+    )
+    from taskmodels.errors import (
+        BadRequestError as BadRequestError,
+    )
+    from taskmodels.errors import (
+        BudgetExceededError as BudgetExceededError,
+    )
+    from taskmodels.errors import (
+        ConfigurationError as ConfigurationError,
+    )
+    from taskmodels.errors import (
+        ContentFilteredError as ContentFilteredError,
+    )
+    from taskmodels.errors import (
+        ContextLengthExceededError as ContextLengthExceededError,
+    )
+    from taskmodels.errors import (
+        DeadlineExceededError as DeadlineExceededError,
+    )
+    from taskmodels.errors import (
+        FirstTokenTimeoutError as FirstTokenTimeoutError,
+    )
+    from taskmodels.errors import (
+        IncompleteStreamError as IncompleteStreamError,
+    )
+    from taskmodels.errors import (
+        InvalidRequestError as InvalidRequestError,
+    )
+    from taskmodels.errors import (
+        InvalidResponseError as InvalidResponseError,
+    )
+    from taskmodels.errors import (
+        MissingCredentialError as MissingCredentialError,
+    )
+    from taskmodels.errors import (
+        NoEligibleModelError as NoEligibleModelError,
+    )
+    from taskmodels.errors import (
+        OutputValidationError as OutputValidationError,
+    )
+    from taskmodels.errors import (
+        Problem as Problem,
+    )
+    from taskmodels.errors import (
+        ProviderConnectionError as ProviderConnectionError,
+    )
+    from taskmodels.errors import (
+        ProviderError as ProviderError,
+    )
+    from taskmodels.errors import (
+        ProviderTimeoutError as ProviderTimeoutError,
+    )
+    from taskmodels.errors import (
+        ProviderUnavailableError as ProviderUnavailableError,
+    )
+    from taskmodels.errors import (
+        RateLimitError as RateLimitError,
+    )
+    from taskmodels.errors import (
+        RegistryError as RegistryError,
+    )
+    from taskmodels.errors import (
+        SelectionError as SelectionError,
+    )
+    from taskmodels.errors import (
+        SettingsError as SettingsError,
+    )
+    from taskmodels.errors import (
+        StreamStalledError as StreamStalledError,
+    )
+    from taskmodels.errors import (
+        TaskModelsError as TaskModelsError,
+    )
+    from taskmodels.errors import (
+        TruncatedAnswerError as TruncatedAnswerError,
+    )
+    from taskmodels.errors import (
+        UnknownTaskError as UnknownTaskError,
+    )
+    from taskmodels.log import configure_logging as configure_logging
+    from taskmodels.log import get_logger as get_logger
+    from taskmodels.providers.base import BaseModelProvider as BaseModelProvider
+    from taskmodels.providers.factory import ModelProviderFactory as ModelProviderFactory
+    from taskmodels.providers.port import ModelPort as ModelPort
+    from taskmodels.registry.schema import (
+        ModelConfig as ModelConfig,
+    )
+    from taskmodels.registry.schema import (
+        RegistryConfig as RegistryConfig,
+    )
+    from taskmodels.registry.schema import (
+        TaskMapping as TaskMapping,
+    )
+    from taskmodels.registry.service import ModelRegistryService as ModelRegistryService
+    from taskmodels.resilience.state import MemoryStateStore as MemoryStateStore
+    from taskmodels.resilience.state import StateStore as StateStore
+    from taskmodels.selection import (
+        ModelSelectionFactory as ModelSelectionFactory,
+    )
+    from taskmodels.selection import (
+        Selection as Selection,
+    )
+    from taskmodels.selection import (
+        Skip as Skip,
+    )
+    from taskmodels.service import ModelService as ModelService
+    from taskmodels.settings import Settings as Settings
+    from taskmodels.tenancy import tenant_scope as tenant_scope
     from taskmodels.types import (
-        Attempt,
-        CompletionRequest,
-        CompletionResult,
-        EmbeddingResult,
-        Message,
-        ResponseFormat,
-        StreamEvent,
-        ToolCall,
-        ToolSpec,
-        Usage,
+        Attempt as Attempt,
+    )
+    from taskmodels.types import (
+        CompletionRequest as CompletionRequest,
+    )
+    from taskmodels.types import (
+        CompletionResult as CompletionResult,
+    )
+    from taskmodels.types import (
+        EmbeddingResult as EmbeddingResult,
+    )
+    from taskmodels.types import (
+        Message as Message,
+    )
+    from taskmodels.types import (
+        ResponseFormat as ResponseFormat,
+    )
+    from taskmodels.types import (
+        StreamEvent as StreamEvent,
+    )
+    from taskmodels.types import (
+        ToolCall as ToolCall,
+    )
+    from taskmodels.types import (
+        ToolSpec as ToolSpec,
+    )
+    from taskmodels.types import (
+        Usage as Usage,
     )

@@ -14,7 +14,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar, overload
 
@@ -157,7 +157,7 @@ class ModelService:
 
     async def stream_with_task_model(
         self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """The answer as events: ``text`` and ``tool_call`` events, then one ``done`` event with the ``result``.
 
         Before the first event reaches the caller the service falls back freely.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from taskmodels.tenancy import current_tenant
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
@@ -108,8 +108,7 @@ class SyncModelService:
     ) -> Iterator[StreamEvent]:
         """The stream's events, one blocking step at a time on the background loop."""
         req = coerce_request(request, fields)
-        events = self.service.stream_with_task_model(task, req, tenant=tenant or current_tenant())
-        stream = cast("AsyncGenerator[StreamEvent, None]", events)
+        stream = self.service.stream_with_task_model(task, req, tenant=tenant or current_tenant())
         try:
             while True:
                 try:

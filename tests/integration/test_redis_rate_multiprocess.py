@@ -103,7 +103,7 @@ async def _work(redis_url: str, namespace: str, urls: dict[str, str], start_at: 
 async def _tenants(redis_url: str, namespace: str, limit: float, start_at: float) -> dict[str, Any]:
     from pydantic import SecretStr
 
-    from taskmodels import tenant_scope  # type: ignore[attr-defined]  # __init__ imports it for type checkers without "as": no re-export
+    from taskmodels import tenant_scope
     from taskmodels.errors import BudgetExceededError
     from taskmodels.resilience.redis import RedisStateStore
     from taskmodels.sections import StateSettings

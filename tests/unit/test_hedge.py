@@ -397,7 +397,7 @@ async def test_a_stream_closed_early_gives_the_reservations_back() -> None:
     stream = service.stream_with_task_model("t", "p")
     first: StreamEvent = await anext(stream)
     assert first.type == "text"
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
 
     loser = service.registry.current.models_by_id["a"].estimate_cost(_prompt_tokens(service, "p"), 0)
     # The engine's stream is closed by the event loop's async-generator finalizer, a moment later.

@@ -176,7 +176,7 @@ async def test_when_every_deployment_is_held_and_nothing_else_is_left_the_call_f
 
 
 async def test_a_tenant_scoped_budget_holds_for_each_tenant_apart_and_totals_name_them() -> None:
-    from taskmodels import tenant_scope  # type: ignore[attr-defined]  # __init__ imports it for type checkers without "as": no re-export
+    from taskmodels import tenant_scope
     from taskmodels.errors import BudgetExceededError
 
     # Every answer costs 15 tokens x 0.001 / 1000; the estimate (prompt + 100 tokens) is about 0.000106.
@@ -202,7 +202,7 @@ async def test_a_tenant_scoped_budget_holds_for_each_tenant_apart_and_totals_nam
 
 
 def test_tenant_scope_refuses_an_empty_tenant() -> None:
-    from taskmodels import tenant_scope  # type: ignore[attr-defined]  # __init__ imports it for type checkers without "as": no re-export
+    from taskmodels import tenant_scope
 
     with pytest.raises(ValueError, match="non-empty"), tenant_scope(""):
         pass
