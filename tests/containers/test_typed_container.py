@@ -13,6 +13,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 SNIPPET = """
+from taskmodels import CompletionResult, ModelService, tenant_scope  # the package's own exports, under --strict
 from taskmodels.containers import Container
 
 
@@ -28,6 +29,9 @@ async def main() -> None:
     reveal_type(container.resources())
     result = await container.model_service().complete_with_task_model("t", prompt="hi")
     reveal_type(result)
+    service: ModelService = container.model_service()
+    with tenant_scope("acme"):
+        answer: CompletionResult = await service.complete_with_task_model("t", prompt="hi")
     await container.aclose()
 """
 
