@@ -271,6 +271,8 @@ class OpenTelemetryTracer:
         # On the global providers, nothing records until the application installs an SDK: until then a call
         # skips telemetry after one check (FastAPI brings opentelemetry-api along, so that is the common case).
         self._on_globals = tracer_provider is None and meter_provider is None
+        self._sdk_checked_at = -_SDK_RECHECK  # when the globals were last looked at (monotonic)
+        self._sdk_seen = False
         self._tracer = trace.get_tracer(INSTRUMENTATION_NAME, __version__, tracer_provider)
         meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider)
         self._duration = meter.create_histogram(
@@ -301,8 +303,18 @@ class OpenTelemetryTracer:
 
     # --- the call ------------------------------------------------------------------------------
 
+    def _no_sdk_yet(self) -> bool:
+        """Whether the application has not installed an SDK yet, looked up at most once a second (each look reads
+        the environment); once one is seen it stays: OpenTelemetry sets the global providers only once."""
+        now = time.monotonic()
+        if now - self._sdk_checked_at < _SDK_RECHECK:
+            return True
+        self._sdk_checked_at = now
+        self._sdk_seen = not _no_sdk_installed()
+        return not self._sdk_seen
+
     def call_started(self, call: CallState, *, streaming: bool) -> _CallHandle | None:
-        if self._on_globals and _no_sdk_installed():
+        if self._on_globals and not self._sdk_seen and self._no_sdk_yet():
             return None
         plan = call.plan
         span = self._tracer.start_span(
@@ -522,6 +534,9 @@ def _output_messages(result: CompletionResult) -> str:
     parts.extend({"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls)
     message = {"role": "assistant", "parts": parts, "finish_reason": result.finish_reason}
     return scrub(json.dumps([message], ensure_ascii=False))
+
+
+_SDK_RECHECK = 1.0  # seconds between two looks at the global providers while no SDK is installed
 
 
 def _no_sdk_installed() -> bool:

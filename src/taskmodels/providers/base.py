@@ -144,6 +144,8 @@ class BaseModelProvider(ABC):
     ) -> None:
         """Raises ``ValueError`` without a base URL, ``MissingCredentialError`` without a required key."""
         self.model = model
+        # Only a deployment keeps rate-limit state (engine/pools.py): reading the headers costs every other call.
+        self.reads_rate_limits = model.deployment_id is not None
         self.client = client
         url = model.base_url or base_url or self.default_base_url
         if url is None:
@@ -235,7 +237,7 @@ class BaseModelProvider(ABC):
             request_id=self.request_id(headers),
             **sizes,
         )
-        if headers:
+        if headers and self.reads_rate_limits:
             built.rate_limit = rate_limit_info(headers)
         return built
 
@@ -299,7 +301,8 @@ class BaseModelProvider(ABC):
                 request_id=self.request_id(response.headers),
             ) from None
         # What is left of the deployment's limits: the engine steers traffic off it before a 429.
-        result.rate_limit = rate_limit_info(response.headers)
+        if self.reads_rate_limits:
+            result.rate_limit = rate_limit_info(response.headers)
         return result
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
