@@ -31,7 +31,7 @@ from taskmodels.types import CompletionResult, EmbeddingResult, StreamEvent, Too
 from . import hedge
 from .admission import Gate, Reservation
 from .call import CallState, Try
-from .limits import bounded
+from .limits import Bound
 from .observe import Observation
 from .outcome import Outcomes
 from .pools import Pools, Route
@@ -85,12 +85,12 @@ class Engine:
             async for attempt in tries:
                 try:
                     provider = attempt.provider
-                    if streamed:
-                        hook = None if attempt.trace is None else self.observation.first_chunk_hook(attempt.trace)
-                        work = collect(call, provider, self._clock, last=attempt.last, first_chunk=hook)
-                    else:
-                        work = provider.complete(call.plan.request)
-                    result = await bounded(call, attempt.model, work, self._clock, last=attempt.last)
+                    with Bound(call, attempt.model, self._clock, last=attempt.last):
+                        if streamed:
+                            hook = None if attempt.trace is None else self.observation.first_chunk_hook(attempt.trace)
+                            result = await collect(call, provider, self._clock, last=attempt.last, first_chunk=hook)
+                        else:
+                            result = await provider.complete(call.plan.request)
                     if result.finish_reason == "length" and not result.text and not result.tool_calls:
                         raise _spent(attempt.model)
                 except ProviderError as exc:
@@ -105,8 +105,8 @@ class Engine:
         async with aclosing(self._tries(call)) as tries:
             async for attempt in tries:
                 try:
-                    work = attempt.provider.embed(texts)
-                    embedded = await bounded(call, attempt.model, work, self._clock, last=attempt.last)
+                    with Bound(call, attempt.model, self._clock, last=attempt.last):
+                        embedded = await attempt.provider.embed(texts)
                 except ProviderError as exc:
                     await self.outcomes.failed(call, attempt, exc)
                     continue
