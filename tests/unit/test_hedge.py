@@ -471,3 +471,16 @@ async def test_p95_hedges_once_enough_latencies_were_seen() -> None:
     result = await service.complete_with_task_model("t", "p", attempt_timeout=5.0)
     assert time.monotonic() - started < 2.0
     assert outcomes(result.attempts) == [("a", "cancelled", HEDGE_CANCELLED), ("b", "success", None)]
+
+
+async def test_a_hedged_stream_whose_winner_spent_its_budget_moves_on() -> None:
+    backend = FakeBackend()
+    backend.always("a", hang())
+    backend.always("b", reply("", finish_reason="length", chunks=[]))  # reasoning used every token: no text
+    backend.always("c", reply("from c"))
+    service = service_for({"after": 0.05}, "a", "b", "c", backend=backend)
+    events = [e async for e in service.stream_with_task_model("t", "p")]
+    done = events[-1].result
+    assert done is not None
+    assert done.model_id == "c"
+    assert ("b", "error", "TruncatedAnswerError") in outcomes(done.attempts)

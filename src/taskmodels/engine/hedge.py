@@ -50,7 +50,7 @@ from .admission import Gate
 from .call import CallState, Cut, Try
 from .limits import bounded
 from .observe import Observation
-from .streams import assemble, guarded_stream
+from .streams import assemble, done_event, guarded_stream, spent
 
 __all__ = ["HEDGE_CANCELLED", "EngineSteps", "Latencies", "complete", "embed", "stream"]
 
@@ -498,18 +498,12 @@ async def stream(engine: EngineSteps, call: CallState) -> AsyncGenerator[StreamE
                     async with aclosing(winner.relayed()) as events:
                         async for event in events:
                             if event.type == "done":
+                                if event.finish_reason == "length" and not texts and not tools:
+                                    raise spent(model)
                                 done = await engine.succeeded(
                                     call, winner.attempt, assemble(model, event, texts, tools)
                                 )
-                                yield StreamEvent(
-                                    type="done",
-                                    finish_reason=done.finish_reason,
-                                    usage=done.usage,
-                                    model_id=model.id,
-                                    model_name=done.model_name,
-                                    request_id=done.request_id,
-                                    result=done,
-                                )
+                                yield done_event(done)
                                 return
                             if event.type == "text":
                                 texts.append(event.text)

@@ -21,7 +21,7 @@ import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing
 
-from taskmodels.errors import ProviderError, TaskModelsError, TruncatedAnswerError
+from taskmodels.errors import ProviderError, TaskModelsError
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.ratelimit import RateTicket
@@ -35,7 +35,7 @@ from .limits import Bound
 from .observe import Observation
 from .outcome import Outcomes
 from .pools import Pools, Route
-from .streams import assemble, collect, guarded_stream
+from .streams import assemble, collect, done_event, guarded_stream, spent
 
 __all__ = ["Engine"]
 
@@ -92,7 +92,7 @@ class Engine:
                         else:
                             result = await provider.complete(call.plan.request)
                     if result.finish_reason == "length" and not result.text and not result.tool_calls:
-                        raise _spent(attempt.model)
+                        raise spent(attempt.model)
                 except ProviderError as exc:
                     await self.outcomes.failed(call, attempt, exc)
                     continue
@@ -135,19 +135,11 @@ class Engine:
                         async for event in s:
                             if event.type == "done":
                                 if event.finish_reason == "length" and not texts and not tools:
-                                    raise _spent(model)
+                                    raise spent(model)
                                 done = await self.outcomes.succeeded(
                                     call, attempt, assemble(model, event, texts, tools)
                                 )
-                                yield StreamEvent(
-                                    type="done",
-                                    finish_reason=done.finish_reason,
-                                    usage=done.usage,
-                                    model_id=model.id,
-                                    model_name=done.model_name,
-                                    request_id=done.request_id,
-                                    result=done,
-                                )
+                                yield done_event(done)
                                 return
                             if attempt.first_at is None:
                                 attempt.first_at = self._clock()
@@ -243,12 +235,3 @@ class Engine:
             self.observation.model_unusable(route.config, exc)
             return None
         return provider if call.output is None else call.output.port(provider)
-
-
-def _spent(model: ModelConfig) -> TruncatedAnswerError:
-    """An answer that reached max_tokens with nothing to show: a reasoning model thought the whole budget away."""
-    return TruncatedAnswerError(
-        "the answer reached max_tokens with no text: the model's reasoning spent the whole budget",
-        provider=model.provider,
-        model_id=model.id,
-    )

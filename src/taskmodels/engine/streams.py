@@ -14,6 +14,7 @@ from taskmodels.errors import (
     ProviderError,
     ProviderTimeoutError,
     StreamStalledError,
+    TruncatedAnswerError,
 )
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
@@ -22,7 +23,7 @@ from taskmodels.types import CompletionResult, StreamEvent, ToolCall, Usage
 from .call import CallState
 from .limits import unexpected_error, window
 
-__all__ = ["STALL_BEFORE_CLOSE", "assemble", "collect", "guarded_stream"]
+__all__ = ["STALL_BEFORE_CLOSE", "assemble", "collect", "done_event", "guarded_stream", "spent"]
 
 STALL_BEFORE_CLOSE = 0.5
 """A stream that ends early after a silence of at least this share of the stall limit stalled: the server
@@ -140,4 +141,26 @@ def assemble(model: ModelConfig, done: StreamEvent, texts: list[str], tools: lis
         finish_reason=done.finish_reason or "stop",
         tool_calls=tuple(tools),
         request_id=done.request_id,
+    )
+
+
+def done_event(result: CompletionResult) -> StreamEvent:
+    """The last event of a stream the service hands out: the whole answer, priced, with its attempts."""
+    return StreamEvent(
+        type="done",
+        finish_reason=result.finish_reason,
+        usage=result.usage,
+        model_id=result.model_id,
+        model_name=result.model_name,
+        request_id=result.request_id,
+        result=result,
+    )
+
+
+def spent(model: ModelConfig) -> TruncatedAnswerError:
+    """An answer that reached max_tokens with nothing to show: a reasoning model thought the whole budget away."""
+    return TruncatedAnswerError(
+        "the answer reached max_tokens with no text: the model's reasoning spent the whole budget",
+        provider=model.provider,
+        model_id=model.id,
     )
