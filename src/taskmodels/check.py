@@ -15,7 +15,6 @@ string passes through :func:`taskmodels.redaction.scrub`.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -164,7 +163,7 @@ def _model_status(
     or endpoint is reported with the same variables the call's ``MissingCredentialError`` would name."""
     section = settings.provider_settings(model.provider)
     if model.api_key_env:
-        key = os.environ.get(model.api_key_env) or None
+        key = settings.variable(model.api_key_env)
     else:
         key = section.api_key.get_secret_value() if section.api_key is not None else None
     remember(key)  # so that scrub() cuts it out of anything an endpoint answers

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pydantic_settings
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -139,6 +140,23 @@ class Settings(BaseSettings):
                     yield value.partition(" ")[2]  # the credential of "Bearer <token>"
         if self.state.url is not None:
             yield from _url_password(self.state.url.get_secret_value())
+
+    def variable(self, name: str) -> str | None:
+        """An environment variable as these settings see it: the process environment, else the ``.env`` file.
+
+        For the variables the registry names itself (a model's ``apiKeyEnv``): pydantic-settings reads
+        ``.env`` for its own fields only, and a key a user put there must be found all the same.
+        """
+        value = os.environ.get(name)
+        if value:
+            return value
+        env_file = self.model_config.get("env_file")
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            found = dotenv_values(env_file, encoding="utf-8").get(name)
+            if found:
+                redaction.remember(found)
+                return found
+        return None
 
     def provider_settings(self, provider: str) -> ProviderSettings:
         """Settings for a provider name, with its usual key and endpoint variables filled in."""

@@ -186,3 +186,29 @@ def test_loading_remembers_secret_headers_and_the_redis_password(monkeypatch: py
     assert _redacted("p@ss-word-0123")  # as the server may echo it
     assert not _redacted("http://gateway.internal:8080/v1")
     assert "redis.internal:6379" in redaction.scrub("redis://user:p%40ss-word-0123@redis.internal:6379/0")
+
+
+def test_a_models_own_key_variable_is_found_in_dot_env_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-settings reads .env for its own fields only; a model's apiKeyEnv must be found there as well."""
+    from taskmodels.providers.factory import ModelProviderFactory
+    from taskmodels.registry.schema import ModelConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MY_TEAM_KEY", raising=False)
+    (tmp_path / ".env").write_text("MY_TEAM_KEY=team-key-from-dot-env-0123\n")
+    settings = load_settings()
+    assert settings.variable("MY_TEAM_KEY") == "team-key-from-dot-env-0123"
+    model = ModelConfig.model_validate(
+        {
+            "id": "team",
+            "provider": "openai",
+            "modelName": "gpt-4o-mini",
+            "maxTokens": 10,
+            "temperature": 0,
+            "contextWindow": 1000,
+            "costPer1kTokens": 0,
+            "apiKeyEnv": "MY_TEAM_KEY",
+        }
+    )
+    provider = ModelProviderFactory(settings).create_provider_for_model(model)  # no MissingCredentialError
+    assert provider.model.id == "team"

@@ -135,7 +135,7 @@ class ModelProviderFactory:
         section = self._settings.provider_settings(model.provider) if self._settings is not None else ProviderSettings()
         api_key = section.api_key
         if model.api_key_env:
-            value = os.environ.get(model.api_key_env)
+            value = self._settings.variable(model.api_key_env) if self._settings else os.environ.get(model.api_key_env)
             api_key = SecretStr(value) if value else None
         remember(api_key)  # whichever provider class uses it, the key is redacted from everything we emit
         if self._client is None:
