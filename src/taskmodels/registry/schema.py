@@ -248,8 +248,11 @@ class ModelConfig(_Strict):
     def cost(self, usage: Usage) -> float:
         """USD for one answer: cache reads and writes at their prices, the rest of the prompt at the input
         price, output (reasoning included) at the output price."""
-        cached = max(usage.cached_tokens, 0)
-        written = max(usage.cache_write_tokens, 0)
+        cached = usage.cached_tokens
+        written = usage.cache_write_tokens
+        if not cached and not written:  # the common answer: no prompt cache involved
+            return (max(usage.input_tokens, 0) * self.input_price + usage.output_tokens * self.output_price) / 1000.0
+        cached, written = max(cached, 0), max(written, 0)
         # A provider that reports more cache tokens than prompt tokens must not make the rest negative.
         plain = max(usage.input_tokens - cached - written, 0)
         return (
