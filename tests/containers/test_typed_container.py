@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-SRC = Path(__file__).resolve().parents[2] / "src"
+from tests.typecheck import check_user_code
 
 SNIPPET = """
 from taskmodels import CompletionResult, ModelService, tenant_scope  # the package's own exports, under --strict
@@ -49,29 +43,6 @@ EXPECTED = [
 
 
 def test_every_node_has_its_type_under_mypy_strict(tmp_path: Path) -> None:
-    pytest.importorskip("mypy")
-    snippet = tmp_path / "user_code.py"
-    snippet.write_text(SNIPPET)
-    env = {**os.environ, "MYPYPATH": str(SRC), "PYTHONPATH": str(SRC)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-error-summary",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            str(snippet),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    revealed = re.findall(r'Revealed type is "([^"]+)"', done.stdout)
-    assert revealed == EXPECTED, done.stdout + done.stderr
-    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
-    assert errors == [], done.stdout  # `await container.aclose()` type-checks too
+    checked = check_user_code(SNIPPET, tmp_path)
+    assert checked.revealed == EXPECTED, checked.output
+    assert checked.errors == [], checked.output  # `await container.aclose()` type-checks too

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from taskmodels.sections import ResilienceSettings
 from taskmodels.service import ModelService
 from taskmodels.testing import FakeBackend, ManualClock, fake_model, fake_registry, make_test_service, reply
 from taskmodels.types import CompletionRequest, ResponseFormat, ToolSpec
+from tests.typecheck import check_user_code
 
 
 class Mood(StrEnum):
@@ -342,40 +344,12 @@ async def main(service: ModelService) -> None:
 """
 
 
-def test_mypy_sees_output_as_the_output_type(tmp_path: Any) -> None:
-    import os
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    pytest.importorskip("mypy")
-    src = Path(__file__).resolve().parents[2] / "src"
-    snippet = tmp_path / "user_code.py"
-    snippet.write_text(TYPED_SNIPPET)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-error-summary",
-            "--cache-dir",
-            str(tmp_path / "c"),
-            str(snippet),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "MYPYPATH": str(src), "PYTHONPATH": str(src)},
-        timeout=300,
-        check=False,
+def test_mypy_sees_output_as_the_output_type(tmp_path: Path) -> None:
+    checked = check_user_code(TYPED_SNIPPET, tmp_path)
+    assert checked.revealed == ["user_code.Persona", "list[user_code.Persona]", "Any", "user_code.Persona"], (
+        checked.output
     )
-    revealed = re.findall(r'Revealed type is "([^"]+)"', done.stdout)
-    assert revealed == ["user_code.Persona", "list[user_code.Persona]", "Any", "user_code.Persona"], (
-        done.stdout + done.stderr
-    )
-    assert [line for line in done.stdout.splitlines() if ": error:" in line] == []
+    assert checked.errors == [], checked.output
 
 
 async def test_the_schema_counts_in_the_prompt_estimate() -> None:
