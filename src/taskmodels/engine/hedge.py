@@ -50,7 +50,7 @@ from .admission import Gate
 from .call import CallState, Cut, Try
 from .limits import bounded
 from .observe import Observation
-from .streams import assemble, done_event, guarded_stream, spent
+from .streams import assemble, done_event, fold, guarded_stream, spent
 
 __all__ = ["HEDGE_CANCELLED", "EngineSteps", "Latencies", "complete", "embed", "stream"]
 
@@ -205,17 +205,11 @@ class _Runner:
 
     async def collected(self) -> CompletionResult:
         """The answer the relayed events make up."""
-        texts: list[str] = []
-        tools: list[ToolCall] = []
         async with aclosing(self.relayed()) as events:
-            async for event in events:
-                if event.type == "text":
-                    texts.append(event.text)
-                elif event.type == "tool_call" and event.tool_call is not None:
-                    tools.append(event.tool_call)
-                elif event.type == "done":
-                    return assemble(self.attempt.model, event, texts, tools)
-        raise AssertionError("unreachable: relayed() raises when the stream ends without done")  # pragma: no cover
+            answer = await fold(events, self.attempt.model)
+        if answer is None:  # pragma: no cover - relayed() raises when the stream ends without done
+            raise AssertionError("unreachable: relayed() raises when the stream ends without done")
+        return answer
 
 
 Work = Callable[[_Runner], Coroutine[Any, Any, Any]]

@@ -4,7 +4,7 @@ stall limit, none after the deadline; and the answer its events make up."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 
 from taskmodels.errors import (
@@ -23,7 +23,7 @@ from taskmodels.types import CompletionResult, StreamEvent, ToolCall, Usage
 from .call import CallState
 from .limits import unexpected_error, window
 
-__all__ = ["STALL_BEFORE_CLOSE", "assemble", "collect", "done_event", "guarded_stream", "spent"]
+__all__ = ["STALL_BEFORE_CLOSE", "assemble", "collect", "done_event", "fold", "guarded_stream", "spent"]
 
 STALL_BEFORE_CLOSE = 0.5
 """A stream that ends early after a silence of at least this share of the stall limit stalled: the server
@@ -116,18 +116,28 @@ async def collect(
     first_chunk: Callable[[], None] | None = None,
 ) -> CompletionResult:
     """A stream read to its end and assembled into one answer (``complete`` with ``stream_under_the_hood``)."""
+    model = provider.model
+    async with aclosing(guarded_stream(call, provider, clock, last=last, first_chunk=first_chunk)) as events:
+        answer = await fold(events, model)
+    if answer is None:
+        raise InvalidResponseError(
+            "the stream ended without its done event", provider=model.provider, model_id=model.id
+        )
+    return answer
+
+
+async def fold(events: AsyncIterator[StreamEvent], model: ModelConfig) -> CompletionResult | None:
+    """The answer a stream's events make up, once its ``done`` event arrives; ``None`` if they end without one."""
     texts: list[str] = []
     tools: list[ToolCall] = []
-    async with aclosing(guarded_stream(call, provider, clock, last=last, first_chunk=first_chunk)) as events:
-        async for event in events:
-            if event.type == "text":
-                texts.append(event.text)
-            elif event.type == "tool_call" and event.tool_call is not None:
-                tools.append(event.tool_call)
-            elif event.type == "done":
-                return assemble(provider.model, event, texts, tools)
-    model = provider.model
-    raise InvalidResponseError("the stream ended without its done event", provider=model.provider, model_id=model.id)
+    async for event in events:
+        if event.type == "text":
+            texts.append(event.text)
+        elif event.type == "tool_call" and event.tool_call is not None:
+            tools.append(event.tool_call)
+        elif event.type == "done":
+            return assemble(model, event, texts, tools)
+    return None
 
 
 def assemble(model: ModelConfig, done: StreamEvent, texts: list[str], tools: list[ToolCall]) -> CompletionResult:
