@@ -30,22 +30,26 @@ through ``taskmodels.redaction.scrub`` first, so no configured key can reach a s
 
 Metrics: ``gen_ai.client.operation.duration`` (per attempt, ``error.type`` on failures),
 ``gen_ai.client.token.usage`` (``gen_ai.token.type`` ``input`` / ``output``),
-``gen_ai.client.operation.time_to_first_chunk`` (streamed attempts), and the counters
-``taskmodels.client.cost`` and ``taskmodels.client.fallbacks``.
+``gen_ai.client.operation.time_to_first_chunk`` (streamed attempts), the observable counter
+``taskmodels.client.cost`` (summed here, read when the application's reader collects) and the
+counter ``taskmodels.client.fallbacks``. Label sets are built once per task and model and reused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterable, Mapping
 from contextvars import Token
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -201,7 +205,7 @@ def capture_content_from_environment() -> bool:
 
 
 class _Endpoint:
-    """What an attempt span says about where a model is served: computed once per provider and base URL."""
+    """Where a model is served, as the conventions name it: computed once per label set (``_Labels``)."""
 
     __slots__ = ("address", "port", "provider")
 
@@ -218,6 +222,93 @@ class _Endpoint:
         self.provider = provider_name(provider, self.address)
 
 
+_Answered = tuple[dict[str, AttributeValue], dict[str, AttributeValue], dict[str, AttributeValue]]
+
+
+class _Labels:
+    """The metric attributes of one model serving one task, built once and reused: the SDK copies what a
+    measurement is given, so one dict serves every call (building them per call was a tenth of our share)."""
+
+    __slots__ = ("answered", "base", "cost_key")
+
+    def __init__(self, task: str, operation: str, model: ModelConfig, endpoint: _Endpoint) -> None:
+        base: dict[str, AttributeValue] = {
+            OPERATION: operation,
+            PROVIDER: endpoint.provider,
+            REQUEST_MODEL: model.model_name,
+            TASK: task,
+        }
+        if endpoint.address is not None:
+            base[SERVER_ADDRESS] = endpoint.address
+            if endpoint.port is not None:
+                base[SERVER_PORT] = endpoint.port
+        self.base = base
+        self.cost_key = (task, model.id, endpoint.provider, operation)
+        self.answered: dict[str, _Answered] = {}  # by the response's model name: duration, input, output
+
+    def for_answer(self, response_model: str) -> _Answered:
+        answered = self.answered.get(response_model)
+        if answered is None:
+            labels = {**self.base, RESPONSE_MODEL: response_model} if response_model else self.base
+            answered = (labels, {**labels, USAGE_KIND: "input"}, {**labels, USAGE_KIND: "output"})
+            if len(self.answered) < _MAX_CACHED:  # a provider naming every answer differently is not cached
+                self.answered[response_model] = answered
+        return answered
+
+
+class _Costs:
+    """The cost counter's running totals, observed when a metric reader collects.
+
+    An observable counter costs a call one dict update where a counter's ``add`` cost 5 µs of SDK work (its
+    attributes are cleaned and hashed on every call). One instance per meter provider: the SDK keeps the
+    callbacks of the first instrument registered under a name, so every tracer on a provider feeds the same
+    totals.
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_totals")
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[tuple[str, str, str, str], float] = {}
+        meter.create_observable_counter(
+            COST_METRIC,
+            callbacks=[self._observe],
+            unit="1",
+            description="Cost of the answers, in the currency of the registry's prices.",
+        )
+
+    def add(self, key: tuple[str, str, str, str], amount: float) -> None:
+        with self._lock:
+            self._totals[key] = self._totals.get(key, 0.0) + amount
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            totals = list(self._totals.items())
+        return [
+            Observation(total, {TASK: task, MODEL_ID: model_id, PROVIDER: provider, OPERATION: operation})
+            for (task, model_id, provider, operation), total in totals
+        ]
+
+
+class _GlobalMeters:
+    """Stands for the global meter provider in ``_COSTS`` (``None`` cannot be a weak key)."""
+
+
+_GLOBAL_METERS: Final = _GlobalMeters()
+_COSTS: weakref.WeakKeyDictionary[object, _Costs] = weakref.WeakKeyDictionary()
+_COSTS_LOCK: Final = threading.Lock()
+_MAX_CACHED: Final = 4096  # label sets kept per tracer; a registry reload adds a few, never this many
+
+
+def _costs_for(meter_provider: metrics.MeterProvider | None, meter: metrics.Meter) -> _Costs:
+    key: object = _GLOBAL_METERS if meter_provider is None else meter_provider
+    with _COSTS_LOCK:
+        costs = _COSTS.get(key)
+        if costs is None:
+            costs = _COSTS[key] = _Costs(meter)
+        return costs
+
+
 class _CallHandle:
     __slots__ = ("context", "ended", "inputs", "open", "previous_model", "span", "streaming")
 
@@ -232,20 +323,14 @@ class _CallHandle:
 
 
 class _AttemptHandle:
-    __slots__ = ("call", "ended", "first_chunk", "labels", "model_id", "span", "started", "token")
+    __slots__ = ("call", "ended", "first_chunk", "labels", "span", "started", "token")
 
     def __init__(
-        self,
-        call: _CallHandle,
-        span: Span,
-        labels: dict[str, AttributeValue],
-        model_id: str,
-        token: Token[otel_context.Context] | None,
+        self, call: _CallHandle, span: Span, labels: _Labels, token: Token[otel_context.Context] | None
     ) -> None:
         self.call = call
         self.span = span
         self.labels = labels  # the attributes every metric of this attempt carries
-        self.model_id = model_id
         self.token = token  # the context token while the span is current, else None
         self.started = time.perf_counter()
         self.first_chunk: float | None = None
@@ -293,13 +378,11 @@ class OpenTelemetryTracer:
             description="Time from the request to the first chunk of a streamed answer.",
             explicit_bucket_boundaries_advisory=_FIRST_CHUNK_BUCKETS,
         )
-        self._cost = meter.create_counter(
-            COST_METRIC, unit="1", description="Cost of the answers, in the currency of the registry's prices."
-        )
+        self._costs = _costs_for(meter_provider, meter)
         self._fallbacks = meter.create_counter(
             FALLBACK_METRIC, unit="{fallback}", description="Moves from one model of a task's chain to another."
         )
-        self._endpoints: dict[tuple[str, str | None], _Endpoint] = {}
+        self._labels: dict[tuple[str, str, str, str, str, str | None], _Labels] = {}
 
     # --- the call ------------------------------------------------------------------------------
 
@@ -358,23 +441,13 @@ class OpenTelemetryTracer:
         handle = cast("_CallHandle", call.trace)  # the engine asks only for a call this tracer started
         plan = call.plan
         operation = plan.operation
-        endpoint = self._endpoint(model.provider, getattr(provider, "base_url", None))
-        labels: dict[str, AttributeValue] = {
-            OPERATION: operation,
-            PROVIDER: endpoint.provider,
-            REQUEST_MODEL: model.model_name,
-            TASK: plan.task,
-        }
-        if endpoint.address is not None:
-            labels[SERVER_ADDRESS] = endpoint.address
-            if endpoint.port is not None:
-                labels[SERVER_PORT] = endpoint.port
+        labels = self._labels_for(plan.task, operation, model, getattr(provider, "base_url", None))
         previous = handle.previous_model
         if previous is not None and previous != model.id:
             self._fallbacks.add(1, {TASK: plan.task, MODEL_ID: model.id, FALLBACK_FROM: previous})
         handle.previous_model = model.id
         attributes: dict[str, AttributeValue] = {
-            **labels,
+            **labels.base,
             MODEL_ID: model.id,
             ATTEMPT_NUMBER: number,
             ATTEMPT_RETRY: number - 1,
@@ -397,7 +470,7 @@ class OpenTelemetryTracer:
         # consumer's own spans, and could not be detached from the context its end comes from.
         if not handle.streaming and span.is_recording():
             token = otel_context.attach(trace.set_span_in_context(span, handle.context))
-        attempt = _AttemptHandle(handle, span, labels, model.id, token)
+        attempt = _AttemptHandle(handle, span, labels, token)
         handle.open.append(attempt)
         return attempt
 
@@ -405,7 +478,7 @@ class OpenTelemetryTracer:
         if not isinstance(attempt, _AttemptHandle) or attempt.first_chunk is not None:
             return
         attempt.first_chunk = elapsed = time.perf_counter() - attempt.started
-        self._first_chunk.record(elapsed, attempt.labels)
+        self._first_chunk.record(elapsed, attempt.labels.base)
         attempt.span.set_attribute(TIME_TO_FIRST_CHUNK, elapsed)
 
     def attempt_ended(self, call: CallState, attempt: Any, record: Attempt, result: CompletionResult | None) -> None:
@@ -418,7 +491,7 @@ class OpenTelemetryTracer:
             self._answered(attempt, span, duration, result)
         else:
             kind = record.error_class or "_OTHER"
-            self._duration.record(duration, {**attempt.labels, ERROR_TYPE: kind})
+            self._duration.record(duration, {**attempt.labels.base, ERROR_TYPE: kind})
             if span.is_recording():
                 attributes: dict[str, AttributeValue] = {ERROR_TYPE: kind, ATTEMPT_OUTCOME: "error"}
                 description = kind
@@ -433,24 +506,17 @@ class OpenTelemetryTracer:
 
     def _answered(self, attempt: _AttemptHandle, span: Span, duration: float, result: CompletionResult) -> None:
         labels = attempt.labels
-        if result.model_name:
-            labels = {**labels, RESPONSE_MODEL: result.model_name}
-        operation = labels[OPERATION]
+        chat = labels.base[OPERATION] == "chat"
         usage = result.usage
-        self._duration.record(duration, labels)
-        self._tokens.record(usage.input_tokens, {**labels, USAGE_KIND: "input"})
-        if operation != "embeddings":
-            self._tokens.record(usage.output_tokens, {**labels, USAGE_KIND: "output"})
+        answered, input_labels, output_labels = labels.for_answer(result.model_name)
+        self._duration.record(duration, answered)
+        self._tokens.record(usage.input_tokens, input_labels)
+        if chat:
+            self._tokens.record(usage.output_tokens, output_labels)
         if result.cost:
-            cost_labels = {
-                TASK: labels[TASK],
-                MODEL_ID: attempt.model_id,
-                PROVIDER: labels[PROVIDER],
-                OPERATION: operation,
-            }
-            self._cost.add(result.cost, cost_labels)
+            self._costs.add(labels.cost_key, result.cost)
         if span.is_recording():
-            span.set_attributes(self._answer_attributes(result, chat=operation == "chat"))
+            span.set_attributes(self._answer_attributes(result, chat=chat))
 
     def _answer_attributes(self, result: CompletionResult, *, chat: bool) -> dict[str, AttributeValue]:
         usage = result.usage
@@ -492,13 +558,17 @@ class OpenTelemetryTracer:
         if attempt.token is not None:
             otel_context.detach(attempt.token)
 
-    def _endpoint(self, provider: str, base_url: object) -> _Endpoint:
+    def _labels_for(self, task: str, operation: str, model: ModelConfig, base_url: object) -> _Labels:
         url = base_url if isinstance(base_url, str) else None
-        key = (provider, url)
-        endpoint = self._endpoints.get(key)
-        if endpoint is None:
-            endpoint = self._endpoints[key] = _Endpoint(provider, url)
-        return endpoint
+        key = (task, operation, model.id, model.provider, model.model_name, url)
+        labels = self._labels.get(key)
+        if labels is None:
+            endpoint = _Endpoint(model.provider, url)
+            labels = _Labels(task, operation, model, endpoint)
+            if len(self._labels) >= _MAX_CACHED:  # tasks named per request, say: keep the memory bounded
+                self._labels.clear()
+            self._labels[key] = labels
+        return labels
 
 
 # --- content, when the application opts in ----------------------------------------------------------

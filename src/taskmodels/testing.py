@@ -123,6 +123,7 @@ class Reply:
     tool_calls: tuple[ToolCall, ...] = ()
     chunks: Sequence[str] | None = None
     delay: float = 0.0  # seconds before answering (real time)
+    model_name: str | None = None  # the model the answer names (a dated version, say); default: the registry's
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -338,7 +339,7 @@ class FakeProvider:
             text=step.text,
             model_id=self.model.id,
             provider=self.name,
-            model_name=self.model.model_name,
+            model_name=step.model_name or self.model.model_name,
             usage=step.usage,
             finish_reason=step.finish_reason,
             tool_calls=step.tool_calls,
@@ -368,7 +369,7 @@ class FakeProvider:
             vectors=[[float(len(t)), 1.0] for t in texts],
             model_id=self.model.id,
             provider=self.name,
-            model_name=self.model.model_name,
+            model_name=step.model_name or self.model.model_name,
             usage=Usage(sum(len(t) for t in texts) // 4 + 1, 0),
         )
 
@@ -389,7 +390,10 @@ class FakeProvider:
             for call in step.tool_calls:
                 yield StreamEvent(type="tool_call", tool_call=call)
             yield StreamEvent(
-                type="done", finish_reason=step.finish_reason, usage=step.usage, model_name=self.model.model_name
+                type="done",
+                finish_reason=step.finish_reason,
+                usage=step.usage,
+                model_name=step.model_name or self.model.model_name,
             )
             return
         pieces = Reply(step.partial).pieces()

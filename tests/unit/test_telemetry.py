@@ -358,6 +358,29 @@ async def test_metrics_follow_the_conventions(otel: Otel) -> None:
     }
 
 
+async def test_cost_is_summed_over_every_service_on_one_meter_provider(otel: Otel) -> None:
+    # The cost counter is observable: the SDK keeps the callback of the first registration of a name, so a
+    # second service (a second container, say) on the same provider must add to the same totals.
+    first = service(otel, backend=FakeBackend().script("a", reply("one", usage=Usage(10, 5))))
+    second = service(otel, backend=FakeBackend().script("a", reply("two", usage=Usage(30, 5))))
+    paid = [(await svc.complete_with_task_model("t", "hello")).cost for svc in (first, second, first)]
+    (cost,) = otel.points("taskmodels.client.cost")
+    assert cost.value == pytest.approx(sum(paid))
+    assert sum(paid) > 0
+
+
+async def test_each_response_model_keeps_its_own_metric_attributes(otel: Otel) -> None:
+    # Label sets are built once per model and reused: a provider that answers under another model name
+    # must still get its own series, and the first series must not be rewritten.
+    backend = FakeBackend().script("a", reply("one", model_name="a-2024"), reply("two", model_name="a-2025"))
+    svc = service(otel, backend=backend)
+    for _ in range(2):
+        await svc.complete_with_task_model("t", "hello")
+    durations = otel.points("gen_ai.client.operation.duration")
+    assert sorted(dict(p.attributes)["gen_ai.response.model"] for p in durations) == ["a-2024", "a-2025"]
+    assert all(p.count == 1 for p in durations)
+
+
 async def test_cached_and_reasoning_tokens_are_on_the_attempt_span(otel: Otel) -> None:
     usage = Usage(100, 40, cached_tokens=60, cache_write_tokens=10, reasoning_tokens=25)
     svc = service(otel, backend=FakeBackend().script("a", reply("fine", usage=usage)))
