@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from importlib import metadata
@@ -58,21 +59,24 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _versions() -> str:
+    return ", ".join(
+        f"{dist} {_version(dist)}"
+        for dist in ("openai", INSTRUMENTATION, "opentelemetry-util-genai", "opentelemetry-instrumentation")
+    )
+
+
 def _instrumentor() -> Any:
     """The instrumentor, or ``PeerUnavailableError`` naming the versions that do not fit together."""
     if (why := sdk_missing()) is not None:
         raise PeerUnavailableError(why)
     try:
-        import openai
+        import openai  # noqa: F401  (its presence is the question)
     except ImportError:
         raise PeerUnavailableError("openai not installed") from None
     if _version(INSTRUMENTATION) == "not installed":
         raise PeerUnavailableError(f"{INSTRUMENTATION} not installed")
-    versions = (
-        f"openai {openai.__version__}, {INSTRUMENTATION} {_version(INSTRUMENTATION)}, "
-        f"opentelemetry-util-genai {_version('opentelemetry-util-genai')}, "
-        f"opentelemetry-instrumentation {_version('opentelemetry-instrumentation')}"
-    )
+    versions = _versions()
     # Through importlib: the instrumentation is an optional peer, absent where CI type-checks.
     try:
         module = importlib.import_module("opentelemetry.instrumentation.openai_v2")
@@ -110,47 +114,94 @@ def _wrapper(instrumentor: Any, tracer_provider: Any, meter_provider: Any) -> Ca
     return bind
 
 
-async def _check_records(ep: Endpoints, instrumentor: Any) -> None:
-    """One call on in-memory providers: the wrapper must record the span and the measurements it promises."""
+class _Warnings(logging.Handler):
+    """The SDK's complaints during a check call (an attribute value of the wrong type, say), kept as text."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage()[:160])
+
+
+def _problem(kind: str, spans: list[tuple[str, dict[str, Any], bool]], metrics: set[str]) -> str | None:
+    """What is wrong with one check call's record, or ``None``; ``spans``: (name, attributes, failed)."""
+    want = f"chat {MODEL_NAME}"
+    answered = [a for name, a, failed in spans if name == want and not failed]
+    if len(answered) != 1 or (kind != "stream" and answered[0].get(INPUT_TOKENS) != 12):
+        return f"recorded the spans {spans}"
+    if kind == "fallback":
+        errors = [a.get("error.type") for name, a, failed in spans if failed]
+        if len(errors) != 1 or not isinstance(errors[0], str) or errors[0].startswith("<class"):
+            return f"recorded the failed attempt's error.type as {errors}"
+    if "gen_ai.client.operation.duration" not in metrics:
+        return f"recorded the metrics {sorted(metrics)}"
+    return None
+
+
+async def _check_records(ep: Endpoints, instrumentor: Any) -> dict[str, str | None]:
+    """One call of each kind on in-memory providers: the wrapper must record the spans and measurements it
+    promises, without the SDK rejecting any of them. What is wrong, per kind (``None``: nothing)."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
 
-    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider = MeterProvider(metric_readers=[reader])
+    problems: dict[str, str | None] = {}
+    otel_logger = logging.getLogger("opentelemetry")
     try:
-        bind = _wrapper(instrumentor, tracer_provider, meter_provider)
-        async with AsyncExitStack() as stack:
-            await (await openai_variants(ep, stack, name=PEER_LABEL, bind=bind))["complete"].call()
-        spans = exporter.get_finished_spans()
-        recorded = [(span.name, dict(span.attributes or {})) for span in spans]
-        if len(recorded) != 1 or recorded[0][0] != f"chat {MODEL_NAME}" or recorded[0][1].get(INPUT_TOKENS) != 12:
-            raise PeerUnavailableError(f"an instrumented call recorded the spans {recorded}")
-        data = reader.get_metrics_data()
-        names = {
-            m.name for rm in (data.resource_metrics if data else []) for sm in rm.scope_metrics for m in sm.metrics
-        }
-        if "gen_ai.client.operation.duration" not in names:
-            raise PeerUnavailableError(f"an instrumented call recorded the metrics {sorted(names)}")
+        for kind in _KINDS:
+            reader = InMemoryMetricReader()
+            meter_provider = MeterProvider(metric_readers=[reader])
+            exporter.clear()
+            warnings = _Warnings()
+            otel_logger.addHandler(warnings)
+            try:
+                bind = _wrapper(instrumentor, tracer_provider, meter_provider)
+                async with AsyncExitStack() as stack:
+                    await (await openai_variants(ep, stack, name=PEER_LABEL, bind=bind))[kind].call()
+                data = reader.get_metrics_data()
+            finally:
+                otel_logger.removeHandler(warnings)
+                meter_provider.shutdown()
+            spans = [
+                (span.name, dict(span.attributes or {}), span.status.status_code is StatusCode.ERROR)
+                for span in exporter.get_finished_spans()
+            ]
+            metrics = {
+                m.name for rm in (data.resource_metrics if data else []) for sm in rm.scope_metrics for m in sm.metrics
+            }
+            problem = _problem(kind, spans, metrics)
+            if problem is None and warnings.seen:
+                problem = f"made the SDK warn {warnings.seen[0]!r} ({len(warnings.seen)}x in one call)"
+            problems[kind] = problem
     finally:
         tracer_provider.shutdown()
-        meter_provider.shutdown()
+    return problems
 
 
 async def instrumented_openai_variants(ep: Endpoints, stack: AsyncExitStack) -> dict[str, Variant]:
-    """The openai SDK's calls through the openai-v2 instrumentation on the benchmark's SDK providers."""
+    """The openai SDK's calls through the openai-v2 instrumentation on the benchmark's SDK providers; a kind
+    of call whose check failed is skipped with the reason and the versions installed."""
     try:
         instrumentor = _instrumentor()
-        await _check_records(ep, instrumentor)
+        problems = await _check_records(ep, instrumentor)
     except PeerUnavailableError as exc:
         return _skipped(str(exc))
     tracer_provider, meter_provider = sdk_providers(stack)
     bind = _wrapper(instrumentor, tracer_provider, meter_provider)
-    return await openai_variants(ep, stack, name=PEER_LABEL, bind=bind)
+    variants = await openai_variants(ep, stack, name=PEER_LABEL, bind=bind)
+    for kind, problem in problems.items():
+        if problem is not None:
+            why = f"an instrumented {kind} call {problem} with {_versions()}"
+            variants[kind] = Variant(variants[kind].name, variants[kind].call, skipped=why)
+    return variants
 
 
 async def _alone(calls: int, rounds: int) -> int:
