@@ -299,8 +299,10 @@ def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: st
     layers = run.get("service_layer_telemetry") or {}
     cpu = {mode: (layers.get(mode) or {}).get("cpu_per_call_s") for mode in ("default", "off", "sdk")}
     if layers:
-        share("telemetry, OTel SDK (service layer CPU, on - off)", delta(cpu["sdk"], cpu["off"]), "< 3 %", 0.03)
-        share("telemetry, API without SDK (service layer CPU)", delta(cpu["default"], cpu["off"]))
+        why = _status(layers.get("sdk")) or _status(layers.get("off")) or ""
+        share("telemetry, OTel SDK (service layer CPU, on - off)", delta(cpu["sdk"], cpu["off"]), "< 3 %", 0.03, why)
+        why = _status(layers.get("default")) or _status(layers.get("off")) or ""
+        share("telemetry, API without SDK (service layer CPU)", delta(cpu["default"], cpu["off"]), why=why)
 
     floor = run.get("otel_floor")
     if floor is not None:
