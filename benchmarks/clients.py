@@ -142,8 +142,21 @@ def bare_httpx_variants(
 # --- openai SDK ---------------------------------------------------------------------------
 
 
-async def openai_variants(ep: Endpoints, stack: AsyncExitStack) -> dict[str, Variant]:
-    name = "openai SDK"
+def _plain_create(completions: Any) -> Callable[..., Awaitable[Any]]:
+    create: Callable[..., Awaitable[Any]] = completions.create
+    return create
+
+
+async def openai_variants(
+    ep: Endpoints,
+    stack: AsyncExitStack,
+    *,
+    name: str = "openai SDK",
+    bind: Callable[[Any], Callable[..., Awaitable[Any]]] = _plain_create,
+) -> dict[str, Variant]:
+    """The openai SDK's ``chat.completions.create``; ``bind`` turns the client's completions resource into the
+    method to call, looked up per call as an application's ``client.chat.completions.create`` is (the
+    instrumented row of ``benchmarks.otel_peer`` passes the instrumentation's wrapper here)."""
     try:
         import openai
     except ImportError:
@@ -154,18 +167,18 @@ async def openai_variants(ep: Endpoints, stack: AsyncExitStack) -> dict[str, Var
     messages: Any = [{"role": "user", "content": PROMPT}]
 
     async def complete() -> None:
-        r = await client.chat.completions.create(
+        r = await bind(client.chat.completions)(
             model=MODEL_NAME, messages=messages, max_tokens=MAX_TOKENS, temperature=0.0
         )
         expect_text(r.choices[0].message.content)
 
     async def fallback() -> None:
         try:
-            await client.chat.completions.create(
+            await bind(client.chat.completions)(
                 model=FAIL_MODEL, messages=messages, max_tokens=MAX_TOKENS, temperature=0.0
             )
         except openai.InternalServerError:
-            r = await client.chat.completions.create(
+            r = await bind(client.chat.completions)(
                 model=MODEL_NAME, messages=messages, max_tokens=MAX_TOKENS, temperature=0.0
             )
         else:
@@ -174,7 +187,7 @@ async def openai_variants(ep: Endpoints, stack: AsyncExitStack) -> dict[str, Var
 
     async def stream() -> None:
         pieces = 0
-        events = await client.chat.completions.create(
+        events = await bind(client.chat.completions)(
             model=MODEL_NAME,
             messages=messages,
             max_tokens=MAX_TOKENS,

@@ -31,6 +31,9 @@ _PACKAGES = (
     "uvloop",
     "opentelemetry-api",
     "opentelemetry-sdk",
+    "opentelemetry-instrumentation",
+    "opentelemetry-instrumentation-openai-v2",
+    "opentelemetry-util-genai",
 )
 
 
@@ -240,45 +243,81 @@ def target_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: str =
 
 def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: str = "bare httpx2") -> list[Row]:
     """What telemetry adds per call, as a share of one bare call: end to end (median against median, within
-    the run's noise) and in the service layer alone (CPU, the precise figure)."""
+    the run's noise; CPU per call), in the service layer alone (CPU, the precise figure), what the SDK itself
+    costs for the same work (the floor, no taskmodels), and what a peer's instrumentation adds to its client."""
+    from benchmarks.otel_floor import FLOOR_CASES
+    from benchmarks.otel_peer import OFF_LABEL, PEER_LABEL
+
     rows: list[Row] = []
     seq = run.get("overhead", {}).get("sequential", {})
     bare = seq.get(base)
     bare_call = bare.get("median_s") if bare and not _status(bare) else None
     off_label, sdk_label = f"{subject} (telemetry off)", f"{subject} (OTel SDK, no-op exporter)"
 
-    def share_row(metric: str, on: float | None, off: float | None, target: str, limit: float | None) -> None:
-        if not (_finite(on) and _finite(off)) or bare_call is None:
-            rows.append(Row(metric, _us(bare_call), "—", "—", target, "—"))
+    def share(
+        metric: str,
+        extra: float | None,
+        target: str = "—",
+        limit: float | None = None,
+        why: str = "",
+        *,
+        signed: bool = True,
+    ) -> None:
+        """``extra`` seconds per call (a difference when ``signed``) as a share of one bare call; ``why`` says
+        why there is no figure."""
+        if not _finite(extra) or bare_call is None:
+            rows.append(Row(metric, _us(bare_call), why or "—", "—", target, "NO" if "FAILED" in why else "—"))
             return
-        delta = on - off  # type: ignore[operator]
-        share = _ratio(delta, bare_call)
-        ok = None if limit is None or share is None else share < limit
+        assert extra is not None
+        part = _ratio(extra, bare_call)
+        ok = None if limit is None or part is None else part < limit
+        sign = "+" if signed else ""
         rows.append(
             Row(
                 metric,
                 _us(bare_call) + " (1 bare call)",
-                f"{delta * 1e6:+,.1f} µs",
-                f"{share * 100:+.2f} %" if share is not None else "—",
+                f"{extra * 1e6:{sign},.1f} µs",
+                f"{part * 100:{sign}.2f} %" if part is not None else "—",
                 target,
                 _met(ok),
             )
         )
 
-    on_e, off_e = seq.get(sdk_label) or {}, seq.get(off_label) or {}
-    if on_e or off_e:
-        share_row(
-            "telemetry, OTel SDK (sequential median, on - off)",
-            None if _status(on_e) else on_e.get("median_s"),
-            None if _status(off_e) else off_e.get("median_s"),
-            "< 3 %",
-            0.03,
-        )
+    def delta(on: float | None, off: float | None) -> float | None:
+        return on - off if _finite(on) and _finite(off) else None  # type: ignore[operator]
+
+    def pair(on_name: str, off_name: str, key: str) -> tuple[float | None, str]:
+        on_e, off_e = seq.get(on_name) or {}, seq.get(off_name) or {}
+        why = _status(on_e) or _status(off_e) or ""
+        return (None, why) if why else (delta(on_e.get(key), off_e.get(key)), "")
+
+    if seq.get(sdk_label) or seq.get(off_label):
+        d, why = pair(sdk_label, off_label, "median_s")
+        share("telemetry, OTel SDK (sequential median, on - off)", d, "< 3 %", 0.03, why)
+        d, why = pair(sdk_label, off_label, "cpu_per_call_s")
+        share("telemetry, OTel SDK (client CPU per call, on - off)", d, "< 3 %", 0.03, why)
     layers = run.get("service_layer_telemetry") or {}
     cpu = {mode: (layers.get(mode) or {}).get("cpu_per_call_s") for mode in ("default", "off", "sdk")}
     if layers:
-        share_row("telemetry, OTel SDK (service layer CPU, on - off)", cpu["sdk"], cpu["off"], "< 3 %", 0.03)
-        share_row("telemetry, API without SDK (service layer CPU)", cpu["default"], cpu["off"], "—", None)
+        why = _status(layers.get("sdk")) or _status(layers.get("off")) or ""
+        share("telemetry, OTel SDK (service layer CPU, on - off)", delta(cpu["sdk"], cpu["off"]), "< 3 %", 0.03, why)
+        why = _status(layers.get("default")) or _status(layers.get("off")) or ""
+        share("telemetry, API without SDK (service layer CPU)", delta(cpu["default"], cpu["off"]), why=why)
+
+    floor = run.get("otel_floor")
+    if floor is not None:
+        floor_cpu = floor.get("cpu_per_call_s") or {}
+        why = _status(floor) or ""
+        for case, label in FLOOR_CASES.items():
+            share(f"OTel SDK floor, no taskmodels: {label} (CPU)", floor_cpu.get(case), why=why, signed=False)
+        if layers:
+            own = delta(delta(cpu["sdk"], cpu["off"]), floor_cpu.get("genai_call"))
+            share("telemetry, taskmodels' own (service layer on - off - SDK floor of a GenAI call)", own, why=why)
+
+    if PEER_LABEL in seq:
+        for key, what in (("median_s", "sequential median"), ("cpu_per_call_s", "client CPU per call")):
+            d, why = pair(PEER_LABEL, OFF_LABEL, key)
+            share(f"peer: {OFF_LABEL} + official OTel openai-v2 instrumentation ({what}, on - off)", d, why=why)
     return rows
 
 

@@ -31,6 +31,8 @@ from benchmarks.imports import measure_imports
 from benchmarks.layer import measure_service_layer
 from benchmarks.memory import measure_rss_growth
 from benchmarks.otel import TELEMETRY_LABELS, sdk_missing
+from benchmarks.otel_floor import measure_otel_floor
+from benchmarks.otel_peer import instrumented_openai_variants
 from benchmarks.report import comparison_rows, format_table, machine_info, target_rows
 from benchmarks.scale import measure_scale
 from benchmarks.server import BenchServer
@@ -179,7 +181,8 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
         if aiohttp:
             groups += await _aiohttp_variants(ep, stack)
         if sdks:
-            for build in SDK_BUILDERS:
+            # The peer's instrumented openai row pairs with the plain openai SDK row (on - off).
+            for build in (*SDK_BUILDERS, instrumented_openai_variants):
                 try:
                     groups.append(await build(ep, stack))
                 except Exception as exc:
@@ -230,11 +233,18 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
                 memory[variant.name] = {"error": f"{type(exc).__name__}: {exc}"}
         log("service layer over an instant provider (telemetry as default, off, the SDK's)")
         layers = await _layers(size.layer_calls)
+        log("the OpenTelemetry SDK's own floor for one GenAI call")
+        try:
+            floor = await measure_otel_floor(size.layer_calls)
+        except Exception as exc:
+            traceback.print_exc()
+            floor = {"error": f"{type(exc).__name__}: {exc}"}
         return {
             "overhead": out,
             "memory": memory,
             "service_layer": layers["default"],
             "service_layer_telemetry": layers,
+            "otel_floor": floor,
         }
 
 
@@ -247,6 +257,8 @@ def _errors(run: dict[str, Any]) -> list[str]:
     for mode, entry in run.get("service_layer_telemetry", {}).items():
         if entry.get("error"):
             found.append(f"service layer ({mode}): {entry['error']}")
+    if run.get("otel_floor", {}).get("error"):
+        found.append(f"OpenTelemetry SDK floor: {run['otel_floor']['error']}")
     for name, entry in run.get("memory", {}).items():
         if entry.get("error"):
             found.append(f"memory / {name}: {entry['error']}")
@@ -261,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--smoke", action="store_const", dest="size", const="smoke", help="CI size, no timing asserted")
     mode.add_argument("--quick", action="store_const", dest="size", const="quick", help="the default size")
     mode.add_argument("--full", action="store_const", dest="size", const="full", help="the published size")
-    parser.add_argument("--no-sdks", action="store_true", help="skip the openai / pydantic-ai / LiteLLM comparisons")
+    parser.add_argument(
+        "--no-sdks",
+        action="store_true",
+        help="skip the openai / pydantic-ai / LiteLLM comparisons and the instrumented openai peer",
+    )
     parser.add_argument("--no-aiohttp", action="store_true", help="skip the aiohttp transport variants")
     parser.add_argument(
         "--log-level",
