@@ -186,7 +186,8 @@ class _Runner:
         """A stream read into ``events`` (the stream's limits are timed by the task that reads it)."""
         assert self.events is not None
         attempt, engine = self.attempt, self.race.engine
-        stream = guarded_stream(self.race.call, attempt.provider, engine.clock, last=attempt.last)
+        hook = None if attempt.trace is None else engine.observation.first_chunk_hook(attempt.trace)
+        stream = guarded_stream(self.race.call, attempt.provider, engine.clock, last=attempt.last, first_chunk=hook)
         async with aclosing(stream) as events:
             async for event in events:
                 self.events.put_nowait(event)
@@ -312,7 +313,10 @@ class _Race:
 
     def _start(self, attempt: Try) -> None:
         runner = _Runner(self, attempt, streamed=self.streamed)
-        runner.task = asyncio.create_task(runner.run(commit_at_end=not self.streamed))
+        # Its own context: a tracer makes the try's span current there, so what the request does (an HTTP
+        # client's span) nests under this try, not under a rival started before or after it.
+        context = None if attempt.trace is None else self.engine.observation.attempt_context(attempt.trace)
+        runner.task = asyncio.create_task(runner.run(commit_at_end=not self.streamed), context=context)
         self.running.append(runner)
 
     async def _next(self) -> bool:
@@ -416,7 +420,7 @@ class _Race:
         call.attempts.append(record)
         if attempt.reservation.scope:
             await engine.gate.settle(attempt.reservation, cost)
-        engine.observation.attempt_cancelled(call, record, cost)
+        engine.observation.attempt_cancelled(call, record, cost, attempt.trace)
         if self._p95() and not runner.committed:
             engine.latencies.observe(call.task, model.id, latency, first_token=self.first_token)
 

@@ -16,6 +16,7 @@ Events, all named ``taskmodels.<area>.<event>``:
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -46,6 +47,13 @@ class CallTracer(Protocol):
     def call_started(self, call: CallState, *, streaming: bool) -> Any: ...
 
     def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any: ...
+
+    def attempt_context(self, attempt: Any) -> contextvars.Context | None:
+        """The context an attempt's request runs in when it runs in a task of its own (a hedged try, which races
+        others): a copy of the current one with whatever makes the attempt current, or ``None`` for a plain copy.
+        A tracer makes a hedged attempt current only there, never in the caller's context, which would be left
+        to undo racing tries' changes in whatever order they end."""
+        ...
 
     def first_chunk(self, attempt: Any) -> None: ...
 
@@ -109,10 +117,12 @@ class Observation:
                 status_code=attempt.status_code,
             )
 
-    def attempt_cancelled(self, call: CallState, attempt: Attempt, cost: float) -> None:
+    def attempt_cancelled(self, call: CallState, attempt: Attempt, cost: float, trace: Any = None) -> None:
         """A hedged request cancelled because another answered first (or the call ended): ``cost`` is what it
         was charged."""
         self.accounting.cancelled_attempt(call.task, attempt.model_id, cost)
+        if trace is not None and (tracer := self.tracer) is not None:
+            tracer.attempt_ended(call, trace, attempt, None)
         if (logger := self._log.enabled(INFO)) is not None:
             self._attempt_event(logger.info, call, attempt, None)
 
@@ -139,6 +149,11 @@ class Observation:
         """The attempt's trace handle; the loop calls this only for a call with a trace."""
         tracer = self.tracer
         return None if tracer is None else tracer.attempt_started(call, model, provider, number)
+
+    def attempt_context(self, trace: Any) -> contextvars.Context | None:
+        """The context a hedged try's own task runs in: ``None`` (a plain copy of the current one) without a trace."""
+        tracer = self.tracer
+        return None if trace is None or tracer is None else tracer.attempt_context(trace)
 
     def first_chunk_hook(self, trace: Any) -> Callable[[], None] | None:
         """What a stream attempt calls when its first event arrives: ``None`` without a trace."""
