@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from taskmodels.engine.observe import Observation
+from taskmodels.errors import BudgetExceededError, InvalidRequestError, NoEligibleModelError, UnknownTaskError
+from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
+from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.telemetry import OpenTelemetryTracer
 from taskmodels.testing import (
@@ -340,3 +345,133 @@ async def test_a_hedged_call_cancelled_by_its_caller_ends_every_span(otel: Otel,
     assert_requests_nest_under_their_own_attempt(spans)
     assert context_errors == []
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+# --- calls that fail before any attempt ---------------------------------------------------------------
+
+ATTEMPT_METRICS = (
+    "gen_ai.client.operation.duration",
+    "gen_ai.client.token.usage",
+    "gen_ai.client.operation.time_to_first_chunk",
+    "taskmodels.client.cost",
+    "taskmodels.client.fallbacks",
+)
+
+
+def plain_service(otel: Otel | None, registry: dict[str, Any] | None = None, **kwargs: Any) -> ModelService:
+    return make_test_service(
+        registry or fake_registry(fake_model("a"), fake_model("b")),
+        backend=kwargs.pop("backend", FakeBackend()),
+        resilience=ResilienceSettings(max_attempts_per_model=1),
+        tracer=otel.tracer(**kwargs) if otel is not None else None,
+    )
+
+
+def refused_call_span(otel: Otel, task: str, error: type[BaseException]) -> ReadableSpan:
+    """The one span of a call that failed before its first attempt: in error, with no attempt under it."""
+    spans = otel.finished()
+    (call,) = spans
+    assert call.name == f"taskmodels {task}"
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.status.description == error.__name__
+    got = attrs(call)
+    assert got["taskmodels.task"] == task
+    assert got["taskmodels.outcome"] == "error"
+    assert got["error.type"] == error.__name__
+    assert got["taskmodels.attempts"] == 0
+    assert "taskmodels.model.id" not in got
+    for metric in ATTEMPT_METRICS:
+        assert otel.points(metric) == [], metric
+    return call
+
+
+async def test_an_unknown_task_is_a_call_span_in_error_under_the_applications_span(otel: Otel) -> None:
+    svc = plain_service(otel)
+    svc.selector = ModelSelectionFactory(svc.registry, unknown_task="error")
+    app = otel.tracer_provider.get_tracer("app")
+    with app.start_as_current_span("GET /typo") as app_span, pytest.raises(UnknownTaskError):
+        await svc.complete_with_task_model("tpyo", "hello")
+
+    (call,) = [s for s in otel.finished() if s.name != "GET /typo"]
+    assert parent_of(call) == app_span.get_span_context().span_id
+    otel.spans.clear()
+    otel.spans.export([call])
+    got = attrs(refused_call_span(otel, "tpyo", UnknownTaskError))
+    assert got["taskmodels.operation"] == "chat"
+    assert "taskmodels.skipped" not in got
+
+
+async def test_no_model_with_the_capabilities_names_every_skip(otel: Otel) -> None:
+    svc = plain_service(otel)
+    with pytest.raises(NoEligibleModelError):
+        await svc.complete_with_task_model("t", "look", required_capabilities={"vision"})
+    skipped = attrs(refused_call_span(otel, "t", NoEligibleModelError))["taskmodels.skipped"]
+    assert [s.split(":")[0] for s in skipped] == ["a", "b"]
+    assert all("vision" in s for s in skipped)
+
+
+async def test_a_cost_cap_no_model_fits_names_every_skip(otel: Otel) -> None:
+    svc = plain_service(otel)
+    with pytest.raises(NoEligibleModelError):
+        await svc.complete_with_task_model("t", "hello", max_cost=1e-12)
+    skipped = attrs(refused_call_span(otel, "t", NoEligibleModelError))["taskmodels.skipped"]
+    assert [s.split(":")[0] for s in skipped] == ["a", "b"]
+
+
+async def test_an_invalid_request_is_a_call_span_in_error(otel: Otel) -> None:
+    svc = plain_service(otel)
+    with pytest.raises(InvalidRequestError):
+        await svc.complete_with_task_model("t", "hello", temperature=7.0)
+    refused_call_span(otel, "t", InvalidRequestError)
+
+
+async def test_a_refused_stream_and_a_refused_embedding_are_call_spans_in_error(otel: Otel) -> None:
+    svc = plain_service(otel)
+    svc.selector = ModelSelectionFactory(svc.registry, unknown_task="error")
+    with pytest.raises(UnknownTaskError):
+        async for _ in svc.stream_with_task_model("nope", "hello"):
+            pass
+    refused_call_span(otel, "nope", UnknownTaskError)
+    otel.spans.clear()
+    with pytest.raises(UnknownTaskError):
+        await svc.embed_with_task_model("nope", ["one"])
+    assert attrs(refused_call_span(otel, "nope", UnknownTaskError))["taskmodels.operation"] == "embeddings"
+
+
+async def test_a_refused_calls_message_is_recorded_only_with_capture_on(otel: Otel) -> None:
+    svc = plain_service(otel)
+    with pytest.raises(InvalidRequestError):
+        await svc.complete_with_task_model("t", "hello", max_tokens=-3)
+    assert "max_tokens" not in everything_recorded(otel)
+    otel.spans.clear()
+    svc = plain_service(otel, capture_content=True)
+    with pytest.raises(InvalidRequestError):
+        await svc.complete_with_task_model("t", "hello", max_tokens=-3)
+    assert (
+        "max_tokens must be a positive integer"
+        in attrs(refused_call_span(otel, "t", InvalidRequestError))["taskmodels.error.message"]
+    )
+
+
+async def test_a_budget_refused_before_sending_is_a_call_span_with_no_attempt(otel: Otel) -> None:
+    registry = fake_registry(fake_model("a", price=1.0), budget={"limit": 1.0, "windowSeconds": 3600.0})
+    store = MemoryStateStore()
+    backend = FakeBackend()
+    svc = make_test_service(registry, backend=backend, state_store=store, tracer=otel.tracer())
+    await store.add_spend("budget:t", 0.99, window=3600.0, now=time.time())
+    with pytest.raises(BudgetExceededError):
+        await svc.complete_with_task_model("t", "hello")
+    assert backend.calls == []
+    refused_call_span(otel, "t", BudgetExceededError)
+
+
+async def test_without_a_tracer_a_refused_call_does_no_telemetry_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    def traced(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("telemetry work without a tracer")
+
+    monkeypatch.setattr(Observation, "call_refused", traced)
+    svc = plain_service(None)
+    with pytest.raises(NoEligibleModelError):
+        await svc.complete_with_task_model("t", "look", required_capabilities={"vision"})
+    with pytest.raises(InvalidRequestError):
+        await svc.complete_with_task_model("t", "hello", temperature=7.0)

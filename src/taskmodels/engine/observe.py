@@ -27,11 +27,16 @@ from taskmodels.log import DEBUG, INFO, WARNING, library_logger
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.accounting import Accounting
-from taskmodels.types import Attempt, CompletionResult
+from taskmodels.types import Attempt, CompletionRequest, CompletionResult
 
 from .call import CallState
+from .plan import CallPlan, Operation, TaskPolicy
 
 __all__ = ["CallTracer", "Observation"]
+
+# The plan of a call refused before planning: nothing to send, no limit to keep.
+_NO_REQUEST = CompletionRequest()
+_NO_POLICY = TaskPolicy(0.0, 0.0, 0.0, 0.0, None, "error", False, 0, 0, 0.0)
 
 
 class CallTracer(Protocol):
@@ -144,6 +149,20 @@ class Observation:
         """Open the call's trace; the service calls this only when a tracer is attached."""
         if (tracer := self.tracer) is not None:
             call.trace = tracer.call_started(call, streaming=streaming)
+
+    def call_refused(self, task: str, operation: Operation, error: BaseException, *, streaming: bool) -> None:
+        """A call that failed before it could be planned (a bad request, an unknown task, no eligible model):
+        traced as a call span in error, with no attempt and the skips the error names. The service calls this only
+        when a tracer is attached; nothing is counted, as no call was made."""
+        tracer = self.tracer
+        if tracer is None:
+            return
+        now = self._clock()
+        skipped: tuple[tuple[str, str], ...] = getattr(error, "skipped", ())
+        call = CallState(CallPlan(task, operation, _NO_REQUEST, (), skipped, _NO_POLICY, 0, now, now))
+        call.trace = tracer.call_started(call, streaming=streaming)
+        if call.trace is not None:
+            tracer.call_ended(call, None, error)
 
     def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any:
         """The attempt's trace handle; the loop calls this only for a call with a trace."""
