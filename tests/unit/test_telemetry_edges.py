@@ -475,3 +475,48 @@ async def test_without_a_tracer_a_refused_call_does_no_telemetry_work(monkeypatc
         await svc.complete_with_task_model("t", "look", required_capabilities={"vision"})
     with pytest.raises(InvalidRequestError):
         await svc.complete_with_task_model("t", "hello", temperature=7.0)
+
+
+# --- embeddings and content capture -------------------------------------------------------------------
+
+TEXTS = ["the patient's name is Ada Quill", "her account number is 4417-2231"]
+FRAGMENTS = ("Ada Quill", "4417-2231", "patient", "account number")
+
+
+@pytest.mark.parametrize("hedged", [False, True], ids=["chain", "hedged"])
+async def test_with_capture_off_no_embedding_input_is_recorded(
+    otel: Otel, monkeypatch: pytest.MonkeyPatch, hedged: bool
+) -> None:
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    # Chained, the first model fails quoting the input back, as a provider's error may; hedged, it loses the race.
+    backend = FakeBackend()
+    if hedged:
+        backend.always("a", hang())
+    else:
+        backend.script("a", server_error(500, message=f"cannot embed {TEXTS[0]!r}"))
+    mapping: dict[str, Any] = {"hedge": {"after": 0.05}} if hedged else {}
+    registry = fake_registry(fake_model("a"), fake_model("b"), **mapping)
+    svc = make_test_service(
+        registry, backend=backend, resilience=ResilienceSettings(max_attempts_per_model=1), tracer=otel.tracer()
+    )
+    result = await svc.embed_with_task_model("t", TEXTS)
+    assert result.model_id == "b"
+
+    recorded = everything_recorded(otel)
+    assert "embeddings a-name" in recorded  # the spans are there, the failed attempt's too ...
+    assert "embeddings b-name" in recorded
+    for fragment in FRAGMENTS:
+        assert fragment not in recorded  # ... and nothing of what was embedded
+
+
+async def test_with_capture_on_embedding_inputs_are_not_recorded_either(otel: Otel) -> None:
+    # The GenAI conventions' embeddings span defines no attribute for its inputs (gen_ai.input.messages is the
+    # inference span's): there is no standard place for them, so they are left out.
+    svc = plain_service(otel, capture_content=True)
+    await svc.embed_with_task_model("t", TEXTS)
+    recorded = everything_recorded(otel)
+    assert "embeddings a-name" in recorded
+    for fragment in FRAGMENTS:
+        assert fragment not in recorded
+    (attempt,) = by_name(otel.finished(), "embeddings a-name")
+    assert not [name for name in attrs(attempt) if "input.messages" in name or "output.messages" in name]
