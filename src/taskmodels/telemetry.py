@@ -36,7 +36,6 @@ Metrics: ``gen_ai.client.operation.duration`` (per attempt, ``error.type`` on fa
 
 from __future__ import annotations
 
-import contextvars
 import json
 import os
 import time
@@ -396,21 +395,17 @@ class OpenTelemetryTracer:
         token = None
         # A stream's attempt runs between the consumer's reads: made current, the span would adopt the
         # consumer's own spans, and could not be detached from the context its end comes from.
-        # A hedged attempt runs in a task of its own, made current there (``attempt_context``).
+        # A hedged attempt runs in a task of its own, made current there (``attempt_running``).
         if not handle.streaming and plan.policy.hedge is None and span.is_recording():
             token = otel_context.attach(trace.set_span_in_context(span, handle.context))
         attempt = _AttemptHandle(handle, span, labels, model.id, token)
         handle.open.append(attempt)
         return attempt
 
-    def attempt_context(self, attempt: Any) -> contextvars.Context | None:
-        """A copy of the current context with ``attempt``'s span current, for its request's own task (a hedge's):
-        attached there and never detached, it ends with that task's context, whatever order the racing tries end in."""
-        if not isinstance(attempt, _AttemptHandle) or not attempt.span.is_recording():
-            return None
-        context = contextvars.copy_context()
-        context.run(otel_context.attach, trace.set_span_in_context(attempt.span, attempt.call.context))
-        return context
+    def attempt_running(self, attempt: Any) -> None:
+        # Attached for good: the task's context ends with it, whatever order the racing tries end in.
+        if isinstance(attempt, _AttemptHandle) and attempt.span.is_recording():
+            otel_context.attach(trace.set_span_in_context(attempt.span, attempt.call.context))
 
     def first_chunk(self, attempt: Any) -> None:
         if not isinstance(attempt, _AttemptHandle) or attempt.first_chunk is not None:

@@ -324,6 +324,44 @@ async def test_a_hedged_embedding_ends_its_loser_cancelled(otel: Otel, context_e
     assert context_errors == []
 
 
+class SlowSecondReservation(MemoryStateStore):
+    """The second budget reservation of a call takes 0.2 s: the hedge is still being admitted when the primary
+    answers, so its request is never sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reservations = 0
+
+    async def reserve_spend(self, scope: str, amount: float, *, limit: float, window: float, now: float) -> Any:
+        self.reservations += 1
+        if self.reservations == 2:
+            await asyncio.sleep(0.2)
+        return await super().reserve_spend(scope, amount, limit=limit, window=window, now=now)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+async def test_a_hedge_never_sent_has_no_span(otel: Otel, context_errors: list[str], streamed: bool) -> None:
+    backend = FakeBackend().always("a", reply("from a one two three", delay=0.1))
+    registry = fake_registry(fake_model("a"), fake_model("b"), budget={"limit": 100.0, "windowSeconds": 3600.0})
+    registry["taskMappings"][0]["hedge"] = {"after": 0.05}
+    store = SlowSecondReservation()
+    svc = make_test_service(registry, backend=backend, state_store=store, tracer=otel.tracer())
+    if streamed:
+        events = [e async for e in svc.stream_with_task_model("t", "hello")]
+        result = events[-1].result
+        assert result is not None
+    else:
+        result = await svc.complete_with_task_model("t", "hello")
+    assert result.model_id == "a"
+    assert store.reservations == 2  # the hedge was admitted ...
+    assert backend.models_called() == ["a"]  # ... but never sent
+
+    spans = otel.finished()
+    assert sorted(s.name for s in spans) == ["chat a-name", "taskmodels t"]  # one attempt span per request sent
+    assert otel.points("taskmodels.client.fallbacks") == []
+    assert context_errors == []
+
+
 async def test_a_hedged_call_cancelled_by_its_caller_ends_every_span(otel: Otel, context_errors: list[str]) -> None:
     backend = FakeBackend().always("a", hang()).always("b", hang())
     svc = hedged_service(otel, backend)

@@ -31,6 +31,10 @@ the rule table in ``_failed``, ``_succeeded`` — is shared. What differs:
 
 When the caller stops (a cancelled call, a stream closed early) the tries in flight are cancelled
 and their reservations given back, as the un-hedged loop does; nothing is recorded for them.
+
+Traced, each try is an attempt span opened in its own task as its request goes out (a hedge the race
+no longer needed by then has none) and current in that task only, so the caller's context is never
+left to undo racing tries in the order they end; a loser's span ends ``cancelled``, not in error.
 """
 
 from __future__ import annotations
@@ -167,6 +171,10 @@ class _Runner:
     async def run(self, *, commit_at_end: bool) -> Any:
         call = self.race.call
         self.sent = True
+        if call.trace is not None:
+            # Traced from here, in this task: the try's span is current in its context only, so what the
+            # request does (an HTTP client's span) nests under this try, not under a rival's or the caller's.
+            self.race.engine.observation.try_running(call, self.attempt)
         try:
             # Made here, not when the task is created: a task cancelled before it runs leaves no coroutine behind.
             result = await self.race.work(self)
@@ -313,10 +321,7 @@ class _Race:
 
     def _start(self, attempt: Try) -> None:
         runner = _Runner(self, attempt, streamed=self.streamed)
-        # Its own context: a tracer makes the try's span current there, so what the request does (an HTTP
-        # client's span) nests under this try, not under a rival started before or after it.
-        context = None if attempt.trace is None else self.engine.observation.attempt_context(attempt.trace)
-        runner.task = asyncio.create_task(runner.run(commit_at_end=not self.streamed), context=context)
+        runner.task = asyncio.create_task(runner.run(commit_at_end=not self.streamed))
         self.running.append(runner)
 
     async def _next(self) -> bool:

@@ -16,7 +16,6 @@ Events, all named ``taskmodels.<area>.<event>``:
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.accounting import Accounting
 from taskmodels.types import Attempt, CompletionRequest, CompletionResult
 
-from .call import CallState
+from .call import CallState, Try
 from .plan import CallPlan, Operation, TaskPolicy
 
 __all__ = ["CallTracer", "Observation"]
@@ -46,18 +45,19 @@ class CallTracer(Protocol):
     the engine keeps in ``CallState.trace``; ``attempt_started`` returns the attempt's handle, kept on the
     attempt and passed back to ``first_chunk`` and ``attempt_ended``. ``call_ended`` may come more than once
     for one call (the last time from the service's ``finally``, for a stream its consumer abandoned or a
-    cancelled call) and ends whatever attempt is still open.
+    cancelled call) and ends whatever attempt is still open. A hedged call's attempts race in tasks of their
+    own: each is started in its task as its request goes out (``attempt_started``, then ``attempt_running``),
+    and one that lost the race ends through ``attempt_ended`` with ``record.outcome == "cancelled"``.
     """
 
     def call_started(self, call: CallState, *, streaming: bool) -> Any: ...
 
     def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any: ...
 
-    def attempt_context(self, attempt: Any) -> contextvars.Context | None:
-        """The context an attempt's request runs in when it runs in a task of its own (a hedged try, which races
-        others): a copy of the current one with whatever makes the attempt current, or ``None`` for a plain copy.
-        A tracer makes a hedged attempt current only there, never in the caller's context, which would be left
-        to undo racing tries' changes in whatever order they end."""
+    def attempt_running(self, attempt: Any) -> None:
+        """A hedged attempt's request starts, in a task of its own that races others: the tracer may make the
+        attempt current here, in that task's context, never in the caller's (which would be left to undo racing
+        tries' changes in whatever order they end). Called in that task, right after ``attempt_started``."""
         ...
 
     def first_chunk(self, attempt: Any) -> None: ...
@@ -169,10 +169,14 @@ class Observation:
         tracer = self.tracer
         return None if tracer is None else tracer.attempt_started(call, model, provider, number)
 
-    def attempt_context(self, trace: Any) -> contextvars.Context | None:
-        """The context a hedged try's own task runs in: ``None`` (a plain copy of the current one) without a trace."""
-        tracer = self.tracer
-        return None if trace is None or tracer is None else tracer.attempt_context(trace)
+    def try_running(self, call: CallState, attempt: Try) -> None:
+        """A hedged try's request goes out, in the task of its own it runs in: its attempt is traced from here, so
+        a try cancelled before it ran (it sent nothing) has no span. Called only for a call with a trace."""
+        if (tracer := self.tracer) is None:
+            return
+        model = attempt.model if attempt.route is None else attempt.route.config
+        attempt.trace = handle = tracer.attempt_started(call, model, attempt.provider, attempt.number)
+        tracer.attempt_running(handle)
 
     def first_chunk_hook(self, trace: Any) -> Callable[[], None] | None:
         """What a stream attempt calls when its first event arrives: ``None`` without a trace."""
