@@ -14,7 +14,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar, overload
 
@@ -123,7 +123,7 @@ class ModelService:
         other model can fix (a bad request, a content filter the task does not fall back on).
         ``tenant`` names whom the call is for (default: ``taskmodels.tenant_scope``'s).
         """
-        call = self._start(task, coerce_request(request, fields), "chat", tenant)
+        call = self._start(task, "chat", tenant, request, fields)
         token = CURRENT_TASK.set(task)
         try:
             result = await self.engine.complete(call, streamed=self.resilience.stream_under_the_hood)
@@ -143,7 +143,7 @@ class ModelService:
         self, task: str, texts: Sequence[str], *, tenant: str | None = None
     ) -> EmbeddingResult:
         """Embeddings of ``texts`` from the task's chain, with the same fallback policy as completions."""
-        call = self._start(task, CompletionRequest(), "embeddings", tenant)
+        call = self._start(task, "embeddings", tenant)
         token = CURRENT_TASK.set(task)
         try:
             return await self.engine.embed(call, list(texts))
@@ -168,7 +168,7 @@ class ModelService:
         With ``output_type`` the ``done`` event's ``result.output`` is the validated answer;
         an answer that fails validation is an attempt failure, as for ``complete``.
         """
-        call = self._start(task, coerce_request(request, fields), "chat", tenant, streaming=True)
+        call = self._start(task, "chat", tenant, request, fields, streaming=True)
         token = CURRENT_TASK.set(task)
         try:
             async for event in self.engine.stream(call):
@@ -221,27 +221,37 @@ class ModelService:
     def _start(
         self,
         task: str,
-        request: CompletionRequest,
         operation: Operation,
-        tenant: str | None = None,
+        tenant: str | None,
+        request: CompletionRequest | str | None = None,
+        fields: Mapping[str, Any] | None = None,
         *,
         streaming: bool = False,
     ) -> CallState:
-        tokens = None
-        if request.output_type is not None:  # the schema goes with the prompt: selection and budgets count it
-            schema = output_schema(request.output_type).schema
-            tokens = estimate_prompt_tokens(replace(request, response_format=ResponseFormat.json_schema(schema)))
-        selection = self.selector.candidates(task, request, prompt_tokens=tokens, operation=operation)
-        plan = self._planner.plan(selection, request, now=self._clock(), operation=operation)
-        call = CallState(plan, tenant if tenant is not None else CURRENT_TENANT.get())
-        if selection.skipped:  # the attempts say why a model of the chain was not tried, selection's skips too
-            models = selection.registry.models_by_id
-            call.attempts.extend(
-                Attempt(s.model_id, models[s.model_id].provider, "skipped", 0.0, "NotSelected", s.reason, None, 0)
-                for s in selection.skipped
-            )
-        if request.output_type is not None or request.response_format is not None:
-            call.output = output_run_for(selection, request)
+        """The call's state, planned; ``fields`` ``None`` (embeddings) means no request to check."""
+        # A call that fails here (a bad request, an unknown task, no eligible model) is traced too, as a call
+        # span in error: the ``try`` costs the calls that do not fail nothing.
+        try:
+            asked = CompletionRequest() if fields is None else coerce_request(request, fields)
+            tokens = None
+            if asked.output_type is not None:  # the schema goes with the prompt: selection and budgets count it
+                schema = output_schema(asked.output_type).schema
+                tokens = estimate_prompt_tokens(replace(asked, response_format=ResponseFormat.json_schema(schema)))
+            selection = self.selector.candidates(task, asked, prompt_tokens=tokens, operation=operation)
+            plan = self._planner.plan(selection, asked, now=self._clock(), operation=operation)
+            call = CallState(plan, tenant if tenant is not None else CURRENT_TENANT.get())
+            if selection.skipped:  # the attempts say why a model of the chain was not tried, selection's skips too
+                models = selection.registry.models_by_id
+                call.attempts.extend(
+                    Attempt(s.model_id, models[s.model_id].provider, "skipped", 0.0, "NotSelected", s.reason, None, 0)
+                    for s in selection.skipped
+                )
+            if asked.output_type is not None or asked.response_format is not None:
+                call.output = output_run_for(selection, asked)
+        except Exception as exc:
+            if self.observation.tracer is not None:
+                self.observation.call_refused(task, operation, exc, streaming=streaming)
+            raise
         if self.observation.tracer is not None:
             self.observation.call_started(call, streaming=streaming)
         return call

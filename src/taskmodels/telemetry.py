@@ -468,11 +468,17 @@ class OpenTelemetryTracer:
         token = None
         # A stream's attempt runs between the consumer's reads: made current, the span would adopt the
         # consumer's own spans, and could not be detached from the context its end comes from.
-        if not handle.streaming and span.is_recording():
+        # A hedged attempt runs in a task of its own, made current there (``attempt_running``).
+        if not handle.streaming and plan.policy.hedge is None and span.is_recording():
             token = otel_context.attach(trace.set_span_in_context(span, handle.context))
         attempt = _AttemptHandle(handle, span, labels, token)
         handle.open.append(attempt)
         return attempt
+
+    def attempt_running(self, attempt: Any) -> None:
+        # Attached for good: the task's context ends with it, whatever order the racing tries end in.
+        if isinstance(attempt, _AttemptHandle) and attempt.span.is_recording():
+            otel_context.attach(trace.set_span_in_context(attempt.span, attempt.call.context))
 
     def first_chunk(self, attempt: Any) -> None:
         if not isinstance(attempt, _AttemptHandle) or attempt.first_chunk is not None:
@@ -489,6 +495,8 @@ class OpenTelemetryTracer:
         span = attempt.span
         if result is not None:
             self._answered(attempt, span, duration, result)
+        elif record.outcome == "cancelled":  # lost a hedge's race: no failure, and no operation to measure
+            span.set_attribute(ATTEMPT_OUTCOME, "cancelled")
         else:
             kind = record.error_class or "_OTHER"
             self._duration.record(duration, {**attempt.labels.base, ERROR_TYPE: kind})

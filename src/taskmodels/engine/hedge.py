@@ -31,6 +31,10 @@ the rule table in ``_failed``, ``_succeeded`` — is shared. What differs:
 
 When the caller stops (a cancelled call, a stream closed early) the tries in flight are cancelled
 and their reservations given back, as the un-hedged loop does; nothing is recorded for them.
+
+Traced, each try is an attempt span opened in its own task as its request goes out (a hedge the race
+no longer needed by then has none) and current in that task only, so the caller's context is never
+left to undo racing tries in the order they end; a loser's span ends ``cancelled``, not in error.
 """
 
 from __future__ import annotations
@@ -167,6 +171,10 @@ class _Runner:
     async def run(self, *, commit_at_end: bool) -> Any:
         call = self.race.call
         self.sent = True
+        if call.trace is not None:
+            # Traced from here, in this task: the try's span is current in its context only, so what the
+            # request does (an HTTP client's span) nests under this try, not under a rival's or the caller's.
+            self.race.engine.observation.try_running(call, self.attempt)
         try:
             # Made here, not when the task is created: a task cancelled before it runs leaves no coroutine behind.
             result = await self.race.work(self)
@@ -186,7 +194,8 @@ class _Runner:
         """A stream read into ``events`` (the stream's limits are timed by the task that reads it)."""
         assert self.events is not None
         attempt, engine = self.attempt, self.race.engine
-        stream = guarded_stream(self.race.call, attempt.provider, engine.clock, last=attempt.last)
+        hook = None if attempt.trace is None else engine.observation.first_chunk_hook(attempt.trace)
+        stream = guarded_stream(self.race.call, attempt.provider, engine.clock, last=attempt.last, first_chunk=hook)
         async with aclosing(stream) as events:
             async for event in events:
                 self.events.put_nowait(event)
@@ -416,7 +425,7 @@ class _Race:
         call.attempts.append(record)
         if attempt.reservation.scope:
             await engine.gate.settle(attempt.reservation, cost)
-        engine.observation.attempt_cancelled(call, record, cost)
+        engine.observation.attempt_cancelled(call, record, cost, attempt.trace)
         if self._p95() and not runner.committed:
             engine.latencies.observe(call.task, model.id, latency, first_token=self.first_token)
 

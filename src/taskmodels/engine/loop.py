@@ -180,7 +180,7 @@ class Engine:
                     )
                     if ticket is not None or siblings:
                         attempt.ticket, attempt.siblings = ticket, siblings
-                    if call.trace is not None:
+                    if call.trace is not None and plan.policy.hedge is None:  # a hedged try's starts as it runs
                         attempt.trace = self.observation.attempt_started(call, route.config, provider, number)
                     route.in_flight += 1
                     try:

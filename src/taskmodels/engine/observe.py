@@ -26,11 +26,16 @@ from taskmodels.log import DEBUG, INFO, WARNING, library_logger
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.accounting import Accounting
-from taskmodels.types import Attempt, CompletionResult
+from taskmodels.types import Attempt, CompletionRequest, CompletionResult
 
-from .call import CallState
+from .call import CallState, Try
+from .plan import CallPlan, Operation, TaskPolicy
 
 __all__ = ["CallTracer", "Observation"]
+
+# The plan of a call refused before planning: nothing to send, no limit to keep.
+_NO_REQUEST = CompletionRequest()
+_NO_POLICY = TaskPolicy(0.0, 0.0, 0.0, 0.0, None, "error", False, 0, 0, 0.0)
 
 
 class CallTracer(Protocol):
@@ -40,12 +45,20 @@ class CallTracer(Protocol):
     the engine keeps in ``CallState.trace``; ``attempt_started`` returns the attempt's handle, kept on the
     attempt and passed back to ``first_chunk`` and ``attempt_ended``. ``call_ended`` may come more than once
     for one call (the last time from the service's ``finally``, for a stream its consumer abandoned or a
-    cancelled call) and ends whatever attempt is still open.
+    cancelled call) and ends whatever attempt is still open. A hedged call's attempts race in tasks of their
+    own: each is started in its task as its request goes out (``attempt_started``, then ``attempt_running``),
+    and one that lost the race ends through ``attempt_ended`` with ``record.outcome == "cancelled"``.
     """
 
     def call_started(self, call: CallState, *, streaming: bool) -> Any: ...
 
     def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any: ...
+
+    def attempt_running(self, attempt: Any) -> None:
+        """A hedged attempt's request starts, in a task of its own that races others: the tracer may make the
+        attempt current here, in that task's context, never in the caller's (which would be left to undo racing
+        tries' changes in whatever order they end). Called in that task, right after ``attempt_started``."""
+        ...
 
     def first_chunk(self, attempt: Any) -> None: ...
 
@@ -109,10 +122,12 @@ class Observation:
                 status_code=attempt.status_code,
             )
 
-    def attempt_cancelled(self, call: CallState, attempt: Attempt, cost: float) -> None:
+    def attempt_cancelled(self, call: CallState, attempt: Attempt, cost: float, trace: Any = None) -> None:
         """A hedged request cancelled because another answered first (or the call ended): ``cost`` is what it
         was charged."""
         self.accounting.cancelled_attempt(call.task, attempt.model_id, cost)
+        if trace is not None and (tracer := self.tracer) is not None:
+            tracer.attempt_ended(call, trace, attempt, None)
         if (logger := self._log.enabled(INFO)) is not None:
             self._attempt_event(logger.info, call, attempt, None)
 
@@ -135,10 +150,33 @@ class Observation:
         if (tracer := self.tracer) is not None:
             call.trace = tracer.call_started(call, streaming=streaming)
 
+    def call_refused(self, task: str, operation: Operation, error: BaseException, *, streaming: bool) -> None:
+        """A call that failed before it could be planned (a bad request, an unknown task, no eligible model):
+        traced as a call span in error, with no attempt and the skips the error names. The service calls this only
+        when a tracer is attached; nothing is counted, as no call was made."""
+        tracer = self.tracer
+        if tracer is None:
+            return
+        now = self._clock()
+        skipped: tuple[tuple[str, str], ...] = getattr(error, "skipped", ())
+        call = CallState(CallPlan(task, operation, _NO_REQUEST, (), skipped, _NO_POLICY, 0, now, now))
+        call.trace = tracer.call_started(call, streaming=streaming)
+        if call.trace is not None:
+            tracer.call_ended(call, None, error)
+
     def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any:
         """The attempt's trace handle; the loop calls this only for a call with a trace."""
         tracer = self.tracer
         return None if tracer is None else tracer.attempt_started(call, model, provider, number)
+
+    def try_running(self, call: CallState, attempt: Try) -> None:
+        """A hedged try's request goes out, in the task of its own it runs in: its attempt is traced from here, so
+        a try cancelled before it ran (it sent nothing) has no span. Called only for a call with a trace."""
+        if (tracer := self.tracer) is None:
+            return
+        model = attempt.model if attempt.route is None else attempt.route.config
+        attempt.trace = handle = tracer.attempt_started(call, model, attempt.provider, attempt.number)
+        tracer.attempt_running(handle)
 
     def first_chunk_hook(self, trace: Any) -> Callable[[], None] | None:
         """What a stream attempt calls when its first event arrives: ``None`` without a trace."""
