@@ -13,12 +13,13 @@ from typing import Any, Literal
 
 __all__ = ["TELEMETRY_LABELS", "Telemetry", "sdk_missing", "sdk_providers"]
 
-Telemetry = Literal["default", "off", "sdk"]
+Telemetry = Literal["default", "off", "sdk", "floor"]
 
 TELEMETRY_LABELS: dict[Telemetry, str] = {
     "default": "taskmodels",
     "off": "taskmodels (telemetry off)",
     "sdk": "taskmodels (OTel SDK, no-op exporter)",
+    "floor": "taskmodels (OTel SDK, the floor's spans and records only)",
 }
 
 
@@ -54,11 +55,17 @@ def sdk_providers(stack: AsyncExitStack) -> tuple[Any, Any]:
 
 
 def apply(container: Any, telemetry: Telemetry, stack: AsyncExitStack) -> None:
-    """Point ``container``'s telemetry nodes at what ``telemetry`` names (``off`` is a setting, not a node)."""
-    if telemetry != "sdk":
+    """Point ``container``'s telemetry nodes at what ``telemetry`` names (``off`` is a setting, not a node;
+    ``floor`` replaces taskmodels' tracer with ``benchmarks.otel_floor.FloorTracer`` on the same SDK)."""
+    if telemetry not in ("sdk", "floor"):
         return
     from dependency_injector import providers
 
     tracer_provider, meter_provider = sdk_providers(stack)
+    if telemetry == "floor":
+        from benchmarks.otel_floor import FloorTracer
+
+        container.tracer.override(providers.Object(FloorTracer(tracer_provider, meter_provider)))
+        return
     container.tracer_provider.override(providers.Object(tracer_provider))
     container.meter_provider.override(providers.Object(meter_provider))

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from benchmarks.otel import sdk_missing, sdk_providers
 
-__all__ = ["FLOOR_CASES", "measure_otel_floor"]
+__all__ = ["FLOOR_CASES", "FloorTracer", "measure_otel_floor"]
 
 FLOOR_CASES: Final[dict[str, str]] = {
     "genai_call": "GenAI call: call span + CLIENT span (3 + 12 attributes), 3 histogram records",
@@ -43,6 +43,23 @@ _DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56
 _TOKEN_BUCKETS: Final = tuple(float(4**n) for n in range(14))
 
 _MODEL = "bench-model"
+# The conventions' attributes of an attempt span: known at the request, then from the answer.
+_REQUEST_ATTRIBUTES: Final[dict[str, Any]] = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": _MODEL,
+    "gen_ai.request.max_tokens": 64,
+    "gen_ai.request.temperature": 0.0,
+    "server.address": "127.0.0.1",
+    "server.port": 8000,
+}
+_ANSWER_ATTRIBUTES: Final[dict[str, Any]] = {
+    "gen_ai.response.model": _MODEL,
+    "gen_ai.response.id": "chatcmpl-bench",
+    "gen_ai.response.finish_reasons": ("stop",),
+    "gen_ai.usage.input_tokens": 12,
+    "gen_ai.usage.output_tokens": 9,
+}
 
 
 class _Work:
@@ -81,33 +98,14 @@ class _Work:
         assert list(cases) == list(FLOOR_CASES)
         return cases
 
-    def _attempt_span(self, context: Any) -> Any:
+    def attempt_span(self, context: Any) -> Any:
         span = self.tracer.start_span(
-            f"chat {_MODEL}",
-            context=context,
-            kind=self.client,
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": "openai",
-                "gen_ai.request.model": _MODEL,
-                "gen_ai.request.max_tokens": 64,
-                "gen_ai.request.temperature": 0.0,
-                "server.address": "127.0.0.1",
-                "server.port": 8000,
-            },
+            f"chat {_MODEL}", context=context, kind=self.client, attributes=_REQUEST_ATTRIBUTES
         )
-        span.set_attributes(
-            {
-                "gen_ai.response.model": _MODEL,
-                "gen_ai.response.id": "chatcmpl-bench",
-                "gen_ai.response.finish_reasons": ("stop",),
-                "gen_ai.usage.input_tokens": 12,
-                "gen_ai.usage.output_tokens": 9,
-            }
-        )
+        span.set_attributes(_ANSWER_ATTRIBUTES)
         return span
 
-    def _records(self, started: float) -> None:
+    def records(self, started: float) -> None:
         labels = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": "openai",
@@ -120,35 +118,35 @@ class _Work:
         self.tokens.record(12, {**labels, "gen_ai.token.type": "input"})
         self.tokens.record(9, {**labels, "gen_ai.token.type": "output"})
 
-    def _call_span(self) -> Any:
+    def call_span(self) -> Any:
         return self.tracer.start_span("taskmodels bench", attributes={"taskmodels.task": "bench"})
 
     @staticmethod
-    def _end_call(span: Any) -> None:
+    def end_call(span: Any) -> None:
         span.set_attributes({"taskmodels.outcome": "success", "taskmodels.model_id": "bench"})
         span.end()
 
     def genai_call(self) -> None:
         started = time.perf_counter()
-        parent = self._call_span()
-        child = self._attempt_span(self.set_in_context(parent))
-        self._records(started)
+        parent = self.call_span()
+        child = self.attempt_span(self.set_in_context(parent))
+        self.records(started)
         child.end()
-        self._end_call(parent)
+        self.end_call(parent)
 
     def genai_attempt(self) -> None:
         started = time.perf_counter()
-        span = self._attempt_span(None)
-        self._records(started)
+        span = self.attempt_span(None)
+        self.records(started)
         span.end()
 
     def genai_spans(self) -> None:
-        parent = self._call_span()
-        self._attempt_span(self.set_in_context(parent)).end()
-        self._end_call(parent)
+        parent = self.call_span()
+        self.attempt_span(self.set_in_context(parent)).end()
+        self.end_call(parent)
 
     def genai_metrics(self) -> None:
-        self._records(time.perf_counter())
+        self.records(time.perf_counter())
 
     def attach_detach(self) -> None:
         self.context.detach(self.context.attach(self.set_in_context(self.held)))
@@ -158,6 +156,51 @@ class _Work:
 
     def empty_record(self) -> None:
         self.bare_histogram.record(1.0)
+
+
+class FloorTracer:
+    """The floor where taskmodels' telemetry runs: an engine ``CallTracer`` that makes exactly the SDK calls of
+    the ``genai_call`` case (a call span; per attempt a CLIENT span made current while it runs, its answer's
+    attributes, three histogram records) with fixed attributes and none of taskmodels' own work.
+
+    taskmodels' tracer minus this one, in the same service and the same process, is taskmodels' own share of
+    telemetry. Measured in place: the tight loop of ``measure_otel_floor`` runs cache-hot and reads lower than
+    the same SDK calls do between a real call's other work.
+    """
+
+    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
+        self._work = _Work(tracer_provider, meter_provider)
+
+    def call_started(self, call: Any, *, streaming: bool) -> list[Any]:
+        span = self._work.call_span()
+        return [span, self._work.set_in_context(span)]
+
+    def attempt_started(self, call: Any, model: Any, provider: Any, number: int) -> tuple[Any, Any, float]:
+        work = self._work
+        started = time.perf_counter()
+        span = work.tracer.start_span(
+            f"chat {_MODEL}", context=call.trace[1], kind=work.client, attributes=_REQUEST_ATTRIBUTES
+        )
+        return span, work.context.attach(work.set_in_context(span, call.trace[1])), started
+
+    def attempt_running(self, attempt: Any) -> None:
+        return None
+
+    def first_chunk(self, attempt: Any) -> None:
+        return None
+
+    def attempt_ended(self, call: Any, attempt: Any, record: Any, result: Any) -> None:
+        span, token, started = attempt
+        self._work.context.detach(token)
+        span.set_attributes(_ANSWER_ATTRIBUTES)
+        self._work.records(started)
+        span.end()
+
+    def call_ended(self, call: Any, result: Any, error: Any) -> None:
+        handle = call.trace
+        if handle[0] is not None:  # the engine may end a call twice (its last word comes from a finally)
+            self._work.end_call(handle[0])
+            handle[0] = None
 
 
 class _Counter(logging.Handler):

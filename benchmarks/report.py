@@ -253,6 +253,7 @@ def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: st
     bare = seq.get(base)
     bare_call = bare.get("median_s") if bare and not _status(bare) else None
     off_label, sdk_label = f"{subject} (telemetry off)", f"{subject} (OTel SDK, no-op exporter)"
+    floor_label = f"{subject} (OTel SDK, the floor's spans and records only)"
 
     def share(
         metric: str,
@@ -296,13 +297,31 @@ def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: st
         share("telemetry, OTel SDK (sequential median, on - off)", d, "< 3 %", 0.03, why)
         d, why = pair(sdk_label, off_label, "cpu_per_call_s")
         share("telemetry, OTel SDK (client CPU per call, on - off)", d, "< 3 %", 0.03, why)
+    if seq.get(floor_label):
+        d, why = pair(floor_label, off_label, "median_s")
+        share("telemetry, the floor's SDK calls in place (sequential median, floor tracer - off)", d, why=why)
+        d, why = pair(sdk_label, floor_label, "median_s")
+        share("telemetry, taskmodels' own (sequential median, taskmodels' tracer - floor tracer)", d, why=why)
     layers = run.get("service_layer_telemetry") or {}
-    cpu = {mode: (layers.get(mode) or {}).get("cpu_per_call_s") for mode in ("default", "off", "sdk")}
+    cpu = {mode: (layers.get(mode) or {}).get("cpu_per_call_s") for mode in ("default", "off", "sdk", "floor")}
     if layers:
         why = _status(layers.get("sdk")) or _status(layers.get("off")) or ""
         share("telemetry, OTel SDK (service layer CPU, on - off)", delta(cpu["sdk"], cpu["off"]), "< 3 %", 0.03, why)
         why = _status(layers.get("default")) or _status(layers.get("off")) or ""
         share("telemetry, API without SDK (service layer CPU)", delta(cpu["default"], cpu["off"]), why=why)
+        if "floor" in layers:
+            why = _status(layers.get("floor")) or _status(layers.get("off")) or ""
+            share(
+                "telemetry, the floor's SDK calls in place (service layer CPU, floor tracer - off)",
+                delta(cpu["floor"], cpu["off"]),
+                why=why,
+            )
+            why = _status(layers.get("floor")) or _status(layers.get("sdk")) or ""
+            share(
+                "telemetry, taskmodels' own (service layer CPU, taskmodels' tracer - floor tracer)",
+                delta(cpu["sdk"], cpu["floor"]),
+                why=why,
+            )
 
     floor = run.get("otel_floor")
     if floor is not None:
@@ -310,9 +329,6 @@ def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: st
         why = _status(floor) or ""
         for case, label in FLOOR_CASES.items():
             share(f"OTel SDK floor, no taskmodels: {label} (CPU)", floor_cpu.get(case), why=why, signed=False)
-        if layers:
-            own = delta(delta(cpu["sdk"], cpu["off"]), floor_cpu.get("genai_call"))
-            share("telemetry, taskmodels' own (service layer on - off - SDK floor of a GenAI call)", own, why=why)
 
     if PEER_LABEL in seq:
         for key, what in (("median_s", "sequential median"), ("cpu_per_call_s", "client CPU per call")):

@@ -132,11 +132,12 @@ async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[s
 
 
 async def _telemetry_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[str, Variant]]:
-    """Taskmodels with telemetry switched off, and with the OpenTelemetry SDK and a dropping exporter."""
+    """Taskmodels with telemetry switched off, with the OpenTelemetry SDK and a dropping exporter, and with the
+    floor's tracer on that SDK (``benchmarks.otel_floor.FloorTracer``: the SDK's work alone, in place)."""
     out = []
-    for mode in ("off", "sdk"):
+    for mode in ("off", "sdk", "floor"):
         label = TELEMETRY_LABELS[mode]
-        why = sdk_missing() if mode == "sdk" else None
+        why = sdk_missing() if mode != "off" else None
         if why is not None:
             out.append(_missing_group(label, why))
             continue
@@ -148,10 +149,11 @@ async def _telemetry_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict
 
 
 async def _layers(calls: int) -> dict[str, Any]:
-    """The service layer over an instant provider: as an application gets it, telemetry off, and the SDK's."""
+    """The service layer over an instant provider: as an application gets it, telemetry off, the SDK's, and the
+    floor's tracer on the SDK."""
     out: dict[str, Any] = {}
-    for mode in ("default", "off", "sdk"):
-        if mode == "sdk" and (why := sdk_missing()) is not None:
+    for mode in ("default", "off", "sdk", "floor"):
+        if mode in ("sdk", "floor") and (why := sdk_missing()) is not None:
             out[mode] = {"skipped": why}
             continue
         try:
@@ -231,7 +233,7 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
                 )
             except Exception as exc:
                 memory[variant.name] = {"error": f"{type(exc).__name__}: {exc}"}
-        log("service layer over an instant provider (telemetry as default, off, the SDK's)")
+        log("service layer over an instant provider (telemetry as default, off, the SDK's, the floor tracer's)")
         layers = await _layers(size.layer_calls)
         log("the OpenTelemetry SDK's own floor for one GenAI call")
         try:
