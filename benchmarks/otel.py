@@ -3,11 +3,17 @@ that drops every batch and a metric reader that aggregates every measurement and
 
 What the telemetry rows measure is then what taskmodels' spans and metrics cost the calling process: spans
 built, attributes set, ended and handed to a batch processor; histogram and counter measurements aggregated.
+
+The service-layer rows (``benchmarks/layer.py``: a CPU-bound loop over a provider that answers at once, no I/O)
+hand spans to a simple processor instead. There the batch processor's thread, woken every 512 spans, waits
+for a GIL the loop never releases, and until it drains, every span's end signals it again: the loop's CPU per
+call then swung by 25-45 µs from one process to the next (single runs of the same code read 113 or 145 µs),
+which would bury the 10-15 µs being measured. With I/O between calls, as end to end, the thread drains at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 
@@ -32,12 +38,18 @@ def sdk_missing() -> str | None:
     return None
 
 
-def sdk_providers(stack: AsyncExitStack) -> tuple[Any, Any]:
-    """A tracer provider and a meter provider of the SDK, shut down when ``stack`` closes."""
+def sdk_providers(stack: AsyncExitStack, *, batch: bool = True) -> tuple[Any, Any]:
+    """A tracer provider and a meter provider of the SDK, shut down when ``stack`` closes; ``batch`` False: the
+    spans go to the exporter as each ends (see the module's docstring)."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
 
     class DroppingExporter(SpanExporter):
         def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -47,25 +59,34 @@ def sdk_providers(stack: AsyncExitStack) -> tuple[Any, Any]:
             return None
 
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
+    processor = BatchSpanProcessor if batch else SimpleSpanProcessor
+    tracer_provider.add_span_processor(processor(DroppingExporter()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     stack.callback(tracer_provider.shutdown)
     stack.callback(meter_provider.shutdown)
     return tracer_provider, meter_provider
 
 
-def apply(container: Any, telemetry: Telemetry, stack: AsyncExitStack) -> None:
+def apply(container: Any, telemetry: Telemetry, stack: AsyncExitStack, *, batch: bool = True) -> Callable[[], object]:
     """Point ``container``'s telemetry nodes at what ``telemetry`` names (``off`` is a setting, not a node;
-    ``floor`` replaces taskmodels' tracer with ``benchmarks.otel_floor.FloorTracer`` on the same SDK)."""
+    ``floor`` replaces taskmodels' tracer with ``benchmarks.otel_floor.FloorTracer`` on the same SDK).
+
+    Returns what exports the spans still queued: the batch processor's thread exports them whenever it wakes,
+    so a timed block that ends with this call pays for its own spans' export, not a later block's."""
     if telemetry not in ("sdk", "floor"):
-        return
+        return _nothing_queued
     from dependency_injector import providers
 
-    tracer_provider, meter_provider = sdk_providers(stack)
+    tracer_provider, meter_provider = sdk_providers(stack, batch=batch)
     if telemetry == "floor":
         from benchmarks.otel_floor import FloorTracer
 
         container.tracer.override(providers.Object(FloorTracer(tracer_provider, meter_provider)))
-        return
-    container.tracer_provider.override(providers.Object(tracer_provider))
-    container.meter_provider.override(providers.Object(meter_provider))
+    else:
+        container.tracer_provider.override(providers.Object(tracer_provider))
+        container.meter_provider.override(providers.Object(meter_provider))
+    return tracer_provider.force_flush  # type: ignore[no-any-return]
+
+
+def _nothing_queued() -> bool:
+    return True

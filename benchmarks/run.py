@@ -28,9 +28,9 @@ import httpx2
 from benchmarks.clients import BASE, SDK_BUILDERS, Endpoints, bare_httpx_variants
 from benchmarks.harness import Variant, run_concurrent, run_sequential
 from benchmarks.imports import measure_imports
-from benchmarks.layer import measure_service_layer
+from benchmarks.layer import measure_service_layers
 from benchmarks.memory import measure_rss_growth
-from benchmarks.otel import TELEMETRY_LABELS, sdk_missing
+from benchmarks.otel import TELEMETRY_LABELS, Telemetry, sdk_missing
 from benchmarks.otel_floor import measure_otel_floor
 from benchmarks.otel_peer import instrumented_openai_variants
 from benchmarks.report import comparison_rows, format_table, machine_info, target_rows
@@ -150,16 +150,16 @@ async def _telemetry_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict
 
 async def _layers(calls: int) -> dict[str, Any]:
     """The service layer over an instant provider: as an application gets it, telemetry off, the SDK's, and the
-    floor's tracer on the SDK."""
-    out: dict[str, Any] = {}
-    for mode in ("default", "off", "sdk", "floor"):
-        if mode in ("sdk", "floor") and (why := sdk_missing()) is not None:
-            out[mode] = {"skipped": why}
-            continue
-        try:
-            out[mode] = await measure_service_layer(calls, telemetry=mode)
-        except Exception as exc:
-            out[mode] = {"error": f"{type(exc).__name__}: {exc}"}
+    floor's tracer on the SDK, measured in alternating blocks."""
+    why = sdk_missing()
+    modes: tuple[Telemetry, ...] = ("default", "off") if why is not None else ("default", "off", "sdk", "floor")
+    try:
+        measured = await measure_service_layers(calls, modes)
+        out: dict[str, Any] = {str(mode): entry for mode, entry in measured.items()}
+    except Exception as exc:
+        return {mode: {"error": f"{type(exc).__name__}: {exc}"} for mode in ("default", "off", "sdk", "floor")}
+    if why is not None:
+        out["sdk"] = out["floor"] = {"skipped": why}
     return out
 
 
