@@ -226,10 +226,10 @@ _Answered = tuple[dict[str, AttributeValue], dict[str, AttributeValue], dict[str
 
 
 class _Labels:
-    """The metric attributes of one model serving one task, built once and reused: the SDK copies what a
+    """The attributes of one model serving one task, built once and reused: the SDK copies what a span or a
     measurement is given, so one dict serves every call (building them per call was a tenth of our share)."""
 
-    __slots__ = ("answered", "base", "cost_key")
+    __slots__ = ("answered", "base", "cost_key", "first_try", "span_name")
 
     def __init__(self, task: str, operation: str, model: ModelConfig, endpoint: _Endpoint) -> None:
         base: dict[str, AttributeValue] = {
@@ -245,6 +245,31 @@ class _Labels:
         self.base = base
         self.cost_key = (task, model.id, endpoint.provider, operation)
         self.answered: dict[str, _Answered] = {}  # by the response's model name: duration, input, output
+        self.span_name = f"{operation} {model.model_name}"
+        # The attempt span's attributes for the usual attempt: the first, with the model's own limits.
+        first_try = {**base, MODEL_ID: model.id, ATTEMPT_NUMBER: 1, ATTEMPT_RETRY: 0}
+        if operation == "chat":
+            first_try[REQUEST_MAX_TOKENS] = model.max_tokens
+            if model.temperature is not None:
+                first_try[REQUEST_TEMPERATURE] = model.temperature
+        self.first_try = first_try
+
+    def attempt(self, model: ModelConfig, request: CompletionRequest, number: int) -> dict[str, AttributeValue]:
+        """The attempt span's attributes known at the request, as a new dict unless they are ``first_try``'s."""
+        if number == 1 and request.max_tokens is None and request.temperature is None:
+            return self.first_try
+        attributes: dict[str, AttributeValue] = {
+            **self.base,
+            MODEL_ID: model.id,
+            ATTEMPT_NUMBER: number,
+            ATTEMPT_RETRY: number - 1,
+        }
+        if self.base[OPERATION] == "chat":
+            attributes[REQUEST_MAX_TOKENS] = request.max_tokens if request.max_tokens is not None else model.max_tokens
+            temperature = request.temperature if request.temperature is not None else model.temperature
+            if temperature is not None:
+                attributes[REQUEST_TEMPERATURE] = temperature
+        return attributes
 
     def for_answer(self, response_model: str) -> _Answered:
         answered = self.answered.get(response_model)
@@ -446,24 +471,13 @@ class OpenTelemetryTracer:
         if previous is not None and previous != model.id:
             self._fallbacks.add(1, {TASK: plan.task, MODEL_ID: model.id, FALLBACK_FROM: previous})
         handle.previous_model = model.id
-        attributes: dict[str, AttributeValue] = {
-            **labels.base,
-            MODEL_ID: model.id,
-            ATTEMPT_NUMBER: number,
-            ATTEMPT_RETRY: number - 1,
-        }
-        if operation == "chat":
-            request = plan.request
-            attributes[REQUEST_MAX_TOKENS] = request.max_tokens if request.max_tokens is not None else model.max_tokens
-            temperature = request.temperature if request.temperature is not None else model.temperature
-            if temperature is not None:
-                attributes[REQUEST_TEMPERATURE] = temperature
-            if self.capture_content:
-                if handle.inputs is None:
-                    handle.inputs = _input_messages(request)
-                attributes.update(handle.inputs)
+        attributes = labels.attempt(model, plan.request, number)
+        if self.capture_content and operation == "chat":
+            if handle.inputs is None:
+                handle.inputs = _input_messages(plan.request)
+            attributes = {**attributes, **handle.inputs}
         span = self._tracer.start_span(
-            f"{operation} {model.model_name}", context=handle.context, kind=SpanKind.CLIENT, attributes=attributes
+            labels.span_name, context=handle.context, kind=SpanKind.CLIENT, attributes=attributes
         )
         token = None
         # A stream's attempt runs between the consumer's reads: made current, the span would adopt the
