@@ -468,7 +468,8 @@ class OpenTelemetryTracer:
         operation = plan.operation
         labels = self._labels_for(plan.task, operation, model, getattr(provider, "base_url", None))
         previous = handle.previous_model
-        if previous is not None and previous != model.id:
+        # A try started while another is still open is a hedge racing it, not a move down the chain.
+        if previous is not None and previous != model.id and not handle.open:
             self._fallbacks.add(1, {TASK: plan.task, MODEL_ID: model.id, FALLBACK_FROM: previous})
         handle.previous_model = model.id
         attributes = labels.attempt(model, plan.request, number)

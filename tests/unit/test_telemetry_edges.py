@@ -236,6 +236,23 @@ async def test_the_primary_winning_ends_the_hedge_cancelled(otel: Otel, context_
     assert context_errors == []
 
 
+async def test_a_hedge_is_no_fallback_but_a_move_after_a_failure_is(otel: Otel) -> None:
+    # First call: a hangs, so b starts beside it as a hedge and answers: a race, not a move down the chain.
+    # Second call: a fails at once, and b is tried after it: a fallback.
+    backend = FakeBackend().script("a", hang(), server_error(503)).always("b", reply("from b"))
+    svc = hedged_service(otel, backend)
+    assert (await svc.complete_with_task_model("t", "hello")).model_id == "b"
+    assert otel.points("taskmodels.client.fallbacks") == []
+    assert (await svc.complete_with_task_model("t", "hello")).model_id == "b"
+    (fallback,) = otel.points("taskmodels.client.fallbacks")
+    assert fallback.value == 1
+    assert dict(fallback.attributes) == {
+        "taskmodels.task": "t",
+        "taskmodels.model.id": "b",
+        "taskmodels.fallback.from": "a",
+    }
+
+
 async def test_racing_tries_ending_out_of_order_leave_the_applications_context_as_it_was(
     otel: Otel, context_errors: list[str]
 ) -> None:
