@@ -23,7 +23,7 @@ from benchmarks.otel import apply as apply_telemetry
 if TYPE_CHECKING:
     from taskmodels.providers.base import BaseModelProvider
 
-__all__ = ["measure_service_layer", "measure_service_layers"]
+__all__ = ["INSTANT_MODEL", "measure_service_layer", "measure_service_layers"]
 
 
 def _instant_provider_class() -> type[BaseModelProvider]:
@@ -97,18 +97,17 @@ async def measure_service_layers(
     return out
 
 
+INSTANT_MODEL: dict[str, Any] = {
+    "id": "instant",
+    "provider": "instant",
+    "modelName": "m",
+    "maxTokens": 64,
+    "temperature": 0.0,
+    "contextWindow": 8192,
+    "costPer1kTokens": 0.001,
+}
 _REGISTRY: dict[str, Any] = {
-    "models": [
-        {
-            "id": "instant",
-            "provider": "instant",
-            "modelName": "m",
-            "maxTokens": 64,
-            "temperature": 0.0,
-            "contextWindow": 8192,
-            "costPer1kTokens": 0.001,
-        }
-    ],
+    "models": [INSTANT_MODEL],
     "taskMappings": [{"taskName": "t", "primaryModelId": "instant"}],
     "defaultModelId": "instant",
 }

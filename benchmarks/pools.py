@@ -23,7 +23,7 @@ from typing import Any
 import httpx2
 
 from benchmarks.clients import PROMPT
-from benchmarks.layer import _instant_provider_class
+from benchmarks.layer import INSTANT_MODEL, _instant_provider_class
 from benchmarks.server import BenchServer
 
 __all__ = ["measure_pools"]
@@ -32,15 +32,7 @@ TARGET = 0.02
 
 
 def _registry(deployments: list[dict[str, Any]] | None) -> dict[str, Any]:
-    model: dict[str, Any] = {
-        "id": "instant",
-        "provider": "instant",
-        "modelName": "m",
-        "maxTokens": 64,
-        "temperature": 0.0,
-        "contextWindow": 8192,
-        "costPer1kTokens": 0.001,
-    }
+    model: dict[str, Any] = dict(INSTANT_MODEL)
     if deployments is not None:
         model["deployments"] = deployments
     return {

@@ -32,6 +32,7 @@ from taskmodels.testing import (
     server_error,
 )
 from taskmodels.types import StreamEvent, Usage
+from tests.stores import SlowSecondReservation
 
 WINDOW = 3600.0
 PROMPT_TOKENS_OF = "p"  # one short prompt for every call
@@ -289,20 +290,6 @@ async def test_a_hedge_the_budget_refuses_is_not_sent() -> None:
     assert result.model_id == "a"
     assert backend.models_called() == ["a"]
     assert ("b", "skipped", "BudgetExceededError") in outcomes(result.attempts)
-
-
-class SlowSecondReservation(MemoryStateStore):
-    """The second reservation of a call takes 0.2 s: the hedge is still being admitted when the primary answers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reservations = 0
-
-    async def reserve_spend(self, scope: str, amount: float, *, limit: float, window: float, now: float) -> Any:
-        self.reservations += 1
-        if self.reservations == 2:
-            await asyncio.sleep(0.2)
-        return await super().reserve_spend(scope, amount, limit=limit, window=window, now=now)
 
 
 async def test_a_hedge_admitted_after_the_primary_answered_is_never_sent() -> None:

@@ -9,9 +9,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,6 @@ import pytest
 pytest.importorskip("opentelemetry.sdk")
 
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from taskmodels import redaction
@@ -46,45 +40,10 @@ from taskmodels.testing import (
     server_error,
 )
 from taskmodels.types import CompletionRequest, Message, Usage
+from tests.otel_kit import Otel, attrs, by_name
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TWO = fake_registry(fake_model("a"), fake_model("b"))
-
-
-@dataclass
-class Otel:
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
-    spans: InMemorySpanExporter
-    reader: InMemoryMetricReader
-
-    def tracer(self, **kwargs: Any) -> OpenTelemetryTracer:
-        return OpenTelemetryTracer(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **kwargs)
-
-    def finished(self) -> list[ReadableSpan]:
-        return list(self.spans.get_finished_spans())
-
-    def points(self, name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        found: list[Any] = []
-        for resource in data.resource_metrics if data is not None else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
-
-
-@pytest.fixture
-def otel() -> Iterator[Otel]:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    yield Otel(tracer_provider, meter_provider, exporter, reader)
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
 
 
 def service(otel: Otel, registry: dict[str, Any] = TWO, *, backend: FakeBackend, **kwargs: Any) -> ModelService:
@@ -102,14 +61,6 @@ def service(otel: Otel, registry: dict[str, Any] = TWO, *, backend: FakeBackend,
         tracer=tracer,
         **kwargs,
     )
-
-
-def by_name(spans: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
-    return [s for s in spans if s.name == name]
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
 
 
 # --- spans -------------------------------------------------------------------------------------
@@ -400,21 +351,6 @@ ANSWER = "the capital of Atlantis is Poseidonia, under the sea"
 KEY = "sk-telemetry-test-0123456789abcdef"
 
 
-def everything_recorded(otel: Otel) -> str:
-    """Every attribute, event and status text of every span and every metric point, as one string."""
-    parts: list[str] = []
-    for span in otel.finished():
-        parts += [span.name, json.dumps(attrs(span), default=str), str(span.status.description)]
-        for event in span.events:
-            parts += [event.name, json.dumps(dict(event.attributes or {}), default=str)]
-    data = otel.reader.get_metrics_data()
-    for resource in data.resource_metrics if data is not None else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                parts += [json.dumps(dict(p.attributes or {}), default=str) for p in metric.data.data_points]
-    return "\n".join(parts)
-
-
 @pytest.fixture
 def remembered_key() -> Iterator[str]:
     redaction.remember(KEY)
@@ -439,7 +375,7 @@ async def test_by_default_no_prompt_no_answer_and_no_key_is_recorded(
     svc = service(otel, backend=backend)
     await _ask_with_a_key_everywhere(svc)
 
-    recorded = everything_recorded(otel)
+    recorded = otel.everything_recorded()
     assert "chat b-name" in recorded  # the spans are there ...
     for secret in (PROMPT, SYSTEM, ANSWER, remembered_key, remembered_key[:12], "Poseidonia", "Atlantis"):
         assert secret not in recorded  # ... but nothing of what was said, or of the key
@@ -463,7 +399,7 @@ async def test_content_is_recorded_when_the_application_opts_in_and_keys_are_scr
     assert json.loads(got["gen_ai.output.messages"]) == [
         {"role": "assistant", "parts": [{"type": "text", "content": ANSWER}], "finish_reason": "stop"}
     ]
-    assert remembered_key[:12] not in everything_recorded(otel)
+    assert remembered_key[:12] not in otel.everything_recorded()
 
 
 @pytest.mark.parametrize(("value", "captured"), [("true", True), ("SPAN_ONLY", True), ("false", False), ("", False)])

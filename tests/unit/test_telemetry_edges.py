@@ -7,11 +7,9 @@ own clock (a hedge's timer), so they take tens of milliseconds; their bounds are
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,11 +17,7 @@ import pytest
 pytest.importorskip("opentelemetry.sdk")
 
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from taskmodels.engine.observe import Observation
@@ -32,7 +26,6 @@ from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
-from taskmodels.telemetry import OpenTelemetryTracer
 from taskmodels.testing import (
     FakeBackend,
     FakeProvider,
@@ -44,42 +37,8 @@ from taskmodels.testing import (
     server_error,
 )
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
-
-
-@dataclass
-class Otel:
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
-    spans: InMemorySpanExporter
-    reader: InMemoryMetricReader
-
-    def tracer(self, **kwargs: Any) -> OpenTelemetryTracer:
-        return OpenTelemetryTracer(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **kwargs)
-
-    def finished(self) -> list[ReadableSpan]:
-        return list(self.spans.get_finished_spans())
-
-    def points(self, name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        found: list[Any] = []
-        for resource in data.resource_metrics if data is not None else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
-
-
-@pytest.fixture
-def otel() -> Iterator[Otel]:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    yield Otel(tracer_provider, meter_provider, exporter, reader)
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
+from tests.otel_kit import Otel, attrs, by_name
+from tests.stores import SlowSecondReservation
 
 
 class _Collect(logging.Handler):
@@ -104,31 +63,8 @@ def context_errors() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-def by_name(spans: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
-    return [s for s in spans if s.name == name]
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
 def parent_of(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
-
-
-def everything_recorded(otel: Otel) -> str:
-    """Every span name, attribute, event and status text, and every metric point's attributes, as one string."""
-    parts: list[str] = []
-    for span in otel.finished():
-        parts += [span.name, json.dumps(attrs(span), default=str), str(span.status.description)]
-        for event in span.events:
-            parts += [event.name, json.dumps(dict(event.attributes or {}), default=str)]
-    data = otel.reader.get_metrics_data()
-    for resource in data.resource_metrics if data is not None else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                parts += [json.dumps(dict(p.attributes or {}), default=str) for p in metric.data.data_points]
-    return "\n".join(parts)
 
 
 # --- hedged requests ---------------------------------------------------------------------------------
@@ -341,21 +277,6 @@ async def test_a_hedged_embedding_ends_its_loser_cancelled(otel: Otel, context_e
     assert context_errors == []
 
 
-class SlowSecondReservation(MemoryStateStore):
-    """The second budget reservation of a call takes 0.2 s: the hedge is still being admitted when the primary
-    answers, so its request is never sent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reservations = 0
-
-    async def reserve_spend(self, scope: str, amount: float, *, limit: float, window: float, now: float) -> Any:
-        self.reservations += 1
-        if self.reservations == 2:
-            await asyncio.sleep(0.2)
-        return await super().reserve_spend(scope, amount, limit=limit, window=window, now=now)
-
-
 @pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
 async def test_a_hedge_never_sent_has_no_span(otel: Otel, context_errors: list[str], streamed: bool) -> None:
     backend = FakeBackend().always("a", reply("from a one two three", delay=0.1))
@@ -497,7 +418,7 @@ async def test_a_refused_calls_message_is_recorded_only_with_capture_on(otel: Ot
     svc = plain_service(otel)
     with pytest.raises(InvalidRequestError):
         await svc.complete_with_task_model("t", "hello", max_tokens=-3)
-    assert "max_tokens" not in everything_recorded(otel)
+    assert "max_tokens" not in otel.everything_recorded()
     otel.spans.clear()
     svc = plain_service(otel, capture_content=True)
     with pytest.raises(InvalidRequestError):
@@ -557,7 +478,7 @@ async def test_with_capture_off_no_embedding_input_is_recorded(
     result = await svc.embed_with_task_model("t", TEXTS)
     assert result.model_id == "b"
 
-    recorded = everything_recorded(otel)
+    recorded = otel.everything_recorded()
     assert "embeddings a-name" in recorded  # the spans are there, the failed attempt's too ...
     assert "embeddings b-name" in recorded
     for fragment in FRAGMENTS:
@@ -569,7 +490,7 @@ async def test_with_capture_on_embedding_inputs_are_not_recorded_either(otel: Ot
     # inference span's): there is no standard place for them, so they are left out.
     svc = plain_service(otel, capture_content=True)
     await svc.embed_with_task_model("t", TEXTS)
-    recorded = everything_recorded(otel)
+    recorded = otel.everything_recorded()
     assert "embeddings a-name" in recorded
     for fragment in FRAGMENTS:
         assert fragment not in recorded
