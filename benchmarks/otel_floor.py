@@ -196,6 +196,11 @@ class FloorTracer:
         self._work.records(started)
         span.end()
 
+    def attempt_cancelled(self, call: Any, attempt: Any, record: Any, cost: float) -> None:
+        span, token, _ = attempt
+        self._work.context.detach(token)
+        span.end()
+
     def call_ended(self, call: Any, result: Any, error: Any) -> None:
         handle = call.trace
         if handle[0] is not None:  # the engine may end a call twice (its last word comes from a finally)

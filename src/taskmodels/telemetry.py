@@ -510,8 +510,6 @@ class OpenTelemetryTracer:
         span = attempt.span
         if result is not None:
             self._answered(attempt, span, duration, result)
-        elif record.outcome == "cancelled":  # lost a hedge's race: no failure, and no operation to measure
-            span.set_attribute(ATTEMPT_OUTCOME, "cancelled")
         else:
             kind = record.error_class or "_OTHER"
             self._duration.record(duration, {**attempt.labels.base, ERROR_TYPE: kind})
@@ -525,6 +523,19 @@ class OpenTelemetryTracer:
                     attributes[ERROR_MESSAGE] = scrub(record.error_message)
                 span.set_attributes(attributes)
                 span.set_status(Status(StatusCode.ERROR, description))
+        span.end()
+
+    def attempt_cancelled(self, call: CallState, attempt: Any, record: Attempt, cost: float) -> None:
+        """A hedged try that lost the race: no failure and no operation to measure, but what it was charged (its
+        prompt, or a whole answer that came at the same moment) counts in the cost counter and on its span."""
+        if not isinstance(attempt, _AttemptHandle) or attempt.ended:
+            return
+        self._close(attempt)
+        span = attempt.span
+        if cost:
+            self._costs.add(attempt.labels.cost_key, cost)
+        if span.is_recording():
+            span.set_attributes({ATTEMPT_OUTCOME: "cancelled", COST: cost})
         span.end()
 
     def _answered(self, attempt: _AttemptHandle, span: Span, duration: float, result: CompletionResult) -> None:

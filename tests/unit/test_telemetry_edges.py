@@ -156,6 +156,19 @@ async def test_a_hedged_call_ends_its_loser_cancelled_not_failed(otel: Otel, con
     assert all("error.type" not in dict(p.attributes) for p in durations)
 
 
+async def test_what_a_losing_hedge_was_charged_is_counted_like_totals_count_it(otel: Otel) -> None:
+    # The primary's prompt went out and is charged when the hedge wins: the cost counter must say what
+    # totals() says, and the loser's span carries its share.
+    backend = FakeBackend().always("a", hang()).always("b", reply("from b"))
+    svc = hedged_service(otel, backend)
+    result = await svc.complete_with_task_model("t", "a prompt long enough to cost something")
+    charged = svc.totals()["tasks"]["t"]["cost"]
+    assert charged > result.cost > 0  # the loser was charged for its prompt
+    (loser,) = by_name(otel.finished(), "chat a-name")
+    assert attrs(loser)["taskmodels.cost"] == pytest.approx(charged - result.cost)
+    assert sum(p.value for p in otel.points("taskmodels.client.cost")) == pytest.approx(charged)
+
+
 async def test_the_primary_winning_ends_the_hedge_cancelled(otel: Otel, context_errors: list[str]) -> None:
     backend = FakeBackend().always("a", reply("from a", delay=0.15)).always("b", reply("from b", delay=5.0))
     svc = hedged_service(otel, backend)

@@ -47,7 +47,7 @@ class CallTracer(Protocol):
     for one call (the last time from the service's ``finally``, for a stream its consumer abandoned or a
     cancelled call) and ends whatever attempt is still open. A hedged call's attempts race in tasks of their
     own: each is started in its task as its request goes out (``attempt_started``, then ``attempt_running``),
-    and one that lost the race ends through ``attempt_ended`` with ``record.outcome == "cancelled"``.
+    and one that lost the race ends through ``attempt_cancelled``, with what it was charged.
     """
 
     def call_started(self, call: CallState, *, streaming: bool) -> Any: ...
@@ -65,6 +65,8 @@ class CallTracer(Protocol):
     def attempt_ended(
         self, call: CallState, attempt: Any, record: Attempt, result: CompletionResult | None
     ) -> None: ...
+
+    def attempt_cancelled(self, call: CallState, attempt: Any, record: Attempt, cost: float) -> None: ...
 
     def call_ended(self, call: CallState, result: CompletionResult | None, error: BaseException | None) -> None: ...
 
@@ -127,7 +129,7 @@ class Observation:
         was charged."""
         self.accounting.cancelled_attempt(call.task, attempt.model_id, cost)
         if trace is not None and (tracer := self.tracer) is not None:
-            tracer.attempt_ended(call, trace, attempt, None)
+            tracer.attempt_cancelled(call, trace, attempt, cost)
         if (logger := self._log.enabled(INFO)) is not None:
             self._attempt_event(logger.info, call, attempt, None)
 
