@@ -26,16 +26,12 @@ from taskmodels.log import DEBUG, INFO, WARNING, library_logger
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.accounting import Accounting
-from taskmodels.types import Attempt, CompletionRequest, CompletionResult
+from taskmodels.types import Attempt, CompletionResult
 
 from .call import CallState, Try
-from .plan import CallPlan, Operation, TaskPolicy
+from .plan import CallPlan, Operation
 
 __all__ = ["CallTracer", "Observation"]
-
-# The plan of a call refused before planning: nothing to send, no limit to keep.
-_NO_REQUEST = CompletionRequest()
-_NO_POLICY = TaskPolicy(0.0, 0.0, 0.0, 0.0, None, "error", False, 0, 0, 0.0)
 
 
 class CallTracer(Protocol):
@@ -161,7 +157,7 @@ class Observation:
             return
         now = self._clock()
         skipped: tuple[tuple[str, str], ...] = getattr(error, "skipped", ())
-        call = CallState(CallPlan(task, operation, _NO_REQUEST, (), skipped, _NO_POLICY, 0, now, now))
+        call = CallState(CallPlan.refused(task, operation, skipped, now))
         call.trace = tracer.call_started(call, streaming=streaming)
         if call.trace is not None:
             tracer.call_ended(call, None, error)

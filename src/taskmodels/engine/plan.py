@@ -11,7 +11,7 @@ again, so a registry reload in the middle of a call cannot change it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from taskmodels.errors import NoEligibleModelError
 from taskmodels.registry.schema import BudgetConfig, HedgeConfig, ModelConfig, RoutingStrategy, TaskTimeouts
@@ -91,6 +91,27 @@ class CallPlan(NamedTuple):
 
     def remaining(self, now: float) -> float:
         return self.deadline_at - now
+
+    @classmethod
+    def refused(cls, task: str, operation: Operation, skipped: tuple[tuple[str, str], ...], now: float) -> CallPlan:
+        """The plan of a call refused before it could be planned (a bad request, an unknown task, no eligible
+        model): nothing to send and no limit to keep, only what a trace of it names."""
+        return cls(task, operation, _NO_REQUEST, (), skipped, _NO_POLICY, 0, now, now)
+
+
+_NO_REQUEST: Final = CompletionRequest()
+_NO_POLICY: Final = TaskPolicy(
+    deadline=0.0,
+    attempt_timeout=0.0,
+    first_token_timeout=0.0,
+    stall_timeout=0.0,
+    budget=None,
+    stream_policy="error",
+    fallback_on_content_filter=False,
+    max_attempts_per_model=0,
+    max_attempts_total=0,
+    fallback_reserve=0.0,
+)
 
 
 class Planner:
