@@ -246,18 +246,16 @@ class _Labels:
         self.cost_key = (task, model.id, endpoint.provider, operation)
         self.answered: dict[str, _Answered] = {}  # by the response's model name: duration, input, output
         self.span_name = f"{operation} {model.model_name}"
-        # The attempt span's attributes for the usual attempt: the first, with the model's own limits.
-        first_try = {**base, MODEL_ID: model.id, ATTEMPT_NUMBER: 1, ATTEMPT_RETRY: 0}
-        if operation == "chat":
-            first_try[REQUEST_MAX_TOKENS] = model.max_tokens
-            if model.temperature is not None:
-                first_try[REQUEST_TEMPERATURE] = model.temperature
-        self.first_try = first_try
+        # The usual attempt's attributes, kept: the first, with the model's own limits.
+        self.first_try = self._attempt(model, _NO_LIMITS, 1)
 
     def attempt(self, model: ModelConfig, request: CompletionRequest, number: int) -> dict[str, AttributeValue]:
         """The attempt span's attributes known at the request, as a new dict unless they are ``first_try``'s."""
         if number == 1 and request.max_tokens is None and request.temperature is None:
             return self.first_try
+        return self._attempt(model, request, number)
+
+    def _attempt(self, model: ModelConfig, request: CompletionRequest, number: int) -> dict[str, AttributeValue]:
         attributes: dict[str, AttributeValue] = {
             **self.base,
             MODEL_ID: model.id,
@@ -319,6 +317,7 @@ class _GlobalMeters:
     """Stands for the global meter provider in ``_COSTS`` (``None`` cannot be a weak key)."""
 
 
+_NO_LIMITS: Final = CompletionRequest()  # a request that sets neither max_tokens nor temperature
 _GLOBAL_METERS: Final = _GlobalMeters()
 _COSTS: weakref.WeakKeyDictionary[object, _Costs] = weakref.WeakKeyDictionary()
 _COSTS_LOCK: Final = threading.Lock()

@@ -188,3 +188,8 @@ class Try:
     siblings: bool = False  # deployments of the same model still to try: a failure moves to them, not back here
     first_at: float | None = None  # when a stream's first event arrived
     hedged: bool = False  # a hedge started beside it: the hedging driver settles it, not the loop
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model as this try's deployment configures it (its route's), or the model itself."""
+        return self.model if self.route is None else self.route.config

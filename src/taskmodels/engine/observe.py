@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from taskmodels.errors import TaskModelsError
+from taskmodels.errors import NoEligibleModelError, TaskModelsError
 from taskmodels.log import DEBUG, INFO, WARNING, library_logger
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
@@ -156,7 +156,7 @@ class Observation:
         if tracer is None:
             return
         now = self._clock()
-        skipped: tuple[tuple[str, str], ...] = getattr(error, "skipped", ())
+        skipped = error.skipped if isinstance(error, NoEligibleModelError) else ()
         call = CallState(CallPlan.refused(task, operation, skipped, now))
         call.trace = tracer.call_started(call, streaming=streaming)
         if call.trace is not None:
@@ -172,8 +172,7 @@ class Observation:
         a try cancelled before it ran (it sent nothing) has no span. Called only for a call with a trace."""
         if (tracer := self.tracer) is None:
             return
-        model = attempt.model if attempt.route is None else attempt.route.config
-        attempt.trace = handle = tracer.attempt_started(call, model, attempt.provider, attempt.number)
+        attempt.trace = handle = tracer.attempt_started(call, attempt.config, attempt.provider, attempt.number)
         tracer.attempt_running(handle)
 
     def first_chunk_hook(self, trace: Any) -> Callable[[], None] | None:

@@ -108,7 +108,7 @@ class Outcomes:
         deployment = route.deployment_id if route is not None else None
         record = Attempt(
             model.id,
-            model.provider if route is None else route.config.provider,
+            attempt.config.provider,
             "error",
             latency,
             type(error).__name__,
