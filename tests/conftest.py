@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from tests.otel_kit import Otel, in_memory_otel
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -16,3 +19,9 @@ def require_or_skip(available: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"integration dependency missing in CI: {why}")
     pytest.skip(why)
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    """The OpenTelemetry SDK reading spans and metric points into memory (``tests/otel_kit.py``)."""
+    yield from in_memory_otel()

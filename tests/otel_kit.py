@@ -1,5 +1,5 @@
 """The OpenTelemetry SDK set up to read back what taskmodels records: spans from an in-memory exporter,
-metric points from an in-memory reader. Shared by the telemetry tests; ``tests/unit/conftest.py`` makes
+metric points from an in-memory reader. Shared by the telemetry tests; ``tests/conftest.py`` makes
 ``in_memory_otel`` the ``otel`` fixture."""
 
 from __future__ import annotations

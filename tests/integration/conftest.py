@@ -7,12 +7,13 @@ servers on it, one open (with embeddings) and one that demands an API key.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.faultserver import FaultServer
 from tests.integration.llamacpp import LlamaCppServer, ServerStartError, TinyModel, write_tiny_llama
 from tests.transport_choice import use_chosen_transport
 
@@ -81,3 +82,10 @@ def llamacpp_secured_server(
 def _chosen_transport(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hand-built clients use the transport ``TASKMODELS_HTTP__TRANSPORT`` resolves to; CI runs both."""
     use_chosen_transport(monkeypatch)
+
+
+@pytest.fixture
+async def fault_server() -> AsyncIterator[FaultServer]:
+    """The suite's fault server in the test's own event loop; stopping it drops every connection it still holds."""
+    async with FaultServer() as server:
+        yield server

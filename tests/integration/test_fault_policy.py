@@ -127,13 +127,6 @@ ServiceFactory = Callable[..., Awaitable[ModelService]]
 
 
 @pytest.fixture
-async def fault_server() -> AsyncIterator[FaultServer]:
-    """The server in the test's own event loop; stopping it drops every connection it still holds."""
-    async with FaultServer() as server:
-        yield server
-
-
-@pytest.fixture
 async def make_service(fault_server: FaultServer) -> AsyncIterator[ServiceFactory]:
     """Builds a ``ModelService`` wired to the fault server, from its real parts; closes the HTTP client."""
     clients: list[httpx2.AsyncClient] = []

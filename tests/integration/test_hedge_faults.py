@@ -63,12 +63,6 @@ def registry_data(base_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def fault_server() -> AsyncIterator[FaultServer]:
-    async with FaultServer() as server:
-        yield server
-
-
-@pytest.fixture
 async def service(fault_server: FaultServer) -> AsyncIterator[ModelService]:
     client = httpx2.AsyncClient(timeout=httpx2.Timeout(10.0, connect=1.0))
     factory = ModelProviderFactory(Settings(), client)

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 PRIMARY, FALLBACK = "primary", "fallback"
@@ -220,12 +220,6 @@ def _model(model_id: str, base_url: str) -> dict[str, Any]:
         "capabilities": ["chat"],
         "baseUrl": base_url,
     }
-
-
-@pytest.fixture
-async def fault_server() -> AsyncIterator[FaultServer]:
-    async with FaultServer() as server:
-        yield server
 
 
 async def test_traffic_returns_within_3_seconds_of_a_6_second_outage_in_real_time(

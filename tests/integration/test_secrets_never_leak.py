@@ -118,12 +118,6 @@ def key_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def fault_server() -> AsyncIterator[FaultServer]:
-    async with FaultServer() as server:
-        yield server
-
-
-@pytest.fixture
 def registry_file(key_env: Path, fault_server: FaultServer) -> Path:
     path = key_env / "modelRegistry.json"
     path.write_text(json.dumps(registry_data(fault_server.base_url)))

@@ -4,17 +4,12 @@ server, so ``server.address``/``server.port``, response ids and durations come f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dependency_injector import providers
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from taskmodels.containers import Container
@@ -22,6 +17,7 @@ from taskmodels.sections import HttpSettings, ResilienceSettings
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from tests.integration.faultserver import Behaviour, FaultServer
+from tests.otel_kit import Otel, attrs, by_name
 
 pytestmark = pytest.mark.integration
 
@@ -43,27 +39,9 @@ def _model(model_id: str, base_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def fault_server() -> AsyncIterator[FaultServer]:
-    async with FaultServer() as server:
-        yield server
-
-
-@pytest.fixture
-def exporters() -> Iterator[tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader]]:
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    yield tracer_provider, spans, meter_provider, reader
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
-
-
-@pytest.fixture
 async def service(
     fault_server: FaultServer,
-    exporters: tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader],
+    otel: Otel,
     tmp_path: Path,
 ) -> AsyncIterator[ModelService]:
     registry = {
@@ -79,33 +57,27 @@ async def service(
         http=HttpSettings(read_timeout=10.0),
         resilience=ResilienceSettings(max_attempts_per_model=1, deadline=5.0, first_token_timeout=2.0),
     )
-    tracer_provider, _, meter_provider, _ = exporters
     container = Container(settings=providers.Object(settings))
-    container.tracer_provider.override(providers.Object(tracer_provider))
-    container.meter_provider.override(providers.Object(meter_provider))
+    container.tracer_provider.override(providers.Object(otel.tracer_provider))
+    container.meter_provider.override(providers.Object(otel.meter_provider))
     try:
         yield container.model_service()
     finally:
         await container.aclose()
 
 
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
 async def test_a_real_fallback_names_the_server_and_the_answer(
     service: ModelService,
     fault_server: FaultServer,
-    exporters: tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader],
+    otel: Otel,
 ) -> None:
     fault_server.script(PRIMARY, ["500"])
     result = await service.complete_with_task_model("chat", "hello there")
     assert result.model_id == FALLBACK
 
-    spans = exporters[1].get_finished_spans()
-    by_name = {s.name: s for s in spans}
-    assert set(by_name) == {"taskmodels chat", f"chat {PRIMARY}", f"chat {FALLBACK}"}
-    failed, answered = by_name[f"chat {PRIMARY}"], by_name[f"chat {FALLBACK}"]
+    spans = {s.name: s for s in otel.finished()}
+    assert set(spans) == {"taskmodels chat", f"chat {PRIMARY}", f"chat {FALLBACK}"}
+    failed, answered = spans[f"chat {PRIMARY}"], spans[f"chat {FALLBACK}"]
     for span in (failed, answered):
         got = attrs(span)
         assert got["server.address"] == "127.0.0.1"
@@ -123,22 +95,20 @@ async def test_a_real_fallback_names_the_server_and_the_answer(
     if result.request_id:
         assert answer["gen_ai.response.id"] == result.request_id
 
-    data = exporters[3].get_metrics_data()
-    assert data is not None
-    names = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
-    assert {"gen_ai.client.operation.duration", "gen_ai.client.token.usage", "taskmodels.client.fallbacks"} <= names
+    for name in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage", "taskmodels.client.fallbacks"):
+        assert otel.points(name), name
 
 
 async def test_a_real_stream_measures_its_first_chunk(
     service: ModelService,
     fault_server: FaultServer,
-    exporters: tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader],
+    otel: Otel,
 ) -> None:
     fault_server.script(PRIMARY, [Behaviour.slow_first_token(0.2)])
     texts = [e.text async for e in service.stream_with_task_model("chat", "hello") if e.type == "text"]
     assert texts
 
-    (attempt,) = [s for s in exporters[1].get_finished_spans() if s.name == f"chat {PRIMARY}"]
+    (attempt,) = by_name(otel.finished(), f"chat {PRIMARY}")
     first_chunk = attrs(attempt)["gen_ai.response.time_to_first_chunk"]
     assert 0.2 <= first_chunk < 3.0  # the server held the first chunk for 0.2 s; the bound is generous
     assert attrs(attempt)["server.port"] == fault_server.port

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -29,12 +28,6 @@ import aiohttp
 from taskmodels.aiohttp_transport import translate_error
 
 TRANSPORTS = ["httpx2", "aiohttp"]
-
-
-@pytest.fixture
-async def fault_server() -> AsyncIterator[FaultServer]:
-    async with FaultServer() as server:
-        yield server
 
 
 class KeepAliveServer:
