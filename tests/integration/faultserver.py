@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
-__all__ = ["Behaviour", "FaultServer", "SeenRequest"]
+__all__ = ["Behaviour", "FaultServer", "SeenRequest", "model_entry"]
 
 Kind = Literal[
     "ok",
@@ -73,6 +73,23 @@ _REASONS = {
 
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def model_entry(model_id: str, base_url: str, **keys: Any) -> dict[str, Any]:
+    """A registry entry for an OpenAI-compatible model served at ``base_url`` (the fault server's, say); ``keys``
+    add or replace registry keys. ``modelName`` is the id, so the server's per-model bookkeeping reads in
+    registry ids."""
+    return {
+        "id": model_id,
+        "provider": "openai-compatible",
+        "modelName": model_id,
+        "maxTokens": 32,
+        "temperature": 0.0,
+        "contextWindow": 4096,
+        "costPer1kTokens": 0.001,
+        "baseUrl": base_url,
+        **keys,
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.types import Attempt, CompletionResult, StreamEvent
-from tests.integration.faultserver import Behaviour, FaultServer
+from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 
 pytestmark = pytest.mark.integration
 
@@ -68,20 +68,14 @@ BOUND = 2.0
 
 
 def _model(model_id: str, base_url: str, *, context_window: int = 4096) -> dict[str, Any]:
-    # modelName == id, so the server's per-model bookkeeping reads in registry ids.
-    return {
-        "id": model_id,
-        "provider": "openai-compatible",
-        "modelName": model_id,
-        "maxTokens": 32,
-        "temperature": 0.0,
-        "contextWindow": context_window,
-        "costPer1kTokens": 0.001,
-        "inputCostPer1kTokens": 0.001,
-        "outputCostPer1kTokens": 0.002,
-        "capabilities": ["chat"],
-        "baseUrl": base_url,
-    }
+    return model_entry(
+        model_id,
+        base_url,
+        contextWindow=context_window,
+        inputCostPer1kTokens=0.001,
+        outputCostPer1kTokens=0.002,
+        capabilities=["chat"],
+    )
 
 
 def registry_data(base_url: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.types import Attempt
-from tests.integration.faultserver import Behaviour, FaultServer
+from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 
 pytestmark = pytest.mark.integration
 
@@ -34,21 +34,9 @@ WINDOW = 3600.0
 
 
 def registry_data(base_url: str) -> dict[str, Any]:
-    def model(model_id: str) -> dict[str, Any]:
-        return {
-            "id": model_id,
-            "provider": "openai-compatible",
-            "modelName": model_id,
-            "maxTokens": 32,
-            "temperature": 0.0,
-            "contextWindow": 4096,
-            "costPer1kTokens": 0.001,
-            "baseUrl": base_url,
-        }
-
     chain = {"primaryModelId": PRIMARY, "fallbackModelIds": [FALLBACK]}
     return {
-        "models": [model(PRIMARY), model(FALLBACK)],
+        "models": [model_entry(PRIMARY, base_url), model_entry(FALLBACK, base_url)],
         "taskMappings": [
             {"taskName": "hedged", **chain, "hedge": {"after": 0.05}},
             {

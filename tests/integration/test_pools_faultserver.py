@@ -23,7 +23,7 @@ from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.testing import ManualClock
-from tests.integration.faultserver import Behaviour, FaultServer
+from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +40,7 @@ FAST = ResilienceSettings(
 
 
 def entry(model_id: str, url: str, **keys: Any) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "provider": "openai-compatible",
-        "modelName": NAME,
-        "baseUrl": url,
-        "maxTokens": 32,
-        "temperature": 0.0,
-        "contextWindow": 4096,
-        "costPer1kTokens": 0.001,
-        **keys,
-    }
+    return model_entry(model_id, url, **{"modelName": NAME, **keys})
 
 
 @pytest.fixture

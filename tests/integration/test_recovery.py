@@ -109,7 +109,7 @@ from taskmodels.sections import ResilienceSettings, StateSettings  # noqa: E402
 from taskmodels.selection import ModelSelectionFactory  # noqa: E402
 from taskmodels.service import ModelService  # noqa: E402
 from taskmodels.settings import Settings  # noqa: E402
-from tests.integration.faultserver import FaultServer  # noqa: E402
+from tests.integration.faultserver import FaultServer, model_entry  # noqa: E402
 from tests.integration.redisserver import RedisServer, require_redis_server  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -209,17 +209,7 @@ def test_a_10_minute_outage_costs_about_log2_of_600_over_the_first_cooldown_prob
 
 
 def _model(model_id: str, base_url: str) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "provider": "openai-compatible",
-        "modelName": model_id,
-        "maxTokens": 32,
-        "temperature": 0.0,
-        "contextWindow": 4096,
-        "costPer1kTokens": 0.001,
-        "capabilities": ["chat"],
-        "baseUrl": base_url,
-    }
+    return model_entry(model_id, base_url, capabilities=["chat"])
 
 
 async def test_traffic_returns_within_3_seconds_of_a_6_second_outage_in_real_time(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dependency_injector import providers
@@ -16,26 +15,13 @@ from taskmodels.containers import Container
 from taskmodels.sections import HttpSettings, ResilienceSettings
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
-from tests.integration.faultserver import Behaviour, FaultServer
+from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 from tests.otel_kit import Otel, attrs, by_name
 
 pytestmark = pytest.mark.integration
 
 PRIMARY = "m-primary"
 FALLBACK = "m-fallback"
-
-
-def _model(model_id: str, base_url: str) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "provider": "openai-compatible",
-        "modelName": model_id,
-        "maxTokens": 32,
-        "temperature": 0.0,
-        "contextWindow": 4096,
-        "costPer1kTokens": 0.001,
-        "baseUrl": base_url,
-    }
 
 
 @pytest.fixture
@@ -45,7 +31,7 @@ async def service(
     tmp_path: Path,
 ) -> AsyncIterator[ModelService]:
     registry = {
-        "models": [_model(PRIMARY, fault_server.base_url), _model(FALLBACK, fault_server.base_url)],
+        "models": [model_entry(PRIMARY, fault_server.base_url), model_entry(FALLBACK, fault_server.base_url)],
         "taskMappings": [{"taskName": "chat", "primaryModelId": PRIMARY, "fallbackModelIds": [FALLBACK]}],
         "defaultModelId": FALLBACK,
     }

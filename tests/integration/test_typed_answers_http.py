@@ -19,7 +19,7 @@ from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
-from tests.integration.faultserver import Behaviour, FaultServer
+from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +36,7 @@ VALID = json.dumps({"title": "Printer on fire", "priority": 1})
 
 
 def _model(model_id: str, base_url: str, capabilities: list[str]) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "provider": "openai-compatible",
-        "modelName": model_id,
-        "maxTokens": 64,
-        "temperature": 0.0,
-        "contextWindow": 8192,
-        "costPer1kTokens": 0.001,
-        "capabilities": capabilities,
-        "baseUrl": base_url,
-    }
+    return model_entry(model_id, base_url, maxTokens=64, contextWindow=8192, capabilities=capabilities)
 
 
 @pytest.fixture
