@@ -22,8 +22,6 @@ import itertools
 import json
 import math
 import os
-import select
-import subprocess
 import sys
 import time
 import uuid
@@ -111,43 +109,19 @@ from taskmodels.service import ModelService  # noqa: E402
 from taskmodels.settings import Settings  # noqa: E402
 from tests.integration.faultserver import FaultServer, model_entry  # noqa: E402
 from tests.integration.redisserver import RedisServer, require_redis_server  # noqa: E402
+from tests.integration.workers import LineWorker  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 DEFAULTS = ResilienceSettings()
 
 
-class Worker:
+class Worker(LineWorker):
     def __init__(self, url: str, namespace: str) -> None:
-        args = [sys.executable, __file__, url, namespace]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        super().__init__([sys.executable, __file__, url, namespace], reply_timeout=REPLY_TIMEOUT)
 
     def send(self, **command: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(command) + "\n")
-        self.proc.stdin.flush()
-
-    def receive(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], REPLY_TIMEOUT)
-        if not ready:
-            raise AssertionError(f"worker {self.proc.pid} did not answer within {REPLY_TIMEOUT}s")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"worker {self.proc.pid} exited with {self.proc.wait(5)}")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self.send_json(command)
 
 
 @pytest.fixture

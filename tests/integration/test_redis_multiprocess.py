@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import select
-import subprocess
 import sys
 import threading
 import time
@@ -188,53 +186,30 @@ async def _serve(url: str, namespace: str, operation_timeout: float, retry_inter
 # --- the test side ---------------------------------------------------------------------------
 
 
-class Worker:
-    def __init__(
-        self, url: str, namespace: str, *, operation_timeout: float = 1.0, retry_interval: float = 5.0
-    ) -> None:
-        args = [sys.executable, __file__, url, namespace, str(operation_timeout), str(retry_interval)]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-
-    def send(self, op: str, **args: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
-        self.proc.stdin.flush()
-
-    def receive(self, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise AssertionError(f"worker {self.proc.pid} did not answer within {timeout}s")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"worker {self.proc.pid} exited with {self.proc.wait(5)}")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    def ask(self, op: str, **args: Any) -> dict[str, Any]:
-        self.send(op, **args)
-        return self.receive()
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 if __name__ == "__main__":
     asyncio.run(_serve(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
     raise SystemExit(0)
 
 
 from tests.integration.redisserver import RedisServer, require_redis_server  # noqa: E402 - a worker needs none of this
+from tests.integration.workers import LineWorker  # noqa: E402
 
 pytestmark = pytest.mark.integration
+
+
+class Worker(LineWorker):
+    def __init__(
+        self, url: str, namespace: str, *, operation_timeout: float = 1.0, retry_interval: float = 5.0
+    ) -> None:
+        argv = [sys.executable, __file__, url, namespace, str(operation_timeout), str(retry_interval)]
+        super().__init__(argv, reply_timeout=REPLY_TIMEOUT)
+
+    def send(self, op: str, **args: Any) -> None:
+        self.send_json({"op": op, "args": args})
+
+    def ask(self, op: str, **args: Any) -> dict[str, Any]:
+        self.send(op, **args)
+        return self.receive()
 
 
 @pytest.fixture

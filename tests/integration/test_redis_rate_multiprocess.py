@@ -159,6 +159,17 @@ def most_in_any_window(times: list[float], window: float) -> int:
     return best
 
 
+async def _run_workers(args: dict[str, Any], count: int = 3) -> tuple[list[int | None], list[dict[str, Any]]]:
+    """Run ``count`` workers of this file on ``args`` at once, within 60 s: their exit codes and the JSON each
+    printed on its last line (logs may precede it)."""
+    workers = [
+        await asyncio.create_subprocess_exec(sys.executable, __file__, json.dumps(args), stdout=asyncio.subprocess.PIPE)
+        for _ in range(count)
+    ]
+    outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), timeout=60)
+    return [w.returncode for w in workers], [json.loads(out.splitlines()[-1]) for out, _ in outputs]
+
+
 async def test_three_processes_never_send_a_deployment_more_than_its_rpm_or_tpm() -> None:
     require_redis_server()
     servers = {name: await FaultServer().start() for name in ("a", "b", "spill")}
@@ -171,15 +182,8 @@ async def test_three_processes_never_send_a_deployment_more_than_its_rpm_or_tpm(
                 "urls": urls,
                 "start_at": time.time() + 1.5,
             }
-            workers = [
-                await asyncio.create_subprocess_exec(
-                    sys.executable, __file__, json.dumps(args), stdout=asyncio.subprocess.PIPE
-                )
-                for _ in range(3)
-            ]
-            outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), timeout=60)
-        replies = [json.loads(out.splitlines()[-1]) for out, _ in outputs]  # the last line: logs may precede it
-        assert all(w.returncode == 0 for w in workers)
+            returncodes, replies = await _run_workers(args)
+        assert all(code == 0 for code in returncodes)
         assert all(r["on_redis"] for r in replies)
         counted = WINDOW - DELIVERY
         a_times = [r.at for r in servers["a"].requests("pooled")]
@@ -209,14 +213,7 @@ async def test_three_processes_hold_each_tenants_budget_within_one_calls_cost() 
             "limit": limit,
             "start_at": time.time() + 1.5,
         }
-        workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable, __file__, json.dumps(args), stdout=asyncio.subprocess.PIPE
-            )
-            for _ in range(3)
-        ]
-        outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), timeout=60)
-    replies = [json.loads(out.splitlines()[-1]) for out, _ in outputs]  # the last line: logs may precede it
+        _, replies = await _run_workers(args)
     assert all(r["on_redis"] for r in replies)
     one_call = 60 * 0.001 / 1000
     for tenant in ("acme", "globex"):
