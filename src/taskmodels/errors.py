@@ -134,7 +134,14 @@ class SettingsError(ConfigurationError):
 
 
 class InvalidRequestError(TaskModelsError, ValueError):
-    """A value of one call is unusable (``temperature=7``, ``max_tokens=-1``): checked as registry values are."""
+    """A value of one call is unusable (``temperature=7``, ``max_tokens=-1``): checked as registry values are.
+
+    ``param`` names the argument at fault as a path (``messages[1].content[0]``), when one is.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
 
 
 class MissingCredentialError(ConfigurationError):

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import PydanticUserError, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from taskmodels.errors import InvalidRequestError, OutputValidationError
 from taskmodels.providers.port import ModelPort
@@ -144,7 +144,7 @@ def output_schema(output_type: Any) -> OutputSchema:
     try:
         adapter: TypeAdapter[Any] = TypeAdapter(output_type)
         raw = adapter.json_schema()
-    except (PydanticUserError, TypeError, ValueError) as exc:  # schema generation errors are user errors
+    except Exception as exc:  # noqa: BLE001 - whatever pydantic raises for a value that is no type (IndexError for "", SyntaxError for " ", KeyError for {}) is the caller's error
         raise InvalidRequestError(
             f"output_type must be a pydantic model, a dataclass, a TypedDict or a list of one; "
             f"pydantic cannot describe {output_type!r}: {exc}"

@@ -7,13 +7,18 @@ skip reasons are built only when a model is really skipped.
 
 Capabilities the request itself implies (``implied_capabilities``): tools imply ``tools``,
 a ``response_format`` (JSON mode or a JSON schema) ``json``, an embedding call
-``embedding``. A model declaring ``json_schema`` has ``json`` too. Each applies only in a
-registry where some model declares that tag: a registry that never says ``tools`` has not
-said its models lack tools, it just does not use the tag (the seed's example tags only
-``text-generation`` and ``chat``), and skipping every model there would break it. An
-``output_type`` implies nothing: every model can be asked for JSON in its prompt, and
-the answer is validated (see ``providers/structured.py``). Images are not implied because
-``Message`` has no image parts yet.
+``embedding``, an image part ``vision``. A model declaring ``json_schema`` has ``json`` too.
+Each applies only in a registry where some model declares that tag: a registry that never
+says ``tools`` has not said its models lack tools, it just does not use the tag (the seed's
+example tags only ``text-generation`` and ``chat``), and skipping every model there would
+break it. An ``output_type`` implies nothing: every model can be asked for JSON in its
+prompt, and the answer is validated (see ``providers/structured.py``).
+
+Two sizes of the prompt, for two purposes: budgets reserve on an upper bound
+(``estimate_prompt_tokens``, so a reservation is never short), while the context-window
+check refuses only a prompt that certainly cannot fit (``lower_prompt_tokens``): a prompt
+that fits but is near the window goes to the model, and should the provider refuse it,
+its context-length error moves the call on to a larger window.
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from taskmodels.errors import ConfigurationError, UnknownTaskError
+from taskmodels.errors import ConfigurationError, InvalidRequestError, UnknownTaskError
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.registry.service import ModelRegistryService, Registry
-from taskmodels.types import CompletionRequest, Message
+from taskmodels.types import CompletionRequest, ImagePart, Message, TextPart
 
 __all__ = [
     "ModelSelectionFactory",
@@ -35,8 +40,11 @@ __all__ = [
     "Selection",
     "Skip",
     "UnknownTaskPolicy",
+    "count_images",
     "estimate_prompt_tokens",
+    "image_tokens",
     "implied_capabilities",
+    "lower_prompt_tokens",
 ]
 
 Operation = Literal["chat", "embeddings"]
@@ -54,6 +62,33 @@ _TOKENS_PER_REQUEST = 8
 _TOOL_USE_OVERHEAD = 1024
 _TOKENS_PER_TOOL = 16
 _KNOWN_TASKS_SHOWN = 20
+
+BYTES_PER_TOKEN_MAX = 8
+"""No tokenizer in common use averages more than this many bytes of real text a token (English prose takes
+4 to 5 with OpenAI's, Llama's or Gemini's; code and whitespace runs up to 6 or 7), so a prompt of ``n`` bytes
+is at least ``n / 8`` tokens: the lower bound the context-window check uses."""
+
+IMAGE_TOKENS: Mapping[str, int] = {
+    # Anthropic: width x height / 750 tokens, images resized to at most about 1.15 megapixels.
+    "anthropic": 1_600,
+    # OpenAI's tiled models: 85 + 170 per 512-pixel tile, at most 1,445; its patch-based ones (gpt-4.1-mini and
+    # nano, o4-mini): up to 1,536 patches times a model multiplier of at most 2.46.
+    "openai": 3_800,
+    "azure": 3_800,
+    # Gemini: 258 per 768-pixel tile; Gemini 3's highest media resolution, 1,120 an image.
+    "gemini": 1_120,
+}
+"""What one image can cost in prompt tokens at most, per provider, as the providers document it; budgets and
+rate limits reserve this much for each image of a request (``image_tokens``)."""
+
+DEFAULT_IMAGE_TOKENS = 4_096
+"""For every other provider (OpenAI-compatible servers, Ollama), whose vision models differ: llama.cpp's
+and vLLM's multimodal models commonly cap an image at 4,096 tokens."""
+
+
+def image_tokens(provider: str) -> int:
+    """The most prompt tokens one image can cost on ``provider``."""
+    return IMAGE_TOKENS.get(provider, DEFAULT_IMAGE_TOKENS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +109,10 @@ class Selection:
     registry: Registry
     known_task: bool = True  # False: the registry does not name the task, so the default model serves it
     required_capabilities: frozenset[str] = frozenset()
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # an upper bound of the prompt's text (budgets reserve on it), images apart
     max_cost: float | None = None
     declared_capabilities: frozenset[str] = frozenset()  # every tag some model of the registry declares
+    images: int = 0  # image parts in the request: each costs up to image_tokens(provider) more
 
 
 def _utf8_size(text: str) -> int:
@@ -90,7 +126,13 @@ def _json_size(value: Mapping[str, Any]) -> int:
 
 
 def _message_size(message: Message) -> int:
-    size = _utf8_size(message.content) if message.content else 0
+    content = message.content
+    if not content:
+        size = 0
+    elif type(content) is str:
+        size = _utf8_size(content)
+    else:  # parts: the text of each (images are counted apart, per provider)
+        size = sum(_utf8_size(part.text) + _TOKENS_PER_MESSAGE for part in content if isinstance(part, TextPart))
     if message.name:
         size += _utf8_size(message.name)
     if message.tool_call_id:
@@ -100,7 +142,7 @@ def _message_size(message: Message) -> int:
     return size
 
 
-def estimate_prompt_tokens(request: CompletionRequest) -> int:
+def estimate_prompt_tokens(request: CompletionRequest, schema: Mapping[str, Any] | None = None) -> int:
     """A safe upper bound of the prompt's tokens, for any script, code or emoji: its size in UTF-8 bytes.
 
     Why bytes bound tokens: a byte-level BPE tokenizer (GPT-2, OpenAI's cl100k and o200k,
@@ -129,7 +171,8 @@ def estimate_prompt_tokens(request: CompletionRequest) -> int:
         size += _utf8_size(request.system_prompt) + _TOKENS_PER_MESSAGE
     for message in request.messages:
         size += _message_size(message) + _TOKENS_PER_MESSAGE
-    schema = request.response_format.schema if request.response_format is not None else None
+    if schema is None and request.response_format is not None:
+        schema = request.response_format.schema
     if request.tools or schema:
         size += _TOOL_USE_OVERHEAD
         for tool in request.tools:
@@ -140,24 +183,42 @@ def estimate_prompt_tokens(request: CompletionRequest) -> int:
     return size
 
 
+def lower_prompt_tokens(upper: int) -> int:
+    """A size the prompt certainly reaches, from its upper bound (see ``BYTES_PER_TOKEN_MAX``)."""
+    return upper // BYTES_PER_TOKEN_MAX
+
+
+def count_images(request: CompletionRequest) -> int:
+    """The image parts of a request's messages."""
+    count = 0
+    for message in request.messages:
+        content = message.content
+        if content and type(content) is not str:
+            count += sum(1 for part in content if isinstance(part, ImagePart))
+    return count
+
+
 _TOOLS = frozenset({"tools"})
 _JSON = frozenset({"json"})
 _TOOLS_JSON = frozenset({"tools", "json"})
+_VISION = frozenset({"vision"})
 _EMBEDDING = frozenset({"embedding"})
 _NONE: frozenset[str] = frozenset()
 
 
-def implied_capabilities(request: CompletionRequest | None, operation: Operation = "chat") -> frozenset[str]:
-    """The capability tags the request needs whatever the task says, before the registry's use of them counts."""
+def implied_capabilities(
+    request: CompletionRequest | None, operation: Operation = "chat", *, images: int = 0
+) -> frozenset[str]:
+    """The capability tags the request needs whatever the task says, before the registry's use of them counts.
+    ``images``: the request's image parts, when the caller counted them (``count_images``)."""
     if operation == "embeddings":
         return _EMBEDDING
     if request is None:
         return _NONE
     fmt = request.response_format
     wants_json = fmt is not None and fmt.type != "text"
-    if request.tools:
-        return _TOOLS_JSON if wants_json else _TOOLS
-    return _JSON if wants_json else _NONE
+    implied = (_TOOLS_JSON if wants_json else _TOOLS) if request.tools else (_JSON if wants_json else _NONE)
+    return (implied | _VISION) if images else implied
 
 
 def _declared(reg: Registry) -> frozenset[str]:
@@ -165,18 +226,22 @@ def _declared(reg: Registry) -> frozenset[str]:
 
 
 def _capabilities(value: object, parameter: str) -> frozenset[str]:
-    """Any iterable of capability names, as a frozenset; a clear TypeError for anything else."""
+    """Any iterable of capability names, as a frozenset; ``InvalidRequestError`` naming ``parameter`` else."""
     if isinstance(value, frozenset) and all(isinstance(c, str) for c in value):
         return value
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(
+        raise InvalidRequestError(
             f"{parameter} must be an iterable of capability names such as ['vision'], "
-            f"not {type(value).__name__} {value!r}"
+            f"not {type(value).__name__} {value!r}",
+            param=parameter,
         )
     items = tuple(value)
     wrong = [c for c in items if not isinstance(c, str)]
     if wrong:
-        raise TypeError(f"{parameter} must hold capability names (strings), not {type(wrong[0]).__name__} {wrong[0]!r}")
+        raise InvalidRequestError(
+            f"{parameter} must hold capability names (strings), not {type(wrong[0]).__name__} {wrong[0]!r}",
+            param=parameter,
+        )
     return frozenset(items)
 
 
@@ -219,15 +284,17 @@ class ModelSelectionFactory:
         *,
         prompt_tokens: int | None = None,
         operation: Operation = "chat",
+        schema: Mapping[str, Any] | None = None,
     ) -> Selection:
         """The ordered, de-duplicated chain (primary, fallbacks, default) minus the models this request rules out.
 
         An empty ``models`` tuple means every model was skipped, each with its reason in
         ``selection.skipped``. ``prompt_tokens`` replaces the estimate (an exact count, when
-        the caller has one); ``operation`` ``"embeddings"`` requires ``embedding`` where the
-        registry uses that tag.
+        the caller has one: then the context check uses it as it is); ``operation``
+        ``"embeddings"`` requires ``embedding`` where the registry uses that tag; ``schema``
+        is a JSON Schema sent with the prompt (a typed answer's), counted in its size.
         """
-        return self._select(task, request, prompt_tokens, frozenset(), operation)
+        return self._select(task, request, prompt_tokens, frozenset(), operation, schema=schema)
 
     def explain(
         self,
@@ -237,9 +304,10 @@ class ModelSelectionFactory:
         prompt_tokens: int | None = None,
         require: Iterable[str] = (),
         operation: Operation = "chat",
+        schema: Mapping[str, Any] | None = None,
     ) -> Selection:
         """The same decision ``candidates`` makes, with extra capabilities to require (for the CLI and debugging)."""
-        return self._select(task, request, prompt_tokens, _capabilities(require, "require"), operation)
+        return self._select(task, request, prompt_tokens, _capabilities(require, "require"), operation, schema=schema)
 
     def _declared_capabilities(self, reg: Registry) -> frozenset[str]:
         cached = self._declared
@@ -255,7 +323,9 @@ class ModelSelectionFactory:
         request: CompletionRequest | None,
         prompt_tokens: int | None,
         extra_caps: frozenset[str],
-        operation: Operation = "chat",
+        operation: Operation,
+        *,
+        schema: Mapping[str, Any] | None,
     ) -> Selection:
         reg = self._registry.current  # one snapshot for the whole decision
         declared = self._declared_capabilities(reg)
@@ -270,20 +340,25 @@ class ModelSelectionFactory:
             max_cost = mapping.max_cost_per_call
 
         out_tokens: int | None = None
+        images = 0
         if request is not None:
             out_tokens = request.max_tokens
             if request.max_cost is not None:
                 max_cost = request.max_cost
-            if prompt_tokens is None:
-                prompt_tokens = estimate_prompt_tokens(request)
-        tokens_in = prompt_tokens or 0
+            if request.messages:
+                images = count_images(request)
+        if prompt_tokens is not None:
+            tokens_in = lower = prompt_tokens  # a count the caller made: taken as it is
+        else:
+            tokens_in = estimate_prompt_tokens(request, schema) if request is not None else 0
+            lower = lower_prompt_tokens(tokens_in)  # what certainly cannot fit is all the context check refuses
 
         caps: frozenset[str] = frozenset()
         if task_caps or extra_caps or (request is not None and request.required_capabilities):
             caps = frozenset(task_caps).union(extra_caps)
             if request is not None:
                 caps |= _capabilities(request.required_capabilities, "required_capabilities")
-        implied = implied_capabilities(request, operation)
+        implied = implied_capabilities(request, operation, images=images)
         if implied:
             # A tag no model declares is one the registry does not use: it rules nothing out.
             implied = frozenset(
@@ -294,10 +369,11 @@ class ModelSelectionFactory:
         # Fast path: nothing but the token budget to check, and every model fits it.
         if not caps and max_cost is None:
             for model in chain:
-                if tokens_in + (out_tokens or model.max_tokens) > model.context_window:
+                if lower + (out_tokens or model.max_tokens) > model.context_window:
                     break
             else:
-                return Selection(task, chain, (), reg, mapping is not None, caps, tokens_in, max_cost, declared)
+                known = mapping is not None
+                return Selection(task, chain, (), reg, known, caps, tokens_in, max_cost, declared, images)
 
         models: list[ModelConfig] = []
         skipped: list[Skip] = []
@@ -308,6 +384,8 @@ class ModelSelectionFactory:
                 model_caps=caps_by_id.get(model.id),
                 caps=caps,
                 tokens_in=tokens_in,
+                lower=lower,
+                images=images,
                 out_tokens=out_tokens,
                 max_cost=max_cost,
             )
@@ -316,7 +394,7 @@ class ModelSelectionFactory:
             else:
                 skipped.append(Skip(model.id, reason))
         return Selection(
-            task, tuple(models), tuple(skipped), reg, mapping is not None, caps, tokens_in, max_cost, declared
+            task, tuple(models), tuple(skipped), reg, mapping is not None, caps, tokens_in, max_cost, declared, images
         )
 
 
@@ -326,6 +404,8 @@ def _skip_reason(
     model_caps: frozenset[str] | None,
     caps: frozenset[str],
     tokens_in: int,
+    lower: int,
+    images: int,
     out_tokens: int | None,
     max_cost: float | None,
 ) -> str | None:
@@ -337,13 +417,14 @@ def _skip_reason(
         if missing:
             return f"lacks capability {', '.join(sorted(missing))}"
     tokens_out = out_tokens or model.max_tokens
-    needed = tokens_in + tokens_out
+    needed = lower + tokens_out
     if needed > model.context_window:
         return (
-            f"context window {model.context_window} < {needed} tokens needed ({tokens_in} prompt + {tokens_out} output)"
+            f"context window {model.context_window} < {needed} tokens needed "
+            f"(a prompt of at least {lower} + {tokens_out} output)"
         )
     if max_cost is not None:
-        cost = model.estimate_cost(tokens_in, tokens_out)
+        cost = model.estimate_cost(tokens_in + images * image_tokens(model.provider), tokens_out)
         if cost > max_cost:
             return f"estimated cost ${cost:.4f} > limit ${max_cost:.4f}"
     return None

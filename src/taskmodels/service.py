@@ -15,7 +15,6 @@ import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, TypeVar, overload
 
 from taskmodels.engine.admission import Gate
@@ -31,7 +30,7 @@ from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import StateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory, estimate_prompt_tokens
+from taskmodels.selection import ModelSelectionFactory
 from taskmodels.sync import SyncModelService
 from taskmodels.tenancy import CURRENT_TENANT
 from taskmodels.types import (
@@ -39,10 +38,9 @@ from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
     EmbeddingResult,
-    ResponseFormat,
     StreamEvent,
-    coerce_request,
 )
+from taskmodels.validation import check_task, check_tenant, coerce_request, coerce_texts
 
 __all__ = ["ModelService", "SyncModelService"]
 
@@ -143,10 +141,16 @@ class ModelService:
         self, task: str, texts: Sequence[str], *, tenant: str | None = None
     ) -> EmbeddingResult:
         """Embeddings of ``texts`` from the task's chain, with the same fallback policy as completions."""
+        try:
+            batch = coerce_texts(texts)  # a bare string is one text, never its characters
+        except TaskModelsError as exc:
+            if self.observation.tracer is not None:
+                self.observation.call_refused(str(task), "embeddings", exc, streaming=False)
+            raise
         call = self._start(task, "embeddings", tenant)
         token = CURRENT_TASK.set(task)
         try:
-            return await self.engine.embed(call, list(texts))
+            return await self.engine.embed(call, batch)
         except TaskModelsError as exc:
             self.observation.call_failed(call, exc)
             raise
@@ -232,12 +236,11 @@ class ModelService:
         # A call that fails here (a bad request, an unknown task, no eligible model) is traced too, as a call
         # span in error: the ``try`` costs the calls that do not fail nothing.
         try:
+            task, tenant = check_task(task), check_tenant(tenant)
             asked = CompletionRequest() if fields is None else coerce_request(request, fields)
-            tokens = None
-            if asked.output_type is not None:  # the schema goes with the prompt: selection and budgets count it
-                schema = output_schema(asked.output_type).schema
-                tokens = estimate_prompt_tokens(replace(asked, response_format=ResponseFormat.json_schema(schema)))
-            selection = self.selector.candidates(task, asked, prompt_tokens=tokens, operation=operation)
+            # A typed answer's schema goes with the prompt: selection and budgets count it.
+            schema = None if asked.output_type is None else output_schema(asked.output_type).schema
+            selection = self.selector.candidates(task, asked, operation=operation, schema=schema)
             plan = self._planner.plan(selection, asked, now=self._clock(), operation=operation)
             call = CallState(plan, tenant if tenant is not None else CURRENT_TENANT.get())
             if selection.skipped:  # the attempts say why a model of the chain was not tried, selection's skips too
@@ -250,7 +253,7 @@ class ModelService:
                 call.output = output_run_for(selection, asked)
         except Exception as exc:
             if self.observation.tracer is not None:
-                self.observation.call_refused(task, operation, exc, streaming=streaming)
+                self.observation.call_refused(str(task), operation, exc, streaming=streaming)
             raise
         if self.observation.tracer is not None:
             self.observation.call_started(call, streaming=streaming)

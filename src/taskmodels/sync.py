@@ -14,7 +14,8 @@ from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from taskmodels.tenancy import current_tenant
-from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent, coerce_request
+from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
+from taskmodels.validation import coerce_request
 
 if TYPE_CHECKING:
     from taskmodels.service import ModelService

@@ -58,7 +58,7 @@ from taskmodels.engine.call import CallState
 from taskmodels.providers.port import ModelPort
 from taskmodels.redaction import scrub
 from taskmodels.registry.schema import ModelConfig
-from taskmodels.types import Attempt, CompletionRequest, CompletionResult
+from taskmodels.types import Attempt, CompletionRequest, CompletionResult, Message, TextPart, describe_url
 
 __all__ = [
     "ATTEMPT_ATTRIBUTES",
@@ -612,14 +612,12 @@ def _input_messages(request: CompletionRequest) -> dict[str, AttributeValue]:
     system: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for message in request.conversation():
-        parts: list[dict[str, Any]] = []
-        if message.content is not None:
-            parts.append({"type": "text", "content": message.content})
+        parts = _content_parts(message)
         if message.role == "system":
             system.extend(parts)
             continue
         if message.role == "tool":
-            parts = [{"type": "tool_call_response", "id": message.tool_call_id, "response": message.content}]
+            parts = [{"type": "tool_call_response", "id": message.tool_call_id, "response": message.text}]
         parts.extend(
             {"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
         )
@@ -628,6 +626,25 @@ def _input_messages(request: CompletionRequest) -> dict[str, AttributeValue]:
     if system:
         out[SYSTEM_INSTRUCTIONS] = scrub(json.dumps(system, ensure_ascii=False))
     return out
+
+
+def _content_parts(message: Message) -> list[dict[str, Any]]:
+    """A message's content as the conventions' parts; an image as a placeholder naming its media type and size,
+    or its URL's host: never its bytes (large, and possibly private) nor a URL's path and query."""
+    content = message.content
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "content": part.text})
+        elif part.data is not None:
+            parts.append({"type": "blob", "modality": "image", "mime_type": part.media_type, "size": part.size})
+        else:
+            parts.append({"type": "uri", "modality": "image", "uri": describe_url(part.url)})
+    return parts
 
 
 def _output_messages(result: CompletionResult) -> str:

@@ -7,21 +7,25 @@ load time, the provider's response in its parser).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
 from typing import Any, Generic, Literal
 
 from typing_extensions import TypeVar
-
-from taskmodels.errors import InvalidRequestError
 
 __all__ = [
     "Attempt",
     "AttemptOutcome",
     "CompletionRequest",
     "CompletionResult",
+    "ContentPart",
     "EmbeddingResult",
     "FinishReason",
+    "ImageDetail",
+    "ImagePart",
     "Message",
     "OutputT",
     "RateLimitInfo",
@@ -29,10 +33,12 @@ __all__ = [
     "Role",
     "StreamEvent",
     "StreamEventType",
+    "TextPart",
     "ToolCall",
     "ToolSpec",
     "Usage",
-    "coerce_request",
+    "describe_url",
+    "sniff_media_type",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -67,12 +73,127 @@ class ToolSpec:
 
 
 @dataclass(slots=True, frozen=True)
+class TextPart:
+    """A piece of a message's text, beside its images."""
+
+    text: str
+
+
+ImageDetail = Literal["auto", "low", "high"]
+
+
+@dataclass(slots=True, frozen=True, repr=False)
+class ImagePart:
+    """An image in a message: at ``url`` (``https://…``), or inline as ``data`` (base64 text) of ``media_type``.
+
+    Build one with ``ImagePart.from_path``, ``from_bytes`` or ``from_url`` (which takes ``data:`` URLs too).
+    Nothing is checked here: the request is, when a call is made (``taskmodels.validation``), so a bad image is
+    an ``InvalidRequestError`` naming its message and part (an unsupported media type, an empty image, one over
+    the size limit). ``size`` is the image's size in bytes when it is inline (0 for a URL). ``detail`` is OpenAI's
+    resolution hint; other providers ignore it. The bytes never appear in a repr, a log line, an error or a
+    span: they are large and may be private.
+    """
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: ImageDetail | None = None
+    size: int = 0
+
+    @classmethod
+    def from_bytes(cls, data: bytes, media_type: str | None = None, *, detail: ImageDetail | None = None) -> ImagePart:
+        """An inline image; ``media_type`` is read from the bytes when not given (PNG, JPEG, GIF, WebP)."""
+        encoded = base64.b64encode(data).decode("ascii")
+        return cls(data=encoded, media_type=media_type or sniff_media_type(data), detail=detail, size=len(data))
+
+    @classmethod
+    def from_path(cls, path: str | PathLike[str], *, detail: ImageDetail | None = None) -> ImagePart:
+        """The image in a file, inline; its media type is read from its first bytes."""
+        return cls.from_bytes(Path(path).read_bytes(), detail=detail)
+
+    @classmethod
+    def from_url(cls, url: str, *, detail: ImageDetail | None = None) -> ImagePart:
+        """An image the provider fetches itself (``https://…``), or a ``data:<media type>;base64,<data>`` URL,
+        taken inline."""
+        if url[:5].lower() == "data:":
+            header, comma, payload = url.partition(",")
+            media_type, _, encoding = header[5:].partition(";")
+            if comma and encoding.lower() == "base64" and media_type:
+                padding = len(payload) - len(payload.rstrip("="))
+                size = max(0, len(payload) * 3 // 4 - padding)
+                return cls(data=payload, media_type=media_type.lower(), detail=detail, size=size)
+        return cls(url=url, detail=detail)  # a malformed data: URL is refused when the request is checked
+
+    @property
+    def data_url(self) -> str:
+        """The image as OpenAI's ``image_url`` takes it: its URL, or a ``data:`` URL of its bytes."""
+        if self.data is None:
+            return self.url or ""
+        return f"data:{self.media_type};base64,{self.data}"
+
+    def __repr__(self) -> str:
+        # Never the bytes, and of a URL only its host: a signed URL's query is a credential.
+        if self.data is not None:
+            return f"ImagePart(media_type={self.media_type!r}, size={self.size})"
+        return f"ImagePart(url={describe_url(self.url)!r})"
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_media_type(head: bytes) -> str | None:
+    """The media type an image's first bytes say (PNG, JPEG, GIF, WebP), or ``None``."""
+    for magic, media_type in _MAGIC:
+        if head.startswith(magic):
+            return media_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+ContentPart = TextPart | ImagePart
+
+
+def describe_url(url: str | None) -> str:
+    """What may be said of a URL the caller gave: scheme and host, never its path or query."""
+    if not url:
+        return ""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split("?", 1)[0]
+    return f"{scheme}://{host}/…" if rest else url[:16]
+
+
+@dataclass(slots=True, frozen=True)
 class Message:
+    """One turn of a conversation. ``content`` is text (the common case), or a tuple of ``TextPart`` and
+    ``ImagePart`` for a turn with images. A ``dict`` in OpenAI's shape is accepted wherever a ``Message`` is
+    (``{"role": "user", "content": [{"type": "text", ...}, {"type": "image_url", ...}]}``)."""
+
     role: Role
-    content: str | None = None
+    content: str | tuple[ContentPart, ...] | None = None
     name: str | None = None
     tool_call_id: str | None = None  # for role="tool": which call this answers
     tool_calls: tuple[ToolCall, ...] = ()  # for role="assistant": calls it made
+
+    @property
+    def text(self) -> str:
+        """The message's text: its content, or its text parts joined."""
+        content = self.content
+        if content is None or type(content) is str:
+            return content or ""
+        return "".join(part.text for part in content if isinstance(part, TextPart))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        content = self.content
+        if content is None or type(content) is str:
+            return ()
+        return tuple(part for part in content if isinstance(part, ImagePart))
 
 
 @dataclass(slots=True, frozen=True)
@@ -125,50 +246,6 @@ class CompletionRequest:
     attempt_timeout: float | None = None
     first_token_timeout: float | None = None
     stall_timeout: float | None = None
-
-    def check(self) -> CompletionRequest:  # noqa: C901 - one check per field, as the registry checks them
-        """``self`` when every value is usable, else ``InvalidRequestError`` naming the field, as registry values are.
-
-        ``required_capabilities`` may be given as any iterable of names; it is normalised to a frozenset.
-        """
-        if (
-            self.max_tokens is None
-            and self.temperature is None
-            and self.top_p is None
-            and self.max_cost is None
-            and self.deadline is None
-            and self.attempt_timeout is None
-            and self.first_token_timeout is None
-            and self.stall_timeout is None
-            and isinstance(self.required_capabilities, frozenset)
-            and self.output_type is None
-        ):
-            return self  # the common call sets none of them
-        problems = []
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens <= 0):
-            problems.append(f"max_tokens must be a positive integer, not {self.max_tokens!r}")
-        if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
-            problems.append(f"temperature must be between 0 and 2, not {self.temperature!r}")
-        if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:
-            problems.append(f"top_p must be between 0 and 1, not {self.top_p!r}")
-        if self.max_cost is not None and self.max_cost < 0:
-            problems.append(f"max_cost must not be negative, not {self.max_cost!r}")
-        for name in ("deadline", "attempt_timeout", "first_token_timeout", "stall_timeout"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                problems.append(f"{name} must be a positive number of seconds, not {value!r}")
-        if self.output_type is not None and self.response_format is not None:
-            problems.append("give output_type or response_format, not both: output_type sends its own schema")
-        if problems:
-            raise InvalidRequestError("invalid request: " + "; ".join(problems))
-        caps = self.required_capabilities
-        if not isinstance(caps, frozenset):
-            if isinstance(caps, str) or not isinstance(caps, Iterable):
-                raise InvalidRequestError(
-                    f"required_capabilities must be a collection of capability names, not {caps!r}"
-                )
-            return replace(self, required_capabilities=frozenset(caps))
-        return self
 
     def conversation(self) -> list[Message]:
         """System prompt, then ``messages``, then ``prompt`` as the last user turn."""
@@ -279,26 +356,3 @@ class EmbeddingResult:
     usage: Usage = field(default_factory=Usage)
     cost: float = 0.0
     attempts: tuple[Attempt, ...] = ()
-
-
-_REQUEST_FIELDS = frozenset(f.name for f in fields(CompletionRequest))
-
-
-def coerce_request(request: CompletionRequest | str | None, fields_: Mapping[str, Any]) -> CompletionRequest:
-    """A checked ``CompletionRequest`` from one, from a prompt string, or from its fields (which override)."""
-    if fields_:
-        unknown = fields_.keys() - _REQUEST_FIELDS
-        if unknown:
-            names = ", ".join(sorted(unknown))
-            raise TypeError(
-                f"unknown CompletionRequest field(s): {names}; known fields: {', '.join(sorted(_REQUEST_FIELDS))}"
-            )
-    if request is None:
-        built = CompletionRequest(**fields_)
-    elif isinstance(request, str):
-        built = CompletionRequest(prompt=request, **fields_)
-    elif isinstance(request, CompletionRequest):
-        built = replace(request, **fields_) if fields_ else request
-    else:
-        raise TypeError(f"request must be a CompletionRequest, a prompt string or None, not {type(request).__name__}")
-    return built.check()

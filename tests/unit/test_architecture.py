@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "taskmodels"
 
 # docs/architecture.md's layers: a module may import its own layer and the layers above (lower numbers).
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(["types", "errors", "redaction", "log", "sections", "tenancy"], 0),
+    **dict.fromkeys(["types", "errors", "validation", "redaction", "log", "sections", "tenancy"], 0),
     **dict.fromkeys(["registry"], 1),
     **dict.fromkeys(["selection"], 2),
     **dict.fromkeys(["providers", "resilience"], 3),

@@ -176,7 +176,9 @@ def test_explain_shows_chain_and_skips(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_explain_context_reason(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--registry", str(EXAMPLE), "explain", "classification", "--prompt-tokens", "7500"]) == 0
-    assert "context window 8192 < 8524 tokens needed (7500 prompt + 1024 output)" in capsys.readouterr().out
+    assert (
+        "context window 8192 < 8524 tokens needed (a prompt of at least 7500 + 1024 output)" in capsys.readouterr().out
+    )
 
 
 def test_explain_json_and_nothing_eligible(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from taskmodels.errors import ConfigurationError, UnknownTaskError
+from taskmodels.errors import ConfigurationError, InvalidRequestError, UnknownTaskError
 from taskmodels.registry import ModelRegistryService
 from taskmodels.selection import ModelSelectionFactory, Skip, estimate_prompt_tokens
 from taskmodels.types import CompletionRequest, Message, ResponseFormat, ToolCall, ToolSpec
@@ -105,25 +105,34 @@ def test_task_and_request_capabilities_combine(selector: ModelSelectionFactory) 
 def test_context_window_with_explicit_prompt_tokens(selector: ModelSelectionFactory) -> None:
     selection = selector.candidates("chat", prompt_tokens=8000)
     assert ids(selection.models) == ["big", "huge", "dflt"]
-    assert selection.skipped == (Skip("small", "context window 8192 < 9000 tokens needed (8000 prompt + 1000 output)"),)
+    assert selection.skipped == (
+        Skip("small", "context window 8192 < 9000 tokens needed (a prompt of at least 8000 + 1000 output)"),
+    )
 
 
 def test_context_window_uses_request_max_tokens(selector: ModelSelectionFactory) -> None:
     selection = selector.candidates("chat", CompletionRequest(max_tokens=31000), prompt_tokens=1001)
     assert ids(selection.models) == ["big", "huge"]
     assert selection.skipped[1] == Skip(
-        "dflt", "context window 32000 < 32001 tokens needed (1001 prompt + 31000 output)"
+        "dflt", "context window 32000 < 32001 tokens needed (a prompt of at least 1001 + 31000 output)"
     )
     exactly_full = selector.candidates("chat", CompletionRequest(max_tokens=31000), prompt_tokens=1000)
     assert ids(exactly_full.models) == ["big", "huge", "dflt"]
 
 
-def test_context_window_estimated_from_messages(selector: ModelSelectionFactory) -> None:
-    request = CompletionRequest(messages=[Message(role="user", content="x" * 40000)])
-    assert estimate_prompt_tokens(request) >= 10000
-    selection = selector.candidates("chat", request)
-    assert "small" in [s.model_id for s in selection.skipped]
-    assert selection.prompt_tokens == estimate_prompt_tokens(request)
+def test_context_window_refuses_only_what_certainly_cannot_fit(selector: ModelSelectionFactory) -> None:
+    # 40,000 bytes are at least 5,000 tokens (8 bytes a token at most): with small's 1,000 output tokens that
+    # fits its 8,192 window, so small is tried; should it refuse, its context-length error moves the call on.
+    fits = CompletionRequest(messages=[Message(role="user", content="x" * 40000)])
+    assert ids(selector.candidates("chat", fits).models) == ["small", "big", "huge", "dflt"]
+    # 64,000 bytes are at least 8,000 tokens (plus the message's overhead): 9,000 and more cannot fit 8,192.
+    too_big = CompletionRequest(messages=[Message(role="user", content="x" * 64000)])
+    selection = selector.candidates("chat", too_big)
+    assert ids(selection.models) == ["big", "huge", "dflt"]
+    assert selection.skipped[0].model_id == "small"
+    assert selection.skipped[0].reason.startswith("context window 8192 < 9002 tokens needed")
+    # Budgets still reserve on the upper bound: one token per byte.
+    assert selection.prompt_tokens >= 64000
 
 
 def test_estimate_counts_prompt_system_and_messages() -> None:
@@ -248,19 +257,28 @@ def test_the_example_registry_routes_normal_prompts_as_before(script: str) -> No
         assert now.skipped == (), task
 
 
-def test_long_prompts_move_to_larger_windows_sooner() -> None:
-    selector = ModelSelectionFactory(ModelRegistryService.from_path(EXAMPLE))
-    # 9 kB of English is about 2,000 real tokens: it used to go to the local 8k-window model; the bound
-    # (9,000 tokens and more) no longer fits there, so the chain starts at the next model.
-    request = CompletionRequest(prompt=_about(SCRIPTS["english"], 9000))
-    assert ids(selector.candidates("classification", request, prompt_tokens=_old_estimate(request)).models)[0] == (
-        "llama3.1-local"
-    )
-    assert ids(selector.candidates("classification", request).models)[0] == "llama3.1-ollama"
-    # A whole book (1.2 MB of English, about 300k real tokens) goes to the two-million-token model, when the
-    # caller allows its estimated cost (the same bound prices it: about $1.50 on gemini-1.5-pro).
+def test_prompts_that_fit_are_not_refused_by_the_byte_bound() -> None:
+    # The regression: 45,000 characters of English (about 10k real tokens) were refused by a 16k-window model,
+    # "context window 16000 < 46016 tokens needed", because the byte count (an upper bound) decided.
+    registry = {
+        "models": [
+            model("k16", contextWindow=16000, maxTokens=1000),
+            model("k128", contextWindow=128000, maxTokens=1000),
+        ],
+        "taskMappings": [{"taskName": "t", "primaryModelId": "k16", "fallbackModelIds": ["k128"]}],
+        "defaultModelId": "k128",
+    }
+    selector = ModelSelectionFactory(ModelRegistryService.from_dict(registry))
+    essay = CompletionRequest(prompt=_about(SCRIPTS["english"], 45000))
+    assert ids(selector.candidates("t", essay).models) == ["k16", "k128"]
+    # 130 kB of English (about 30k real tokens) is at least 16,250 tokens: it certainly does not fit 16k.
+    report = CompletionRequest(prompt=_about(SCRIPTS["english"], 130000))
+    assert ids(selector.candidates("t", report).models) == ["k128"]
+    # A whole book (1.2 MB of English, about 300k real tokens) goes to the example registry's one-million and
+    # two-million-token models, when the caller allows its estimated cost (budgets price the upper bound).
+    example = ModelSelectionFactory(ModelRegistryService.from_path(EXAMPLE))
     book = CompletionRequest(prompt=SCRIPTS["english"] * 1300, max_cost=2.0)
-    assert ids(selector.candidates("summarisation", book).models) == ["gemini-1.5-pro"]
+    assert ids(example.candidates("summarisation", book).models) == ["gemini-1.5-flash", "gemini-1.5-pro"]
 
 
 # --- capabilities as any iterable ------------------------------------------------------------
@@ -291,10 +309,10 @@ def test_required_capabilities_of_the_wrong_type_name_the_parameter(
     selector: ModelSelectionFactory, given: object, message: str
 ) -> None:
     request = CompletionRequest(required_capabilities=given)  # type: ignore[arg-type]
-    with pytest.raises(TypeError) as info:
+    with pytest.raises(InvalidRequestError) as info:
         selector.candidates("chat", request)
-    assert str(info.value) == message
-    with pytest.raises(TypeError, match=r"^require must be an iterable"):
+    assert (str(info.value), info.value.param) == (message, "required_capabilities")
+    with pytest.raises(InvalidRequestError, match=r"^require must be an iterable"):
         selector.explain("chat", require="tools")
 
 

@@ -11,6 +11,7 @@ from taskmodels.errors import (
     BadRequestError,
     ContentFilteredError,
     DeadlineExceededError,
+    InvalidRequestError,
     InvalidResponseError,
     ProviderError,
     TaskModelsError,
@@ -95,10 +96,13 @@ async def test_accepts_a_request_a_prompt_string_or_fields() -> None:
     assert seen[1].prompt == "y"
 
 
-async def test_unknown_field_is_a_clear_type_error() -> None:
+async def test_unknown_field_is_a_clear_error_with_a_suggestion() -> None:
     env = Env()
-    with pytest.raises(TypeError, match=r"unknown CompletionRequest field.*promt"):
+    with pytest.raises(
+        InvalidRequestError, match=r"^unknown request field\(s\) promt; did you mean 'prompt'\?"
+    ) as info:
         await env.service.complete_with_task_model("t", promt="typo")
+    assert info.value.param == "promt"
     assert env.called() == []
 
 

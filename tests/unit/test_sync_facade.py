@@ -69,11 +69,11 @@ def test_errors_reach_the_caller(facade: tuple[SyncModelService, FakeBackend]) -
     sync, backend = facade
     backend.always("a", server_error())
     backend.always("b", server_error())
-    from taskmodels.errors import AllModelsFailedError
+    from taskmodels.errors import AllModelsFailedError, InvalidRequestError
 
     with pytest.raises(AllModelsFailedError):
         sync.complete_with_task_model("t", "p")
-    with pytest.raises(TypeError, match="unknown CompletionRequest field"):
+    with pytest.raises(InvalidRequestError, match=r"^unknown request field\(s\) nope"):
         sync.complete_with_task_model("t", nope=1)
 
 

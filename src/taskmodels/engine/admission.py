@@ -84,7 +84,7 @@ class Gate:
     async def take_rate(self, call: CallState, route: Route) -> RateTicket | None:
         """Admit one request to ``route`` under its hold and its ``rpm``/``tpm``: the ticket to settle, or
         ``None`` (recorded as a skip) when the deployment has no room now. A lost store admits."""
-        tokens = call.plan.prompt_tokens + (call.plan.request.max_tokens or route.model.max_tokens)
+        tokens = call.plan.prompt_bound(route.config) + (call.plan.request.max_tokens or route.model.max_tokens)
         ident = new_ident()
         work = self.store.reserve_rate(
             route.key,
@@ -153,7 +153,7 @@ class Gate:
         budget = call.plan.policy.budget
         if budget is None:
             return NOTHING_RESERVED
-        estimate = model.estimate_cost(call.plan.prompt_tokens, call.plan.request.max_tokens or model.max_tokens)
+        estimate = model.estimate_cost(call.plan.prompt_bound(model), call.plan.request.max_tokens or model.max_tokens)
         held = await self.reserve(call.task, budget, estimate, tenant=call.tenant)
         if isinstance(held, Reservation):
             return held

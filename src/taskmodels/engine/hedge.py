@@ -420,7 +420,7 @@ class _Race:
         if isinstance(answer, (CompletionResult, EmbeddingResult)):
             cost = model.cost(answer.usage)  # it answered at the same moment: its usage is known
         else:
-            cost = model.estimate_cost(call.plan.prompt_tokens, 0)
+            cost = model.estimate_cost(call.plan.prompt_bound(model), 0)
         record = Attempt(model.id, model.provider, "cancelled", latency, HEDGE_CANCELLED, reason, None, attempt.number)
         call.attempts.append(record)
         if attempt.reservation.scope:

@@ -17,7 +17,7 @@ from taskmodels.errors import NoEligibleModelError
 from taskmodels.registry.schema import BudgetConfig, HedgeConfig, ModelConfig, RoutingStrategy, TaskTimeouts
 from taskmodels.registry.service import Registry
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import Selection
+from taskmodels.selection import Selection, image_tokens
 from taskmodels.types import CompletionRequest
 
 __all__ = ["CallPlan", "LimitName", "Operation", "Planner", "TaskPolicy"]
@@ -85,12 +85,19 @@ class CallPlan(NamedTuple):
     models: tuple[ModelConfig, ...]
     skipped: tuple[tuple[str, str], ...]  # (model id, reason) of the models selection left out
     policy: TaskPolicy
-    prompt_tokens: int  # the selection's upper-bound estimate, used for budget reservations
+    prompt_tokens: int  # the selection's upper-bound estimate of the text, used for budget reservations
     started: float  # on the engine's monotonic clock
     deadline_at: float
+    images: int = 0  # image parts of the request, each reserved at its provider's bound
 
     def remaining(self, now: float) -> float:
         return self.deadline_at - now
+
+    def prompt_bound(self, model: ModelConfig) -> int:
+        """The most prompt tokens the request can cost on ``model``: the text's bound, and each image's."""
+        if not self.images:
+            return self.prompt_tokens
+        return self.prompt_tokens + self.images * image_tokens(model.provider)
 
     @classmethod
     def refused(cls, task: str, operation: Operation, skipped: tuple[tuple[str, str], ...], now: float) -> CallPlan:
@@ -145,6 +152,7 @@ class Planner:
             selection.prompt_tokens,
             now,
             now + policy.deadline,
+            selection.images,
         )
 
     def _policy(self, registry: Registry, task: str) -> TaskPolicy:

@@ -294,7 +294,7 @@ def _split_conversation(conversation: list[Message]) -> tuple[str, list[dict[str
     for msg in conversation:
         if msg.role == "system":
             if msg.content:
-                system.append(msg.content)
+                system.append(msg.text)
             continue
         role = "assistant" if msg.role == "assistant" else "user"
         blocks = _content_blocks(msg)
@@ -309,10 +309,10 @@ def _split_conversation(conversation: list[Message]) -> tuple[str, list[dict[str
 
 def _content_blocks(msg: Message) -> list[dict[str, Any]]:
     if msg.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.content or ""}]
+        return [{"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.text}]
     blocks: list[dict[str, Any]] = []
     if msg.content:
-        blocks.append({"type": "text", "text": msg.content})
+        blocks.append({"type": "text", "text": msg.text})
     for call in msg.tool_calls:
         arguments = tool_arguments_object(call.arguments)
         blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})

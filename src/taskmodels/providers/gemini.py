@@ -260,18 +260,18 @@ def _contents(conversation: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     for msg in conversation:
         if msg.role == "system":
             if msg.content:
-                system.append(msg.content)
+                system.append(msg.text)
             continue
         parts: list[dict[str, Any]] = []
         if msg.role == "tool":
             name = msg.name or call_names.get(msg.tool_call_id or "", "")
-            response: dict[str, Any] = {"name": name, "response": _tool_response(msg.content)}
+            response: dict[str, Any] = {"name": name, "response": _tool_response(msg.text)}
             if msg.tool_call_id:
                 response["id"] = msg.tool_call_id
             parts.append({"functionResponse": response})
         else:
             if msg.content:
-                parts.append({"text": msg.content})
+                parts.append({"text": msg.text})
             for call in msg.tool_calls:
                 call_names[call.id] = call.name
                 parts.append({"functionCall": {"name": call.name, "args": tool_arguments_object(call.arguments)}})

@@ -217,7 +217,7 @@ def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
     call_names: dict[str, str] = {}
     out: list[dict[str, Any]] = []
     for msg in conversation:
-        item: dict[str, Any] = {"role": msg.role, "content": msg.content or ""}
+        item: dict[str, Any] = {"role": msg.role, "content": msg.text}
         if msg.tool_calls:
             item["tool_calls"] = [
                 {"function": {"name": c.name, "arguments": tool_arguments_object(c.arguments)}} for c in msg.tool_calls

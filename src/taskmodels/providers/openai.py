@@ -147,13 +147,13 @@ def _parse_tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
 def _message_json(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role}
     if message.role == "assistant" and message.tool_calls:
-        out["content"] = message.content
+        out["content"] = message.content if message.content is None else message.text
         out["tool_calls"] = [
             {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
             for call in message.tool_calls
         ]
     else:
-        out["content"] = message.content or ""
+        out["content"] = message.text
     if message.role == "tool":
         out["tool_call_id"] = message.tool_call_id
     if message.name and message.role != "tool":
