@@ -147,7 +147,8 @@ def output_schema(output_type: Any) -> OutputSchema:
     except Exception as exc:  # noqa: BLE001 - whatever pydantic raises for a value that is no type (IndexError for "", SyntaxError for " ", KeyError for {}) is the caller's error
         raise InvalidRequestError(
             f"output_type must be a pydantic model, a dataclass, a TypedDict or a list of one; "
-            f"pydantic cannot describe {output_type!r}: {exc}"
+            f"pydantic cannot describe {output_type!r}: {exc}",
+            param="output_type",
         ) from None
     built = _schema(adapter, raw, _type_name(output_type))
     with _cache_lock:
