@@ -205,6 +205,11 @@ class ProviderError(TaskModelsError):
     rate_limit: RateLimitInfo | None = None
     """The provider's rate-limit headers on the error response, when the HTTP mapping saw any."""
 
+    cut_by: str | None = None
+    """For a timeout: ``"deadline"`` or ``"share"`` when what ran out was the call's deadline or the share of it
+    this attempt could use, not the model's own limit (then the model is not blamed). Set where the bound fired,
+    on this error: each attempt's error carries its own cause, whatever other attempts run beside it."""
+
     def __init__(
         self,
         message: str,

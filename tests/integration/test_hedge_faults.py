@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from taskmodels.engine.hedge import HEDGE_CANCELLED
+from taskmodels.engine.outcome import HEDGE_CANCELLED
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore

@@ -364,7 +364,7 @@ async def test_deadline_passing_between_attempts_raises_deadline_exceeded() -> N
         env.clock.sleeps.append(seconds)
         env.clock.advance(seconds + 0.5)
 
-    env.service.engine._sleep = late_sleep
+    env.service.engine.sleep = late_sleep
     env.backend.always("a", server_error())
     with pytest.raises(DeadlineExceededError) as info:
         await env.service.complete_with_task_model("t", "p")

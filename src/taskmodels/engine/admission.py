@@ -24,7 +24,7 @@ from taskmodels.types import RateLimitInfo
 from .call import CallState
 from .pools import Route
 
-__all__ = ["Gate", "Reservation"]
+__all__ = ["Claim", "Gate", "Reservation"]
 
 _T = TypeVar("_T")
 _log = library_logger("state")
@@ -41,6 +41,37 @@ class Reservation:
 
 
 NOTHING_RESERVED = Reservation("", 0.0, 0.0)
+
+
+class Claim:
+    """What one attempt holds while it runs: its budget reservation, its rate ticket (a route that keeps rate
+    state), its place among the route's calls in flight. Given back exactly once: ``take`` hands it to whoever
+    ends the attempt (the step that settles it to its real cost), ``release`` gives back whatever no one took
+    (a cancelled call, a driver that left early). Whatever path an attempt ends by, nothing leaks and nothing is
+    given back twice."""
+
+    __slots__ = ("_gate", "open", "reservation", "route", "ticket")
+
+    def __init__(self, gate: Gate, route: Route, reservation: Reservation, ticket: RateTicket | None) -> None:
+        self._gate = gate
+        self.route = route
+        self.reservation = reservation
+        self.ticket = ticket
+        self.open = True
+        route.in_flight += 1
+
+    def take(self) -> bool:
+        """True once: the caller now settles the claim."""
+        if not self.open:
+            return False
+        self.open = False
+        self.route.in_flight -= 1
+        return True
+
+    async def release(self) -> None:
+        """Give back what no one settled: the whole reservation, the ticket's tokens."""
+        if self.take():
+            await self._gate.give_back(self.reservation, self.ticket)
 
 
 class Gate:
@@ -78,6 +109,27 @@ class Gate:
         where = f"deployment {deployment!r}: " if deployment else ""
         call.skip(model, "CircuitOpen", f"{where}circuit open until {retry_at:.3f}", deployment_id=deployment)
         return False
+
+    async def claim(self, call: CallState, route: Route) -> Claim | None:
+        """An attempt's budget reservation and, for a route with rate state, its rate ticket; ``None`` (a skip
+        recorded) when either refuses."""
+        reservation = await self.reserve_for(call, route.model)
+        if reservation is None:
+            return None
+        ticket = None
+        if route.limited:
+            ticket = await self.take_rate(call, route)
+            if ticket is None:
+                await self.give_back(reservation, None)
+                return None
+        return Claim(self, route, reservation, ticket)
+
+    async def give_back(self, reservation: Reservation, ticket: RateTicket | None) -> None:
+        """What an attempt that was never settled held: its whole reservation, its tokens."""
+        if reservation.scope:
+            await self.settle(reservation, 0.0)
+        if ticket is not None:
+            await self.settle_rate(ticket, 0)
 
     # --- rate limits of one route ------------------------------------------------------------
 

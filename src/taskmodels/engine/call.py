@@ -23,9 +23,8 @@ from .plan import CallPlan
 if TYPE_CHECKING:
     from taskmodels.output import OutputRun
     from taskmodels.providers.port import ModelPort
-    from taskmodels.resilience.ratelimit import RateTicket
 
-    from .admission import Reservation
+    from .admission import Claim
     from .pools import Route
 
 __all__ = ["CallState", "Cut", "Try", "describe_attempts"]
@@ -39,7 +38,6 @@ class CallState:
     __slots__ = (
         "attempts",
         "budget_refused",
-        "cut_by",
         "errors",
         "last_error",
         "min_context",
@@ -65,7 +63,6 @@ class CallState:
         self.open_breakers: list[tuple[float, int, ModelConfig]] = []  # (retry_at, order, model)
         self.budget_refused: tuple[float, float] | None = None  # (spent, limit) of the last refusal
         self.last_error: ProviderError | None = None
-        self.cut_by: Cut = None  # the last attempt's timeout was not its own limit but the deadline or its share
         self.trace: object | None = None  # the tracer's handle (engine/observe.py), when one is attached
         self.output: OutputRun | None = None  # a typed answer (or a response_format) asked per model, validated
 
@@ -170,26 +167,25 @@ def describe_attempts(attempts: Sequence[Attempt]) -> str:
 
 @dataclass(slots=True)
 class Try:
-    """One attempt at one model, handed to a driver. ``retry_in`` is set by ``_failed``: seconds before the same
-    model is tried again, or ``None`` to move on. ``hedged``: the driver asked for the next try while this one
-    still runs; the loop moves on without giving its reservation back, and the driver settles it."""
+    """One attempt at one model, handed to a driver by the loop. Its ``claim`` (budget reservation, rate ticket,
+    place among the route's calls in flight) is given back exactly once, by whoever ends the attempt."""
 
     model: ModelConfig
     provider: ModelPort
     number: int  # 1-based try of this model within the call
     last: bool  # no candidate after this one: it may use the whole deadline
-    reservation: Reservation
+    claim: Claim
     started: float
-    settled: bool = False
-    retry_in: float | None = None
-    trace: Any = None  # the tracer's handle, when the call has a trace
-    route: Route | None = None  # None only for a Try built outside the loop
-    ticket: RateTicket | None = None  # the route's rate-limit reservation, when it keeps rate state
+    route: Route
     siblings: bool = False  # deployments of the same model still to try: a failure moves to them, not back here
-    first_at: float | None = None  # when a stream's first event arrived
-    hedged: bool = False  # a hedge started beside it: the hedging driver settles it, not the loop
+    trace: Any = None  # the tracer's handle, when the call has a trace
+    first_at: float | None = None  # when its first event (a stream's) or its answer arrived: its commit
 
     @property
     def config(self) -> ModelConfig:
         """The model as this try's deployment configures it (its route's), or the model itself."""
-        return self.model if self.route is None else self.route.config
+        return self.route.config
+
+    @property
+    def deployment_id(self) -> str | None:
+        return self.route.deployment_id

@@ -11,18 +11,16 @@ Any other bound is the model's failure and the loop moves on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self
 
 from taskmodels.errors import InvalidResponseError, ProviderError, ProviderTimeoutError
 from taskmodels.registry.schema import ModelConfig
 
 from .call import CallState, Cut
 
-__all__ = ["Bound", "bounded", "unexpected_error", "window"]
-
-_T = TypeVar("_T")
+__all__ = ["Bound", "unexpected_error", "window"]
 
 
 def window(call: CallState, now: float, limit: float, *, last: bool) -> tuple[float, Cut]:
@@ -84,24 +82,12 @@ class Bound:
         if isinstance(exc, asyncio.CancelledError):
             if not self.fired or self.task.uncancel() > 0:
                 return  # someone else's cancellation: not ours to turn into a timeout
-            self.call.cut_by = self.cut
             model = self.model
             what = {"deadline": "the deadline", "share": "its share of the deadline", None: "the attempt timeout"}
-            raise ProviderTimeoutError(
+            error = ProviderTimeoutError(
                 f"no answer within {what[self.cut]} ({self.limit:.3g}s)", provider=model.provider, model_id=model.id
-            ) from None
+            )
+            error.cut_by = self.cut
+            raise error from None
         if isinstance(exc, Exception):  # a provider bug: never let it reach the caller raw
             raise unexpected_error(self.model, exc) from exc
-
-
-async def bounded(
-    call: CallState, model: ModelConfig, work: Coroutine[Any, Any, _T], clock: Callable[[], float], *, last: bool
-) -> _T:
-    """``work`` within a ``Bound``, for drivers that hand attempts to tasks of their own (hedging)."""
-    try:
-        bound = Bound(call, model, clock, last=last)
-    except BaseException:
-        work.close()
-        raise
-    with bound:
-        return await work

@@ -1,11 +1,11 @@
 """What happens after an attempt: the answer priced and recorded, or the failure recorded and the rule table applied.
 
-``succeeded`` prices the answer (``model.cost``), closes the breaker, settles the budget
-reservation and the rate-limit ticket to what was really spent, and reports it. ``failed``
+``succeeded`` prices the answer (``model.cost``), closes the breaker, settles the attempt's
+claim (budget reservation, rate ticket) to what was really spent, and reports it. ``failed``
 records the attempt and its error, counts it against the model (or deployment) when the
-rule says so, gives the reservation back, and then decides: ``attempt.retry_in`` for
-another try of the same model, nothing to move on, or it raises when the error must reach
-the caller.
+rule says so, gives the claim back, and then returns its verdict: seconds before the same
+model is tried again, ``None`` to move on, or it raises when the error must reach the caller.
+``cancelled`` ends an attempt that lost a hedged race, charged what the provider bills for it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from .admission import Gate
 from .call import CallState, Try
 from .observe import Observation
 
-__all__ = ["Outcomes"]
+__all__ = ["HEDGE_CANCELLED", "Outcomes"]
+
+HEDGE_CANCELLED = "HedgeCancelled"
+"""``Attempt.error_class`` of a try cancelled because another answered first, or because the call ended."""
 
 
 class Outcomes:
@@ -47,11 +50,12 @@ class Outcomes:
     async def succeeded(self, call: CallState, attempt: Try, result: CompletionResult) -> CompletionResult:
         model = attempt.model
         route = attempt.route
-        attempt.settled = True
+        claim = attempt.claim
+        settles = claim.take()
         latency = self._clock() - attempt.started
         result.cost = cost = model.cost(result.usage)
         deployment = None
-        if route is not None and route.deployment_id is not None:
+        if route.deployment_id is not None:
             deployment = result.deployment_id = route.deployment_id
             result.model_id, result.provider = model.id, route.config.provider
             route.observe(latency if attempt.first_at is None else attempt.first_at - attempt.started)
@@ -60,11 +64,12 @@ class Outcomes:
         record = Attempt(model.id, result.provider, "success", latency, None, None, None, attempt.number, deployment)
         call.attempts.append(record)
         result.attempts = tuple(call.attempts)
-        await self.gate.record_success(model.id if route is None else route.key)
-        if attempt.reservation.scope:
-            await self.gate.settle(attempt.reservation, cost)
-        if attempt.ticket is not None:
-            await self._settle_route(attempt, attempt.ticket, result.usage.total_tokens, result.rate_limit)
+        await self.gate.record_success(route.key)
+        if settles:
+            if claim.reservation.scope:
+                await self.gate.settle(claim.reservation, cost)
+            if claim.ticket is not None:
+                await self._settle_route(attempt, claim.ticket, result.usage.total_tokens, result.rate_limit)
         self.observation.succeeded(call, record, result, attempt.trace)
         return result
 
@@ -79,7 +84,6 @@ class Outcomes:
         """A limited route's request settles to its real tokens; the provider's word on its limits (headers, a 429)
         holds the deployment before it would refuse the next request."""
         route = attempt.route
-        assert route is not None  # a ticket is only taken for a route
         if route.tpm:  # only a token limit needs the estimate corrected
             await self.gate.settle_rate(ticket, tokens)
         if isinstance(error, RateLimitError):
@@ -91,21 +95,26 @@ class Outcomes:
         model = attempt.model
         as_answer = CompletionResult("", model.id, model.provider, embedded.model_name, embedded.usage)
         done = await self.succeeded(call, attempt, as_answer)
-        embedded.model_id, embedded.provider = model.id, model.provider
+        embedded.model_id, embedded.provider = model.id, done.provider
         embedded.cost, embedded.attempts = done.cost, done.attempts
         return embedded
 
-    async def failed(self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False) -> None:  # noqa: C901 - one branch per outcome of the rule table
-        """Record a failed attempt, then apply the policy: set ``attempt.retry_in`` (or leave it ``None`` to move
-        on), or raise when the error must reach the caller (``final``: a stream already committed to this model)."""
-        cut_by = call.cut_by  # read once: with hedged tries in flight another may set it while this one awaits
+    async def failed(  # noqa: C901 - one branch per outcome of the rule table
+        self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False, alone: bool = True
+    ) -> float | None:
+        """Record a failed attempt, then apply the policy: the verdict is seconds before the same model is tried
+        again, or ``None`` to move on; or it raises when the error must reach the caller (``final``: a stream
+        already committed to this model). ``alone``: no other try of the call runs (a hedged race may have
+        others): a try is retried only then, else the chain moves on while they run."""
+        cut_by = error.cut_by  # this attempt's own bound, whatever others of the call run beside it
         model = attempt.model
         route = attempt.route
-        attempt.settled = True
+        claim = attempt.claim
+        settles = claim.take()
         call.last_error = error
         call.errors.append(error)
         latency = self._clock() - attempt.started
-        deployment = route.deployment_id if route is not None else None
+        deployment = route.deployment_id
         record = Attempt(
             model.id,
             attempt.config.provider,
@@ -121,13 +130,14 @@ class Outcomes:
         rule = rule_for(error)
         opened = False
         if rule.counts_against_model and cut_by is None:
-            opened = await self.gate.record_failure(model.id if route is None else route.key, trip=rule.trips_breaker)
-            if deployment is not None and route is not None:
+            opened = await self.gate.record_failure(route.key, trip=rule.trips_breaker)
+            if deployment is not None:
                 route.observe(latency)  # a failing deployment looks slow to the latency strategy
-        if attempt.reservation.scope:
-            await self.gate.settle(attempt.reservation, 0.0)
-        if attempt.ticket is not None:
-            await self._settle_route(attempt, attempt.ticket, 0, error.rate_limit, error)
+        if settles:
+            if claim.reservation.scope:
+                await self.gate.settle(claim.reservation, 0.0)
+            if claim.ticket is not None:
+                await self._settle_route(attempt, claim.ticket, 0, error.rate_limit, error)
         self.observation.attempt_failed(call, record, breaker_opened=opened, trace=attempt.trace)
         if cut_by == "deadline":
             raise call.deadline_error(self._clock() - call.plan.started)
@@ -139,20 +149,47 @@ class Outcomes:
             raise error
         if rule.next is Next.LARGER_CONTEXT:
             call.needs_larger_context(model, error)
-            return
+            return None
         plan = call.plan
+        if not alone or call.tries >= plan.policy.max_attempts_total:
+            return None  # while another try of the call runs, the chain moves on rather than waiting here
         if rule.feedback:  # asked again at once, with the error, while the task's outputRetries allow
             output = call.output
-            if output is not None and output.may_ask_again(model.id) and call.tries < plan.policy.max_attempts_total:
-                attempt.retry_in = 0.0
-            return
-        if (
-            opened
-            or attempt.siblings  # the pool is drained first: a sibling deployment serves instead of a retry here
-            or attempt.number >= plan.policy.max_attempts_per_model
-            or call.tries >= plan.policy.max_attempts_total
-        ):
-            return  # an open breaker (a failed probe, say) is not retried within the call either
+            return 0.0 if output is not None and output.may_ask_again(model.id) else None
+        if opened or attempt.siblings or attempt.number >= plan.policy.max_attempts_per_model:
+            # An open breaker (a failed probe, say) is not retried within the call; a pool is drained first:
+            # a sibling deployment serves instead of a retry here.
+            return None
         delay = retry_delay(error, attempt.number, self._resilience, self._rand)
-        if delay is not None and delay < plan.remaining(self._clock()):
-            attempt.retry_in = delay
+        return delay if delay is not None and delay < plan.remaining(self._clock()) else None
+
+    async def cancelled(self, call: CallState, attempt: Try, reason: str, answer: object = None) -> None:
+        """A try that lost a hedged race (another answered first, or the call ended): recorded ``cancelled``, and
+        charged what a provider bills for a request it received: its real cost when it had answered (``answer``),
+        else its prompt as budget reservations estimate it (no output was seen)."""
+        model = attempt.model
+        claim = attempt.claim
+        settles = claim.take()
+        latency = self._clock() - attempt.started
+        if isinstance(answer, (CompletionResult, EmbeddingResult)):
+            cost = model.cost(answer.usage)
+        else:
+            cost = model.estimate_cost(call.plan.prompt_bound(model), 0)
+        record = Attempt(
+            model.id,
+            attempt.config.provider,
+            "cancelled",
+            latency,
+            HEDGE_CANCELLED,
+            reason,
+            None,
+            attempt.number,
+            attempt.deployment_id,
+        )
+        call.attempts.append(record)
+        if settles:
+            if claim.reservation.scope:
+                await self.gate.settle(claim.reservation, cost)
+            if claim.ticket is not None:
+                await self.gate.settle_rate(claim.ticket, call.plan.prompt_bound(model))
+        self.observation.attempt_cancelled(call, record, cost, attempt.trace)

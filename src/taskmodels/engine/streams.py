@@ -4,8 +4,7 @@ stall limit, none after the deadline; and the answer its events make up."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Callable
 
 from taskmodels.errors import (
     FirstTokenTimeoutError,
@@ -23,14 +22,14 @@ from taskmodels.types import CompletionResult, StreamEvent, ToolCall, Usage
 from .call import CallState
 from .limits import unexpected_error, window
 
-__all__ = ["STALL_BEFORE_CLOSE", "assemble", "collect", "done_event", "fold", "guarded_stream", "spent"]
+__all__ = ["STALL_BEFORE_CLOSE", "assemble", "done_event", "guarded_stream", "spent"]
 
 STALL_BEFORE_CLOSE = 0.5
 """A stream that ends early after a silence of at least this share of the stall limit stalled: the server
 closed a connection it had stopped feeding, which is no reason to try the same silent model again."""
 
 
-async def guarded_stream(  # noqa: C901, PLR0912 - one guard per way a stream can end: first token, stall, close, deadline, bug
+async def guarded_stream(  # noqa: C901, PLR0912, PLR0915 - one guard per way a stream can end: first token, stall, close, deadline, bug
     call: CallState,
     provider: ModelPort,
     clock: Callable[[], float],
@@ -64,10 +63,12 @@ async def guarded_stream(  # noqa: C901, PLR0912 - one guard per way a stream ca
                 "the stream ended before any event", provider=model.provider, model_id=model.id
             ) from None
         except TimeoutError:
-            call.cut_by = first_cut
-            raise FirstTokenTimeoutError("no first token in time", provider=model.provider, model_id=model.id) from None
+            late = FirstTokenTimeoutError("no first token in time", provider=model.provider, model_id=model.id)
+            late.cut_by = first_cut
+            raise late from None
         except ProviderError as exc:
-            call.cut_by = first_cut if isinstance(exc, ProviderTimeoutError) else None
+            if isinstance(exc, ProviderTimeoutError):
+                exc.cut_by = first_cut
             raise _stalled(exc, model, clock() - last_event_at, stall) or exc from exc.__cause__
         except Exception as exc:
             raise unexpected_error(model, exc) from exc
@@ -81,7 +82,8 @@ async def guarded_stream(  # noqa: C901, PLR0912 - one guard per way a stream ca
             except StopAsyncIteration:
                 return
             except ProviderError as exc:
-                call.cut_by = stall_cut if isinstance(exc, ProviderTimeoutError) else None
+                if isinstance(exc, ProviderTimeoutError):
+                    exc.cut_by = stall_cut
                 raise _stalled(exc, model, clock() - last_event_at, stall) or exc from exc.__cause__
             except Exception as exc:
                 raise unexpected_error(model, exc) from exc
@@ -104,39 +106,6 @@ def _stalled(error: ProviderError, model: ModelConfig, silence: float, stall: fl
             model_id=model.id,
             request_id=error.request_id,
         )
-    return None
-
-
-async def collect(
-    call: CallState,
-    provider: ModelPort,
-    clock: Callable[[], float],
-    *,
-    last: bool,
-    first_chunk: Callable[[], None] | None = None,
-) -> CompletionResult:
-    """A stream read to its end and assembled into one answer (``complete`` with ``stream_under_the_hood``)."""
-    model = provider.model
-    async with aclosing(guarded_stream(call, provider, clock, last=last, first_chunk=first_chunk)) as events:
-        answer = await fold(events, model)
-    if answer is None:
-        raise InvalidResponseError(
-            "the stream ended without its done event", provider=model.provider, model_id=model.id
-        )
-    return answer
-
-
-async def fold(events: AsyncIterator[StreamEvent], model: ModelConfig) -> CompletionResult | None:
-    """The answer a stream's events make up, once its ``done`` event arrives; ``None`` if they end without one."""
-    texts: list[str] = []
-    tools: list[ToolCall] = []
-    async for event in events:
-        if event.type == "text":
-            texts.append(event.text)
-        elif event.type == "tool_call" and event.tool_call is not None:
-            tools.append(event.tool_call)
-        elif event.type == "done":
-            return assemble(model, event, texts, tools)
     return None
 
 
