@@ -496,7 +496,14 @@ def make_test_service(
 
 
 def _provider_names(registry: Mapping[str, Any]) -> set[str]:
-    return {str(m.get("provider")) for m in registry.get("models", ()) if isinstance(m, Mapping)} | {"fake"}
+    """Every provider the registry names, its models' deployments' included."""
+    models = [m for m in registry.get("models", ()) if isinstance(m, Mapping)]
+    names = {str(m.get("provider")) for m in models}
+    for model in models:
+        deployments = model.get("deployments")
+        if isinstance(deployments, list):
+            names.update(str(d["provider"]) for d in deployments if isinstance(d, Mapping) and "provider" in d)
+    return names | {"fake"}
 
 
 # --- containers ----------------------------------------------------------------------------

@@ -472,3 +472,108 @@ async def test_a_hedged_stream_whose_winner_spent_its_budget_moves_on() -> None:
     assert done is not None
     assert done.model_id == "c"
     assert ("b", "error", "TruncatedAnswerError") in outcomes(done.attempts)
+
+
+# --- the plain and hedged drivers agree (they are one driver now; these pin what had diverged) ----------------
+
+
+async def test_a_hedged_answer_cut_at_max_tokens_with_nothing_in_it_moves_on() -> None:
+    backend = FakeBackend()
+    backend.always("a", reply("", finish_reason="length"))
+    backend.always("b", reply("from b"))
+    service = service_for({"after": 5.0}, backend=backend)
+    result = await service.complete_with_task_model("t", "p")
+    assert result.text == "from b"
+    assert outcomes(result.attempts) == [("a", "error", "TruncatedAnswerError"), ("b", "success", None)]
+
+
+def _pooled_service(backend: FakeBackend, hedge: dict[str, Any]) -> ModelService:
+    deployments = [{"id": "eu", "provider": "fake-eu"}, {"id": "us"}]
+    registry = fake_registry(fake_model("a", deployments=deployments, routing="latency"), fake_model("z"))
+    registry["taskMappings"][0]["hedge"] = hedge
+    return make_test_service(registry, backend=backend, resilience=ResilienceSettings(max_attempts_per_model=1))
+
+
+async def test_a_cancelled_hedge_names_its_deployment_and_the_deployments_provider() -> None:
+    backend = FakeBackend()
+    backend.always("a/eu", hang())
+    backend.always("a/us", reply("from us"))
+    service = _pooled_service(backend, {"after": 0.05})
+    result = await service.complete_with_task_model("t", "p")
+    assert (result.model_id, result.deployment_id) == ("a", "us")
+    cancelled, won = result.attempts
+    assert (cancelled.outcome, cancelled.deployment_id, cancelled.provider) == ("cancelled", "eu", "fake-eu")
+    assert (won.outcome, won.deployment_id, won.provider) == ("success", "us", "fake")
+
+
+async def test_a_hedged_stream_teaches_latency_routing_its_time_to_first_event() -> None:
+    backend = FakeBackend()
+    # Its first word at once, the rest 0.3 s later: the route's latency is the time to the first event.
+    backend.always("a/eu", reply("one two", chunks=["one ", "two"], delay=0.0))
+    slow_rest = _SlowAfterFirst(backend, "a/eu", 0.3)
+    service = _pooled_service(backend, {"after": 5.0})
+    async for _event in service.stream_with_task_model("t", "p"):
+        pass
+    route = next(r for pool in service.engine.pools.known() for r in pool.routes if r.deployment_id == "eu")
+    assert route.samples == 1
+    assert route.latency < 0.2, route.latency  # not the whole answer's 0.3 s and more
+    assert slow_rest.waited
+
+
+class _SlowAfterFirst:
+    """Delays every stream event of one deployment after its first."""
+
+    def __init__(self, backend: FakeBackend, ident: str, seconds: float) -> None:
+        self.waited = False
+        original = backend.provider_class
+
+        def provider_class(name: str = "fake") -> Any:
+            cls = original(name)
+            outer = self
+
+            class Slow(cls):  # type: ignore[misc,valid-type]  # a FakeProvider subclass made at run time
+                async def stream(self, request: Any, **limits: Any) -> Any:
+                    first = True
+                    async for event in super().stream(request, **limits):
+                        if not first and self._called == ident:
+                            await asyncio.sleep(seconds)
+                            outer.waited = True
+                        first = False
+                        yield event
+
+            return Slow
+
+        backend.provider_class = provider_class  # type: ignore[method-assign]  # before the service builds providers
+
+
+class _CountingStore(MemoryStateStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reservations = 0
+
+    async def reserve_spend(self, scope: str, amount: float, *, limit: float, window: float, now: float) -> Any:
+        self.reservations += 1
+        return await super().reserve_spend(scope, amount, limit=limit, window=window, now=now)
+
+
+async def test_no_try_is_admitted_once_the_deadline_passed() -> None:
+    backend = FakeBackend()
+    backend.always("a", hang())
+    store = _CountingStore()
+    clock = ManualClock()
+    registry = fake_registry(
+        fake_model("a"), fake_model("b"), hedge={"after": 0.05}, budget={"limit": 100.0, "windowSeconds": WINDOW}
+    )
+    service = make_test_service(registry, backend=backend, state_store=store, clock=clock, wall_clock=clock)
+
+    async def deadline_passes() -> None:  # on the engine's clock, before the hedge is due on the loop's
+        await asyncio.sleep(0.02)
+        clock.advance(100)
+
+    passing = asyncio.create_task(deadline_passes())
+    with pytest.raises(DeadlineExceededError):
+        await service.complete_with_task_model("t", "p", deadline=1.0)
+    await passing
+    # Neither the hedge due after the deadline nor the fallback after the primary's share was reserved or sent.
+    assert store.reservations == 1
+    assert backend.models_called() == ["a"]

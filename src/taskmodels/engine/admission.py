@@ -9,6 +9,7 @@ and one when it is back.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -69,9 +70,10 @@ class Claim:
         return True
 
     async def release(self) -> None:
-        """Give back what no one settled: the whole reservation, the ticket's tokens."""
-        if self.take():
-            await self._gate.give_back(self.reservation, self.ticket)
+        """Give back what no one settled: the whole reservation, the ticket's tokens. Shielded, as settling is:
+        it runs while a cancellation unwinds the call, and must finish even if another arrives."""
+        if self.take() and (self.reservation.scope or self.ticket is not None):
+            await asyncio.shield(self._gate.give_back(self.reservation, self.ticket))
 
 
 class Gate:

@@ -344,13 +344,14 @@ class Racing(Lane):
             self._verdict = verdict
 
     async def _cancel_all(self, reason: str) -> None:
-        losers, self.running = self.running, []
+        losers = list(self.running)  # left in ``running`` until settled: a cancellation meanwhile finds them there
         live = [r.task for r in losers if not r.task.done()]
         for task in live:
             task.cancel()
         if live:
             await asyncio.wait(live)
         for loser in losers:
+            self.running.remove(loser)
             await self._lost(loser, reason)
 
     async def _lost(self, runner: _Runner, reason: str) -> None:

@@ -150,6 +150,9 @@ class Engine:
                     continue
                 siblings = index < final
                 for number in itertools.count(1):
+                    now = self.clock()
+                    if plan.deadline_at <= now:  # nothing is admitted, reserved or sent after the deadline
+                        raise call.deadline_error(now - plan.started)
                     claim = await self.gate.claim(call, route)
                     if claim is None:
                         break

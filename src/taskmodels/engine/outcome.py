@@ -10,6 +10,7 @@ model is tried again, ``None`` to move on, or it raises when the error must reac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from taskmodels.errors import ProviderError, RateLimitError
@@ -50,8 +51,6 @@ class Outcomes:
     async def succeeded(self, call: CallState, attempt: Try, result: CompletionResult) -> CompletionResult:
         model = attempt.model
         route = attempt.route
-        claim = attempt.claim
-        settles = claim.take()
         latency = self._clock() - attempt.started
         result.cost = cost = model.cost(result.usage)
         deployment = None
@@ -65,13 +64,32 @@ class Outcomes:
         call.attempts.append(record)
         result.attempts = tuple(call.attempts)
         await self.gate.record_success(route.key)
-        if settles:
-            if claim.reservation.scope:
-                await self.gate.settle(claim.reservation, cost)
-            if claim.ticket is not None:
-                await self._settle_route(attempt, claim.ticket, result.usage.total_tokens, result.rate_limit)
+        await self._settle(attempt, cost, result.usage.total_tokens, result.rate_limit)
         self.observation.succeeded(call, record, result, attempt.trace)
         return result
+
+    async def _settle(
+        self,
+        attempt: Try,
+        cost: float,
+        tokens: int,
+        info: RateLimitInfo | None = None,
+        error: ProviderError | None = None,
+    ) -> None:
+        """The attempt's claim settled to what it really cost, once. Shielded: a cancellation arriving meanwhile
+        (the caller gone) must not leave a reservation half given back; the settling finishes on its own."""
+        claim = attempt.claim
+        if claim.take() and (claim.reservation.scope or claim.ticket is not None):
+            await asyncio.shield(self._settle_claim(attempt, cost, tokens, info, error))
+
+    async def _settle_claim(
+        self, attempt: Try, cost: float, tokens: int, info: RateLimitInfo | None, error: ProviderError | None
+    ) -> None:
+        claim = attempt.claim
+        if claim.reservation.scope:
+            await self.gate.settle(claim.reservation, cost)
+        if claim.ticket is not None:
+            await self._settle_route(attempt, claim.ticket, tokens, info, error)
 
     async def _settle_route(
         self,
@@ -99,7 +117,7 @@ class Outcomes:
         embedded.cost, embedded.attempts = done.cost, done.attempts
         return embedded
 
-    async def failed(  # noqa: C901 - one branch per outcome of the rule table
+    async def failed(
         self, call: CallState, attempt: Try, error: ProviderError, *, final: bool = False, alone: bool = True
     ) -> float | None:
         """Record a failed attempt, then apply the policy: the verdict is seconds before the same model is tried
@@ -109,8 +127,6 @@ class Outcomes:
         cut_by = error.cut_by  # this attempt's own bound, whatever others of the call run beside it
         model = attempt.model
         route = attempt.route
-        claim = attempt.claim
-        settles = claim.take()
         call.last_error = error
         call.errors.append(error)
         latency = self._clock() - attempt.started
@@ -133,11 +149,7 @@ class Outcomes:
             opened = await self.gate.record_failure(route.key, trip=rule.trips_breaker)
             if deployment is not None:
                 route.observe(latency)  # a failing deployment looks slow to the latency strategy
-        if settles:
-            if claim.reservation.scope:
-                await self.gate.settle(claim.reservation, 0.0)
-            if claim.ticket is not None:
-                await self._settle_route(attempt, claim.ticket, 0, error.rate_limit, error)
+        await self._settle(attempt, 0.0, 0, error.rate_limit, error)
         self.observation.attempt_failed(call, record, breaker_opened=opened, trace=attempt.trace)
         if cut_by == "deadline":
             raise call.deadline_error(self._clock() - call.plan.started)
@@ -168,8 +180,6 @@ class Outcomes:
         charged what a provider bills for a request it received: its real cost when it had answered (``answer``),
         else its prompt as budget reservations estimate it (no output was seen)."""
         model = attempt.model
-        claim = attempt.claim
-        settles = claim.take()
         latency = self._clock() - attempt.started
         if isinstance(answer, (CompletionResult, EmbeddingResult)):
             cost = model.cost(answer.usage)
@@ -187,9 +197,5 @@ class Outcomes:
             attempt.deployment_id,
         )
         call.attempts.append(record)
-        if settles:
-            if claim.reservation.scope:
-                await self.gate.settle(claim.reservation, cost)
-            if claim.ticket is not None:
-                await self.gate.settle_rate(claim.ticket, call.plan.prompt_bound(model))
+        await self._settle(attempt, cost, call.plan.prompt_bound(model))  # it was sent: its prompt counts
         self.observation.attempt_cancelled(call, record, cost, attempt.trace)
