@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from taskmodels.output import OutputRun
     from taskmodels.providers.port import ModelPort
     from taskmodels.resilience.ratelimit import RateTicket
+    from taskmodels.resilience.state import Reservation
 
-    from .admission import Reservation
     from .pools import Route
 
 __all__ = ["CallState", "Cut", "Try", "describe_attempts"]

@@ -33,6 +33,7 @@ __all__ = [
     "BreakerSnapshot",
     "BreakerStateName",
     "MemoryStateStore",
+    "Reservation",
     "SpendDecision",
     "StateStore",
     "next_cooldown",
@@ -67,6 +68,16 @@ class Admission:
 class SpendDecision:
     accepted: bool
     total: float  # spend in the window after the decision
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Spend held against a budget's ``scope`` for one attempt (``reserve_spend``), settled to the real cost
+    afterwards (``add_spend`` of the difference, in the same ``window``)."""
+
+    scope: str
+    amount: float
+    window: float
 
 
 def next_cooldown(current: float, *, failed_probe: bool, initial: float, cap: float | None) -> float:
