@@ -1,6 +1,6 @@
 """The OpenTelemetry SDK's own floor: what the GenAI conventions ask of one call, with nothing of taskmodels.
 
-The work is written out by hand against the SDK providers of ``benchmarks.otel`` (a batch span processor with a
+The work is written out by hand against the SDK providers of ``benchmarks.otel_sdk`` (a batch span processor with a
 dropping exporter, an in-memory metric reader), and timed as CPU per call, best of ``repeats``, in a tight loop.
 One GenAI call with one attempt is: a parent span for the call (3 attributes), a child CLIENT span named
 ``chat {model}`` with the conventions' 12 attributes (7 known at the request, 5 from the answer), both ended;
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any, Final
 
-from benchmarks.otel import sdk_missing, sdk_providers
+from benchmarks.otel_sdk import sdk_missing, sdk_providers
 
 __all__ = ["FLOOR_CASES", "FloorTracer", "measure_otel_floor"]
 

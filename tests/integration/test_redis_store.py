@@ -15,9 +15,11 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.redis import RedisStateStore
 from taskmodels.resilience.state import BreakerSnapshot, MemoryStateStore, StateStore, next_cooldown
 from taskmodels.sections import StateSettings
+from taskmodels.testing import ManualClock
 from tests.integration.redisserver import RedisServer, require_redis_server
 
 pytestmark = pytest.mark.integration
@@ -105,9 +107,10 @@ async def test_probe_failure_reopens_below_threshold(store: StateStore) -> None:
     await store.record_failure("m", now=T0, threshold=1, cooldown=10)
     await store.admit("m", now=T0 + 10, probe_lease=4)
     snap = await store.record_failure("m", now=T0 + 12, threshold=100, cooldown=10)
-    assert (snap.state, snap.consecutive_failures, snap.retry_at) == ("open", 2, T0 + 22)
-    assert not (await store.admit("m", now=T0 + 21, probe_lease=4)).allowed
-    assert (await store.admit("m", now=T0 + 22, probe_lease=4)).probe
+    # The cooldown counts from when the probe was let through (T0 + 10), not from its failure.
+    assert (snap.state, snap.consecutive_failures, snap.retry_at) == ("open", 2, T0 + 20)
+    assert not (await store.admit("m", now=T0 + 19.99, probe_lease=4)).allowed
+    assert (await store.admit("m", now=T0 + 20, probe_lease=4)).probe
 
 
 async def test_failure_while_open_without_probe_keeps_retry_at(store: StateStore) -> None:
@@ -197,7 +200,7 @@ async def test_each_failed_probe_doubles_the_cooldown_up_to_the_cap(store: State
         assert snap.state == "open"
         assert snap.retry_at is not None
         assert snap.cooldown is not None
-        assert snap.retry_at == now + 0.5 + snap.cooldown  # counted from the failure
+        assert snap.retry_at == now + snap.cooldown  # counted from the probe's admission, not its failure
         refused = await store.admit("m", now=snap.retry_at - 0.01, probe_lease=4)
         assert (refused.allowed, refused.retry_at) == (False, snap.retry_at)
     assert cooldowns == [4, 8, 10, 10, 10]
@@ -222,7 +225,7 @@ async def test_a_success_starts_the_cooldown_over(store: StateStore) -> None:
 async def test_a_failure_that_is_not_the_probe_keeps_the_cooldown(store: StateStore) -> None:
     snap = await store.record_failure("m", now=T0, threshold=1, cooldown=2, cooldown_max=60)
     snap = await _fail_probe(store, T0 + 2, cooldown=2, cap=60)
-    assert (snap.retry_at, snap.cooldown) == (T0 + 6.5, 4)
+    assert (snap.retry_at, snap.cooldown) == (T0 + 6, 4)
     # A call let through before the breaker opened fails late: no probe was out, so it does not double.
     late = await store.record_failure("m", now=T0 + 3, threshold=1, cooldown=2, cooldown_max=60)
     assert (late.retry_at, late.cooldown) == (T0 + 7, 4)
@@ -235,7 +238,7 @@ async def test_without_a_cap_the_cooldown_is_fixed(store: StateStore) -> None:
         snap = await _fail_probe(store, snap.retry_at, cooldown=10, cap=None)
         assert snap.cooldown == 10
     snap = await _fail_probe(store, T0 + 100, cooldown=10, cap=5)  # a cap below the first cooldown
-    assert (snap.retry_at, snap.cooldown) == (T0 + 110.5, 10)
+    assert (snap.retry_at, snap.cooldown) == (T0 + 110, 10)
 
 
 async def test_fractional_cooldowns_double_exactly(store: StateStore) -> None:
@@ -248,7 +251,7 @@ async def test_fractional_cooldowns_double_exactly(store: StateStore) -> None:
         now = snap.retry_at
         snap = await _fail_probe(store, now, cooldown=first, cap=7.7)
         assert snap.cooldown == expected[-1]
-        assert snap.retry_at == now + 0.5 + expected[-1]
+        assert snap.retry_at == now + expected[-1]
     assert expected[-1] == 7.7
 
 
@@ -260,6 +263,36 @@ async def test_concurrent_failures_after_one_probe_double_the_cooldown_once(stor
     )
     assert {s.cooldown for s in snaps} == {2}
     assert (await store.breaker("m", now=T0 + 2)).cooldown == 2
+
+
+# A failover benchmark's longer profile: the primary is down for a minute, a request comes every 4 s and its
+# 503 comes back 5 ms after it was sent. Counted from the failure, each next probe fell due 5 ms after the request
+# that should have been it, and slipped a whole beat.
+OUTAGE, BEAT, LATENCY = 60.0, 4.0, 0.005
+
+
+async def test_probes_keep_the_beat_of_regular_traffic_through_an_outage(store: StateStore) -> None:
+    clock = ManualClock(T0)
+    breaker = CircuitBreaker(store, threshold=1, cooldown=1, cooldown_max=120, clock=clock)
+    probes: list[float] = []
+    for n in range(60):
+        sent = n * BEAT
+        clock.now = T0 + sent
+        admission = await breaker.admit("primary", probe_lease=30)
+        if not admission.allowed:
+            continue  # the fallback answers
+        if admission.probe:
+            probes.append(sent)
+        clock.now = T0 + sent + LATENCY
+        if sent < OUTAGE:
+            await breaker.record_failure("primary")
+            continue
+        await breaker.record_success("primary")
+        break
+    # Opened by the request at 0 s; then a probe with each request due: 1 s after 0, 2 after 4, 4 after 8,
+    # 8 after 12, 16 after 20, 32 after 36 (68 s), the first request the primary answers, 8 s after its recovery.
+    assert probes == [4.0, 8.0, 12.0, 20.0, 36.0, 68.0]
+    assert probes[-1] - OUTAGE <= 10.0
 
 
 # --- spend ---------------------------------------------------------------------------------
@@ -330,9 +363,10 @@ async def test_keys_are_namespaced_and_expire(redis_server: RedisServer) -> None
             f"ns-expiry:spend:task:{(T0 // 3600) * 3600!r}",
         ]
         stored = await raw.hgetall("ns-expiry:breaker:m")
-        assert sorted(stored) == ["cooldown", "failures", "open", "probe_until", "retry_at"]
+        assert sorted(stored) == ["cooldown", "failures", "open", "probe_at", "probe_until", "retry_at"]
         assert (stored["failures"], stored["open"], float(stored["cooldown"])) == ("1", "1", 30)
         assert (float(stored["retry_at"]), float(stored["probe_until"])) == (T0 + 30, T0 + 36)
+        assert float(stored["probe_at"]) == T0 + 31  # a failure of this probe cools down from here
         ttls = {k: await raw.pttl(k) for k in keys}
         assert 0 < ttls["ns-expiry:breaker:m"] <= 3600_000  # max(cooldown * 10, 1 h)
         assert 3600_000 < ttls[keys[2]] <= (3600 + 360) * 1000  # the window and a margin

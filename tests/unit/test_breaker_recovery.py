@@ -13,10 +13,13 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from taskmodels.registry.schema import ModelConfig
 from taskmodels.sections import ResilienceSettings
 from taskmodels.testing import (
+    Fail,
     FakeBackend,
     ManualClock,
+    Step,
     fake_model,
     fake_registry,
     make_test_service,
@@ -87,3 +90,52 @@ async def test_a_10_minute_outage_costs_about_log2_of_600_over_the_first_cooldow
     assert gaps == sorted(gaps)
     assert max(gaps) <= DEFAULTS.breaker_cooldown_max + 1.0
     assert recovery.after <= DEFAULTS.breaker_cooldown_max + 1.0
+
+
+class AnswersLate(FakeBackend):
+    """Each failure comes back ``latency`` seconds of the fake clock after the call was sent."""
+
+    def __init__(self, clock: ManualClock, latency: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.latency = latency
+
+    def next_step(self, model: ModelConfig) -> Step:
+        step = super().next_step(model)
+        if isinstance(step, Fail):
+            self.clock.advance(self.latency)
+        return step
+
+
+async def test_probes_on_a_4_second_beat_do_not_slip_a_beat_when_each_503_takes_5_ms() -> None:
+    # A failover benchmark's longer profile: the primary down for 60 s, a request every 4 s, each 503 back 5 ms
+    # after it was sent. The breaker opens on the first failure (threshold 1), and a probe taken 5 ms early
+    # no longer waits for the next request.
+    clock = ManualClock()
+    backend = AnswersLate(clock, 0.005)
+    backend.always(PRIMARY, server_error(503))
+    service = make_test_service(
+        REGISTRY,
+        backend=backend,
+        resilience=ResilienceSettings(breaker_failure_threshold=1, max_attempts_per_model=1),
+        clock=clock,
+        wall_clock=clock,
+        sleep=clock.sleep,
+        rand=lambda: 0.5,
+    )
+    start, outage, beat = clock.now, 60.0, 4.0
+    sent_to_primary: list[float] = []
+    for n in range(60):
+        clock.now = start + n * beat
+        if n * beat >= outage:
+            backend.always(PRIMARY, reply("back"))
+        result = await service.complete_with_task_model("t", "p")
+        if any(a.model_id == PRIMARY and a.outcome != "skipped" for a in result.attempts):
+            sent_to_primary.append(n * beat)
+        if result.model_id == PRIMARY:
+            break
+        assert result.model_id == FALLBACK
+    # The first request opens the breaker; then a probe with every request due (1, 2, 4, 8, 16, 32 s after
+    # the probe before it was sent): back on the primary 8 s after it recovered.
+    assert sent_to_primary == [0.0, 4.0, 8.0, 12.0, 20.0, 36.0, 68.0]
+    assert sent_to_primary[-1] - outage <= 10.0

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from taskmodels.engine.hedge import Latencies
+from taskmodels.engine.latencies import Latencies
 from taskmodels.engine.outcome import HEDGE_CANCELLED
 from taskmodels.errors import BadRequestError, DeadlineExceededError, RegistryError
 from taskmodels.registry import ModelRegistryService

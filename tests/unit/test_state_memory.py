@@ -39,8 +39,9 @@ async def test_a_probes_success_closes_and_its_failure_reopens() -> None:
     await store.record_failure("m", now=0, threshold=1, cooldown=10)
     await store.admit("m", now=10, probe_lease=3)
     snap = await store.record_failure("m", now=11, threshold=5, cooldown=10)
-    assert (snap.state, snap.retry_at) == ("open", 21)  # a failed probe reopens whatever the threshold
-    await store.admit("m", now=21, probe_lease=3)
+    # A failed probe reopens whatever the threshold, its cooldown counted from when it was let through.
+    assert (snap.state, snap.retry_at) == ("open", 20)
+    await store.admit("m", now=20, probe_lease=3)
     assert (await store.record_success("m", now=22)).state == "closed"
     assert (await store.admit("m", now=22, probe_lease=3)).allowed
     assert await store.breakers(now=22) == {}

@@ -12,33 +12,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from taskmodels.log import library_logger
 from taskmodels.registry.schema import BudgetConfig, ModelConfig
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.ratelimit import DEFAULT_HOLD, RATE_WINDOW, RateSnapshot, RateTicket, hold_until, new_ident
-from taskmodels.resilience.state import Admission, BreakerSnapshot, SpendDecision, StateStore
+from taskmodels.resilience.state import Admission, BreakerSnapshot, Reservation, SpendDecision, StateStore
 from taskmodels.types import RateLimitInfo
 
 from .call import CallState
 from .pools import Route
 
-__all__ = ["Claim", "Gate", "Reservation"]
+__all__ = ["Claim", "Gate", "Reservation"]  # Reservation lives in resilience/state.py; the loop takes it from here
 
 _T = TypeVar("_T")
 _log = library_logger("state")
 _ALLOWED = Admission(True, False, None)
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """Spend held against a task's budget for one attempt, settled to the real cost afterwards."""
-
-    scope: str
-    amount: float
-    window: float
 
 
 NOTHING_RESERVED = Reservation("", 0.0, 0.0)

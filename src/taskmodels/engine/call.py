@@ -4,8 +4,7 @@ why; and the errors that end the call."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from taskmodels.errors import (
     AllModelsFailedError,
@@ -22,12 +21,9 @@ from .plan import CallPlan
 
 if TYPE_CHECKING:
     from taskmodels.output import OutputRun
-    from taskmodels.providers.port import ModelPort
 
-    from .admission import Claim
-    from .pools import Route
 
-__all__ = ["CallState", "Cut", "Try", "describe_attempts"]
+__all__ = ["CallState", "Cut", "describe_attempts"]
 
 Cut = Literal["deadline", "share"] | None
 
@@ -163,29 +159,3 @@ def describe_attempts(attempts: Sequence[Attempt]) -> str:
         name = f"{a.model_id}/{a.deployment_id}" if a.deployment_id else a.model_id
         lines.append(f"\n  {name} ({a.provider}, {tag}): {what}")
     return ":" + "".join(lines)
-
-
-@dataclass(slots=True)
-class Try:
-    """One attempt at one model, handed to a driver by the loop. Its ``claim`` (budget reservation, rate ticket,
-    place among the route's calls in flight) is given back exactly once, by whoever ends the attempt."""
-
-    model: ModelConfig
-    provider: ModelPort
-    number: int  # 1-based try of this model within the call
-    last: bool  # no candidate after this one: it may use the whole deadline
-    claim: Claim
-    started: float
-    route: Route
-    siblings: bool = False  # deployments of the same model still to try: a failure moves to them, not back here
-    trace: Any = None  # the tracer's handle, when the call has a trace
-    first_at: float | None = None  # when its first event (a stream's) or its answer arrived: its commit
-
-    @property
-    def config(self) -> ModelConfig:
-        """The model as this try's deployment configures it (its route's), or the model itself."""
-        return self.route.config
-
-    @property
-    def deployment_id(self) -> str | None:
-        return self.route.deployment_id

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from taskmodels.errors import ProviderError
 
-from .call import CallState, Try
+from .attempt import Try
+from .call import CallState
 from .limits import Bound
 
 if TYPE_CHECKING:
-    from .hedge import Latencies
+    from .latencies import Latencies
     from .observe import Observation
     from .outcome import Outcomes
 

@@ -38,9 +38,11 @@ from taskmodels.sections import ResilienceSettings
 from taskmodels.types import CompletionResult, EmbeddingResult, StreamEvent, ToolCall
 
 from .admission import Gate
-from .call import CallState, Try
-from .hedge import Latencies, Racing
+from .attempt import Try
+from .call import CallState
+from .hedge import Racing
 from .lanes import Feed, Lane, Sequential, Shot
+from .latencies import Latencies
 from .observe import Observation
 from .outcome import Outcomes
 from .pools import Pools, Route

@@ -28,7 +28,8 @@ from taskmodels.registry.schema import ModelConfig
 from taskmodels.resilience.accounting import Accounting
 from taskmodels.types import Attempt, CompletionResult
 
-from .call import CallState, Try
+from .attempt import Try
+from .call import CallState
 from .plan import CallPlan, Operation
 
 __all__ = ["CallTracer", "Observation"]

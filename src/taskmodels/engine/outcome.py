@@ -20,7 +20,8 @@ from taskmodels.sections import ResilienceSettings
 from taskmodels.types import Attempt, CompletionResult, EmbeddingResult, RateLimitInfo
 
 from .admission import Gate
-from .call import CallState, Try
+from .attempt import Try
+from .call import CallState
 from .observe import Observation
 
 __all__ = ["HEDGE_CANCELLED", "Outcomes"]

@@ -9,7 +9,9 @@ The cooldown adapts, as outlier ejection does in service meshes: a fixed one is
 either too long for a blip (a 6 s outage keeps traffic off a healthy model for
 30 s) or too short for an outage (a probe, and a failed call, every few seconds
 for an hour). It starts at ``cooldown``, doubles after each failed probe up to
-``cooldown_max``, and starts over when a call succeeds.
+``cooldown_max``, and starts over when a call succeeds. A failed probe's cooldown
+counts from when the probe was let through (``StateStore.record_failure``), so
+requests on a steady beat meet each probe when it falls due.
 """
 
 from __future__ import annotations

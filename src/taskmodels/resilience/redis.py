@@ -8,7 +8,7 @@ inside Lua, so every total is the very float ``MemoryStateStore`` would compute.
 
 Keys, all expiring::
 
-    {namespace}:breaker:{model key}            hash: failures, open, retry_at, probe_until, cooldown
+    {namespace}:breaker:{model key}            hash: failures, open, retry_at, probe_until, probe_at, cooldown
     {namespace}:spend:{scope}:{window start}   the window's total
     {namespace}:rate:{deployment key}          sorted set: request id -> when it was sent (the rpm log)
     {namespace}:rate:{deployment key}:t        hash: request id -> tokens, '_total', '_hold' (the tpm log, the hold)
@@ -86,7 +86,7 @@ if b[1] ~= '1' then return {{'1', '0', ''}} end
 local now = tonumber(ARGV[1])
 if now < tonumber(b[2]) then return {{'0', '0', b[2]}} end
 if b[3] and now < tonumber(b[3]) then return {{'0', '0', b[3]}} end
-redis.call('HSET', KEYS[1], 'probe_until', {_F.format("now + tonumber(ARGV[2])")})
+redis.call('HSET', KEYS[1], 'probe_until', {_F.format("now + tonumber(ARGV[2])")}, 'probe_at', ARGV[1])
 local ttl = tonumber(ARGV[3])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return {{'1', '1', ''}}
@@ -100,7 +100,7 @@ if not b[1] and not b[2] then return 0 end
 if (tonumber(b[1]) or 0) > 0 or b[2] == '1' then
   redis.call('DEL', KEYS[1])
 else
-  redis.call('HDEL', KEYS[1], 'probe_until')
+  redis.call('HDEL', KEYS[1], 'probe_until', 'probe_at')
 end
 return 1
 """
@@ -108,7 +108,7 @@ return 1
 
 _RECORD_FAILURE = _Lua(
     f"""
-local b = redis.call('HMGET', KEYS[1], 'open', 'retry_at', 'probe_until', 'cooldown')
+local b = redis.call('HMGET', KEYS[1], 'open', 'retry_at', 'probe_until', 'cooldown', 'probe_at')
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local is_open = b[1] == '1'
 local was_probe = is_open and b[3]
@@ -123,9 +123,11 @@ if was_probe or failures >= tonumber(ARGV[2]) then
   local c = math.min(math.max(current, initial), ceiling)
   is_open = true
   cooldown = {_F.format("c")}
-  retry_at = {_F.format("tonumber(ARGV[1]) + c")}
+  -- a failed probe's cooldown counts from when it was admitted, any other failure's from now
+  local start = was_probe and tonumber(b[5]) or tonumber(ARGV[1])
+  retry_at = {_F.format("start + c")}
   redis.call('HSET', KEYS[1], 'open', '1', 'retry_at', retry_at, 'cooldown', cooldown)
-  redis.call('HDEL', KEYS[1], 'probe_until')
+  redis.call('HDEL', KEYS[1], 'probe_until', 'probe_at')
 elseif not is_open then
   redis.call('HSET', KEYS[1], 'open', '0')
 end

@@ -12,6 +12,10 @@ a store shared between processes needs a clock they share, such as ``time.time``
 The cooldown of an open breaker adapts: it opens for the first cooldown, each
 failed probe doubles it up to a cap, and a success forgets it, so a blip costs
 seconds and a long outage a handful of probes (``next_cooldown`` is the rule).
+A failed probe's cooldown counts from when the probe was let through, not from
+when its failure came back: counted from the failure, traffic on a regular beat
+found the next probe due a few milliseconds after the request that should have
+been it, and every probe slipped a whole beat.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "BreakerSnapshot",
     "BreakerStateName",
     "MemoryStateStore",
+    "Reservation",
     "SpendDecision",
     "StateStore",
     "next_cooldown",
@@ -65,6 +70,16 @@ class SpendDecision:
     total: float  # spend in the window after the decision
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Spend held against a budget's ``scope`` for one attempt (``reserve_spend``), settled to the real cost
+    afterwards (``add_spend`` of the difference, in the same ``window``)."""
+
+    scope: str
+    amount: float
+    window: float
+
+
 def next_cooldown(current: float, *, failed_probe: bool, initial: float, cap: float | None) -> float:
     """The cooldown an open breaker takes after a failure.
 
@@ -99,8 +114,10 @@ class StateStore(ABC):
         self, key: str, *, now: float, threshold: int, cooldown: float, cooldown_max: float | None = None
     ) -> BreakerSnapshot:
         """Count a failure; (re)open the breaker when the count reaches ``threshold`` or when the
-        failure was a half-open probe's: ``retry_at = now +`` the cooldown ``next_cooldown`` gives,
-        from ``cooldown`` (the first) up to ``cooldown_max`` (``None``: fixed at ``cooldown``)."""
+        failure was a half-open probe's, for the cooldown ``next_cooldown`` gives, from ``cooldown``
+        (the first) up to ``cooldown_max`` (``None``: fixed at ``cooldown``). ``retry_at`` is that
+        cooldown after the ``now`` the probe was admitted at, for a probe's failure; after this
+        ``now`` for any other."""
 
     @abstractmethod
     async def breaker(self, key: str, *, now: float) -> BreakerSnapshot:
@@ -158,6 +175,7 @@ class _Breaker:
     open: bool = False
     retry_at: float = 0.0
     probe_until: float | None = None
+    probe_at: float = 0.0  # when the probe out was admitted: its failure's cooldown counts from then
     cooldown: float = 0.0
 
 
@@ -184,6 +202,7 @@ class MemoryStateStore(StateStore):
         if b.probe_until is not None and now < b.probe_until:
             return Admission(False, False, b.probe_until)
         b.probe_until = now + probe_lease
+        b.probe_at = now
         return Admission(True, True, None)
 
     async def record_success(self, key: str, *, now: float) -> BreakerSnapshot:
@@ -207,7 +226,7 @@ class MemoryStateStore(StateStore):
             current = b.cooldown if b.open else 0.0
             b.cooldown = next_cooldown(current, failed_probe=was_probe, initial=cooldown, cap=cooldown_max)
             b.open = True
-            b.retry_at = now + b.cooldown
+            b.retry_at = (b.probe_at if was_probe else now) + b.cooldown
             b.probe_until = None
         return self._snapshot(key, b, now)
 
