@@ -1,0 +1,299 @@
+"""The GenAI semantic conventions, rule by rule, against the built-in providers speaking their own wire protocol.
+
+The rules are those of ``docs/gen-ai/gen-ai-spans.md`` and ``gen-ai-metrics.md`` in
+open-telemetry/semantic-conventions-genai (where the GenAI conventions moved from open-telemetry/semantic-conventions),
+the version with ``gen_ai.provider.name``, ``gen_ai.request.stream`` and ``gen_ai.response.time_to_first_chunk``.
+Each test names its rule. Spans and metric points are read from the SDK's in-memory exporter and reader; the
+providers are the real ones on an ``httpx2.MockTransport`` that answers with each vendor's documented bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from pydantic import BaseModel
+
+from taskmodels.providers.factory import ModelProviderFactory
+from taskmodels.registry.service import ModelRegistryService
+from taskmodels.resilience.state import MemoryStateStore
+from taskmodels.sections import ResilienceSettings
+from taskmodels.selection import ModelSelectionFactory
+from taskmodels.service import ModelService
+from taskmodels.settings import Settings
+from taskmodels.types import ResponseFormat
+from tests.otel_kit import Otel, attrs
+
+KEY = "sk-conventions-test-0123456789abcdef"
+ANSWER = '{"name": "Poseidonia"}'
+RESPONSE_MODEL = "served-model-2025-01-01"  # every wire answers under this name: it differs from the one asked
+
+
+class City(BaseModel):
+    name: str
+
+
+# --- the wire: each vendor's documented answer -----------------------------------------------------------
+
+
+def _chat_completion(text: str) -> dict[str, Any]:
+    # platform.openai.com/docs/api-reference/chat/object (OpenAI, Azure OpenAI, every OpenAI-compatible server)
+    return {
+        "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
+        "object": "chat.completion",
+        "created": 1741570283,
+        "model": RESPONSE_MODEL,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29},
+    }
+
+
+def _chat_chunks(text: str) -> str:
+    # platform.openai.com/docs/api-reference/chat-streaming/streaming: deltas, the finish reason, the usage chunk
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-123",
+            "object": "chat.completion.chunk",
+            "created": 1694268190,
+            "model": RESPONSE_MODEL,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    usage = {**chunk({}), "choices": [], "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29}}
+    events = [chunk({"role": "assistant", "content": ""}), chunk({"content": text}), chunk({}, "stop"), usage]
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+def _anthropic_message(text: str) -> dict[str, Any]:
+    # docs.anthropic.com/en/api/messages
+    return {
+        "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+        "type": "message",
+        "role": "assistant",
+        "model": RESPONSE_MODEL,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 19, "output_tokens": 10},
+    }
+
+
+def _gemini_response(text: str) -> dict[str, Any]:
+    # ai.google.dev/api/generate-content#generatecontentresponse
+    return {
+        "candidates": [
+            {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0},
+        ],
+        "usageMetadata": {"promptTokenCount": 19, "candidatesTokenCount": 10, "totalTokenCount": 29},
+        "modelVersion": RESPONSE_MODEL,
+        "responseId": "mAitaLmkHPPlz7IPvtfUqQ4",
+    }
+
+
+def _ollama_chat(text: str) -> dict[str, Any]:
+    # github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
+    return {
+        "model": RESPONSE_MODEL,
+        "created_at": "2023-12-12T14:13:43.416799Z",
+        "message": {"role": "assistant", "content": text},
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 5191566416,
+        "prompt_eval_count": 19,
+        "eval_count": 10,
+    }
+
+
+def _embeddings(texts: Sequence[str]) -> dict[str, Any]:
+    # platform.openai.com/docs/api-reference/embeddings/object
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "embedding": [0.1, 0.2], "index": i} for i in range(len(texts))],
+        "model": RESPONSE_MODEL,
+        "usage": {"prompt_tokens": 8, "total_tokens": 8},
+    }
+
+
+class Wire:
+    """Every built-in provider's chat, stream and embedding endpoints, answering ``text``; requests are kept."""
+
+    def __init__(self, text: str = ANSWER) -> None:
+        self.text = text
+        self.requests: list[httpx2.Request] = []
+        self.client = httpx2.AsyncClient(transport=httpx2.MockTransport(self._answer))
+
+    def _answer(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        path = request.url.path
+        body = json.loads(request.content) if request.content else {}
+        if path.endswith("/chat/completions") and body.get("stream"):
+            return httpx2.Response(200, content=_chat_chunks(self.text), headers={"content-type": "text/event-stream"})
+        if path.endswith("/embeddings"):
+            return httpx2.Response(200, json=_embeddings(body["input"]))
+        for suffix, answer in _ANSWERS.items():
+            if path.endswith(suffix):
+                return httpx2.Response(200, json=answer(self.text))
+        return httpx2.Response(404, json={"error": {"message": f"no route {path}"}})
+
+
+_ANSWERS = {
+    "/chat/completions": _chat_completion,
+    "/v1/messages": _anthropic_message,
+    ":generateContent": _gemini_response,
+    "/api/chat": _ollama_chat,
+}
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[Wire]:
+    w = Wire()
+    async with w.client:
+        yield w
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A registry provider at an endpoint, and what the conventions call it there."""
+
+    provider: str
+    base_url: str | None
+    address: str
+    port: int
+    name: str  # gen_ai.provider.name
+
+    def entry(self, model_id: str = "m", **keys: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": model_id,
+            "provider": self.provider,
+            "modelName": f"{model_id}-name",
+            "maxTokens": 200,
+            "temperature": 0.2,
+            "contextWindow": 16000,
+            "costPer1kTokens": 0.001,
+            "capabilities": ["chat", "embedding"],
+            **keys,
+        }
+        if self.base_url is not None:
+            entry["baseUrl"] = self.base_url
+        return entry
+
+
+ENDPOINTS = {
+    "openai": Endpoint("openai", None, "api.openai.com", 443, "openai"),
+    "azure-openai": Endpoint(
+        "azure-openai", "https://res-1.openai.azure.com", "res-1.openai.azure.com", 443, "azure.ai.openai"
+    ),
+    "anthropic": Endpoint("anthropic", None, "api.anthropic.com", 443, "anthropic"),
+    "gemini": Endpoint("gemini", None, "generativelanguage.googleapis.com", 443, "gcp.gemini"),
+    "ollama": Endpoint("ollama", None, "localhost", 11434, "ollama"),
+    "groq": Endpoint("openai-compatible", "https://api.groq.com/openai/v1", "api.groq.com", 443, "groq"),
+    "local": Endpoint("openai-compatible", "http://127.0.0.1:8080/v1", "127.0.0.1", 8080, "openai-compatible"),
+}
+
+
+def wire_service(otel: Otel, wire: Wire, *models: dict[str, Any], **kwargs: Any) -> ModelService:
+    """A service whose task ``t`` chains ``models`` (registry entries), every provider the real one on ``wire``."""
+    tracer = kwargs.pop("tracer", None) or otel.tracer()
+    resilience = kwargs.pop("resilience", None) or ResilienceSettings(max_attempts_per_model=1)
+    ids = [m["id"] for m in models]
+    registry = {
+        "models": list(models),
+        "taskMappings": [{"taskName": "t", "primaryModelId": ids[0], "fallbackModelIds": ids[1:], **kwargs}],
+        "defaultModelId": ids[-1],
+    }
+    keys = {f"{name}_api_key": KEY for name in ("openai", "anthropic", "gemini", "azure_openai")}
+    factory = ModelProviderFactory(Settings(_env_file=None, **keys), wire.client, discover_entry_points=False)
+    registry_service = ModelRegistryService.from_dict(registry, provider_names=factory.provider_names())
+    return ModelService(
+        registry=registry_service,
+        selector=ModelSelectionFactory(registry_service),
+        provider_factory=factory,
+        state_store=MemoryStateStore(),
+        resilience=resilience,
+        tracer=tracer,
+    )
+
+
+class AtStart(SpanProcessor):
+    """Each span's attributes as they were when it started: what a sampler sees."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.seen.append((span.name, dict(span.attributes or {})))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+
+@pytest.fixture
+def at_start(otel: Otel) -> AtStart:
+    processor = AtStart()
+    otel.tracer_provider.add_span_processor(processor)
+    return processor
+
+
+def attempt_spans(otel: Otel) -> list[ReadableSpan]:
+    return [s for s in otel.finished() if not s.name.startswith("taskmodels ")]
+
+
+def only_attempt(otel: Otel) -> dict[str, Any]:
+    (span,) = attempt_spans(otel)
+    return attrs(span)
+
+
+def point_attributes(otel: Otel, metric: str) -> dict[str, Any]:
+    (point,) = otel.points(metric)
+    return dict(point.attributes)
+
+
+# --- server.address, server.port and the provider's name, on every kind of call --------------------------
+
+ASKED_FOR_JSON: dict[str, dict[str, Any]] = {
+    "output_type": {"output_type": City},
+    "json_schema": {"response_format": ResponseFormat.json_schema({"type": "object", "properties": {}})},
+}
+
+
+@pytest.mark.parametrize("how", list(ASKED_FOR_JSON))
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+async def test_server_address_port_and_provider_name_are_set_at_creation_on_calls_that_ask_for_json(
+    otel: Otel, wire: Wire, at_start: AtStart, endpoint: str, how: str
+) -> None:
+    """Inference span: ``server.address`` (recommended), ``server.port`` (conditionally required when the
+    address is set) and ``gen_ai.provider.name`` (required), all SHOULD be given at span creation. A typed answer
+    and a caller's own ``json_schema`` format reach the provider through a wrapper, which lost them."""
+    where = ENDPOINTS[endpoint]
+    # json_schema declared: the registry then says how each model takes a schema, so a caller's format is adapted
+    svc = wire_service(otel, wire, where.entry(capabilities=["chat", "json_schema"]))
+    await svc.complete_with_task_model("t", "the capital of Atlantis, as JSON", **ASKED_FOR_JSON[how])
+
+    expected = {"server.address": where.address, "server.port": where.port, "gen_ai.provider.name": where.name}
+    ((name, started),) = [(n, a) for n, a in at_start.seen if not n.startswith("taskmodels ")]
+    assert name == "chat m-name"
+    assert {k: started.get(k) for k in expected} == expected
+    ended = only_attempt(otel)
+    assert {k: ended.get(k) for k in expected} == expected
+    duration = point_attributes(otel, "gen_ai.client.operation.duration")
+    assert {k: duration.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+async def test_a_plain_call_names_its_server_and_provider_too(
+    otel: Otel, wire: Wire, at_start: AtStart, endpoint: str
+) -> None:
+    where = ENDPOINTS[endpoint]
+    svc = wire_service(otel, wire, where.entry())
+    await svc.complete_with_task_model("t", "hello")
+    expected = {"server.address": where.address, "server.port": where.port, "gen_ai.provider.name": where.name}
+    ((_, started),) = [(n, a) for n, a in at_start.seen if not n.startswith("taskmodels ")]
+    assert {k: started.get(k) for k in expected} == expected
