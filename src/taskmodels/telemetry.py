@@ -178,25 +178,34 @@ _PROVIDER_NAMES: Final[Mapping[str, str]] = {
     "gemini": "gcp.gemini",
     "ollama": "ollama",
 }
-# An OpenAI-compatible endpoint is named after the service behind it, when the conventions know it.
-_COMPATIBLE_HOSTS: Final[Mapping[str, str]] = {
+# The OpenAI protocol reaches many services: one the conventions name is named after its host, whichever of the
+# two providers the registry chose for it.
+_OPENAI_PROTOCOL: Final = frozenset({"openai", "openai-compatible"})
+_HOSTS: Final[Mapping[str, str]] = {
     "api.openai.com": "openai",
     "api.groq.com": "groq",
     "api.deepseek.com": "deepseek",
     "api.mistral.ai": "mistral_ai",
     "api.x.ai": "x_ai",
     "api.perplexity.ai": "perplexity",
+    "api.moonshot.ai": "moonshot_ai",
+    "generativelanguage.googleapis.com": "gcp.gemini",  # the conventions' own example of it (AI Studio)
+    "aiplatform.googleapis.com": "gcp.vertex_ai",
 }
+# Endpoints named per region or per resource: us-central1-aiplatform.googleapis.com, <resource>.openai.azure.com.
+_HOST_SUFFIXES: Final = (("-aiplatform.googleapis.com", "gcp.vertex_ai"), (".openai.azure.com", "azure.ai.openai"))
 
 
 def provider_name(provider: str, host: str | None) -> str:
     """``gen_ai.provider.name`` for a registry ``provider`` reached at ``host``."""
-    known = _PROVIDER_NAMES.get(provider)
-    if known is not None:
-        return known
-    if host is not None and (by_host := _COMPATIBLE_HOSTS.get(host)) is not None:
-        return by_host
-    return provider
+    if provider in _OPENAI_PROTOCOL and host:
+        host = host.lower()
+        by_host = _HOSTS.get(host)
+        if by_host is None:
+            by_host = next((name for suffix, name in _HOST_SUFFIXES if host.endswith(suffix)), None)
+        if by_host is not None:
+            return by_host
+    return _PROVIDER_NAMES.get(provider, provider)
 
 
 def capture_content_from_environment() -> bool:

@@ -196,6 +196,29 @@ ENDPOINTS = {
     "ollama": Endpoint("ollama", None, "localhost", 11434, "ollama"),
     "groq": Endpoint("openai-compatible", "https://api.groq.com/openai/v1", "api.groq.com", 443, "groq"),
     "local": Endpoint("openai-compatible", "http://127.0.0.1:8080/v1", "127.0.0.1", 8080, "openai-compatible"),
+    # Known services behind the OpenAI protocol are named by their host, as the conventions list them
+    "gemini-openai": Endpoint(
+        "openai-compatible",
+        "https://generativelanguage.googleapis.com/v1beta/openai",
+        "generativelanguage.googleapis.com",
+        443,
+        "gcp.gemini",
+    ),
+    "vertex-openai": Endpoint(
+        "openai-compatible",
+        "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/endpoints/openapi",
+        "us-central1-aiplatform.googleapis.com",
+        443,
+        "gcp.vertex_ai",
+    ),
+    "azure-openai-v1": Endpoint(
+        "openai-compatible",
+        "https://res-2.openai.azure.com/openai/v1",
+        "res-2.openai.azure.com",
+        443,
+        "azure.ai.openai",
+    ),
+    "openai-at-groq": Endpoint("openai", "https://api.groq.com/openai/v1", "api.groq.com", 443, "groq"),
 }
 
 
