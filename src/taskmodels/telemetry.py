@@ -30,9 +30,9 @@ through ``taskmodels.redaction.scrub`` first, so no configured key can reach a s
 
 Metrics: ``gen_ai.client.operation.duration`` (per attempt, ``error.type`` on failures),
 ``gen_ai.client.token.usage`` (``gen_ai.token.type`` ``input`` / ``output``),
-``gen_ai.client.operation.time_to_first_chunk`` (streamed attempts), the observable counter
-``taskmodels.client.cost`` (summed here, read when the application's reader collects) and the
-counter ``taskmodels.client.fallbacks``. Label sets are built once per task and model and reused.
+``gen_ai.client.operation.time_to_first_chunk`` (streamed attempts, recorded as they end, with the response's
+model), the observable counter ``taskmodels.client.cost`` (summed here, read when the application's reader
+collects) and the counter ``taskmodels.client.fallbacks``. Label sets are built once per task and model and reused.
 """
 
 from __future__ import annotations
@@ -148,27 +148,10 @@ COST_METRIC: Final = "taskmodels.client.cost"
 FALLBACK_METRIC: Final = "taskmodels.client.fallbacks"
 METRICS: Final = (DURATION_METRIC, USAGE_METRIC, FIRST_CHUNK_METRIC, COST_METRIC, FALLBACK_METRIC)
 
-# The conventions' advice for the two GenAI histograms, and the server time-to-first-token set for the first chunk.
+# The conventions' bucket advice: the same for the two client time histograms, and for token counts.
 _DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 _TOKEN_BUCKETS: Final = tuple(float(4**n) for n in range(14))  # 1, 4, 16 ... 67108864
-_FIRST_CHUNK_BUCKETS: Final = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
+_FIRST_CHUNK_BUCKETS: Final = _DURATION_BUCKETS
 
 # Registry provider names -> the conventions' gen_ai.provider.name; a name not listed is reported as it is.
 _PROVIDER_NAMES: Final[Mapping[str, str]] = {
@@ -408,7 +391,8 @@ class OpenTelemetryTracer:
         self._first_chunk = meter.create_histogram(
             FIRST_CHUNK_METRIC,
             unit="s",
-            description="Time from the request to the first chunk of a streamed answer.",
+            description="Time to receive the first chunk, measured from when the client issues the generation "
+            "request to when the first chunk is received in the response stream.",
             explicit_bucket_boundaries_advisory=_FIRST_CHUNK_BUCKETS,
         )
         self._costs = _costs_for(meter_provider, meter)
@@ -504,10 +488,10 @@ class OpenTelemetryTracer:
             otel_context.attach(trace.set_span_in_context(attempt.span, attempt.call.context))
 
     def first_chunk(self, attempt: Any) -> None:
+        # Measured now, recorded when the attempt ends: the histogram carries the response's model, known then.
         if not isinstance(attempt, _AttemptHandle) or attempt.first_chunk is not None:
             return
         attempt.first_chunk = elapsed = time.perf_counter() - attempt.started
-        self._first_chunk.record(elapsed, attempt.labels.base)
         attempt.span.set_attribute(TIME_TO_FIRST_CHUNK, elapsed)
 
     def attempt_ended(self, call: CallState, attempt: Any, record: Attempt, result: CompletionResult | None) -> None:
@@ -521,6 +505,8 @@ class OpenTelemetryTracer:
         else:
             kind = record.error_class or "_OTHER"
             self._duration.record(duration, {**attempt.labels.base, ERROR_TYPE: kind})
+            if attempt.first_chunk is not None:  # a stream that broke after its first chunk
+                self._first_chunk.record(attempt.first_chunk, attempt.labels.base)
             if span.is_recording():
                 attributes: dict[str, AttributeValue] = {ERROR_TYPE: kind, ATTEMPT_OUTCOME: "error"}
                 description = kind
@@ -542,6 +528,8 @@ class OpenTelemetryTracer:
         span = attempt.span
         if cost:
             self._costs.add(attempt.labels.cost_key, cost)
+        if attempt.first_chunk is not None:
+            self._first_chunk.record(attempt.first_chunk, attempt.labels.base)
         if span.is_recording():
             span.set_attributes({ATTEMPT_OUTCOME: "cancelled", COST: cost})
         span.end()
@@ -552,6 +540,8 @@ class OpenTelemetryTracer:
         usage = result.usage
         answered, input_labels, output_labels = labels.for_answer(result.model_name)
         self._duration.record(duration, answered)
+        if attempt.first_chunk is not None:
+            self._first_chunk.record(attempt.first_chunk, answered)
         self._tokens.record(usage.input_tokens, input_labels)
         if chat:
             self._tokens.record(usage.output_tokens, output_labels)
@@ -587,6 +577,8 @@ class OpenTelemetryTracer:
     def _abandon(self, attempt: _AttemptHandle) -> None:
         """An attempt its call left without a word: a stream the consumer stopped reading, a cancelled call."""
         self._close(attempt)
+        if attempt.first_chunk is not None:  # the consumer stopped reading after the first chunk came
+            self._first_chunk.record(attempt.first_chunk, attempt.labels.base)
         span = attempt.span
         span.set_attribute(ATTEMPT_OUTCOME, "abandoned")
         span.end()

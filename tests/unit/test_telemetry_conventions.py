@@ -320,3 +320,58 @@ async def test_a_plain_call_names_its_server_and_provider_too(
     expected = {"server.address": where.address, "server.port": where.port, "gen_ai.provider.name": where.name}
     ((_, started),) = [(n, a) for n, a in at_start.seen if not n.startswith("taskmodels ")]
     assert {k: started.get(k) for k in expected} == expected
+
+
+# --- the time-to-first-chunk histogram --------------------------------------------------------------------
+
+
+async def _stream(svc: ModelService, **fields: Any) -> None:
+    events = [e async for e in svc.stream_with_task_model("t", "hello", **fields)]
+    assert events[-1].type == "done"
+
+
+async def test_time_to_first_chunk_has_the_conventions_buckets(otel: Otel, wire: Wire) -> None:
+    """``gen_ai.client.operation.time_to_first_chunk`` SHOULD be specified with ExplicitBucketBoundaries
+    [0.01, 0.02, 0.04, ..., 81.92] (not the server's time-to-first-token set, which starts at 0.001)."""
+    svc = wire_service(otel, wire, ENDPOINTS["local"].entry())
+    await _stream(svc)
+    (point,) = otel.points("gen_ai.client.operation.time_to_first_chunk")
+    assert list(point.explicit_bounds) == [
+        0.01,
+        0.02,
+        0.04,
+        0.08,
+        0.16,
+        0.32,
+        0.64,
+        1.28,
+        2.56,
+        5.12,
+        10.24,
+        20.48,
+        40.96,
+        81.92,
+    ]
+
+
+@pytest.mark.parametrize("endpoint", ["local", "openai", "groq"])
+async def test_time_to_first_chunk_has_the_durations_attributes_and_the_response_model(
+    otel: Otel, wire: Wire, endpoint: str
+) -> None:
+    """The histogram's attributes: ``gen_ai.operation.name``, ``gen_ai.provider.name`` (required),
+    ``gen_ai.request.model``, ``server.port`` (conditionally required), ``gen_ai.response.model``,
+    ``server.address`` (recommended): those of the duration, which docs/tracing.md promises."""
+    where = ENDPOINTS[endpoint]
+    svc = wire_service(otel, wire, where.entry())
+    await _stream(svc)
+    expected = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": where.name,
+        "gen_ai.request.model": "m-name",
+        "gen_ai.response.model": RESPONSE_MODEL,
+        "server.address": where.address,
+        "server.port": where.port,
+        "taskmodels.task": "t",
+    }
+    assert point_attributes(otel, "gen_ai.client.operation.time_to_first_chunk") == expected
+    assert point_attributes(otel, "gen_ai.client.operation.duration") == expected
