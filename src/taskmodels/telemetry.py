@@ -81,6 +81,8 @@ PROVIDER: Final = "gen_ai.provider.name"
 REQUEST_MODEL: Final = "gen_ai.request.model"
 REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+REQUEST_STREAM: Final = "gen_ai.request.stream"
+OUTPUT_TYPE: Final = "gen_ai.output.type"
 RESPONSE_MODEL: Final = "gen_ai.response.model"
 RESPONSE_ID: Final = "gen_ai.response.id"
 FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
@@ -120,6 +122,8 @@ ATTEMPT_ATTRIBUTES: Final = (
     REQUEST_MODEL,
     REQUEST_MAX_TOKENS,
     REQUEST_TEMPERATURE,
+    REQUEST_STREAM,
+    OUTPUT_TYPE,
     RESPONSE_MODEL,
     RESPONSE_ID,
     FINISH_REASONS,
@@ -326,7 +330,7 @@ def _costs_for(meter_provider: metrics.MeterProvider | None, meter: metrics.Mete
 
 
 class _CallHandle:
-    __slots__ = ("context", "ended", "inputs", "open", "previous_model", "span", "streaming")
+    __slots__ = ("context", "ended", "extra", "open", "previous_model", "span", "streaming")
 
     def __init__(self, span: Span, context: otel_context.Context, *, streaming: bool) -> None:
         self.span = span
@@ -335,7 +339,8 @@ class _CallHandle:
         self.ended = False
         self.open: list[_AttemptHandle] = []
         self.previous_model: str | None = None
-        self.inputs: dict[str, AttributeValue] | None = None  # the captured prompt, built once per call
+        # What every attempt says of the request (streamed, output type, the captured prompt): built at the first
+        self.extra: dict[str, AttributeValue] | None = None
 
 
 class _AttemptHandle:
@@ -465,10 +470,11 @@ class OpenTelemetryTracer:
             self._fallbacks.add(1, {TASK: plan.task, MODEL_ID: model.id, FALLBACK_FROM: previous})
         handle.previous_model = model.id
         attributes = labels.attempt(model, plan.request, number)
-        if self.capture_content and operation == "chat":
-            if handle.inputs is None:
-                handle.inputs = _input_messages(plan.request)
-            attributes = {**attributes, **handle.inputs}
+        extra = handle.extra
+        if extra is None:
+            extra = handle.extra = self._call_attributes(call, handle)
+        if extra:
+            attributes = {**attributes, **extra}
         span = self._tracer.start_span(
             labels.span_name, context=handle.context, kind=SpanKind.CLIENT, attributes=attributes
         )
@@ -486,6 +492,12 @@ class OpenTelemetryTracer:
         # Attached for good: the task's context ends with it, whatever order the racing tries end in.
         if isinstance(attempt, _AttemptHandle) and attempt.span.is_recording():
             otel_context.attach(trace.set_span_in_context(attempt.span, attempt.call.context))
+
+    def attempt_streams(self, attempt: Any) -> None:
+        """The attempt's request goes out as a stream: a complete read as one (``stream_under_the_hood``); a
+        stream's attempts said so when they started."""
+        if isinstance(attempt, _AttemptHandle) and not attempt.call.streaming and attempt.span.is_recording():
+            attempt.span.set_attribute(REQUEST_STREAM, True)
 
     def first_chunk(self, attempt: Any) -> None:
         # Measured now, recorded when the attempt ends: the histogram carries the response's model, known then.
@@ -592,6 +604,23 @@ class OpenTelemetryTracer:
         if attempt.token is not None:
             otel_context.detach(attempt.token)
 
+    def _call_attributes(self, call: CallState, handle: _CallHandle) -> dict[str, AttributeValue]:
+        """What every attempt of a call says of its request: whether it streams, the output type asked for
+        (the conventions' conditionally required ``gen_ai.request.stream`` and ``gen_ai.output.type``), and the
+        prompt when content is captured."""
+        plan = call.plan
+        if plan.operation != "chat":
+            return {}
+        request = plan.request
+        attributes: dict[str, AttributeValue] = {}
+        if handle.streaming:
+            attributes[REQUEST_STREAM] = True
+        if (kind := _output_type(request)) is not None:
+            attributes[OUTPUT_TYPE] = kind
+        if self.capture_content:
+            attributes.update(_input_messages(request))
+        return attributes
+
     def _labels_for(self, task: str, operation: str, model: ModelConfig, base_url: object) -> _Labels:
         url = base_url if isinstance(base_url, str) else None
         key = (task, operation, model.id, model.provider, model.model_name, url)
@@ -603,6 +632,17 @@ class OpenTelemetryTracer:
                 self._labels.clear()
             self._labels[key] = labels
         return labels
+
+
+def _output_type(request: CompletionRequest) -> str | None:
+    """``gen_ai.output.type`` of what the caller asked for: ``json`` for a typed answer, a schema or JSON mode,
+    ``text`` for a text format; ``None`` when the request names no format."""
+    if request.output_type is not None:
+        return "json"
+    fmt = request.response_format
+    if fmt is None:
+        return None
+    return "text" if fmt.type == "text" else "json"
 
 
 # --- content, when the application opts in ----------------------------------------------------------

@@ -375,3 +375,69 @@ async def test_time_to_first_chunk_has_the_durations_attributes_and_the_response
     }
     assert point_attributes(otel, "gen_ai.client.operation.time_to_first_chunk") == expected
     assert point_attributes(otel, "gen_ai.client.operation.duration") == expected
+
+
+# --- gen_ai.request.stream ---------------------------------------------------------------------------------
+
+
+async def test_a_streamed_request_says_so_at_creation(otel: Otel, wire: Wire, at_start: AtStart) -> None:
+    """``gen_ai.request.stream``: conditionally required, "if and only if the request is streaming"."""
+    svc = wire_service(otel, wire, ENDPOINTS["local"].entry())
+    await _stream(svc)
+    ((_, started),) = [(n, a) for n, a in at_start.seen if not n.startswith("taskmodels ")]
+    assert started.get("gen_ai.request.stream") is True
+    assert only_attempt(otel)["gen_ai.request.stream"] is True
+    (request,) = wire.requests
+    assert json.loads(request.content)["stream"] is True  # what the attribute says went out
+
+
+async def test_a_complete_read_as_a_stream_is_a_streamed_request(otel: Otel, wire: Wire) -> None:
+    svc = wire_service(otel, wire, ENDPOINTS["groq"].entry(), resilience=ResilienceSettings(stream_under_the_hood=True))
+    await svc.complete_with_task_model("t", "hello")
+    assert json.loads(wire.requests[0].content)["stream"] is True
+    assert only_attempt(otel)["gen_ai.request.stream"] is True
+
+
+@pytest.mark.parametrize("endpoint", ["local", "anthropic", "gemini", "ollama"])
+async def test_a_request_that_does_not_stream_has_no_stream_attribute(otel: Otel, wire: Wire, endpoint: str) -> None:
+    """``gen_ai.request.stream``: "If unset, the request is assumed to be non-streaming". Never set to false."""
+    svc = wire_service(otel, wire, ENDPOINTS[endpoint].entry())
+    await svc.complete_with_task_model("t", "hello")
+    if endpoint == "local":  # an embedding request is never a stream either
+        await svc.embed_with_task_model("t", ["one"])
+    for span in attempt_spans(otel):
+        assert "gen_ai.request.stream" not in attrs(span), span.name
+
+
+# --- gen_ai.output.type ---------------------------------------------------------------------------------
+
+OUTPUT_TYPES: list[tuple[str, dict[str, Any], str | None]] = [
+    ("output_type", {"output_type": City}, "json"),
+    ("json_schema", {"response_format": ResponseFormat.json_schema({"type": "object"})}, "json"),
+    ("json_mode", {"response_format": ResponseFormat.json()}, "json"),
+    ("json_mode_as_a_dict", {"response_format": {"type": "json_object"}}, "json"),
+    ("text", {"response_format": ResponseFormat(type="text")}, "text"),
+    ("nothing_asked", {}, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"), [(f, e) for _, f, e in OUTPUT_TYPES], ids=[i for i, _, _ in OUTPUT_TYPES]
+)
+@pytest.mark.parametrize("endpoint", ["openai", "anthropic", "gemini"])
+async def test_the_output_type_asked_for_is_on_the_span(
+    otel: Otel, wire: Wire, endpoint: str, fields: dict[str, Any], expected: str | None
+) -> None:
+    """``gen_ai.output.type``: conditionally required "when applicable and if the request includes an output
+    format"; ``json`` for a schema or JSON mode ("JSON object with known or unknown schema"), ``text`` for plain
+    text. The type the client asked for, whichever way each model is then sent it."""
+    svc = wire_service(otel, wire, ENDPOINTS[endpoint].entry())
+    await svc.complete_with_task_model("t", "the capital of Atlantis", **fields)
+    assert only_attempt(otel).get("gen_ai.output.type") == expected
+
+
+async def test_a_stream_asking_for_json_says_both(otel: Otel, wire: Wire) -> None:
+    svc = wire_service(otel, wire, ENDPOINTS["openai"].entry())
+    await _stream(svc, output_type=City)
+    got = only_attempt(otel)
+    assert (got["gen_ai.output.type"], got["gen_ai.request.stream"]) == ("json", True)

@@ -268,6 +268,7 @@ async def test_a_hedged_complete_read_as_a_stream_times_its_first_chunk(otel: Ot
     (winner,) = by_name(spans, "chat b-name")
     assert attrs(loser)["taskmodels.attempt.outcome"] == "cancelled"
     assert "gen_ai.response.time_to_first_chunk" in attrs(winner)
+    assert attrs(loser)["gen_ai.request.stream"] is attrs(winner)["gen_ai.request.stream"] is True  # both streamed
     assert_requests_nest_under_their_own_attempt(spans)
     assert context_errors == []
 

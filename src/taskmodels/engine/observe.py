@@ -44,6 +44,9 @@ class CallTracer(Protocol):
     cancelled call) and ends whatever attempt is still open. A hedged call's attempts race in tasks of their
     own: each is started in its task as its request goes out (``attempt_started``, then ``attempt_running``),
     and one that lost the race ends through ``attempt_cancelled``, with what it was charged.
+
+    Optional: ``attempt_streams(attempt)``, called as an attempt's request goes out as a stream (a stream's, or a
+    completion read as one), before its first chunk.
     """
 
     def call_started(self, call: CallState, *, streaming: bool) -> Any: ...
@@ -176,10 +179,14 @@ class Observation:
         tracer.attempt_running(handle)
 
     def first_chunk_hook(self, trace: Any) -> Callable[[], None] | None:
-        """What a stream attempt calls when its first event arrives: ``None`` without a trace."""
+        """What a stream attempt calls when its first event arrives: ``None`` without a trace. Asked for as the
+        attempt's request goes out as a stream, so a tracer with ``attempt_streams`` is told it streams."""
         tracer = self.tracer
         if trace is None or tracer is None:
             return None
+        streams = getattr(tracer, "attempt_streams", None)  # optional: a tracer may not record it
+        if streams is not None:
+            streams(trace)
         return functools.partial(tracer.first_chunk, trace)
 
     def call_closed(self, call: CallState) -> None:
