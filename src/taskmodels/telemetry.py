@@ -670,8 +670,10 @@ def _input_messages(request: CompletionRequest) -> dict[str, AttributeValue]:
 
 
 def _content_parts(message: Message) -> list[dict[str, Any]]:
-    """A message's content as the conventions' parts; an image as a placeholder naming its media type and size,
-    or its URL's host: never its bytes (large, and possibly private) nor a URL's path and query."""
+    """A message's content as the conventions' parts (gen-ai-input-messages.json). An image is a ``blob`` part
+    whose ``content`` is left empty (the conventions let a part's content be truncated, its structure kept: the
+    bytes are large and may be private), or a ``uri`` part with only the URL's scheme and host (a signed URL's
+    path and query are credentials)."""
     content = message.content
     if content is None:
         return []
@@ -681,10 +683,13 @@ def _content_parts(message: Message) -> list[dict[str, Any]]:
     for part in content:
         if isinstance(part, TextPart):
             parts.append({"type": "text", "content": part.text})
-        elif part.data is not None:
-            parts.append({"type": "blob", "modality": "image", "mime_type": part.media_type, "size": part.size})
+        elif part.data is not None:  # inline: from bytes, a file or a data: URL (a malformed one is refused)
+            parts.append({"type": "blob", "modality": "image", "mime_type": part.media_type, "content": ""})
         else:
-            parts.append({"type": "uri", "modality": "image", "uri": describe_url(part.url)})
+            uri: dict[str, Any] = {"type": "uri", "modality": "image", "uri": describe_url(part.url)}
+            if part.media_type is not None:
+                uri["mime_type"] = part.media_type
+            parts.append(uri)
     return parts
 
 

@@ -9,6 +9,7 @@ providers are the real ones on an ``httpx2.MockTransport`` that answers with eac
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
-from taskmodels.types import ResponseFormat
+from taskmodels.types import ImagePart, Message, ResponseFormat, TextPart
 from tests.otel_kit import Otel, attrs
 
 KEY = "sk-conventions-test-0123456789abcdef"
@@ -441,3 +442,47 @@ async def test_a_stream_asking_for_json_says_both(otel: Otel, wire: Wire) -> Non
     await _stream(svc, output_type=City)
     got = only_attempt(otel)
     assert (got["gen_ai.output.type"], got["gen_ai.request.stream"]) == ("json", True)
+
+
+# --- image parts in captured content ------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # a PNG's signature, then bytes no text would contain
+PNG_BASE64 = base64.b64encode(PNG).decode("ascii")
+SIGNED_URL = "https://images.example.com/private/ada-quill.png?X-Amz-Signature=deadbeefcafe"
+
+
+@pytest.mark.parametrize("endpoint", ["openai", "anthropic", "gemini"])
+async def test_image_parts_follow_the_input_messages_schema_and_never_carry_the_image(
+    otel: Otel, wire: Wire, endpoint: str
+) -> None:
+    """``gen_ai.input.messages`` MUST follow gen-ai-input-messages.json: a ``BlobPart`` requires ``type``
+    (``blob``), ``modality`` and ``content`` (with ``mime_type`` when known), a ``UriPart`` ``type`` (``uri``),
+    ``modality`` and ``uri``. The conventions let an instrumentation truncate a part's content while keeping the
+    structure: the image's bytes are left out (``content`` empty), and of a URL only its scheme and host are kept
+    (a signed URL's query is a credential)."""
+    svc = wire_service(otel, wire, ENDPOINTS[endpoint].entry(capabilities=["chat", "vision"]))
+    svc.observation.tracer = otel.tracer(capture_content=True)
+    message = Message(
+        role="user",
+        content=(
+            TextPart("what is in these?"),
+            ImagePart.from_bytes(PNG),
+            ImagePart.from_url(f"data:image/png;base64,{PNG_BASE64}"),
+            ImagePart.from_url(SIGNED_URL),
+        ),
+    )
+    await svc.complete_with_task_model("t", messages=[message])
+
+    (sent,) = json.loads(only_attempt(otel)["gen_ai.input.messages"])
+    assert sent == {
+        "role": "user",
+        "parts": [
+            {"type": "text", "content": "what is in these?"},
+            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": ""},
+            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": ""},
+            {"type": "uri", "modality": "image", "uri": "https://images.example.com/…"},
+        ],
+    }
+    recorded = otel.everything_recorded()  # no span or metric carries any of the images
+    for fragment in (PNG_BASE64[:24], PNG_BASE64[-24:], "data:", "base64,", "ada-quill", "X-Amz-Signature", "deadbeef"):
+        assert fragment not in recorded
