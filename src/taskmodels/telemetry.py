@@ -42,7 +42,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import Token
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
@@ -330,7 +330,7 @@ def _costs_for(meter_provider: metrics.MeterProvider | None, meter: metrics.Mete
 
 
 class _CallHandle:
-    __slots__ = ("context", "ended", "extra", "open", "previous_model", "span", "streaming")
+    __slots__ = ("context", "ended", "extra", "inputs", "open", "previous_model", "span", "streaming")
 
     def __init__(self, span: Span, context: otel_context.Context, *, streaming: bool) -> None:
         self.span = span
@@ -341,6 +341,7 @@ class _CallHandle:
         self.previous_model: str | None = None
         # What every attempt says of the request (streamed, output type, the captured prompt): built at the first
         self.extra: dict[str, AttributeValue] | None = None
+        self.inputs: dict[str, AttributeValue] | None = None  # an embedding call's captured texts
 
 
 class _AttemptHandle:
@@ -456,6 +457,12 @@ class OpenTelemetryTracer:
                 attributes[OUTCOME] = "abandoned"
             span.set_attributes(attributes)
         span.end()
+
+    def embedding_inputs(self, call: CallState, texts: Sequence[str]) -> None:
+        """An embedding call's texts, before its first attempt: recorded on its attempts when content is captured."""
+        handle = call.trace
+        if self.capture_content and isinstance(handle, _CallHandle):
+            handle.inputs = _embedding_inputs(texts)
 
     # --- attempts --------------------------------------------------------------------------------
 
@@ -610,7 +617,7 @@ class OpenTelemetryTracer:
         prompt when content is captured."""
         plan = call.plan
         if plan.operation != "chat":
-            return {}
+            return dict(handle.inputs) if handle.inputs else {}
         request = plan.request
         attributes: dict[str, AttributeValue] = {}
         if handle.streaming:
@@ -667,6 +674,13 @@ def _input_messages(request: CompletionRequest) -> dict[str, AttributeValue]:
     if system:
         out[SYSTEM_INSTRUCTIONS] = scrub(json.dumps(system, ensure_ascii=False))
     return out
+
+
+def _embedding_inputs(texts: Sequence[str]) -> dict[str, AttributeValue]:
+    """An embedding call's texts as the closest attribute the conventions define: the embeddings span has none
+    for its input, so they are ``gen_ai.input.messages``, in order, as the text parts of one ``user`` message."""
+    message = {"role": "user", "parts": [{"type": "text", "content": text} for text in texts]}
+    return {INPUT_MESSAGES: scrub(json.dumps([message], ensure_ascii=False))}
 
 
 def _content_parts(message: Message) -> list[dict[str, Any]]:

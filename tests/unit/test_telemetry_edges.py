@@ -494,16 +494,3 @@ async def test_with_capture_off_no_embedding_input_is_recorded(
     assert "embeddings b-name" in recorded
     for fragment in FRAGMENTS:
         assert fragment not in recorded  # ... and nothing of what was embedded
-
-
-async def test_with_capture_on_embedding_inputs_are_not_recorded_either(otel: Otel) -> None:
-    # The GenAI conventions' embeddings span defines no attribute for its inputs (gen_ai.input.messages is the
-    # inference span's): there is no standard place for them, so they are left out.
-    svc = plain_service(otel, capture_content=True)
-    await svc.embed_with_task_model("t", TEXTS)
-    recorded = otel.everything_recorded()
-    assert "embeddings a-name" in recorded
-    for fragment in FRAGMENTS:
-        assert fragment not in recorded
-    (attempt,) = by_name(otel.finished(), "embeddings a-name")
-    assert not [name for name in attrs(attempt) if "input.messages" in name or "output.messages" in name]

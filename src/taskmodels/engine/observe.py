@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from taskmodels.errors import NoEligibleModelError, TaskModelsError
@@ -46,7 +46,8 @@ class CallTracer(Protocol):
     and one that lost the race ends through ``attempt_cancelled``, with what it was charged.
 
     Optional: ``attempt_streams(attempt)``, called as an attempt's request goes out as a stream (a stream's, or a
-    completion read as one), before its first chunk.
+    completion read as one), before its first chunk; ``embedding_inputs(call, texts)``, an embedding call's texts,
+    before its first attempt.
     """
 
     def call_started(self, call: CallState, *, streaming: bool) -> Any: ...
@@ -164,6 +165,15 @@ class Observation:
         call.trace = tracer.call_started(call, streaming=streaming)
         if call.trace is not None:
             tracer.call_ended(call, None, error)
+
+    def embedding_inputs(self, call: CallState, texts: Sequence[str]) -> None:
+        """An embedding call's texts, given once its call is planned and before its first attempt, for a tracer
+        that records them (``embedding_inputs``: the texts are not in the call's plan)."""
+        if call.trace is None or (tracer := self.tracer) is None:
+            return
+        given = getattr(tracer, "embedding_inputs", None)  # optional, as attempt_streams
+        if given is not None:
+            given(call, texts)
 
     def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any:
         """The attempt's trace handle; the loop calls this only for a call with a trace."""
