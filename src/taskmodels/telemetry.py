@@ -81,6 +81,8 @@ PROVIDER: Final = "gen_ai.provider.name"
 REQUEST_MODEL: Final = "gen_ai.request.model"
 REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
 REQUEST_STREAM: Final = "gen_ai.request.stream"
 OUTPUT_TYPE: Final = "gen_ai.output.type"
 RESPONSE_MODEL: Final = "gen_ai.response.model"
@@ -122,6 +124,8 @@ ATTEMPT_ATTRIBUTES: Final = (
     REQUEST_MODEL,
     REQUEST_MAX_TOKENS,
     REQUEST_TEMPERATURE,
+    REQUEST_TOP_P,
+    REQUEST_STOP_SEQUENCES,
     REQUEST_STREAM,
     OUTPUT_TYPE,
     RESPONSE_MODEL,
@@ -574,7 +578,6 @@ class OpenTelemetryTracer:
         attributes: dict[str, AttributeValue] = {
             ATTEMPT_OUTCOME: "success",
             INPUT_TOKENS: usage.input_tokens,
-            OUTPUT_TOKENS: usage.output_tokens,
             COST: result.cost,
         }
         if result.model_name:
@@ -587,7 +590,8 @@ class OpenTelemetryTracer:
             attributes[CACHE_WRITE_TOKENS] = usage.cache_write_tokens
         if usage.reasoning_tokens:
             attributes[REASONING_TOKENS] = usage.reasoning_tokens
-        if chat:
+        if chat:  # an embedding has no output tokens and no finish reason
+            attributes[OUTPUT_TOKENS] = usage.output_tokens
             attributes[FINISH_REASONS] = (result.finish_reason,)
             if self.capture_content:
                 attributes[OUTPUT_MESSAGES] = _output_messages(result)
@@ -612,14 +616,18 @@ class OpenTelemetryTracer:
             otel_context.detach(attempt.token)
 
     def _call_attributes(self, call: CallState, handle: _CallHandle) -> dict[str, AttributeValue]:
-        """What every attempt of a call says of its request: whether it streams, the output type asked for
-        (the conventions' conditionally required ``gen_ai.request.stream`` and ``gen_ai.output.type``), and the
-        prompt when content is captured."""
+        """What every attempt of a call says of its request: its top_p and stop sequences, whether it streams,
+        the output type asked for (the conventions' conditionally required ``gen_ai.request.stream`` and
+        ``gen_ai.output.type``), and the prompt when content is captured."""
         plan = call.plan
         if plan.operation != "chat":
             return dict(handle.inputs) if handle.inputs else {}
         request = plan.request
         attributes: dict[str, AttributeValue] = {}
+        if request.top_p is not None:
+            attributes[REQUEST_TOP_P] = request.top_p
+        if request.stop:
+            attributes[REQUEST_STOP_SEQUENCES] = tuple(request.stop)
         if handle.streaming:
             attributes[REQUEST_STREAM] = True
         if (kind := _output_type(request)) is not None:

@@ -580,3 +580,36 @@ async def test_the_service_hands_embedding_inputs_to_the_tracer(otel: Otel, wire
     svc = wire_service(otel, wire, ENDPOINTS["openai"].entry(), tracer=otel.tracer(capture_content=True))
     await svc.embed_with_task_model("t", TEXTS)
     assert "gen_ai.input.messages" in only_attempt(otel)
+
+
+# --- the other request attributes the conventions recommend, and the embeddings span's own set -----------
+
+
+@pytest.mark.parametrize("endpoint", ["openai", "anthropic", "gemini"])
+async def test_top_p_and_stop_sequences_asked_for_are_on_the_span(otel: Otel, wire: Wire, endpoint: str) -> None:
+    """Inference span, recommended: ``gen_ai.request.top_p`` (double), ``gen_ai.request.stop_sequences``
+    (string[]), when the request sets them."""
+    svc = wire_service(otel, wire, ENDPOINTS[endpoint].entry())
+    await svc.complete_with_task_model("t", "hello", top_p=0.9, stop=["\n\n", "END"])
+    await svc.complete_with_task_model("t", "hello")
+    asked, plain = (attrs(s) for s in attempt_spans(otel))
+    assert (asked["gen_ai.request.top_p"], asked["gen_ai.request.stop_sequences"]) == (0.9, ("\n\n", "END"))
+    assert "gen_ai.request.top_p" not in plain
+    assert "gen_ai.request.stop_sequences" not in plain
+
+
+async def test_an_embeddings_span_has_the_embeddings_spans_attributes(otel: Otel, wire: Wire) -> None:
+    """Embeddings span: operation, provider, request model, server address and port, response model and input
+    tokens; an embedding has no output, so no ``gen_ai.usage.output_tokens`` and no chat attribute."""
+    svc = wire_service(otel, wire, ENDPOINTS["openai"].entry())
+    await svc.embed_with_task_model("t", ["one", "two"])
+    got = {k: v for k, v in only_attempt(otel).items() if k.startswith(("gen_ai.", "server."))}
+    assert got == {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "m-name",
+        "gen_ai.response.model": RESPONSE_MODEL,
+        "gen_ai.usage.input_tokens": 8,
+        "server.address": "api.openai.com",
+        "server.port": 443,
+    }
