@@ -343,7 +343,8 @@ class _CallHandle:
         self.ended = False
         self.open: list[_AttemptHandle] = []
         self.previous_model: str | None = None
-        # What every attempt says of the request (streamed, output type, the captured prompt): built at the first
+        # What every attempt says of the request (top_p, stop, streamed, output type, the captured prompt): built
+        # at the first attempt
         self.extra: dict[str, AttributeValue] | None = None
         self.inputs: dict[str, AttributeValue] | None = None  # an embedding call's captured texts
 
