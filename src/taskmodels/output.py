@@ -278,6 +278,12 @@ class _TypedPort:
     def model(self) -> ModelConfig:
         return self._inner.model
 
+    @property
+    def base_url(self) -> str | None:
+        """The wrapped port's endpoint, for telemetry (``server.address``, the provider's name by host)."""
+        url = getattr(self._inner, "base_url", None)
+        return url if isinstance(url, str) else None
+
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         run, model = self._run, self._inner.model
         result = await self._inner.complete(run.request_for(model, request))

@@ -30,9 +30,9 @@ through ``taskmodels.redaction.scrub`` first, so no configured key can reach a s
 
 Metrics: ``gen_ai.client.operation.duration`` (per attempt, ``error.type`` on failures),
 ``gen_ai.client.token.usage`` (``gen_ai.token.type`` ``input`` / ``output``),
-``gen_ai.client.operation.time_to_first_chunk`` (streamed attempts), the observable counter
-``taskmodels.client.cost`` (summed here, read when the application's reader collects) and the
-counter ``taskmodels.client.fallbacks``. Label sets are built once per task and model and reused.
+``gen_ai.client.operation.time_to_first_chunk`` (streamed attempts, recorded as they end, with the response's
+model), the observable counter ``taskmodels.client.cost`` (summed here, read when the application's reader
+collects) and the counter ``taskmodels.client.fallbacks``. Label sets are built once per task and model and reused.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import Token
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
@@ -81,6 +81,10 @@ PROVIDER: Final = "gen_ai.provider.name"
 REQUEST_MODEL: Final = "gen_ai.request.model"
 REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+REQUEST_STREAM: Final = "gen_ai.request.stream"
+OUTPUT_TYPE: Final = "gen_ai.output.type"
 RESPONSE_MODEL: Final = "gen_ai.response.model"
 RESPONSE_ID: Final = "gen_ai.response.id"
 FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
@@ -120,6 +124,10 @@ ATTEMPT_ATTRIBUTES: Final = (
     REQUEST_MODEL,
     REQUEST_MAX_TOKENS,
     REQUEST_TEMPERATURE,
+    REQUEST_TOP_P,
+    REQUEST_STOP_SEQUENCES,
+    REQUEST_STREAM,
+    OUTPUT_TYPE,
     RESPONSE_MODEL,
     RESPONSE_ID,
     FINISH_REASONS,
@@ -148,27 +156,10 @@ COST_METRIC: Final = "taskmodels.client.cost"
 FALLBACK_METRIC: Final = "taskmodels.client.fallbacks"
 METRICS: Final = (DURATION_METRIC, USAGE_METRIC, FIRST_CHUNK_METRIC, COST_METRIC, FALLBACK_METRIC)
 
-# The conventions' advice for the two GenAI histograms, and the server time-to-first-token set for the first chunk.
+# The conventions' bucket advice: the same for the two client time histograms, and for token counts.
 _DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 _TOKEN_BUCKETS: Final = tuple(float(4**n) for n in range(14))  # 1, 4, 16 ... 67108864
-_FIRST_CHUNK_BUCKETS: Final = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
+_FIRST_CHUNK_BUCKETS: Final = _DURATION_BUCKETS
 
 # Registry provider names -> the conventions' gen_ai.provider.name; a name not listed is reported as it is.
 _PROVIDER_NAMES: Final[Mapping[str, str]] = {
@@ -178,25 +169,34 @@ _PROVIDER_NAMES: Final[Mapping[str, str]] = {
     "gemini": "gcp.gemini",
     "ollama": "ollama",
 }
-# An OpenAI-compatible endpoint is named after the service behind it, when the conventions know it.
-_COMPATIBLE_HOSTS: Final[Mapping[str, str]] = {
+# The OpenAI protocol reaches many services: one the conventions name is named after its host, whichever of the
+# two providers the registry chose for it.
+_OPENAI_PROTOCOL: Final = frozenset({"openai", "openai-compatible"})
+_HOSTS: Final[Mapping[str, str]] = {
     "api.openai.com": "openai",
     "api.groq.com": "groq",
     "api.deepseek.com": "deepseek",
     "api.mistral.ai": "mistral_ai",
     "api.x.ai": "x_ai",
     "api.perplexity.ai": "perplexity",
+    "api.moonshot.ai": "moonshot_ai",
+    "generativelanguage.googleapis.com": "gcp.gemini",  # the conventions' own example of it (AI Studio)
+    "aiplatform.googleapis.com": "gcp.vertex_ai",
 }
+# Endpoints named per region or per resource: us-central1-aiplatform.googleapis.com, <resource>.openai.azure.com.
+_HOST_SUFFIXES: Final = (("-aiplatform.googleapis.com", "gcp.vertex_ai"), (".openai.azure.com", "azure.ai.openai"))
 
 
 def provider_name(provider: str, host: str | None) -> str:
     """``gen_ai.provider.name`` for a registry ``provider`` reached at ``host``."""
-    known = _PROVIDER_NAMES.get(provider)
-    if known is not None:
-        return known
-    if host is not None and (by_host := _COMPATIBLE_HOSTS.get(host)) is not None:
-        return by_host
-    return provider
+    if provider in _OPENAI_PROTOCOL and host:
+        host = host.lower()
+        by_host = _HOSTS.get(host)
+        if by_host is None:
+            by_host = next((name for suffix, name in _HOST_SUFFIXES if host.endswith(suffix)), None)
+        if by_host is not None:
+            return by_host
+    return _PROVIDER_NAMES.get(provider, provider)
 
 
 def capture_content_from_environment() -> bool:
@@ -334,7 +334,7 @@ def _costs_for(meter_provider: metrics.MeterProvider | None, meter: metrics.Mete
 
 
 class _CallHandle:
-    __slots__ = ("context", "ended", "inputs", "open", "previous_model", "span", "streaming")
+    __slots__ = ("context", "ended", "extra", "inputs", "open", "previous_model", "span", "streaming")
 
     def __init__(self, span: Span, context: otel_context.Context, *, streaming: bool) -> None:
         self.span = span
@@ -343,7 +343,10 @@ class _CallHandle:
         self.ended = False
         self.open: list[_AttemptHandle] = []
         self.previous_model: str | None = None
-        self.inputs: dict[str, AttributeValue] | None = None  # the captured prompt, built once per call
+        # What every attempt says of the request (top_p, stop, streamed, output type, the captured prompt): built
+        # at the first attempt
+        self.extra: dict[str, AttributeValue] | None = None
+        self.inputs: dict[str, AttributeValue] | None = None  # an embedding call's captured texts
 
 
 class _AttemptHandle:
@@ -399,7 +402,8 @@ class OpenTelemetryTracer:
         self._first_chunk = meter.create_histogram(
             FIRST_CHUNK_METRIC,
             unit="s",
-            description="Time from the request to the first chunk of a streamed answer.",
+            description="Time to receive the first chunk, measured from when the client issues the generation "
+            "request to when the first chunk is received in the response stream.",
             explicit_bucket_boundaries_advisory=_FIRST_CHUNK_BUCKETS,
         )
         self._costs = _costs_for(meter_provider, meter)
@@ -459,6 +463,12 @@ class OpenTelemetryTracer:
             span.set_attributes(attributes)
         span.end()
 
+    def embedding_inputs(self, call: CallState, texts: Sequence[str]) -> None:
+        """An embedding call's texts, before its first attempt: recorded on its attempts when content is captured."""
+        handle = call.trace
+        if self.capture_content and isinstance(handle, _CallHandle):
+            handle.inputs = _embedding_inputs(texts)
+
     # --- attempts --------------------------------------------------------------------------------
 
     def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> _AttemptHandle:
@@ -472,10 +482,11 @@ class OpenTelemetryTracer:
             self._fallbacks.add(1, {TASK: plan.task, MODEL_ID: model.id, FALLBACK_FROM: previous})
         handle.previous_model = model.id
         attributes = labels.attempt(model, plan.request, number)
-        if self.capture_content and operation == "chat":
-            if handle.inputs is None:
-                handle.inputs = _input_messages(plan.request)
-            attributes = {**attributes, **handle.inputs}
+        extra = handle.extra
+        if extra is None:
+            extra = handle.extra = self._call_attributes(call, handle)
+        if extra:
+            attributes = {**attributes, **extra}
         span = self._tracer.start_span(
             labels.span_name, context=handle.context, kind=SpanKind.CLIENT, attributes=attributes
         )
@@ -494,11 +505,17 @@ class OpenTelemetryTracer:
         if isinstance(attempt, _AttemptHandle) and attempt.span.is_recording():
             otel_context.attach(trace.set_span_in_context(attempt.span, attempt.call.context))
 
+    def attempt_streams(self, attempt: Any) -> None:
+        """The attempt's request goes out as a stream: a complete read as one (``stream_under_the_hood``); a
+        stream's attempts said so when they started."""
+        if isinstance(attempt, _AttemptHandle) and not attempt.call.streaming and attempt.span.is_recording():
+            attempt.span.set_attribute(REQUEST_STREAM, True)
+
     def first_chunk(self, attempt: Any) -> None:
+        # Measured now, recorded when the attempt ends: the histogram carries the response's model, known then.
         if not isinstance(attempt, _AttemptHandle) or attempt.first_chunk is not None:
             return
         attempt.first_chunk = elapsed = time.perf_counter() - attempt.started
-        self._first_chunk.record(elapsed, attempt.labels.base)
         attempt.span.set_attribute(TIME_TO_FIRST_CHUNK, elapsed)
 
     def attempt_ended(self, call: CallState, attempt: Any, record: Attempt, result: CompletionResult | None) -> None:
@@ -512,6 +529,8 @@ class OpenTelemetryTracer:
         else:
             kind = record.error_class or "_OTHER"
             self._duration.record(duration, {**attempt.labels.base, ERROR_TYPE: kind})
+            if attempt.first_chunk is not None:  # a stream that broke after its first chunk
+                self._first_chunk.record(attempt.first_chunk, attempt.labels.base)
             if span.is_recording():
                 attributes: dict[str, AttributeValue] = {ERROR_TYPE: kind, ATTEMPT_OUTCOME: "error"}
                 description = kind
@@ -533,6 +552,8 @@ class OpenTelemetryTracer:
         span = attempt.span
         if cost:
             self._costs.add(attempt.labels.cost_key, cost)
+        if attempt.first_chunk is not None:
+            self._first_chunk.record(attempt.first_chunk, attempt.labels.base)
         if span.is_recording():
             span.set_attributes({ATTEMPT_OUTCOME: "cancelled", COST: cost})
         span.end()
@@ -543,6 +564,8 @@ class OpenTelemetryTracer:
         usage = result.usage
         answered, input_labels, output_labels = labels.for_answer(result.model_name)
         self._duration.record(duration, answered)
+        if attempt.first_chunk is not None:
+            self._first_chunk.record(attempt.first_chunk, answered)
         self._tokens.record(usage.input_tokens, input_labels)
         if chat:
             self._tokens.record(usage.output_tokens, output_labels)
@@ -556,7 +579,6 @@ class OpenTelemetryTracer:
         attributes: dict[str, AttributeValue] = {
             ATTEMPT_OUTCOME: "success",
             INPUT_TOKENS: usage.input_tokens,
-            OUTPUT_TOKENS: usage.output_tokens,
             COST: result.cost,
         }
         if result.model_name:
@@ -569,7 +591,8 @@ class OpenTelemetryTracer:
             attributes[CACHE_WRITE_TOKENS] = usage.cache_write_tokens
         if usage.reasoning_tokens:
             attributes[REASONING_TOKENS] = usage.reasoning_tokens
-        if chat:
+        if chat:  # an embedding has no output tokens and no finish reason
+            attributes[OUTPUT_TOKENS] = usage.output_tokens
             attributes[FINISH_REASONS] = (result.finish_reason,)
             if self.capture_content:
                 attributes[OUTPUT_MESSAGES] = _output_messages(result)
@@ -578,6 +601,8 @@ class OpenTelemetryTracer:
     def _abandon(self, attempt: _AttemptHandle) -> None:
         """An attempt its call left without a word: a stream the consumer stopped reading, a cancelled call."""
         self._close(attempt)
+        if attempt.first_chunk is not None:  # the consumer stopped reading after the first chunk came
+            self._first_chunk.record(attempt.first_chunk, attempt.labels.base)
         span = attempt.span
         span.set_attribute(ATTEMPT_OUTCOME, "abandoned")
         span.end()
@@ -591,6 +616,27 @@ class OpenTelemetryTracer:
         if attempt.token is not None:
             otel_context.detach(attempt.token)
 
+    def _call_attributes(self, call: CallState, handle: _CallHandle) -> dict[str, AttributeValue]:
+        """What every attempt of a call says of its request: its top_p and stop sequences, whether it streams,
+        the output type asked for (the conventions' conditionally required ``gen_ai.request.stream`` and
+        ``gen_ai.output.type``), and the prompt when content is captured."""
+        plan = call.plan
+        if plan.operation != "chat":
+            return dict(handle.inputs) if handle.inputs else {}
+        request = plan.request
+        attributes: dict[str, AttributeValue] = {}
+        if request.top_p is not None:
+            attributes[REQUEST_TOP_P] = request.top_p
+        if request.stop:
+            attributes[REQUEST_STOP_SEQUENCES] = tuple(request.stop)
+        if handle.streaming:
+            attributes[REQUEST_STREAM] = True
+        if (kind := _output_type(request)) is not None:
+            attributes[OUTPUT_TYPE] = kind
+        if self.capture_content:
+            attributes.update(_input_messages(request))
+        return attributes
+
     def _labels_for(self, task: str, operation: str, model: ModelConfig, base_url: object) -> _Labels:
         url = base_url if isinstance(base_url, str) else None
         key = (task, operation, model.id, model.provider, model.model_name, url)
@@ -602,6 +648,17 @@ class OpenTelemetryTracer:
                 self._labels.clear()
             self._labels[key] = labels
         return labels
+
+
+def _output_type(request: CompletionRequest) -> str | None:
+    """``gen_ai.output.type`` of what the caller asked for: ``json`` for a typed answer, a schema or JSON mode,
+    ``text`` for a text format; ``None`` when the request names no format."""
+    if request.output_type is not None:
+        return "json"
+    fmt = request.response_format
+    if fmt is None:
+        return None
+    return "text" if fmt.type == "text" else "json"
 
 
 # --- content, when the application opts in ----------------------------------------------------------
@@ -628,9 +685,18 @@ def _input_messages(request: CompletionRequest) -> dict[str, AttributeValue]:
     return out
 
 
+def _embedding_inputs(texts: Sequence[str]) -> dict[str, AttributeValue]:
+    """An embedding call's texts as the closest attribute the conventions define: the embeddings span has none
+    for its input, so they are ``gen_ai.input.messages``, in order, as the text parts of one ``user`` message."""
+    message = {"role": "user", "parts": [{"type": "text", "content": text} for text in texts]}
+    return {INPUT_MESSAGES: scrub(json.dumps([message], ensure_ascii=False))}
+
+
 def _content_parts(message: Message) -> list[dict[str, Any]]:
-    """A message's content as the conventions' parts; an image as a placeholder naming its media type and size,
-    or its URL's host: never its bytes (large, and possibly private) nor a URL's path and query."""
+    """A message's content as the conventions' parts (gen-ai-input-messages.json). An image is a ``blob`` part
+    whose ``content`` is left empty (the conventions let a part's content be truncated, its structure kept: the
+    bytes are large and may be private), or a ``uri`` part with only the URL's scheme and host (a signed URL's
+    path and query are credentials)."""
     content = message.content
     if content is None:
         return []
@@ -640,10 +706,13 @@ def _content_parts(message: Message) -> list[dict[str, Any]]:
     for part in content:
         if isinstance(part, TextPart):
             parts.append({"type": "text", "content": part.text})
-        elif part.data is not None:
-            parts.append({"type": "blob", "modality": "image", "mime_type": part.media_type, "size": part.size})
+        elif part.data is not None:  # inline: from bytes, a file or a data: URL (a malformed one is refused)
+            parts.append({"type": "blob", "modality": "image", "mime_type": part.media_type, "content": ""})
         else:
-            parts.append({"type": "uri", "modality": "image", "uri": describe_url(part.url)})
+            uri: dict[str, Any] = {"type": "uri", "modality": "image", "uri": describe_url(part.url)}
+            if part.media_type is not None:
+                uri["mime_type"] = part.media_type
+            parts.append(uri)
     return parts
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from dependency_injector import providers
 from opentelemetry.trace import StatusCode
+from pydantic import BaseModel
 
 from taskmodels.containers import Container
 from taskmodels.sections import HttpSettings, ResilienceSettings
@@ -98,3 +99,29 @@ async def test_a_real_stream_measures_its_first_chunk(
     first_chunk = attrs(attempt)["gen_ai.response.time_to_first_chunk"]
     assert 0.2 <= first_chunk < 3.0  # the server held the first chunk for 0.2 s; the bound is generous
     assert attrs(attempt)["server.port"] == fault_server.port
+    assert attrs(attempt)["gen_ai.request.stream"] is True
+    (point,) = otel.points("gen_ai.client.operation.time_to_first_chunk")
+    assert point.sum == pytest.approx(first_chunk)
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert dict(point.attributes) == dict(duration.attributes)  # the response's model and the server's address too
+    assert dict(point.attributes)["gen_ai.response.model"]
+
+
+class City(BaseModel):
+    name: str
+
+
+async def test_a_real_typed_answer_names_the_server_and_the_output_type(
+    service: ModelService,
+    fault_server: FaultServer,
+    otel: Otel,
+) -> None:
+    fault_server.script(PRIMARY, [Behaviour.ok('{"name": "Poseidonia"}')])
+    result = await service.complete_with_task_model("chat", "the capital of Atlantis", output_type=City)
+    assert result.output == City(name="Poseidonia")
+
+    (attempt,) = by_name(otel.finished(), f"chat {PRIMARY}")
+    got = attrs(attempt)
+    assert (got["server.address"], got["server.port"]) == ("127.0.0.1", fault_server.port)
+    assert got["gen_ai.output.type"] == "json"
+    assert "gen_ai.request.stream" not in got

@@ -424,6 +424,17 @@ def test_the_conventions_variable_opts_in(
         ("ollama", "127.0.0.1", "ollama"),
         ("openai-compatible", "api.groq.com", "groq"),
         ("openai-compatible", "127.0.0.1", "openai-compatible"),
+        ("openai-compatible", "generativelanguage.googleapis.com", "gcp.gemini"),
+        ("openai-compatible", "aiplatform.googleapis.com", "gcp.vertex_ai"),
+        ("openai-compatible", "europe-west4-aiplatform.googleapis.com", "gcp.vertex_ai"),
+        ("openai-compatible", "res-1.openai.azure.com", "azure.ai.openai"),
+        ("openai-compatible", "api.moonshot.ai", "moonshot_ai"),
+        ("openai-compatible", "API.GROQ.COM", "groq"),
+        ("openai-compatible", "notaiplatform.googleapis.com", "openai-compatible"),
+        ("openai", "api.deepseek.com", "deepseek"),
+        ("openai", None, "openai"),
+        ("anthropic", "api.groq.com", "anthropic"),
+        ("my-plugin", None, "my-plugin"),
     ],
 )
 def test_provider_names_follow_the_conventions(provider: str, host: str | None, expected: str) -> None:

@@ -17,8 +17,9 @@ Events, all named ``taskmodels.<area>.<event>``:
 from __future__ import annotations
 
 import functools
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from taskmodels.errors import NoEligibleModelError, TaskModelsError
@@ -45,6 +46,10 @@ class CallTracer(Protocol):
     cancelled call) and ends whatever attempt is still open. A hedged call's attempts race in tasks of their
     own: each is started in its task as its request goes out (``attempt_started``, then ``attempt_running``),
     and one that lost the race ends through ``attempt_cancelled``, with what it was charged.
+
+    Optional: ``attempt_streams(attempt)``, called as an attempt's request goes out as a stream (a stream's, or a
+    completion read as one), before its first chunk; ``embedding_inputs(call, texts)``, an embedding call's texts,
+    before its first attempt.
     """
 
     def call_started(self, call: CallState, *, streaming: bool) -> Any: ...
@@ -163,6 +168,15 @@ class Observation:
         if call.trace is not None:
             tracer.call_ended(call, None, error)
 
+    def embedding_inputs(self, call: CallState, texts: Sequence[str]) -> None:
+        """An embedding call's texts, given once its call is planned and before its first attempt, for a tracer
+        that records them (``embedding_inputs``: the texts are not in the call's plan)."""
+        if call.trace is None or (tracer := self.tracer) is None:
+            return
+        given = getattr(tracer, "embedding_inputs", None)  # optional, as attempt_streams
+        if given is not None:
+            given(call, texts)
+
     def attempt_started(self, call: CallState, model: ModelConfig, provider: ModelPort, number: int) -> Any:
         """The attempt's trace handle; the loop calls this only for a call with a trace."""
         tracer = self.tracer
@@ -177,17 +191,26 @@ class Observation:
         tracer.attempt_running(handle)
 
     def first_chunk_hook(self, trace: Any) -> Callable[[], None] | None:
-        """What a stream attempt calls when its first event arrives: ``None`` without a trace."""
+        """What a stream attempt calls when its first event arrives: ``None`` without a trace. Asked for as the
+        attempt's request goes out as a stream, so a tracer with ``attempt_streams`` is told it streams."""
         tracer = self.tracer
         if trace is None or tracer is None:
             return None
+        streams = getattr(tracer, "attempt_streams", None)  # optional: a tracer may not record it
+        if streams is not None:
+            streams(trace)
         return functools.partial(tracer.first_chunk, trace)
 
     def call_closed(self, call: CallState) -> None:
-        """The service's last word on a traced call: ends its trace if nothing did (an abandoned stream, a
-        cancelled call). The service calls this only when ``call.trace`` is set."""
+        """The service's last word on a traced call, from its ``finally``: ends its trace if nothing did. The
+        service calls this only when ``call.trace`` is set.
+
+        A call nothing ended is leaving with an exception that is no ``TaskModelsError`` (those end it through
+        ``call_failed``, an answer through ``succeeded``): an ``Exception`` ends it in error; a cancellation or a
+        stream its consumer closed (``CancelledError``, ``GeneratorExit``: no ``Exception``) leaves it abandoned."""
         if (tracer := self.tracer) is not None:
-            tracer.call_ended(call, None, None)
+            leaving = sys.exception()  # in the service's ``finally``: the exception on its way out, if any
+            tracer.call_ended(call, None, leaving if isinstance(leaving, Exception) else None)
 
     def model_unusable(self, model: ModelConfig, error: TaskModelsError) -> None:
         """A model this process cannot build: said once, since every call would say it again."""
