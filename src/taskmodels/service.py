@@ -148,6 +148,7 @@ class ModelService:
                 self.observation.call_refused(str(task), "embeddings", exc, streaming=False)
             raise
         call = self._start(task, "embeddings", tenant)
+        self.observation.embedding_inputs(call, batch)
         token = CURRENT_TASK.set(task)
         try:
             return await self.engine.embed(call, batch)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from taskmodels.tenancy import current_tenant
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
-from taskmodels.validation import coerce_request
 
 if TYPE_CHECKING:
     from taskmodels.service import ModelService
@@ -98,8 +97,10 @@ class SyncModelService:
     def complete_with_task_model(
         self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> CompletionResult:
-        req = coerce_request(request, fields)
-        return self._run(self.service.complete_with_task_model(task, req, tenant=tenant or current_tenant()))
+        # Checked by the service, as every call is (a refusal is traced there too).
+        return self._run(
+            self.service.complete_with_task_model(task, request, tenant=tenant or current_tenant(), **fields)
+        )
 
     def embed_with_task_model(self, task: str, texts: Sequence[str], *, tenant: str | None = None) -> EmbeddingResult:
         return self._run(self.service.embed_with_task_model(task, texts, tenant=tenant or current_tenant()))
@@ -108,8 +109,7 @@ class SyncModelService:
         self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
     ) -> Iterator[StreamEvent]:
         """The stream's events, one blocking step at a time on the background loop."""
-        req = coerce_request(request, fields)
-        stream = self.service.stream_with_task_model(task, req, tenant=tenant or current_tenant())
+        stream = self.service.stream_with_task_model(task, request, tenant=tenant or current_tenant(), **fields)
         try:
             while True:
                 try:

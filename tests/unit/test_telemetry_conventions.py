@@ -22,7 +22,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from pydantic import BaseModel
 
 from taskmodels import redaction
-from taskmodels.engine.call import CallState
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
@@ -31,7 +30,7 @@ from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.telemetry import CAPTURE_CONTENT_VARIABLE
-from taskmodels.types import EmbeddingResult, ImagePart, Message, ResponseFormat, TextPart
+from taskmodels.types import ImagePart, Message, ResponseFormat, TextPart
 from tests.otel_kit import Otel, attrs
 
 KEY = "sk-conventions-test-0123456789abcdef"
@@ -496,20 +495,6 @@ async def test_image_parts_follow_the_input_messages_schema_and_never_carry_the_
 TEXTS = ["the patient's name is Ada Quill", f"her key is {KEY}"]
 
 
-def with_embedding_hook(svc: ModelService) -> ModelService:
-    """``svc`` with the hook ``ModelService.embed_with_task_model`` is to call once its call is planned,
-    ``self.observation.embedding_inputs(call, batch)``, stood in for at the engine's door until service.py calls
-    it itself (``test_the_service_hands_embedding_inputs_to_the_tracer`` then passes)."""
-    embed = svc.engine.embed
-
-    async def hooked(call: CallState, texts: Sequence[str]) -> EmbeddingResult:
-        svc.observation.embedding_inputs(call, texts)
-        return await embed(call, texts)
-
-    svc.engine.embed = hooked  # type: ignore[method-assign]
-    return svc
-
-
 @pytest.fixture
 def remembered_key() -> Iterator[str]:
     redaction.remember(KEY)
@@ -524,9 +509,7 @@ async def test_with_capture_on_embedding_inputs_are_the_input_messages(
     """The embeddings span defines no attribute for its input; its closest documented one is the inference span's
     opt-in ``gen_ai.input.messages`` (gen-ai-input-messages.json): the texts, in order, as the text parts of one
     ``user`` message, scrubbed of keys like every captured text."""
-    svc = with_embedding_hook(
-        wire_service(otel, wire, ENDPOINTS[endpoint].entry(), tracer=otel.tracer(capture_content=True))
-    )
+    svc = wire_service(otel, wire, ENDPOINTS[endpoint].entry(), tracer=otel.tracer(capture_content=True))
     await svc.embed_with_task_model("t", TEXTS)
     got = only_attempt(otel)
     assert got["gen_ai.operation.name"] == "embeddings"
@@ -546,7 +529,7 @@ async def test_with_capture_off_embedding_inputs_stay_out(
     otel: Otel, wire: Wire, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(CAPTURE_CONTENT_VARIABLE, raising=False)
-    svc = with_embedding_hook(wire_service(otel, wire, ENDPOINTS["openai"].entry()))
+    svc = wire_service(otel, wire, ENDPOINTS["openai"].entry())
     await svc.embed_with_task_model("t", TEXTS)
     assert "gen_ai.input.messages" not in only_attempt(otel)
     assert "Ada Quill" not in otel.everything_recorded()
@@ -564,7 +547,7 @@ async def test_every_attempt_of_an_embedding_carries_its_inputs(otel: Otel, wire
 
     wire.client = httpx2.AsyncClient(transport=httpx2.MockTransport(refuse_the_first))
     async with wire.client:
-        svc = with_embedding_hook(wire_service(otel, wire, first, second, tracer=otel.tracer(capture_content=True)))
+        svc = wire_service(otel, wire, first, second, tracer=otel.tracer(capture_content=True))
         await svc.embed_with_task_model("t", TEXTS[:1])
     spans = {s.name: attrs(s) for s in attempt_spans(otel)}
     assert set(spans) == {"embeddings down-name", "embeddings up-name"}
@@ -572,10 +555,6 @@ async def test_every_attempt_of_an_embedding_carries_its_inputs(otel: Otel, wire
         assert "Ada Quill" in got["gen_ai.input.messages"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ModelService.embed_with_task_model does not yet call self.observation.embedding_inputs(call, batch)",
-)
 async def test_the_service_hands_embedding_inputs_to_the_tracer(otel: Otel, wire: Wire) -> None:
     svc = wire_service(otel, wire, ENDPOINTS["openai"].entry(), tracer=otel.tracer(capture_content=True))
     await svc.embed_with_task_model("t", TEXTS)

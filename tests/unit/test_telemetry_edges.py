@@ -529,11 +529,6 @@ async def test_a_call_cancelled_while_its_caller_handles_an_exception_is_still_a
     assert call_span.status.status_code is StatusCode.UNSET
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SyncModelService checks the request (coerce_request) before handing it to the service, which traces "
-    "refusals: it is to pass request and fields through unchecked",
-)
 def test_a_request_the_blocking_facade_refuses_is_a_call_span_in_error(otel: Otel) -> None:
     svc = plain_service(otel)
     try:
