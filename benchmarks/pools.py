@@ -46,15 +46,13 @@ def _service(deployments: list[dict[str, Any]] | None) -> Callable[[], Awaitable
     from taskmodels.providers.factory import ModelProviderFactory
     from taskmodels.registry.service import ModelRegistryService
     from taskmodels.resilience.state import MemoryStateStore
-    from taskmodels.selection import ModelSelectionFactory
-    from taskmodels.service import ModelService
+    from taskmodels.testing import make_test_service
 
     factory = ModelProviderFactory(discover_entry_points=False)
     factory.register_provider_implementation("instant", _instant_provider_class())
     registry = ModelRegistryService.from_dict(_registry(deployments), provider_names=factory.provider_names())
-    service = ModelService(
-        registry=registry,
-        selector=ModelSelectionFactory(registry),
+    service = make_test_service(
+        registry,
         provider_factory=factory,
         state_store=MemoryStateStore(),
     )

@@ -1,18 +1,24 @@
 """The composition root: a dependency-injector container that wires, and does nothing else.
 
-    settings -> http_client -> provider_factory -> registry -> selector -> model_service
-                state_store ---------------------------------------------^
-                tracer_provider, meter_provider -> tracer ---------------^
+    settings -> http_client -> provider_factory -> registry -> selector -----------------------> model_service
+                state_store -> breaker -> gate --------------------------------> engine ----------^
+                clock, wall_clock, sleep, rand ---------> observation, outcomes -^   planner -----^
+                tracer_provider, meter_provider -> tracer -^
 
-Each node's scope comes from ``settings.scopes`` (``singleton``, ``thread_local``,
-``context_local`` or ``factory``). Any node can be overridden::
+Every part of the engine is a node, so a test or an application overrides any of them, the clock and the
+random source most often::
 
     container = Container()
-    with container.provider_factory.override(my_factory):
-        ...
-    service = container.model_service()     # no await needed
+    with container.clock.override(providers.Object(my_clock)):
+        service = container.model_service()     # no await needed
     ...
     await container.aclose()                # closes the HTTP clients and the state store
+
+Each node's scope comes from ``settings.scopes`` (``singleton``, ``thread_local``, ``context_local`` or
+``factory``). The two that hold open resources, ``http_client`` and ``state_store``, take ``singleton`` or
+``thread_local`` only: a connection pool or a store connection opened per call (or per asyncio context) would be
+opened without end and gain nothing, so those scopes are refused when the settings load (a ``SettingsError``
+naming the node and what it takes). ``settings`` and ``resources`` are the container's own and always one.
 
 An application embeds it as a sub-container and passes its own settings::
 
@@ -22,18 +28,27 @@ An application embeds it as a sub-container and passes its own settings::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import functools
+import random
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx2
 from dependency_injector import containers, providers
 
-from taskmodels.engine.observe import CallTracer
+from taskmodels.engine.admission import Gate
+from taskmodels.engine.loop import Engine
+from taskmodels.engine.observe import CallTracer, Observation
+from taskmodels.engine.outcome import Outcomes
+from taskmodels.engine.plan import Planner
 from taskmodels.http_client import ResourcePool
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
+from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import MemoryStateStore, StateStore
-from taskmodels.sections import Scope, StateSettings, TelemetrySettings
+from taskmodels.sections import Scope, ScopeSettings, StateSettings, TelemetrySettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings, load_settings
@@ -62,8 +77,42 @@ def _scoped(
 
 
 def _scope_of(settings: Settings, node: str) -> Scope:
-    scope: Scope = getattr(settings.scopes, node)
-    return scope
+    return _resolved_scopes(settings.scopes)[node]
+
+
+HOLDS: dict[str, tuple[str, ...]] = {
+    # What each node's instance keeps a reference to: an unset scope follows these (ScopeSettings).
+    "http_client": (),
+    "state_store": (),
+    "provider_factory": ("http_client",),
+    "registry": (),
+    "selector": ("registry",),
+    "tracer": (),
+    "breaker": ("state_store",),
+    "gate": ("state_store", "breaker"),
+    "observation": ("tracer",),
+    "outcomes": ("gate", "observation"),
+    "engine": ("gate", "provider_factory", "observation", "outcomes"),
+    "planner": (),
+    "model_service": ("registry", "selector", "engine", "planner"),
+}
+_NARROWER: dict[Scope, int] = {"singleton": 0, "thread_local": 1, "context_local": 2}
+
+
+@functools.lru_cache(maxsize=32)
+def _resolved_scopes(scopes: ScopeSettings) -> dict[str, Scope]:
+    """Every node's scope: as set, or the narrowest thread- or context-bound scope of what it holds (a factory
+    dependency does not narrow its holder: the holder simply keeps the one it was given)."""
+    resolved: dict[str, Scope] = {}
+    for node, held in HOLDS.items():  # in dependency order: what a node holds is resolved before it
+        chosen: Scope | None = getattr(scopes, node)
+        if chosen is None:
+            chosen = "singleton"
+            for scope in (resolved[h] for h in held):
+                if _NARROWER.get(scope, -1) > _NARROWER[chosen]:
+                    chosen = scope
+        resolved[node] = chosen
+    return resolved
 
 
 def _open_http_client(pool: ResourcePool, settings: Settings) -> httpx2.AsyncClient:
@@ -142,24 +191,48 @@ class Container(containers.DeclarativeContainer):
     tracer_provider: providers.Object[Any] = providers.Object(None)
     meter_provider: providers.Object[Any] = providers.Object(None)
 
-    tracer: providers.Singleton[CallTracer | None] = providers.Singleton(
-        build_call_tracer, settings.provided.telemetry, tracer_provider, meter_provider
+    tracer = _scoped(
+        settings, "tracer", build_call_tracer, settings.provided.telemetry, tracer_provider, meter_provider
     )
 
     selector = _scoped(
         settings, "selector", ModelSelectionFactory, registry, unknown_task=settings.provided.selection.unknown_task
     )
 
-    model_service = _scoped(
+    # Time and chance, as every part of the engine reads them: what tests override most.
+    clock: providers.Object[Callable[[], float]] = providers.Object(time.monotonic)  # limits, latencies
+    wall_clock: providers.Object[Callable[[], float]] = providers.Object(time.time)  # breakers, budgets, rates
+    sleep: providers.Object[Callable[[float], Awaitable[None]]] = providers.Object(asyncio.sleep)  # backoff
+    rand: providers.Object[Callable[[], float]] = providers.Object(random.random)  # backoff jitter
+
+    breaker = _scoped(
+        settings, "breaker", CircuitBreaker.from_settings, state_store, settings.provided.resilience, clock=wall_clock
+    )
+
+    gate = _scoped(settings, "gate", Gate, state_store, breaker, wall_clock=wall_clock)
+
+    observation = _scoped(settings, "observation", Observation, clock, tracer)
+
+    outcomes = _scoped(settings, "outcomes", Outcomes, gate, observation, settings.provided.resilience, clock, rand)
+
+    engine = _scoped(
         settings,
-        "model_service",
-        ModelService,
-        registry=registry,
-        selector=selector,
-        provider_factory=provider_factory,
-        state_store=state_store,
+        "engine",
+        Engine,
+        gate=gate,
+        providers=provider_factory,
+        observation=observation,
         resilience=settings.provided.resilience,
-        tracer=tracer,
+        clock=clock,
+        sleep=sleep,
+        rand=rand,
+        outcomes=outcomes,
+    )
+
+    planner = _scoped(settings, "planner", Planner, settings.provided.resilience)
+
+    model_service = _scoped(
+        settings, "model_service", ModelService, registry=registry, selector=selector, engine=engine, planner=planner
     )
 
     aclose = providers.Coroutine(_shutdown, __self__)

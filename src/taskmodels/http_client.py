@@ -93,6 +93,10 @@ class ResourcePool:
     def add(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
 
+    def __len__(self) -> int:
+        """Resources open and held until ``aclose``."""
+        return len(self._closers)
+
     def open_http_client(self, settings: HttpSettings) -> httpx2.AsyncClient:
         client = build_http_client(settings)
         self.add(client.aclose)

@@ -16,6 +16,7 @@ __all__ = [
     "LoggingSettings",
     "ProviderSettings",
     "ResilienceSettings",
+    "ResourceScope",
     "Scope",
     "ScopeSettings",
     "SelectionSettings",
@@ -68,15 +69,47 @@ class HttpSettings(_Section):
         return value
 
 
-class ScopeSettings(_Section):
-    """The scope of each container node."""
+ResourceScope = Literal["singleton", "thread_local"]
+"""The scopes a node holding open resources takes: one per container, or one per thread (closed by ``aclose``)."""
 
-    http_client: Scope = "singleton"
-    state_store: Scope = "singleton"
-    registry: Scope = "singleton"
-    selector: Scope = "singleton"
-    provider_factory: Scope = "singleton"
-    model_service: Scope = "singleton"
+
+class ScopeSettings(_Section):
+    """The scope of each container node (docs/scopes.md).
+
+    A node left unset lives no longer than what it holds: it takes the narrowest ``thread_local`` or
+    ``context_local`` scope among the nodes it keeps a reference to, else ``singleton`` (so setting ``http_client``
+    to ``thread_local`` gives each thread its own providers, engine and service too). ``http_client`` and
+    ``state_store`` hold open resources (a connection pool, a store connection): they take ``singleton`` or
+    ``thread_local`` only, since one opened per call or per asyncio context would be opened without end.
+    """
+
+    http_client: ResourceScope = Field(
+        default="singleton", description="singleton or thread_local: a connection pool is shared, never per call"
+    )
+    state_store: ResourceScope = Field(
+        default="singleton", description="singleton or thread_local: a store connection is shared, never per call"
+    )
+    registry: Scope | None = None
+    selector: Scope | None = None
+    provider_factory: Scope | None = None
+    tracer: Scope | None = None
+    breaker: Scope | None = None
+    gate: Scope | None = None
+    observation: Scope | None = None
+    outcomes: Scope | None = None
+    engine: Scope | None = None
+    planner: Scope | None = None
+    model_service: Scope | None = None
+
+    @field_validator("http_client", "state_store", mode="before")
+    @classmethod
+    def _resources_are_shared(cls, value: object, info: ValidationInfo) -> object:
+        if value in ("factory", "context_local"):
+            raise ValueError(
+                f"{info.field_name} holds open connections: it takes singleton or thread_local, not {value!r} "
+                "(one opened per call or per asyncio context would be opened without end)"
+            )
+        return value
 
 
 class ResilienceSettings(_Section):

@@ -1,35 +1,28 @@
 """``ModelService``: what an application calls — completions, streams and embeddings, by task.
 
-A thin facade over the call engine (``taskmodels.engine``): it turns the caller's
-arguments into a ``CompletionRequest``, asks selection for the task's candidates,
-freezes the call's plan, and hands the call to the engine. What happens in a call —
-retries, fallbacks, the one deadline, breakers, budgets — is described in
-``engine/loop.py`` and in docs/fallbacks.md.
+A facade over the call engine (``taskmodels.engine``), which it receives already built (the
+container wires every part: ``containers.py``): it turns the caller's arguments into a checked
+request, asks selection for the task's candidates, freezes the call's plan, and hands the call
+to the engine. What happens in a call — retries, fallbacks, the one deadline, breakers,
+budgets — is described in ``engine/loop.py`` and in docs/fallbacks.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
 import threading
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from taskmodels.engine.admission import Gate
 from taskmodels.engine.call import CallState
-from taskmodels.engine.health import pool_health
+from taskmodels.engine.health import health
 from taskmodels.engine.loop import Engine
-from taskmodels.engine.observe import CallTracer, Observation
+from taskmodels.engine.observe import Observation
 from taskmodels.engine.plan import Operation, Planner
 from taskmodels.errors import CURRENT_TASK, TaskModelsError
 from taskmodels.output import output_run_for, output_schema
-from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
-from taskmodels.resilience.breaker import CircuitBreaker
-from taskmodels.resilience.state import StateStore
-from taskmodels.sections import ResilienceSettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.sync import SyncModelService
 from taskmodels.tenancy import CURRENT_TENANT
@@ -42,6 +35,12 @@ from taskmodels.types import (
 )
 from taskmodels.validation import check_task, check_tenant, coerce_request, coerce_texts
 
+if TYPE_CHECKING:
+    from taskmodels.providers.factory import ModelProviderFactory
+    from taskmodels.resilience.breaker import CircuitBreaker
+    from taskmodels.resilience.state import StateStore
+    from taskmodels.sections import ResilienceSettings
+
 __all__ = ["ModelService", "SyncModelService"]
 
 _T = TypeVar("_T")
@@ -50,8 +49,8 @@ _T = TypeVar("_T")
 class ModelService:
     """Completions, streams and embeddings for tasks, with retries, fallbacks, one deadline, breakers and budgets.
 
-    ``clock`` (monotonic), ``wall_clock``, ``sleep`` and ``rand`` are injectable for tests; ``tracer`` is where
-    tracing attaches (see ``engine/observe.py``).
+    Built by the container (``Container().model_service()``) from its parts, each a node a test or an
+    application may override: the clock, the breaker, the engine itself (docs/testing.md).
     """
 
     def __init__(
@@ -59,35 +58,36 @@ class ModelService:
         *,
         registry: ModelRegistryService,
         selector: ModelSelectionFactory,
-        provider_factory: ModelProviderFactory,
-        state_store: StateStore,
-        resilience: ResilienceSettings | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rand: Callable[[], float] = random.random,
-        tracer: CallTracer | None = None,
+        engine: Engine,
+        planner: Planner,
     ) -> None:
         self.registry = registry
         self.selector = selector
-        self.provider_factory = provider_factory
-        self.state_store = state_store
-        self.resilience = settings = resilience or ResilienceSettings()
-        self.breaker = CircuitBreaker.from_settings(state_store, settings, clock=wall_clock)
-        self.observation = Observation(clock, tracer)
-        self.engine = Engine(
-            gate=Gate(state_store, self.breaker, wall_clock=wall_clock),
-            provider_for=provider_factory.create_provider_for_model,
-            observation=self.observation,
-            resilience=settings,
-            clock=clock,
-            sleep=sleep,
-            rand=rand,
-        )
-        self._planner = Planner(settings)
-        self._clock = clock
+        self.engine = engine
+        self._planner = planner
         self._sync: SyncModelService | None = None
         self._sync_lock = threading.Lock()
+
+    # What the engine is made of, for inspection (each part is a node of the container).
+    @property
+    def observation(self) -> Observation:
+        return self.engine.observation
+
+    @property
+    def resilience(self) -> ResilienceSettings:
+        return self.engine.resilience
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.engine.gate.breaker
+
+    @property
+    def state_store(self) -> StateStore:
+        return self.engine.gate.store
+
+    @property
+    def provider_factory(self) -> ModelProviderFactory:
+        return self.engine.providers
 
     @overload
     async def complete_with_task_model(
@@ -122,20 +122,11 @@ class ModelService:
         ``tenant`` names whom the call is for (default: ``taskmodels.tenant_scope``'s).
         """
         call = self._start(task, "chat", tenant, request, fields)
-        token = CURRENT_TASK.set(task)
-        try:
-            result = await self.engine.complete(call, streamed=self.resilience.stream_under_the_hood)
-        except TaskModelsError as exc:
-            self.observation.call_failed(call, exc)
-            raise
-        else:
+        with _Calling(self.engine.observation, call):
+            result = await self.engine.complete(call, streamed=self.engine.resilience.stream_under_the_hood)
             if call.output is not None:
                 result.output = call.output.value  # a streamed read assembles a new result
             return result
-        finally:
-            CURRENT_TASK.reset(token)
-            if call.trace is not None:
-                self.observation.call_closed(call)
 
     async def embed_with_task_model(
         self, task: str, texts: Sequence[str], *, tenant: str | None = None
@@ -144,21 +135,13 @@ class ModelService:
         try:
             batch = coerce_texts(texts)  # a bare string is one text, never its characters
         except TaskModelsError as exc:
-            if self.observation.tracer is not None:
-                self.observation.call_refused(str(task), "embeddings", exc, streaming=False)
+            if self.engine.observation.tracer is not None:
+                self.engine.observation.call_refused(str(task), "embeddings", exc, streaming=False)
             raise
         call = self._start(task, "embeddings", tenant)
-        self.observation.embedding_inputs(call, batch)
-        token = CURRENT_TASK.set(task)
-        try:
+        self.engine.observation.embedding_inputs(call, batch)
+        with _Calling(self.engine.observation, call):
             return await self.engine.embed(call, batch)
-        except TaskModelsError as exc:
-            self.observation.call_failed(call, exc)
-            raise
-        finally:
-            CURRENT_TASK.reset(token)
-            if call.trace is not None:
-                self.observation.call_closed(call)
 
     async def stream_with_task_model(
         self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
@@ -174,45 +157,22 @@ class ModelService:
         an answer that fails validation is an attempt failure, as for ``complete``.
         """
         call = self._start(task, "chat", tenant, request, fields, streaming=True)
-        token = CURRENT_TASK.set(task)
-        try:
+        with _Calling(self.engine.observation, call):
             async for event in self.engine.stream(call):
                 if event.result is not None and call.output is not None:
                     event.result.output = call.output.value
                 yield event
-        except TaskModelsError as exc:
-            self.observation.call_failed(call, exc)
-            raise
-        finally:
-            # Closed from another context (the collection of an unfinished stream) the reset is not ours to make.
-            with contextlib.suppress(ValueError):
-                CURRENT_TASK.reset(token)
-            if call.trace is not None:  # a stream its consumer left unfinished still ends its spans
-                self.observation.call_closed(call)
 
     def totals(self) -> dict[str, dict[str, dict[str, int | float]]]:
         """Calls, attempts, tokens and cost so far, per task (``tasks``), per model (``models``) and per tenant
         (``tenants``: calls made for one), in this process."""
-        return self.observation.accounting.snapshot()
+        return self.engine.observation.accounting.snapshot()
 
     async def health(self) -> dict[str, Any]:
         """Each registry model's breaker: ``state`` (closed, open, half_open), failures and ``retry_at``; for a
         model with deployments, its ``routing`` and each deployment's breaker, hold and rate state
         (see ``engine/health.py``)."""
-        gate = self.engine.gate
-        snapshots = await gate.snapshots()
-        out: dict[str, Any] = {}
-        for model_id, model in self.registry.current.models_by_id.items():
-            snap = snapshots.get(model_id) or await gate.snapshot(model_id)
-            out[model_id] = {
-                "state": snap.state,
-                "consecutive_failures": snap.consecutive_failures,
-                "retry_at": snap.retry_at,
-                "cooldown": snap.cooldown,
-            }
-            if model.deployments:
-                out[model_id].update(await pool_health(gate, self.engine.pools.pool(model), snapshots))
-        return {"models": out}
+        return await health(self.engine, self.registry.current)
 
     @property
     def sync(self) -> SyncModelService:
@@ -242,7 +202,7 @@ class ModelService:
             # A typed answer's schema goes with the prompt: selection and budgets count it.
             schema = None if asked.output_type is None else output_schema(asked.output_type).schema
             selection = self.selector.candidates(task, asked, operation=operation, schema=schema)
-            plan = self._planner.plan(selection, asked, now=self._clock(), operation=operation)
+            plan = self._planner.plan(selection, asked, now=self.engine.clock(), operation=operation)
             call = CallState(plan, tenant if tenant is not None else CURRENT_TENANT.get())
             if selection.skipped:  # the attempts say why a model of the chain was not tried, selection's skips too
                 models = selection.registry.models_by_id
@@ -253,9 +213,34 @@ class ModelService:
             if asked.output_type is not None or asked.response_format is not None:
                 call.output = output_run_for(selection, asked)
         except Exception as exc:
-            if self.observation.tracer is not None:
-                self.observation.call_refused(str(task), operation, exc, streaming=streaming)
+            if self.engine.observation.tracer is not None:
+                self.engine.observation.call_refused(str(task), operation, exc, streaming=streaming)
             raise
-        if self.observation.tracer is not None:
-            self.observation.call_started(call, streaming=streaming)
+        if self.engine.observation.tracer is not None:
+            self.engine.observation.call_started(call, streaming=streaming)
         return call
+
+
+class _Calling:
+    """The one context of every call, whatever its operation: the task it serves set for the errors built
+    meanwhile, a failure reported, and its trace ended however it ends (``with _Calling(observation, call):``)."""
+
+    __slots__ = ("call", "observation", "token")
+
+    def __init__(self, observation: Observation, call: CallState) -> None:
+        self.observation = observation
+        self.call = call
+        self.token = CURRENT_TASK.set(call.task)
+
+    def __enter__(self) -> CallState:
+        return self.call
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        call = self.call
+        if isinstance(exc, TaskModelsError):
+            self.observation.call_failed(call, exc)
+        # A stream closed from another context (the collection of an unfinished one): the reset is not ours to make.
+        with contextlib.suppress(ValueError):
+            CURRENT_TASK.reset(self.token)
+        if call.trace is not None:  # a call nothing ended (a stream its consumer left, a cancellation) still ends
+            self.observation.call_closed(call, exc)

@@ -74,6 +74,8 @@ from taskmodels.types import (
 
 if TYPE_CHECKING:
     from taskmodels.containers import Container
+    from taskmodels.providers.factory import ModelProviderFactory
+    from taskmodels.registry.service import ModelRegistryService
     from taskmodels.resilience.state import StateStore
     from taskmodels.sections import ResilienceSettings
     from taskmodels.service import ModelService
@@ -465,34 +467,44 @@ class ManualClock:
 
 
 def make_test_service(
-    registry: Mapping[str, Any],
+    registry: Mapping[str, Any] | ModelRegistryService,
     *,
     backend: FakeBackend | None = None,
+    provider_factory: ModelProviderFactory | None = None,
     state_store: StateStore | None = None,
     resilience: ResilienceSettings | None = None,
-    **service_kwargs: Any,
+    settings: Settings | None = None,
+    **nodes: Any,
 ) -> ModelService:
-    """A ``ModelService`` on ``registry`` (a dict in the file's format), every provider name served by
-    ``backend``'s fakes; ``service_kwargs`` go to ``ModelService`` (``clock``, ``sleep``, ``wall_clock`` ...)."""
-    from taskmodels.providers.factory import ModelProviderFactory
-    from taskmodels.registry.service import ModelRegistryService
-    from taskmodels.resilience.state import MemoryStateStore
-    from taskmodels.selection import ModelSelectionFactory
-    from taskmodels.service import ModelService
+    """A ``ModelService`` built by the container, as an application's is, on ``registry``: a dict in the
+    file's format, every provider name it uses served by ``backend``'s fakes; or a ``ModelRegistryService`` with
+    the ``provider_factory`` that serves it (real providers, say). Its state is in memory unless ``state_store``
+    is given. ``nodes`` override container nodes by name: ``clock``, ``wall_clock``, ``sleep``, ``rand``,
+    ``tracer``, ``breaker`` ... (see ``containers.Container``)."""
+    if resilience is not None:
+        from taskmodels.settings import Settings
 
-    backend = backend or FakeBackend()
-    factory = ModelProviderFactory(http_client=_UNUSED_CLIENT, discover_entry_points=False)
-    for name in _provider_names(registry):
-        factory.register_provider_implementation(name, backend.provider_class(name))
-    service = ModelRegistryService.from_dict(registry, provider_names=factory.provider_names())
-    return ModelService(
-        registry=service,
-        selector=ModelSelectionFactory(service),
-        provider_factory=factory,
-        state_store=state_store or MemoryStateStore(),
-        resilience=resilience,
-        **service_kwargs,
+        settings = (settings or Settings()).model_copy(update={"resilience": resilience})
+    from taskmodels.resilience.state import MemoryStateStore
+
+    container = make_test_container(
+        registry,
+        backend=backend,
+        settings=settings,
+        provider_factory=provider_factory,
+        # State in memory unless given: nothing for the caller to close, whatever TASKMODELS_STATE__* says.
+        overrides={"state_store": state_store or MemoryStateStore(), **nodes},
     )
+    return container.model_service()
+
+
+def _used_providers(registry: ModelRegistryService) -> set[str]:
+    """Every provider a loaded registry's models and their deployments name."""
+    names = set()
+    for model in registry.current.models_by_id.values():
+        names.add(model.provider)
+        names.update(d.provider for d in model.deployments if d.provider)
+    return names
 
 
 def _provider_names(registry: Mapping[str, Any]) -> set[str]:
@@ -510,16 +522,18 @@ def _provider_names(registry: Mapping[str, Any]) -> set[str]:
 
 
 def make_test_container(
-    registry: Mapping[str, Any],
+    registry: Mapping[str, Any] | ModelRegistryService,
     *,
     backend: FakeBackend | None = None,
     settings: Settings | None = None,
     overrides: Mapping[str, Any] | None = None,
+    provider_factory: ModelProviderFactory | None = None,
 ) -> Container:
-    """A ``Container`` whose registry is ``registry`` (a dict in the file's format) and whose every
-    provider name is served by ``backend``'s ``FakeProvider``. ``overrides`` maps node names
-    (``state_store``, ``model_service`` ...) to objects or dependency-injector providers.
-    Call ``container.reset_override()`` when done, or use ``overridden_container``."""
+    """A ``Container`` whose registry is ``registry`` (a dict in the file's format, or a ``ModelRegistryService``)
+    and whose every provider name is served by ``backend``'s ``FakeProvider`` (or by ``provider_factory``, when
+    given). ``overrides`` maps node names (``state_store``, ``clock``, ``breaker``, ``model_service`` ...) to
+    objects or dependency-injector providers. Call ``container.reset_override()`` when done, or use
+    ``overridden_container``."""
     from dependency_injector import providers
 
     from taskmodels.containers import Container
@@ -527,16 +541,21 @@ def make_test_container(
     from taskmodels.registry.service import ModelRegistryService
     from taskmodels.settings import Settings
 
-    backend = backend or FakeBackend()
     settings = settings or Settings()
-    factory = ModelProviderFactory(settings, http_client=_UNUSED_CLIENT, discover_entry_points=False)
-    for name in _provider_names(registry):
-        factory.register_provider_implementation(name, backend.provider_class(name))
-    service = ModelRegistryService.from_dict(registry, provider_names=factory.provider_names())
+    if provider_factory is None:
+        backend = backend or FakeBackend()
+        provider_factory = ModelProviderFactory(settings, http_client=_UNUSED_CLIENT, discover_entry_points=False)
+        names = _provider_names(registry) if isinstance(registry, Mapping) else _used_providers(registry)
+        for name in names | {"fake"}:
+            provider_factory.register_provider_implementation(name, backend.provider_class(name))
+    if isinstance(registry, ModelRegistryService):
+        service = registry
+    else:
+        service = ModelRegistryService.from_dict(registry, provider_names=provider_factory.provider_names())
 
     container = Container()
     container.settings.override(providers.Object(settings))
-    container.provider_factory.override(providers.Object(factory))
+    container.provider_factory.override(providers.Object(provider_factory))
     container.registry.override(providers.Object(service))
     for node, value in (overrides or {}).items():
         target = getattr(container, node, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from dependency_injector import containers, providers
 
 from taskmodels.containers import Container
+from taskmodels.errors import SettingsError
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ScopeSettings
 from taskmodels.service import ModelService
@@ -36,7 +38,24 @@ REGISTRY: dict[str, Any] = {
     "defaultModelId": "local",
 }
 
-NODES = ("http_client", "state_store", "provider_factory", "registry", "selector", "model_service")
+# Every node that takes a scope. The two that hold open resources take singleton or thread_local only.
+RESOURCES = ("http_client", "state_store")
+NODES = (
+    *RESOURCES,
+    "provider_factory",
+    "registry",
+    "selector",
+    "tracer",
+    "breaker",
+    "gate",
+    "observation",
+    "outcomes",
+    "engine",
+    "planner",
+    "model_service",
+)
+PLAIN = NODES[len(RESOURCES) :]
+SCOPES = ("singleton", "thread_local", "context_local", "factory")
 
 
 @pytest.fixture
@@ -71,7 +90,7 @@ def test_singleton_scope_gives_one_instance_across_threads(registry_file: Path, 
     assert seen == [first]
 
 
-@pytest.mark.parametrize("node", NODES)
+@pytest.mark.parametrize("node", PLAIN)
 def test_factory_scope_gives_a_new_instance_per_call(registry_file: Path, node: str) -> None:
     container = make_container(registry_file, **{node: "factory"})
     assert getattr(container, node)() is not getattr(container, node)()
@@ -95,7 +114,7 @@ def test_thread_local_scope_gives_one_instance_per_thread(registry_file: Path, n
     assert seen[0] is not here
 
 
-@pytest.mark.parametrize("node", NODES)
+@pytest.mark.parametrize("node", PLAIN)
 async def test_context_local_scope_gives_one_instance_per_asyncio_task(registry_file: Path, node: str) -> None:
     container = make_container(registry_file, **{node: "context_local"})
 
@@ -119,7 +138,10 @@ def test_every_node_can_be_overridden_and_the_override_does_not_leak(registry_fi
 
 
 def test_overriding_a_dependency_reaches_the_service(registry_file: Path) -> None:
-    container = make_container(registry_file, model_service="factory")
+    # Every node between the store and the service built anew each time: the override reaches the next service.
+    container = make_container(
+        registry_file, model_service="factory", engine="factory", gate="factory", breaker="factory", outcomes="factory"
+    )
     store = MemoryStateStore()
     with container.state_store.override(providers.Object(store)):
         assert container.model_service().state_store is store
@@ -205,3 +227,53 @@ def test_the_container_wires_the_unknown_task_setting_and_provider_endpoints(
     assert not container.registry().current.warnings
     with pytest.raises(UnknownTaskError, match="unknown task 'nope'"):
         container.selector().candidates("nope")
+
+
+# --- every scope of every node, without leaks ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("node", RESOURCES)
+@pytest.mark.parametrize("scope", ["factory", "context_local"])
+def test_a_scope_a_resource_cannot_take_is_refused_naming_the_node(
+    registry_file: Path, monkeypatch: pytest.MonkeyPatch, node: str, scope: str
+) -> None:
+    monkeypatch.setenv("TASKMODELS_REGISTRY_PATH", str(registry_file))
+    monkeypatch.setenv(f"TASKMODELS_SCOPES__{node.upper()}", scope)
+    with pytest.raises(SettingsError) as info:
+        Container().model_service()
+    message = str(info.value)
+    assert f"TASKMODELS_SCOPES__{node.upper()}" in message
+    assert f"{node} holds open connections: it takes singleton or thread_local, not '{scope}'" in message
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+async def test_200_services_built_and_dropped_leave_one_client_and_one_store(
+    registry_file: Path, monkeypatch: pytest.MonkeyPatch, scope: str
+) -> None:
+    """Every node in ``scope`` (the resources in the nearest scope they take): 200 services built, each in a
+    context of its own, and dropped, leave O(1) clients and stores open; ``aclose`` closes every client."""
+    import taskmodels.http_client as http_client_module
+
+    opened: list[httpx2.AsyncClient] = []
+    build = http_client_module.build_http_client
+
+    def recording(*args: Any, **kwargs: Any) -> httpx2.AsyncClient:
+        client = build(*args, **kwargs)
+        opened.append(client)
+        return client
+
+    monkeypatch.setattr(http_client_module, "build_http_client", recording)
+    resource_scope = scope if scope in ("singleton", "thread_local") else "singleton"
+    scopes = dict.fromkeys(PLAIN, scope) | dict.fromkeys(RESOURCES, resource_scope)
+    container = make_container(registry_file, **scopes)
+    seen = set()
+    for _ in range(200):
+        service = contextvars.Context().run(container.model_service)  # a fresh asyncio context each time
+        seen.add(id(service))
+        del service
+    assert len(seen) >= (1 if scope in ("singleton", "thread_local") else 2)
+    assert len(container.resources()) <= len(RESOURCES)  # one client and one store, whatever the scope
+    assert len(opened) == 1
+    await container.aclose()
+    assert all(client.is_closed for client in opened)
+    assert len(container.resources()) == 0

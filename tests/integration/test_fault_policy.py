@@ -35,9 +35,9 @@ from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.policy import RULES
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ProviderSettings, ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
+from taskmodels.testing import make_test_service
 from taskmodels.types import Attempt, CompletionResult, StreamEvent
 from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 
@@ -136,9 +136,8 @@ async def make_service(fault_server: FaultServer) -> AsyncIterator[ServiceFactor
         registry = ModelRegistryService.from_dict(
             registry_data(fault_server.base_url), provider_names=factory.provider_names()
         )
-        return ModelService(
-            registry=registry,
-            selector=ModelSelectionFactory(registry),
+        return make_test_service(
+            registry,
             provider_factory=factory,
             state_store=MemoryStateStore(),
             resilience=FAST.model_copy(update=resilience),

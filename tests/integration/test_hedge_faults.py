@@ -16,9 +16,9 @@ from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
+from taskmodels.testing import make_test_service
 from taskmodels.types import Attempt
 from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 
@@ -57,9 +57,8 @@ async def service(fault_server: FaultServer) -> AsyncIterator[ModelService]:
     registry = ModelRegistryService.from_dict(
         registry_data(fault_server.base_url), provider_names=factory.provider_names()
     )
-    yield ModelService(
-        registry=registry,
-        selector=ModelSelectionFactory(registry),
+    yield make_test_service(
+        registry,
         provider_factory=factory,
         state_store=MemoryStateStore(),
         resilience=RESILIENCE,

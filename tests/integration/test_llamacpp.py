@@ -28,8 +28,8 @@ from taskmodels.providers.openai import OpenAICompatibleProvider
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
-from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
+from taskmodels.testing import make_test_service
 from taskmodels.types import CompletionRequest, ResponseFormat, StreamEvent
 from tests.integration.llamacpp import LlamaCppServer, TinyModel
 
@@ -285,9 +285,8 @@ def service(
         },
         provider_names=factory.provider_names(),
     )
-    return ModelService(
-        registry=registry,
-        selector=ModelSelectionFactory(registry),
+    return make_test_service(
+        registry,
         provider_factory=factory,
         state_store=MemoryStateStore(),
     )
@@ -359,9 +358,8 @@ async def test_output_type_returns_a_validated_instance(
         },
         provider_names=factory.provider_names(),
     )
-    service = ModelService(
-        registry=registry,
-        selector=ModelSelectionFactory(registry),
+    service = make_test_service(
+        registry,
         provider_factory=factory,
         state_store=MemoryStateStore(),
     )

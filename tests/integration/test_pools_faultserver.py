@@ -19,10 +19,9 @@ from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
-from taskmodels.testing import ManualClock
+from taskmodels.testing import ManualClock, make_test_service
 from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 
 pytestmark = pytest.mark.integration
@@ -73,9 +72,8 @@ async def build(servers: dict[str, FaultServer]) -> AsyncIterator[Build]:
         clients.append(client)
         factory = ModelProviderFactory(Settings(), client)
         registry = ModelRegistryService.from_dict(registry_data, provider_names=factory.provider_names())
-        return ModelService(
-            registry=registry,
-            selector=ModelSelectionFactory(registry),
+        return make_test_service(
+            registry,
             provider_factory=factory,
             state_store=MemoryStateStore(),
             resilience=FAST,

@@ -104,9 +104,8 @@ from taskmodels.providers.factory import ModelProviderFactory  # noqa: E402
 from taskmodels.registry.service import ModelRegistryService  # noqa: E402
 from taskmodels.resilience.redis import RedisStateStore  # noqa: E402
 from taskmodels.sections import ResilienceSettings, StateSettings  # noqa: E402
-from taskmodels.selection import ModelSelectionFactory  # noqa: E402
-from taskmodels.service import ModelService  # noqa: E402
 from taskmodels.settings import Settings  # noqa: E402
+from taskmodels.testing import make_test_service  # noqa: E402
 from tests.integration.faultserver import FaultServer, model_entry  # noqa: E402
 from tests.integration.redisserver import RedisServer, require_redis_server  # noqa: E402
 from tests.integration.workers import LineWorker  # noqa: E402
@@ -204,9 +203,8 @@ async def test_traffic_returns_within_3_seconds_of_a_6_second_outage_in_real_tim
     )
     async with httpx2.AsyncClient(timeout=httpx2.Timeout(10.0, connect=1.0)) as client:
         factory = ModelProviderFactory(Settings(), client)
-        service = ModelService(
-            registry=registry,
-            selector=ModelSelectionFactory(registry),
+        service = make_test_service(
+            registry,
             provider_factory=factory,
             state_store=store,
             resilience=DEFAULTS,

@@ -70,9 +70,8 @@ async def _work(redis_url: str, namespace: str, urls: dict[str, str], start_at: 
     from taskmodels.resilience.ratelimit import RateDecision
     from taskmodels.resilience.redis import RedisStateStore
     from taskmodels.sections import StateSettings
-    from taskmodels.selection import ModelSelectionFactory
-    from taskmodels.service import ModelService
     from taskmodels.settings import Settings
+    from taskmodels.testing import make_test_service
 
     admitted: ContextVar[str] = ContextVar("admitted", default="")
 
@@ -96,9 +95,8 @@ async def _work(redis_url: str, namespace: str, urls: dict[str, str], start_at: 
     client = httpx2.AsyncClient(timeout=httpx2.Timeout(10.0, connect=2.0), event_hooks={"request": [stamp]})
     factory = ModelProviderFactory(Settings(), client)
     reg = ModelRegistryService.from_dict(registry(urls), provider_names=factory.provider_names())
-    service = ModelService(
-        registry=reg,
-        selector=ModelSelectionFactory(reg),
+    service = make_test_service(
+        reg,
         provider_factory=factory,
         state_store=store,
         wall_clock=lambda: time.time() * SCALE,

@@ -39,9 +39,9 @@ from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
+from taskmodels.testing import make_test_service
 from taskmodels.types import CompletionRequest, CompletionResult, StreamEvent
 from tests.integration.faultserver import Behaviour, FaultServer
 from tests.transport_choice import chosen_transport
@@ -157,9 +157,8 @@ async def make_service(registry_file: Path) -> AsyncIterator[ServiceFactory]:
         def build() -> ModelService:
             factory = ModelProviderFactory(settings, client)
             registry = ModelRegistryService.from_settings(settings, provider_names=factory.provider_names())
-            return ModelService(
-                registry=registry,
-                selector=ModelSelectionFactory(registry),
+            return make_test_service(
+                registry,
                 provider_factory=factory,
                 state_store=MemoryStateStore(),
                 resilience=settings.resilience,
@@ -812,11 +811,9 @@ async def test_a_key_the_provider_echoes_never_comes_out(
     async with httpx2.AsyncClient(timeout=httpx2.Timeout(5.0, connect=1.0)) as client:
         factory = ModelProviderFactory(settings, client)
         registry = ModelRegistryService.from_settings(settings, provider_names=factory.provider_names())
-        selector = ModelSelectionFactory(registry)
         for case in cases:
-            service = ModelService(  # a fresh breaker each time: a 401 opens the model's circuit at once
-                registry=registry,
-                selector=selector,
+            service = make_test_service(  # a fresh breaker each time: a 401 opens the model's circuit at once
+                registry,
                 provider_factory=factory,
                 state_store=MemoryStateStore(),
                 resilience=settings.resilience,

@@ -17,8 +17,8 @@ from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
+from taskmodels.testing import make_test_service
 from tests.integration.faultserver import Behaviour, FaultServer, model_entry
 
 pytestmark = pytest.mark.integration
@@ -60,9 +60,8 @@ async def service(server: FaultServer) -> AsyncIterator[ModelService]:
             },
             provider_names=factory.provider_names(),
         )
-        yield ModelService(
-            registry=registry,
-            selector=ModelSelectionFactory(registry),
+        yield make_test_service(
+            registry,
             provider_factory=factory,
             state_store=MemoryStateStore(),
             resilience=ResilienceSettings(deadline=5.0, attempt_timeout=2.0, backoff_initial=0.01, backoff_max=0.02),

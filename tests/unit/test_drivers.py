@@ -42,7 +42,9 @@ LANES = ["plain", "hedged"]
 WINDOW = 3600.0
 
 
-def _service(lane: str, backend: FakeBackend, *, store: MemoryStateStore | None = None, **mapping: Any) -> ModelService:
+def _service(
+    lane: str, backend: FakeBackend, *, store: MemoryStateStore | None = None, streamed: bool = False, **mapping: Any
+) -> ModelService:
     models = [fake_model("a", price=0.01), fake_model("b", price=0.01, context=64_000), fake_model("c", price=0.01)]
     registry = fake_registry(*models, **mapping)
     if lane == "hedged":
@@ -52,7 +54,7 @@ def _service(lane: str, backend: FakeBackend, *, store: MemoryStateStore | None 
         registry,
         backend=backend,
         state_store=store,
-        resilience=ResilienceSettings(max_attempts_per_model=2, backoff_initial=0.1),
+        resilience=ResilienceSettings(max_attempts_per_model=2, backoff_initial=0.1, stream_under_the_hood=streamed),
         clock=clock,
         wall_clock=clock,
         sleep=clock.sleep,
@@ -139,9 +141,7 @@ def _backend(case: Case) -> FakeBackend:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 @pytest.mark.parametrize("how", ["complete", "complete read as a stream", "stream"])
 async def test_both_lanes_end_every_case_the_same_way(lane: str, case: Case, how: str) -> None:
-    service = _service(lane, _backend(case), **case.mapping)
-    if how == "complete read as a stream":
-        service.resilience = service.resilience.model_copy(update={"stream_under_the_hood": True})
+    service = _service(lane, _backend(case), streamed=how == "complete read as a stream", **case.mapping)
     if case.raises is not None:
         with pytest.raises(case.raises) as info:
             await _call(service, how)

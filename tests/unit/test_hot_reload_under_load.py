@@ -14,9 +14,8 @@ from taskmodels.errors import RegistryError
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
-from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
-from taskmodels.testing import FakeBackend, fake_model, offline_client, reply
+from taskmodels.testing import FakeBackend, fake_model, make_test_service, offline_client, reply
 
 
 def version(n: int) -> dict[str, Any]:
@@ -41,9 +40,8 @@ def setup(tmp_path: Path) -> tuple[Path, ModelRegistryService, ModelService]:
     factory = ModelProviderFactory(http_client=offline_client(), discover_entry_points=False)
     factory.register_provider_implementation("fake", backend.provider_class("fake"))
     registry = ModelRegistryService.from_path(path, provider_names=factory.provider_names())
-    service = ModelService(
-        registry=registry,
-        selector=ModelSelectionFactory(registry),
+    service = make_test_service(
+        registry,
         provider_factory=factory,
         state_store=MemoryStateStore(),
     )

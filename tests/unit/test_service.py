@@ -333,12 +333,12 @@ async def test_unexpected_provider_exceptions_never_escape_raw(exc: Exception) -
     def create(m: ModelConfig) -> ModelPort:
         return Broken(m) if m.id == "a" else real(m)
 
-    env.service.engine._provider_for = create
+    factory.create_provider_for_model = create  # type: ignore[method-assign,assignment]
     result = await env.service.complete_with_task_model("t", "p")
     assert result.model_id == "b"
     assert result.attempts[0].error_class == "InvalidResponseError"
 
-    env.service.engine._provider_for = Broken
+    factory.create_provider_for_model = Broken  # type: ignore[method-assign]
     with pytest.raises(AllModelsFailedError) as info:
         await env.service.complete_with_task_model("t", "p")
     assert not isinstance(info.value, KeyError)

@@ -26,10 +26,10 @@ from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings
 from taskmodels.telemetry import CAPTURE_CONTENT_VARIABLE
+from taskmodels.testing import make_test_service
 from taskmodels.types import ImagePart, Message, ResponseFormat, TextPart
 from tests.otel_kit import Otel, attrs
 
@@ -238,9 +238,8 @@ def wire_service(otel: Otel, wire: Wire, *models: dict[str, Any], **kwargs: Any)
     keys = {f"{name}_api_key": KEY for name in ("openai", "anthropic", "gemini", "azure_openai")}
     factory = ModelProviderFactory(Settings(_env_file=None, **keys), wire.client, discover_entry_points=False)
     registry_service = ModelRegistryService.from_dict(registry, provider_names=factory.provider_names())
-    return ModelService(
-        registry=registry_service,
-        selector=ModelSelectionFactory(registry_service),
+    return make_test_service(
+        registry_service,
         provider_factory=factory,
         state_store=MemoryStateStore(),
         resilience=resilience,

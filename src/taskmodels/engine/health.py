@@ -1,16 +1,38 @@
-"""What ``ModelService.health()`` says about a model with deployments: its routing and each deployment's state."""
+"""What ``ModelService.health()`` says: each model's breaker, and for a model with deployments its routing and
+each deployment's state."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from taskmodels.registry.service import Registry
 from taskmodels.resilience.state import BreakerSnapshot
 
 from .admission import Gate
+from .loop import Engine
 from .pools import Pool
 
-__all__ = ["pool_health"]
+__all__ = ["health", "pool_health"]
+
+
+async def health(engine: Engine, registry: Registry) -> dict[str, Any]:
+    """Each registry model's breaker: ``state`` (closed, open, half_open), failures, ``retry_at`` and ``cooldown``;
+    for a model with deployments, ``pool_health``'s too."""
+    gate = engine.gate
+    snapshots = await gate.snapshots()
+    out: dict[str, Any] = {}
+    for model_id, model in registry.models_by_id.items():
+        snap = snapshots.get(model_id) or await gate.snapshot(model_id)
+        out[model_id] = {
+            "state": snap.state,
+            "consecutive_failures": snap.consecutive_failures,
+            "retry_at": snap.retry_at,
+            "cooldown": snap.cooldown,
+        }
+        if model.deployments:
+            out[model_id].update(await pool_health(gate, engine.pools.pool(model), snapshots))
+    return {"models": out}
 
 
 async def pool_health(gate: Gate, pool: Pool, snapshots: Mapping[str, BreakerSnapshot]) -> dict[str, Any]:

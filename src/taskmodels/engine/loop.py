@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from taskmodels.errors import InvalidResponseError, ProviderError, TaskModelsError
+from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.providers.port import ModelPort
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.sections import ResilienceSettings
@@ -58,7 +59,7 @@ class Engine:
         self,
         *,
         gate: Gate,
-        provider_for: Callable[[ModelConfig], ModelPort],
+        providers: ModelProviderFactory,
         observation: Observation,
         resilience: ResilienceSettings,
         clock: Callable[[], float],
@@ -70,7 +71,7 @@ class Engine:
         self.gate = gate
         self.observation = observation
         self.pools = Pools()
-        self._provider_for = provider_for
+        self.providers = providers
         self.resilience = resilience
         self.clock = clock
         self.sleep = sleep
@@ -184,7 +185,7 @@ class Engine:
         if not await self.gate.admits(call, model, forced=forced, route=route):
             return None
         try:
-            provider = self._provider_for(route.config)
+            provider = self.providers.create_provider_for_model(route.config)
         except TaskModelsError as exc:  # configuration, not an outage: no key, no endpoint, no implementation
             call.skip(model, type(exc).__name__, str(exc), exc, deployment_id=route.deployment_id)
             self.observation.model_unusable(route.config, exc)

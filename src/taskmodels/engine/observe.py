@@ -17,7 +17,6 @@ Events, all named ``taskmodels.<area>.<event>``:
 from __future__ import annotations
 
 import functools
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -201,15 +200,14 @@ class Observation:
             streams(trace)
         return functools.partial(tracer.first_chunk, trace)
 
-    def call_closed(self, call: CallState) -> None:
-        """The service's last word on a traced call, from its ``finally``: ends its trace if nothing did. The
-        service calls this only when ``call.trace`` is set.
+    def call_closed(self, call: CallState, leaving: BaseException | None = None) -> None:
+        """The service's last word on a traced call: ends its trace if nothing did. The service calls this only
+        when ``call.trace`` is set, with the exception the call is leaving with, if any.
 
         A call nothing ended is leaving with an exception that is no ``TaskModelsError`` (those end it through
         ``call_failed``, an answer through ``succeeded``): an ``Exception`` ends it in error; a cancellation or a
         stream its consumer closed (``CancelledError``, ``GeneratorExit``: no ``Exception``) leaves it abandoned."""
         if (tracer := self.tracer) is not None:
-            leaving = sys.exception()  # in the service's ``finally``: the exception on its way out, if any
             tracer.call_ended(call, None, leaving if isinstance(leaving, Exception) else None)
 
     def model_unusable(self, model: ModelConfig, error: TaskModelsError) -> None:
