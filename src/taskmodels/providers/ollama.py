@@ -239,7 +239,8 @@ def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
     for raw in items(message.get("tool_calls"), "message.tool_calls"):
         call = obj(raw, "tool_calls[]")
         fn = obj(call["function"], "tool_calls[].function")
-        arguments = answers.arguments(fn.get("arguments"), "tool_calls[].function.arguments") or "{}"
+        sent = fn.get("arguments")  # Ollama sends an object; absent is no arguments
+        arguments = "{}" if sent is None else answers.arguments(sent, "tool_calls[].function.arguments")
         call_id = optional_text(call.get("id"), "tool_calls[].id") or f"call_{uuid.uuid4().hex[:24]}"
         calls.append(ToolCall(id=call_id, name=text(fn.get("name"), "tool_calls[].function.name"), arguments=arguments))
     return calls
