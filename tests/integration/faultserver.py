@@ -22,8 +22,9 @@ hang on it.
 
 Besides OpenAI's route it accepts the routes of the other built-in providers
 (Azure OpenAI's deployment URL, Anthropic's ``/v1/messages``, Gemini's
-``models/<model>:generateContent``, Ollama's ``/api/chat``), taking the model from
-the body or the path. Those protocols are not spoken: there, ``Behaviour.raw``
+``models/<model>:generateContent``, Ollama's ``/api/chat``) and every built-in
+provider's embeddings route, taking the model from the body or the path. Those
+protocols (and embeddings) are not spoken: there, ``Behaviour.raw``
 answers with whatever bytes and headers a test wrote (an error body in that
 provider's shape, an HTML page, a success that echoes something in its headers),
 and ``Behaviour.error`` with an OpenAI-shaped error body.
@@ -513,6 +514,11 @@ _ROUTES: tuple[tuple[re.Pattern[str], bool], ...] = (
     (re.compile(r".*/models/(?P<model>[^/:]+):generateContent"), False),  # Gemini
     (re.compile(r".*/models/(?P<model>[^/:]+):streamGenerateContent"), True),
     (re.compile(r"/api/chat"), False),  # Ollama
+    # Embeddings, answered only by ``Behaviour.raw`` (what the test wrote):
+    (re.compile(r"/v1/embeddings"), False),  # OpenAI and compatible servers
+    (re.compile(r".*/openai/deployments/(?P<model>[^/]+)/embeddings"), False),  # Azure OpenAI
+    (re.compile(r".*/models/(?P<model>[^/:]+):batchEmbedContents"), False),  # Gemini
+    (re.compile(r"/api/embed"), False),  # Ollama
 )
 
 

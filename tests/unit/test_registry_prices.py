@@ -71,3 +71,35 @@ def test_the_estimate_is_an_upper_bound_when_cache_writes_cost_more_than_input()
     for cached, written in [(0, 0), (1_000, 0), (0, 1_000), (400, 600)]:
         assert PRICED.cost(Usage(1_000, 200, cached_tokens=cached, cache_write_tokens=written)) <= estimate
     assert config(costPer1kTokens=0.001).estimate_cost(1_000, 1_000) == pytest.approx(0.002)
+
+
+# 2**53 tokens, the most a price is taken for (what providers/answers.py lets an answer report, plus one).
+TOP = 9_007_199_254_740_992
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        # 2**53 input at 0.003 and 2**53 output at 0.015 per 1,000.
+        (Usage(input_tokens=10**400, output_tokens=10**400), (TOP * 0.003 + TOP * 0.015) / 1000),
+        # The cache's counts leave no plain input: 2**53 read at 0.0003, written at 0.00375, output at 0.015.
+        (
+            Usage(input_tokens=10**400, output_tokens=10**400, cached_tokens=10**400, cache_write_tokens=10**400),
+            (TOP * 0.0003 + TOP * 0.00375 + TOP * 0.015) / 1000,
+        ),
+    ],
+    ids=["plain", "with-cache"],
+)
+def test_no_count_makes_the_price_overflow(usage: Usage, expected: float) -> None:
+    assert PRICED.cost(usage) == pytest.approx(expected)
+
+
+def test_negative_counts_cost_nothing() -> None:
+    assert PRICED.cost(Usage(input_tokens=-5, output_tokens=-7)) == 0.0
+    assert PRICED.cost(Usage(input_tokens=-5, output_tokens=-7, cached_tokens=-1, cache_write_tokens=-1)) == 0.0
+
+
+def test_the_estimate_of_a_huge_max_tokens_does_not_overflow() -> None:
+    # The dearer input price is the cache write's, 0.00375.
+    assert PRICED.estimate_cost(10**400, 10**400) == pytest.approx((TOP * 0.00375 + TOP * 0.015) / 1000)
+    assert PRICED.estimate_cost(-1, -1) == 0.0

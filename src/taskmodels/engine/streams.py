@@ -110,9 +110,19 @@ def _stalled(error: ProviderError, model: ModelConfig, silence: float, stall: fl
 
 
 def assemble(model: ModelConfig, done: StreamEvent, texts: list[str], tools: list[ToolCall]) -> CompletionResult:
-    """The answer a stream's events make up, once its ``done`` event arrived."""
+    """The answer a stream's events make up, once its ``done`` event arrived.
+
+    The built-in providers check every event before it is yielded; a port of another kind (a plugin's) that
+    sent a piece of text that is not a string fails here as an invalid response, not with a ``TypeError``.
+    """
+    try:
+        text = "".join(texts)
+    except TypeError:
+        raise InvalidResponseError(
+            "the stream sent a text event whose text is not a string", provider=model.provider, model_id=model.id
+        ) from None
     return CompletionResult(
-        text="".join(texts),
+        text=text,
         model_id=model.id,
         provider=model.provider,
         model_name=done.model_name or model.model_name,

@@ -34,6 +34,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from taskmodels.providers.answers import AnswerError, count, described, name, obj, optional_text, text
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.providers.reasoning import shape_anthropic
 from taskmodels.types import (
@@ -143,24 +144,26 @@ class AnthropicProvider(BaseModelProvider):
         texts: list[str] = []
         calls: list[ToolCall] = []
         json_answer = False
-        for block in data["content"]:
+        for raw in data["content"]:
+            block = obj(raw, "content[]")
             kind = block.get("type")
             if kind == "text":
-                texts.append(block["text"])
+                texts.append(text(block.get("text"), "content[].text"))
             elif kind == "tool_use":
-                arguments = json.dumps(block.get("input") or {})
-                if block["name"] == JSON_TOOL_NAME:
+                arguments = json.dumps(obj(block.get("input"), "content[].input"))
+                tool = text(block.get("name"), "content[].name")
+                if tool == JSON_TOOL_NAME:
                     texts.append(arguments)
                     json_answer = True
                 else:
-                    calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
+                    calls.append(ToolCall(id=text(block.get("id"), "content[].id"), name=tool, arguments=arguments))
         finish = _finish_reason(data.get("stop_reason"), json_answer=json_answer and not calls)
         return CompletionResult(
             text="".join(texts),
             model_id=self.model.id,
             provider=self.name,
-            model_name=data.get("model") or self.model.model_name,
-            usage=_usage(data.get("usage") or {}),
+            model_name=name(data.get("model"), self.model.model_name, "model"),
+            usage=_usage(data.get("usage")),
             finish_reason=finish,
             tool_calls=tuple(calls),
             request_id=self.request_id(headers, data),
@@ -204,21 +207,22 @@ class _AnthropicStreamDecoder(StreamDecoder):
         if kind == "error":
             raise self.provider.error_in_body(payload)
         if kind == "message_start":
-            message = payload["message"]
+            message = obj(payload["message"], "message")
             self.started = True
-            self.model_name = message.get("model")
-            self.request_id = message.get("id")
-            self.usage = _usage(message.get("usage") or {})
+            self.model_name = optional_text(message.get("model"), "message.model")
+            self.request_id = optional_text(message.get("id"), "message.id")
+            self.usage = _usage(message.get("usage"))
             return []
         if kind == "content_block_start":
-            return self._block_start(payload["index"], payload["content_block"])
+            return self._block_start(payload["index"], obj(payload["content_block"], "content_block"))
         if kind == "content_block_delta":
-            return self._block_delta(payload["index"], payload["delta"])
+            return self._block_delta(payload["index"], obj(payload["delta"], "delta"))
         if kind == "content_block_stop":
             return self._block_stop(payload["index"])
         if kind == "message_delta":
-            self.stop_reason = payload.get("delta", {}).get("stop_reason") or self.stop_reason
-            self._update_usage(payload.get("usage") or {})
+            reason = optional_text(obj(payload.get("delta"), "delta").get("stop_reason"), "delta.stop_reason")
+            self.stop_reason = reason or self.stop_reason
+            self._update_usage(obj(payload.get("usage"), "usage"))
             return []
         if kind == "message_stop":
             self.finished = True
@@ -226,30 +230,32 @@ class _AnthropicStreamDecoder(StreamDecoder):
         # Unknown event types are allowed by Anthropic's versioning policy: skip them.
         return []
 
-    def _block_start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
+    def _block_start(self, index: Any, block: Mapping[str, Any]) -> list[StreamEvent]:
         if block.get("type") == "tool_use":
-            self.tools[index] = (block["id"], block["name"], [])
-            if block["name"] == JSON_TOOL_NAME:
+            tool = text(block.get("name"), "content_block.name")
+            self.tools[count(index, "index")] = (text(block.get("id"), "content_block.id"), tool, [])
+            if tool == JSON_TOOL_NAME:
                 self.json_answer = True
             return []
-        text = block.get("text") if block.get("type") == "text" else None
-        return [StreamEvent(type="text", text=text)] if text else []
+        start = optional_text(block.get("text"), "content_block.text") if block.get("type") == "text" else None
+        return [StreamEvent(type="text", text=start)] if start else []
 
-    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[StreamEvent]:
+    def _block_delta(self, index: Any, delta: Mapping[str, Any]) -> list[StreamEvent]:
         kind = delta.get("type")
         if kind == "text_delta":
-            return [StreamEvent(type="text", text=delta["text"])] if delta["text"] else []
+            piece = text(delta.get("text"), "delta.text")
+            return [StreamEvent(type="text", text=piece)] if piece else []
         if kind == "input_json_delta":
-            _, name, parts = self.tools[index]
-            piece: str = delta["partial_json"]
-            if name == JSON_TOOL_NAME:
+            _, tool, parts = self.tools[count(index, "index")]
+            piece = text(delta.get("partial_json"), "delta.partial_json")
+            if tool == JSON_TOOL_NAME:
                 # JSON mode: the forced tool's input is the answer, so it streams as text.
                 return [StreamEvent(type="text", text=piece)] if piece else []
             parts.append(piece)
         return []  # thinking and signature deltas are not part of the answer
 
-    def _block_stop(self, index: int) -> list[StreamEvent]:
-        tool = self.tools.pop(index, None)
+    def _block_stop(self, index: Any) -> list[StreamEvent]:
+        tool = self.tools.pop(count(index, "index"), None)
         if tool is None or tool[1] == JSON_TOOL_NAME:
             return []
         tool_id, name, parts = tool
@@ -258,10 +264,10 @@ class _AnthropicStreamDecoder(StreamDecoder):
         self.tool_calls += 1
         return [StreamEvent(type="tool_call", tool_call=ToolCall(id=tool_id, name=name, arguments=raw))]
 
-    def _update_usage(self, raw: dict[str, Any]) -> None:
+    def _update_usage(self, raw: Mapping[str, Any]) -> None:
         # message_delta's usage is cumulative; input fields appear there only on newer API versions.
         if "output_tokens" in raw:
-            self.usage.output_tokens = int(raw["output_tokens"] or 0)
+            self.usage.output_tokens = count(raw["output_tokens"], "usage.output_tokens")
         if any(k in raw for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")):
             fresh = _usage({**raw, "output_tokens": self.usage.output_tokens})
             if fresh.input_tokens:
@@ -331,20 +337,26 @@ def _tool_choice(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | Non
     return dict(choice)  # already Anthropic's shape
 
 
-def _finish_reason(stop_reason: str | None, *, json_answer: bool) -> FinishReason:
+def _finish_reason(stop_reason: Any, *, json_answer: bool) -> FinishReason:
     if stop_reason is None:
         return "other"
+    if type(stop_reason) is not str:
+        raise AnswerError(f"stop_reason is {described(stop_reason)}, not a string")
     if json_answer and stop_reason == "tool_use":
         return "stop"
     return _STOP_REASONS.get(stop_reason, "other")
 
 
-def _usage(raw: Mapping[str, Any]) -> Usage:
-    cache_read = int(raw.get("cache_read_input_tokens") or 0)
-    cache_write = int(raw.get("cache_creation_input_tokens") or 0)
+def _usage(raw: Any) -> Usage:
+    usage = obj(raw, "usage")
+    cache_read = count(usage.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
+    cache_write = count(usage.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
     return Usage(
-        input_tokens=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
-        output_tokens=int(raw.get("output_tokens") or 0),
+        input_tokens=count(
+            count(usage.get("input_tokens"), "usage.input_tokens") + cache_read + cache_write,
+            "usage.input_tokens with the cache's",
+        ),
+        output_tokens=count(usage.get("output_tokens"), "usage.output_tokens"),
         cached_tokens=cache_read,
         cache_write_tokens=cache_write,
     )

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
+from urllib.parse import urlsplit
 
 import httpx2
 from pydantic import SecretStr
@@ -41,6 +42,7 @@ from taskmodels.errors import (
     RateLimitError,
     StreamStalledError,
 )
+from taskmodels.providers.answers import AnswerError, described
 from taskmodels.providers.error_body import (
     ErrorBody,
     context_sizes,
@@ -255,7 +257,9 @@ class BaseModelProvider(ABC):
         if data is not None:
             value = data.get("id")
             if value:
-                return scrub(str(value))
+                if type(value) is not str:
+                    raise AnswerError(f"the answer's id is {described(value)}, not a string")
+                return scrub(value)
         return None
 
     def error(self, cls: type[ProviderError], message: str, **fields: Any) -> ProviderError:
@@ -291,17 +295,17 @@ class BaseModelProvider(ABC):
             response = await self.client.request(http.method, http.url, headers=http.headers, json=http.json)
         except Exception as exc:  # noqa: BLE001 - narrowed at once: httpx2's errors, or a legacy httpx client's
             self._raise_transport(exc, http.url)
-        if response.status_code >= 400:
-            raise self.parse_error(response.status_code, response.headers, response.content)
+        if response.status_code != 200:
+            raise self._status_error(response, response.content)
         data = self._json_body(response)
         try:
             result = self.parse_completion(data, response.headers)
         except ProviderError:
             raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        except _UNREADABLE as exc:
             raise self.error(
                 InvalidResponseError,
-                f"{self.name} answered a body we could not read: {type(exc).__name__}",
+                f"{self.name} answered a body we could not read: {_reason(exc)}",
                 status_code=response.status_code,
                 request_id=self.request_id(response.headers),
             ) from None
@@ -315,16 +319,18 @@ class BaseModelProvider(ABC):
         response = await self._send(http)
         data = self._json_body(response)
         try:
-            return self.parse_embedding(data, response.headers)
+            result = self.parse_embedding(data, response.headers)
+            _check_vectors(result.vectors, len(texts))
         except ProviderError:
             raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        except _UNREADABLE as exc:
             raise self.error(
                 InvalidResponseError,
-                f"{self.name} answered an embedding body we could not read: {type(exc).__name__}",
+                f"{self.name} answered an embedding body we could not read: {_reason(exc)}",
                 status_code=response.status_code,
                 request_id=self.request_id(response.headers),
             ) from None
+        return result
 
     async def stream(  # noqa: C901, PLR0912, PLR0915 - the one stream reader every provider shares: connect, status, frames, watchdog, drain
         self,
@@ -356,9 +362,9 @@ class BaseModelProvider(ABC):
         except Exception as exc:  # narrowed at once: httpx2's errors, or a legacy httpx client's  # noqa: BLE001 - a provider bug becomes a typed error, never a raw one
             self._raise_transport(exc, http.url)
         try:
-            if response.status_code >= 400:
+            if response.status_code != 200:
                 body = await self._read_error_body(response)
-                raise self.parse_error(response.status_code, response.headers, body)  # noqa: TRY301 - the response is closed by the finally below whichever way it ends
+                raise self._status_error(response, body)  # noqa: TRY301 - the response is closed by the finally below whichever way it ends
             lines = response.aiter_lines()
             parse = SseParser().feed if self.stream_framing == "sse" else None
             task = asyncio.current_task()
@@ -388,7 +394,7 @@ class BaseModelProvider(ABC):
             self._raise_transport(exc, http.url)
         finally:
             await response.aclose()
-        done = decoder.close()
+        done = self._close(decoder)
         if done.request_id is None:
             done.request_id = self.request_id(response.headers)
         yield done
@@ -452,9 +458,19 @@ class BaseModelProvider(ABC):
             return decoder.feed(event, data)
         except ProviderError:
             raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        except _UNREADABLE as exc:
             raise self.error(
-                InvalidResponseError, f"{self.name} sent a stream event we could not read: {type(exc).__name__}"
+                InvalidResponseError, f"{self.name} sent a stream event we could not read: {_reason(exc)}"
+            ) from None
+
+    def _close(self, decoder: StreamDecoder) -> StreamEvent:
+        try:
+            return decoder.close()
+        except ProviderError:
+            raise
+        except _UNREADABLE as exc:
+            raise self.error(
+                InvalidResponseError, f"{self.name} sent a stream we could not read: {_reason(exc)}"
             ) from None
 
     async def _send(self, http: HttpRequest) -> httpx2.Response:
@@ -462,13 +478,35 @@ class BaseModelProvider(ABC):
             response = await self.client.request(http.method, http.url, headers=http.headers, json=http.json)
         except Exception as exc:  # narrowed at once: httpx2's errors, or a legacy httpx client's  # noqa: BLE001 - see above
             self._raise_transport(exc, http.url)
-        if response.status_code >= 400:
-            raise self.parse_error(response.status_code, response.headers, response.content)
+        if response.status_code != 200:
+            raise self._status_error(response, response.content)
         return response
+
+    def _status_error(self, response: httpx2.Response, body: bytes) -> ProviderError:
+        """The error for an answer whose status is not 200: the mapped error of an error status, else an invalid
+        response. httpx2 follows no redirect, and no protocol answers a call with another 2xx; a redirect names
+        only the host it pointed to, since a full URL may hold a key."""
+        status = response.status_code
+        if status >= 400:
+            return self.parse_error(status, response.headers, body)
+        if 300 <= status < 400:
+            message = f"{self.name} answered {status}, a redirect {_redirect_target(response.headers)}: not followed"
+        else:
+            message = f"{self.name} answered {status} instead of 200"
+        return self.error(
+            InvalidResponseError, message, status_code=status, request_id=self.request_id(response.headers)
+        )
 
     def _json_body(self, response: httpx2.Response) -> Any:
         try:
             return json.loads(response.content)
+        except RecursionError:
+            raise self.error(
+                InvalidResponseError,
+                f"{self.name} answered {response.status_code} with JSON nested too deep to read",
+                status_code=response.status_code,
+                request_id=self.request_id(response.headers),
+            ) from None
         except ValueError:
             raise self.error(
                 InvalidResponseError,
@@ -486,6 +524,38 @@ class BaseModelProvider(ABC):
         if cls is None:
             raise exc
         raise self.error(cls, describe_failure(cls, self.name, url, exc)) from None
+
+
+# What a parser raises on a body that is not what its protocol declares: a missing key, a wrong type, a check of
+# providers/answers.py, a number too large for a float, JSON (or a tool call's arguments) nested too deep.
+_UNREADABLE = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, RecursionError)
+
+
+def _reason(exc: BaseException) -> str:
+    """What a parser found wrong: a check's own words, else only the exception's class (its text may quote the body)."""
+    return str(exc) if isinstance(exc, AnswerError) else type(exc).__name__
+
+
+def _redirect_target(headers: Mapping[str, str]) -> str:
+    """Where a redirect pointed, by host alone."""
+    location = headers.get("location")
+    if not location:
+        return "with no Location"
+    try:
+        host = urlsplit(location).hostname
+    except ValueError:
+        host = None
+    return f"to host {host}" if host else "to a location without a host"
+
+
+def _check_vectors(vectors: list[list[float]], texts: int) -> None:
+    """One vector per text, all of one non-zero size: anything else cannot be matched to the texts."""
+    if len(vectors) != texts:
+        raise AnswerError(f"the answer holds {len(vectors)} vectors for {texts} texts")
+    if vectors:
+        size = len(vectors[0])
+        if not size or any(len(v) != size for v in vectors):
+            raise AnswerError("the answer's vectors are empty or of different sizes")
 
 
 def tool_arguments_object(raw: str) -> dict[str, Any]:

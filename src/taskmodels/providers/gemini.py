@@ -36,6 +36,8 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from taskmodels.providers import answers
+from taskmodels.providers.answers import count, items, name, obj, optional_text, text
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.providers.reasoning import shape_gemini_config
 from taskmodels.types import (
@@ -140,33 +142,37 @@ class GeminiProvider(BaseModelProvider):
         if not isinstance(data, dict):
             raise self.error(InvalidResponseError, f"{self.name} answered a body that is not an object")
         self._check_blocked(data)
-        candidates = data.get("candidates") or []
+        candidates = items(data.get("candidates"), "candidates")
         if not candidates:
             raise self.error(InvalidResponseError, f"{self.name} answered no candidates")
-        texts, calls = _parts(candidates[0])
+        candidate = obj(candidates[0], "candidates[0]")
+        texts, calls = _parts(candidate)
         return CompletionResult(
             text="".join(texts),
             model_id=self.model.id,
             provider=self.name,
-            model_name=data.get("modelVersion") or self.model.model_name,
-            usage=_usage(data.get("usageMetadata") or {}),
-            finish_reason=_finish_reason(candidates[0].get("finishReason"), has_calls=bool(calls)),
+            model_name=name(data.get("modelVersion"), self.model.model_name, "modelVersion"),
+            usage=_usage(data.get("usageMetadata")),
+            finish_reason=_finish_reason(candidate.get("finishReason"), has_calls=bool(calls)),
             tool_calls=tuple(calls),
             request_id=self.request_id(headers, data),
         )
 
     def _check_blocked(self, data: Mapping[str, Any]) -> None:
-        reason = (data.get("promptFeedback") or {}).get("blockReason")
+        reason = optional_text(obj(data.get("promptFeedback"), "promptFeedback").get("blockReason"), "blockReason")
         if reason and not data.get("candidates"):
             raise self.error(
                 ContentFilteredError,
                 f"{self.name} blocked the prompt: {reason}",
-                provider_code=str(reason),
+                provider_code=reason,
                 provider_message=f"prompt blocked: {reason}",
             )
 
     def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
-        vectors = [[float(v) for v in item["values"]] for item in data["embeddings"]]
+        vectors = [
+            answers.vector(obj(item, "embeddings[]")["values"], "embeddings[].values")
+            for item in items(data["embeddings"], "embeddings")
+        ]
         return EmbeddingResult(
             vectors=vectors, model_id=self.model.id, provider=self.name, model_name=self.model.model_name
         )
@@ -198,7 +204,7 @@ class GeminiProvider(BaseModelProvider):
     def request_id(self, headers: Mapping[str, str], data: Mapping[str, Any] | None = None) -> str | None:
         """The body's ``responseId`` first (it names the answer), else the request-id header."""
         if data is not None and data.get("responseId"):
-            return str(data["responseId"])
+            return text(data["responseId"], "responseId")
         return super().request_id(headers)
 
 
@@ -221,18 +227,20 @@ class _GeminiStreamDecoder(StreamDecoder):
         if isinstance(chunk.get("error"), dict):
             raise self.provider.error_in_body(chunk)
         self.provider._check_blocked(chunk)  # noqa: SLF001 - the decoder shares its provider's check
-        self.model_name = chunk.get("modelVersion") or self.model_name
-        self.request_id = chunk.get("responseId") or self.request_id
+        self.model_name = optional_text(chunk.get("modelVersion"), "modelVersion") or self.model_name
+        self.request_id = optional_text(chunk.get("responseId"), "responseId") or self.request_id
         if "usageMetadata" in chunk:
             self.usage = _usage(chunk["usageMetadata"])
         out: list[StreamEvent] = []
-        candidates = chunk.get("candidates") or []
+        candidates = items(chunk.get("candidates"), "candidates")
         if candidates:
-            texts, calls = _parts(candidates[0])
+            candidate = obj(candidates[0], "candidates[0]")
+            texts, calls = _parts(candidate)
             out.extend(StreamEvent(type="text", text=t) for t in texts if t)
             out.extend(StreamEvent(type="tool_call", tool_call=c) for c in calls)
             self.has_calls = self.has_calls or bool(calls)
-            self.finish_reason = candidates[0].get("finishReason") or self.finish_reason
+            reason = optional_text(candidate.get("finishReason"), "finishReason")
+            self.finish_reason = reason or self.finish_reason
         return out
 
     def close(self) -> StreamEvent:
@@ -321,32 +329,39 @@ def _tool_config(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | Non
 def _parts(candidate: Mapping[str, Any]) -> tuple[list[str], list[ToolCall]]:
     texts: list[str] = []
     calls: list[ToolCall] = []
-    for part in (candidate.get("content") or {}).get("parts") or []:
+    content = obj(candidate.get("content"), "candidates[0].content")
+    for raw in items(content.get("parts"), "content.parts"):
+        part = obj(raw, "parts[]")
         if part.get("thought"):
             continue  # thought summaries are not the answer
         if "text" in part:
-            texts.append(part["text"])
+            texts.append(text(part["text"], "parts[].text"))
         elif "functionCall" in part:
-            fc = part["functionCall"]
+            fc = obj(part["functionCall"], "parts[].functionCall")
             # Older models send no id; the caller needs one to answer the call.
-            call_id = fc.get("id") or f"call_{uuid.uuid4().hex[:24]}"
-            calls.append(ToolCall(id=call_id, name=fc["name"], arguments=json.dumps(fc.get("args") or {})))
+            call_id = optional_text(fc.get("id"), "functionCall.id") or f"call_{uuid.uuid4().hex[:24]}"
+            arguments = json.dumps(obj(fc.get("args"), "functionCall.args"))
+            calls.append(ToolCall(id=call_id, name=text(fc.get("name"), "functionCall.name"), arguments=arguments))
     return texts, calls
 
 
-def _finish_reason(reason: str | None, *, has_calls: bool) -> FinishReason:
+def _finish_reason(reason: Any, *, has_calls: bool) -> FinishReason:
     if reason is None:
         return "other"
+    if type(reason) is not str:
+        raise answers.AnswerError(f"finishReason is {answers.described(reason)}, not a string")
     if has_calls and reason == "STOP":
         return "tool_calls"
     return _FINISH_REASONS.get(reason, "other")
 
 
-def _usage(raw: Mapping[str, Any]) -> Usage:
-    thoughts = int(raw.get("thoughtsTokenCount") or 0)
+def _usage(raw: Any) -> Usage:
+    usage = obj(raw, "usageMetadata")
+    thoughts = count(usage.get("thoughtsTokenCount"), "usageMetadata.thoughtsTokenCount")
+    candidates = count(usage.get("candidatesTokenCount"), "usageMetadata.candidatesTokenCount")
     return Usage(
-        input_tokens=int(raw.get("promptTokenCount") or 0),
-        output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
-        cached_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        input_tokens=count(usage.get("promptTokenCount"), "usageMetadata.promptTokenCount"),
+        output_tokens=count(candidates + thoughts, "usageMetadata.candidatesTokenCount with thoughts"),
+        cached_tokens=count(usage.get("cachedContentTokenCount"), "usageMetadata.cachedContentTokenCount"),
         reasoning_tokens=thoughts,
     )

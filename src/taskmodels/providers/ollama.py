@@ -35,6 +35,8 @@ from taskmodels.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
+from taskmodels.providers import answers
+from taskmodels.providers.answers import count, items, name, obj, optional_text, text
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.providers.reasoning import shape_ollama_options
 from taskmodels.types import (
@@ -132,10 +134,10 @@ class OllamaProvider(BaseModelProvider):
         message = data["message"]
         calls = _tool_calls(message)
         return CompletionResult(
-            text=message.get("content") or "",
+            text=optional_text(message.get("content"), "message.content") or "",
             model_id=self.model.id,
             provider=self.name,
-            model_name=data.get("model") or self.model.model_name,
+            model_name=name(data.get("model"), self.model.model_name, "model"),
             usage=_usage(data),
             finish_reason=_finish_reason(data.get("done_reason"), has_calls=bool(calls)),
             tool_calls=tuple(calls),
@@ -143,13 +145,13 @@ class OllamaProvider(BaseModelProvider):
         )
 
     def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
-        vectors = [[float(v) for v in vector] for vector in data["embeddings"]]
+        vectors = [answers.vector(vector, "embeddings[]") for vector in items(data["embeddings"], "embeddings")]
         return EmbeddingResult(
             vectors=vectors,
             model_id=self.model.id,
             provider=self.name,
-            model_name=data.get("model") or self.model.model_name,
-            usage=Usage(input_tokens=int(data.get("prompt_eval_count") or 0)),
+            model_name=name(data.get("model"), self.model.model_name, "model"),
+            usage=Usage(input_tokens=count(data.get("prompt_eval_count"), "prompt_eval_count")),
         )
 
     def new_stream_decoder(self) -> StreamDecoder:
@@ -184,17 +186,18 @@ class _OllamaStreamDecoder(StreamDecoder):
             raise ValueError("stream line is not an object")  # noqa: TRY004 - a malformed body is an invalid response, not a caller TypeError
         if line.get("error"):
             raise self.provider.error_in_body(line)
-        self.model_name = line.get("model") or self.model_name
+        self.model_name = optional_text(line.get("model"), "model") or self.model_name
         out: list[StreamEvent] = []
-        message = line.get("message") or {}
-        if message.get("content"):
-            out.append(StreamEvent(type="text", text=message["content"]))
+        message = obj(line.get("message"), "message")
+        piece = optional_text(message.get("content"), "message.content")
+        if piece:
+            out.append(StreamEvent(type="text", text=piece))
         for call in _tool_calls(message):
             self.has_calls = True
             out.append(StreamEvent(type="tool_call", tool_call=call))
         if line.get("done"):
             self.finished = True
-            self.done_reason = line.get("done_reason")
+            self.done_reason = optional_text(line.get("done_reason"), "done_reason")
             self.usage = _usage(line)
         return out
 
@@ -233,16 +236,19 @@ def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
 
 def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
     calls: list[ToolCall] = []
-    for raw in message.get("tool_calls") or []:
-        fn = raw["function"]
-        arguments = fn.get("arguments")
-        text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
-        call_id = raw.get("id") or f"call_{uuid.uuid4().hex[:24]}"
-        calls.append(ToolCall(id=call_id, name=fn["name"], arguments=text))
+    for raw in items(message.get("tool_calls"), "message.tool_calls"):
+        call = obj(raw, "tool_calls[]")
+        fn = obj(call["function"], "tool_calls[].function")
+        sent = fn.get("arguments")  # Ollama sends an object; absent is no arguments
+        arguments = "{}" if sent is None else answers.arguments(sent, "tool_calls[].function.arguments")
+        call_id = optional_text(call.get("id"), "tool_calls[].id") or f"call_{uuid.uuid4().hex[:24]}"
+        calls.append(ToolCall(id=call_id, name=text(fn.get("name"), "tool_calls[].function.name"), arguments=arguments))
     return calls
 
 
-def _finish_reason(reason: str | None, *, has_calls: bool) -> FinishReason:
+def _finish_reason(reason: Any, *, has_calls: bool) -> FinishReason:
+    if reason is not None and type(reason) is not str:
+        raise answers.AnswerError(f"done_reason is {answers.described(reason)}, not a string")
     if has_calls:
         return "tool_calls"
     if reason in (None, "stop"):
@@ -255,6 +261,6 @@ def _finish_reason(reason: str | None, *, has_calls: bool) -> FinishReason:
 
 def _usage(data: Mapping[str, Any]) -> Usage:
     return Usage(
-        input_tokens=int(data.get("prompt_eval_count") or 0),
-        output_tokens=int(data.get("eval_count") or 0),
+        input_tokens=count(data.get("prompt_eval_count"), "prompt_eval_count"),
+        output_tokens=count(data.get("eval_count"), "eval_count"),
     )

@@ -32,6 +32,8 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from taskmodels.providers import answers
+from taskmodels.providers.answers import count, items, name, obj, text
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder
 from taskmodels.providers.reasoning import shape_openai
 from taskmodels.types import (
@@ -77,7 +79,9 @@ _TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
 def normalize_finish_reason(raw: Any) -> FinishReason:
     if raw is None:
         return "other"
-    return _FINISH_REASONS.get(str(raw), "other")
+    if type(raw) is not str:
+        raise answers.AnswerError(f"finish_reason is {answers.described(raw)}, not a string")
+    return _FINISH_REASONS.get(raw, "other")
 
 
 def parse_usage(raw: Any, timings: Any = None) -> Usage:
@@ -88,59 +92,62 @@ def parse_usage(raw: Any, timings: Any = None) -> Usage:
     llama.cpp's server as ``timings.cache_n`` beside ``prompt_n`` (the part it computed), on
     versions without ``prompt_tokens_details``.
     """
-    usage = raw if isinstance(raw, Mapping) else {}
-    times = timings if isinstance(timings, Mapping) else {}
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    cached = int(
-        prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or times.get("cache_n") or 0
+    usage = obj(raw, "usage")
+    times = obj(timings, "timings")
+    prompt_details = obj(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details")
+    completion_details = obj(usage.get("completion_tokens_details"), "usage.completion_tokens_details")
+    cached = (
+        count(prompt_details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens")
+        or count(usage.get("prompt_cache_hit_tokens"), "usage.prompt_cache_hit_tokens")
+        or count(times.get("cache_n"), "timings.cache_n")
     )
     input_tokens = usage.get("prompt_tokens")
     if input_tokens is None and times:
-        input_tokens = int(times.get("prompt_n") or 0) + cached
+        input_tokens = count(count(times.get("prompt_n"), "timings.prompt_n") + cached, "timings.prompt_n + cache_n")
     output_tokens = usage.get("completion_tokens")
     if output_tokens is None:
         output_tokens = times.get("predicted_n")
     return Usage(
-        input_tokens=int(input_tokens or 0),
-        output_tokens=int(output_tokens or 0),
+        input_tokens=count(input_tokens, "usage.prompt_tokens"),
+        output_tokens=count(output_tokens, "usage.completion_tokens"),
         cached_tokens=cached,
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        reasoning_tokens=count(
+            completion_details.get("reasoning_tokens"), "usage.completion_tokens_details.reasoning_tokens"
+        ),
     )
 
 
-def _content_text(content: Any) -> str:
+def _content_text(content: Any, where: str) -> str:
     """Message content is a string, null with tool calls, or (Mistral and others) a list of parts."""
+    if type(content) is str:
+        return content
     if content is None:
         return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
+    if type(content) is list:
         return "".join(
-            str(part.get("text") or "") for part in content if isinstance(part, Mapping) and part.get("type") == "text"
+            answers.optional_text(part.get("text"), f"{where}[].text") or ""
+            for part in content
+            if isinstance(part, Mapping) and part.get("type") == "text"
         )
-    raise TypeError("message content is neither text nor a list of parts")
+    raise answers.AnswerError(f"{where} is {answers.described(content)}, neither text nor a list of parts")
 
 
-def _arguments_text(arguments: Any) -> str:
-    # Some compatible servers send arguments as an object instead of JSON text.
-    if arguments is None:
-        return ""
-    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+def _tool_call(raw: Any, where: str) -> ToolCall:
+    call = obj(raw, where)
+    function = obj(call.get("function"), f"{where}.function")
+    return ToolCall(
+        id=name(call.get("id"), "", f"{where}.id"),
+        name=text(function.get("name"), f"{where}.function.name"),
+        arguments=answers.arguments(function.get("arguments"), f"{where}.function.arguments"),
+    )
 
 
 def _parse_tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
-    calls = [
-        ToolCall(
-            id=str(call.get("id") or ""),
-            name=str(call["function"]["name"]),
-            arguments=_arguments_text(call["function"].get("arguments")),
-        )
-        for call in message.get("tool_calls") or ()
-    ]
+    listed = items(message.get("tool_calls"), "message.tool_calls")
+    calls = [_tool_call(call, "message.tool_calls[]") for call in listed]
     legacy = message.get("function_call")
-    if not calls and isinstance(legacy, Mapping):
-        calls.append(ToolCall(id="", name=str(legacy["name"]), arguments=_arguments_text(legacy.get("arguments"))))
+    if not calls and legacy is not None:
+        calls.append(_tool_call({"function": legacy}, "message"))
     return tuple(calls)
 
 
@@ -275,18 +282,18 @@ class OpenAIProvider(BaseModelProvider):
         if data.get("error"):
             # Some compatible servers answer 200 with an error object.
             raise self.error_in_body(data["error"])
-        choice = data["choices"][0]
-        message = choice.get("message") or {}
+        choice = obj(items(data["choices"], "choices")[0], "choices[0]")
+        message = obj(choice.get("message"), "choices[0].message")
         usage = parse_usage(data.get("usage"), data.get("timings"))
         tool_calls = _parse_tool_calls(message)
         finish = normalize_finish_reason(choice.get("finish_reason"))
         if finish == "other" and choice.get("finish_reason") is None:
             finish = "tool_calls" if tool_calls else "stop"
         return CompletionResult(
-            text=_content_text(message.get("content")),
+            text=_content_text(message.get("content"), "message.content"),
             model_id=self.model.id,
             provider=self.name,
-            model_name=str(data.get("model") or self.model.model_name),
+            model_name=name(data.get("model"), self.model.model_name, "model"),
             usage=usage,
             finish_reason=finish,
             tool_calls=tool_calls,
@@ -296,15 +303,23 @@ class OpenAIProvider(BaseModelProvider):
     def parse_embedding(self, data: Any, headers: Mapping[str, str]) -> EmbeddingResult:
         if not isinstance(data, Mapping):
             raise TypeError("embedding body is not an object")
-        items = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
-        vectors = [[float(x) for x in item["embedding"]] for item in items]
-        raw_usage = data.get("usage") or {}
+        listed = items(data["data"], "data")
+        slots: list[list[float] | None] = [None] * len(listed)
+        for position, raw in enumerate(listed):
+            item = obj(raw, "data[]")
+            # Each item names the text it embeds; one that names none is taken to be in order.
+            index = item.get("index", position)
+            if type(index) is not int or not 0 <= index < len(slots) or slots[index] is not None:
+                raise answers.AnswerError(f"data[].index is {answers.described(index)}, not the index of a text")
+            slots[index] = answers.vector(item["embedding"], "data[].embedding")
+        vectors = [vector for vector in slots if vector is not None]  # every slot: n items named n indexes
+        raw_usage = obj(data.get("usage"), "usage")
         return EmbeddingResult(
             vectors=vectors,
             model_id=self.model.id,
             provider=self.name,
-            model_name=str(data.get("model") or self.model.model_name),
-            usage=Usage(input_tokens=int(raw_usage.get("prompt_tokens") or 0)),
+            model_name=name(data.get("model"), self.model.model_name, "model"),
+            usage=Usage(input_tokens=count(raw_usage.get("prompt_tokens"), "usage.prompt_tokens")),
         )
 
     def new_stream_decoder(self) -> StreamDecoder:
@@ -373,36 +388,37 @@ class OpenAIStreamDecoder(StreamDecoder):
         if chunk.get("error"):
             raise self.provider.error_in_body(chunk["error"])
         if chunk.get("model"):
-            self.model_name = str(chunk["model"])
+            self.model_name = text(chunk["model"], "model")
         if chunk.get("id") and self.request_id is None:
-            self.request_id = str(chunk["id"])
+            self.request_id = text(chunk["id"], "id")
         if chunk.get("usage"):
             # llama.cpp sends its timings (with cache_n) in the same last chunk as the usage.
             self.usage = parse_usage(chunk["usage"], chunk.get("timings"))
         events: list[StreamEvent] = []
-        for choice in chunk.get("choices") or ():
-            if int(choice.get("index") or 0) != 0:
+        for raw in items(chunk.get("choices"), "choices"):
+            choice = obj(raw, "choices[]")
+            if count(choice.get("index"), "choices[].index") != 0:
                 continue  # n > 1 is not part of the normalized request
-            delta = choice.get("delta") or {}
-            text = _content_text(delta.get("content"))
-            if text:
-                events.append(StreamEvent(type="text", text=text))
-            for fragment in delta.get("tool_calls") or ():
-                self._add_tool_fragment(fragment)
+            delta = obj(choice.get("delta"), "choices[].delta")
+            piece = _content_text(delta.get("content"), "delta.content")
+            if piece:
+                events.append(StreamEvent(type="text", text=piece))
+            for fragment in items(delta.get("tool_calls"), "delta.tool_calls"):
+                self._add_tool_fragment(obj(fragment, "delta.tool_calls[]"))
             if choice.get("finish_reason") is not None:
                 self.finish_reason = normalize_finish_reason(choice["finish_reason"])
                 events.extend(self._flush_tools())
         return events
 
     def _add_tool_fragment(self, fragment: Mapping[str, Any]) -> None:
-        parts = self._tools.setdefault(int(fragment.get("index") or 0), _ToolCallParts())
+        parts = self._tools.setdefault(count(fragment.get("index"), "tool_calls[].index"), _ToolCallParts())
         if fragment.get("id"):
-            parts.id = str(fragment["id"])
-        function = fragment.get("function") or {}
+            parts.id = text(fragment["id"], "tool_calls[].id")
+        function = obj(fragment.get("function"), "tool_calls[].function")
         if function.get("name"):
-            parts.name += str(function["name"])
+            parts.name += text(function["name"], "tool_calls[].function.name")
         if function.get("arguments") is not None:
-            parts.arguments.append(_arguments_text(function["arguments"]))
+            parts.arguments.append(answers.arguments(function["arguments"], "tool_calls[].function.arguments"))
 
     def _flush_tools(self) -> list[StreamEvent]:
         if self._tools_sent or not self._tools:

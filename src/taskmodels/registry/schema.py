@@ -247,24 +247,34 @@ class ModelConfig(_Strict):
 
     def cost(self, usage: Usage) -> float:
         """USD for one answer: cache reads and writes at their prices, the rest of the prompt at the input
-        price, output (reasoning included) at the output price."""
-        cached = usage.cached_tokens
-        written = usage.cache_write_tokens
+        price, output (reasoning included) at the output price.
+
+        Counts are taken within 0..2**53: the providers' parsers reject any count outside it, and one from
+        elsewhere (a plugin's port) must not raise ``OverflowError`` here, after the attempt succeeded.
+        """
+        top = 1 << 53
+        inputs, outputs = usage.input_tokens, usage.output_tokens
+        cached, written = usage.cached_tokens, usage.cache_write_tokens
+        if not 0 <= inputs <= top or not 0 <= outputs <= top:
+            inputs, outputs = min(max(inputs, 0), top), min(max(outputs, 0), top)
         if not cached and not written:  # the common answer: no prompt cache involved
-            return (max(usage.input_tokens, 0) * self.input_price + usage.output_tokens * self.output_price) / 1000.0
-        cached, written = max(cached, 0), max(written, 0)
+            return (inputs * self.input_price + outputs * self.output_price) / 1000.0
+        cached, written = min(max(cached, 0), top), min(max(written, 0), top)
         # A provider that reports more cache tokens than prompt tokens must not make the rest negative.
-        plain = max(usage.input_tokens - cached - written, 0)
+        plain = max(inputs - cached - written, 0)
         return (
             plain * self.input_price
             + cached * self.cached_input_price
             + written * self.cache_write_price
-            + usage.output_tokens * self.output_price
+            + outputs * self.output_price
         ) / 1000.0
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float:
         """An upper bound for budgets: the whole prompt at the dearer of the input and cache-write prices
-        (a provider may write all of it to its cache), the output at the output price."""
+        (a provider may write all of it to its cache), the output at the output price. Counts are taken within
+        0..2**53, as ``cost`` takes them: a caller's huge ``max_tokens`` must not raise ``OverflowError``."""
+        top = 1 << 53
+        input_tokens, output_tokens = min(max(input_tokens, 0), top), min(max(output_tokens, 0), top)
         input_price = max(self.input_price, self.cache_write_price)
         return (input_tokens * input_price + output_tokens * self.output_price) / 1000.0
 
