@@ -40,6 +40,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
     StreamStalledError,
+    UnsupportedContentError,
 )
 from taskmodels.providers.error_body import (
     ErrorBody,
@@ -269,6 +270,12 @@ class BaseModelProvider(ABC):
             if isinstance(value, str):
                 fields[name] = scrub(value)
         return cls(scrub(message), provider=self.name, model_id=self.model.id, **fields)
+
+    def unsupported(self, what: str) -> ProviderError:
+        """The error for content this model cannot take though another may (``UnsupportedContentError``): the
+        chain moves on. ``what`` names the content by kind, media type, size or a URL's host: never its bytes,
+        nor a URL's path and query (``types.describe_url``)."""
+        return self.error(UnsupportedContentError, f"{self.name} cannot take {what}")
 
     # --- helpers for the mapping ----------------------------------------------------
 

@@ -17,6 +17,8 @@ Choices this mapping makes:
 - Usage: ``prompt_eval_count`` and ``eval_count`` (which includes any thinking); Ollama reports
   no cache or reasoning counts apart.
 - Ollama sends no request id of its own; a proxy's ``x-request-id`` is kept when there is one.
+- Images go as the message's ``images`` (base64 text, no ``data:`` prefix) beside its text. Ollama cannot
+  take an image URL: one is refused before sending (``UnsupportedContentError``), never fetched.
 - ``tool_choice`` has no Ollama equivalent: ``"none"`` leaves the tools out, anything else is ignored.
 - Ollama gives no tool-call ids on older versions: one is synthesized so the caller can answer the call.
 """
@@ -40,12 +42,15 @@ from taskmodels.providers.reasoning import shape_ollama_options
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
+    ContentPart,
     EmbeddingResult,
     FinishReason,
+    ImagePart,
     Message,
     StreamEvent,
     ToolCall,
     Usage,
+    describe_url,
 )
 
 __all__ = ["OllamaProvider"]
@@ -65,7 +70,7 @@ class OllamaProvider(BaseModelProvider):
     def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
         body: dict[str, Any] = {
             "model": self.model.model_name,
-            "messages": _messages(request.conversation()),
+            "messages": _messages(request.conversation(), self),
             "stream": stream,
         }
         options: dict[str, Any] = {
@@ -213,11 +218,16 @@ class _OllamaStreamDecoder(StreamDecoder):
 # --- mapping helpers -------------------------------------------------------------------
 
 
-def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
+def _messages(conversation: list[Message], provider: BaseModelProvider) -> list[dict[str, Any]]:
     call_names: dict[str, str] = {}
     out: list[dict[str, Any]] = []
     for msg in conversation:
-        item: dict[str, Any] = {"role": msg.role, "content": msg.text}
+        content = msg.content
+        item: dict[str, Any] = {"role": msg.role, "content": content if isinstance(content, str) else msg.text}
+        if content and not isinstance(content, str):
+            images = _images(content, provider)
+            if images:
+                item["images"] = images
         if msg.tool_calls:
             item["tool_calls"] = [
                 {"function": {"name": c.name, "arguments": tool_arguments_object(c.arguments)}} for c in msg.tool_calls
@@ -229,6 +239,22 @@ def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
                 item["tool_name"] = name
         out.append(item)
     return out
+
+
+def _images(parts: tuple[ContentPart, ...], provider: BaseModelProvider) -> list[str]:
+    """A message's inline images as Ollama's ``images``: base64 text without a ``data:`` prefix. Ollama cannot
+    fetch a URL, and the library does not fetch one for it (a caller's URL is never requested from here): an
+    image URL is refused before sending, so the chain can move on to a model that takes it."""
+    images: list[str] = []
+    for part in parts:
+        if isinstance(part, ImagePart):
+            if part.data is None:
+                raise provider.unsupported(
+                    f"an image URL ({describe_url(part.url)}): Ollama takes images only inline (ImagePart.from_path, "
+                    "from_bytes or a data: URL)"
+                )
+            images.append(part.data)
+    return images
 
 
 def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
