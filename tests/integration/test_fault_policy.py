@@ -313,6 +313,7 @@ ROWS = [
     Row("403", errors.AuthenticationError, 403),
     Row("context_length_exceeded", errors.ContextLengthExceededError, 400),
     Row("content_policy_violation", errors.ContentFilteredError, 400),
+    Row("images_unsupported", errors.UnsupportedContentError, 500),
     Row("400", errors.BadRequestError, 400, "Bad parameter"),
 ]
 

@@ -304,3 +304,56 @@ async def test_ollama_refuses_an_image_url_and_fetches_nothing(mock_http: Any, m
     assert "an image URL (https://images.example.com/…)" in str(caught.value)
     assert caught.value.status_code is None
     assert_names_no_image_data(caught.value)
+
+
+# --- a model that answers it takes no images ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "body"),
+    [
+        # OpenAI and Azure, for a model without vision (the body quoted in openai/openai-python and vLLM issues).
+        (
+            "openai",
+            400,
+            {
+                "error": {
+                    "message": "Invalid content type. image_url is only supported by certain models.",
+                    "type": "invalid_request_error",
+                    "param": "messages.[0].content.[1].type",
+                    "code": None,
+                }
+            },
+        ),
+        # llama.cpp's server without a vision projector (what tests/integration/test_llamacpp.py gets for real).
+        (
+            "openai-compatible",
+            500,
+            {
+                "error": {
+                    "code": 500,
+                    "message": "image input is not supported - hint: if this is unexpected, you may need to "
+                    "provide the mmproj",
+                    "type": "server_error",
+                }
+            },
+        ),
+        # Ollama, a model without a projector.
+        (
+            "ollama",
+            500,
+            {
+                "error": "Failed to create new sequence: failed to process inputs: this model is missing data "
+                "required for image input"
+            },
+        ),
+    ],
+    ids=["openai", "llama.cpp", "ollama"],
+)
+async def test_a_model_that_takes_no_images_is_unsupported_content_not_an_outage(
+    mock_http: Any, make_model: Any, kind: str, status: int, body: dict[str, Any]
+) -> None:
+    mock_http.reply(status, json=body)
+    with pytest.raises(UnsupportedContentError) as caught:
+        await provider(kind, mock_http, make_model).complete(looking_at(ImagePart.from_bytes(PNG)))
+    assert caught.value.status_code == status

@@ -36,6 +36,7 @@ from taskmodels.errors import (
     InvalidResponseError,
     ProviderError,
     ProviderUnavailableError,
+    UnsupportedContentError,
 )
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.providers.reasoning import shape_ollama_options
@@ -56,6 +57,9 @@ from taskmodels.types import (
 __all__ = ["OllamaProvider"]
 
 _TOP_LEVEL_OPTIONS = frozenset({"keep_alive", "think"})
+# A model without a vision projector answers an image with a 500 "... this model is missing data required
+# for image input": another model may take it.
+_NO_IMAGE_MARKER = "missing data required for image input"
 _CONTEXT_MARKERS = ("context length", "context window", "exceeds the context", "exceeds the available context size")
 
 
@@ -167,6 +171,8 @@ class OllamaProvider(BaseModelProvider):
         text = (error.message or "").lower()
         if error.code == "exceed_context_size_error" or any(marker in text for marker in _CONTEXT_MARKERS):
             return ContextLengthExceededError
+        if _NO_IMAGE_MARKER in text:
+            return UnsupportedContentError
         if status is None:
             return ProviderUnavailableError
         return None  # 404 "model 'x' not found" is a BadRequestError by its status: another call will not fix it

@@ -31,6 +31,7 @@ from taskmodels.errors import (
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
+    UnsupportedContentError,
 )
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder
 from taskmodels.providers.reasoning import shape_openai
@@ -73,6 +74,11 @@ _CONTEXT_PHRASES = (
     "exceed_context_size",
 )
 _CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+# A model that takes no images says so in words: OpenAI and Azure with a 400 ("Invalid content type.
+# image_url is only supported by certain models."), llama.cpp's server without a projector with a 500 ("image
+# input is not supported - hint: ... mmproj"). Another model may take the image: neither is the server's
+# failure nor a wrong request.
+_NO_IMAGE_PHRASES = ("image_url is only supported by certain models", "image input is not supported")
 _TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
 
 
@@ -345,6 +351,8 @@ class OpenAIProvider(BaseModelProvider):
             return ContextLengthExceededError
         if code in _CONTENT_FILTER_CODES:
             return ContentFilteredError
+        if any(phrase in text for phrase in _NO_IMAGE_PHRASES):
+            return UnsupportedContentError
         if status == 429 or code in {"rate_limit_exceeded", "insufficient_quota"}:
             return RateLimitError
         if status is None:
