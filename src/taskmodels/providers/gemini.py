@@ -38,6 +38,7 @@ from taskmodels.errors import (
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
+    UnsupportedContentError,
 )
 from taskmodels.providers.base import BaseModelProvider, ErrorBody, HttpRequest, StreamDecoder, tool_arguments_object
 from taskmodels.providers.reasoning import shape_gemini_config
@@ -202,6 +203,8 @@ class GeminiProvider(BaseModelProvider):
             return AuthenticationError
         if error.code == "INVALID_ARGUMENT" and error.message and _CONTEXT_RE.search(error.message):
             return ContextLengthExceededError
+        if error.code == "NOT_FOUND" and "not supported for batchembedcontents" in (error.message or "").lower():
+            return UnsupportedContentError  # a chat model asked for embeddings: an embedding model may serve
         return _STATUS_CLASSES.get(error.code or "")
 
     def retry_after_in_body(self, error: ErrorBody) -> float | None:

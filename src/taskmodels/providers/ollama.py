@@ -57,9 +57,10 @@ from taskmodels.types import (
 __all__ = ["OllamaProvider"]
 
 _TOP_LEVEL_OPTIONS = frozenset({"keep_alive", "think"})
-# A model without a vision projector answers an image with a 500 "... this model is missing data required
-# for image input": another model may take it.
-_NO_IMAGE_MARKER = "missing data required for image input"
+# A model asked for what it cannot do, which another model may: images without a vision projector (a 500,
+# "... this model is missing data required for image input"), embeddings from a model on Ollama's own engine
+# (a 501, "this model does not support embeddings").
+_UNSUPPORTED_MARKERS = ("missing data required for image input", "does not support embeddings")
 _CONTEXT_MARKERS = ("context length", "context window", "exceeds the context", "exceeds the available context size")
 
 
@@ -171,7 +172,7 @@ class OllamaProvider(BaseModelProvider):
         text = (error.message or "").lower()
         if error.code == "exceed_context_size_error" or any(marker in text for marker in _CONTEXT_MARKERS):
             return ContextLengthExceededError
-        if _NO_IMAGE_MARKER in text:
+        if any(marker in text for marker in _UNSUPPORTED_MARKERS):
             return UnsupportedContentError
         if status is None:
             return ProviderUnavailableError

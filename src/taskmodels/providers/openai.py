@@ -74,11 +74,17 @@ _CONTEXT_PHRASES = (
     "exceed_context_size",
 )
 _CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
-# A model that takes no images says so in words: OpenAI and Azure with a 400 ("Invalid content type.
-# image_url is only supported by certain models."), llama.cpp's server without a projector with a 500 ("image
-# input is not supported - hint: ... mmproj"). Another model may take the image: neither is the server's
-# failure nor a wrong request.
-_NO_IMAGE_PHRASES = ("image_url is only supported by certain models", "image input is not supported")
+# A model asked for what it cannot do says so in words; another model may do it, so this is neither the
+# server failing nor a wrong request. No images: OpenAI and Azure with a 400 ("Invalid content type. image_url
+# is only supported by certain models."), llama.cpp's server without a projector with a 500 ("image input is
+# not supported - hint: ... mmproj"). No embeddings: OpenAI with a 403 ("You are not allowed to generate
+# embeddings from this model"), which is not a key's failure; Azure with the code OperationNotSupported.
+_UNSUPPORTED_PHRASES = (
+    "image_url is only supported by certain models",
+    "image input is not supported",
+    "not allowed to generate embeddings",
+)
+_UNSUPPORTED_CODES = frozenset({"OperationNotSupported"})
 _TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
 
 
@@ -351,7 +357,7 @@ class OpenAIProvider(BaseModelProvider):
             return ContextLengthExceededError
         if code in _CONTENT_FILTER_CODES:
             return ContentFilteredError
-        if any(phrase in text for phrase in _NO_IMAGE_PHRASES):
+        if code in _UNSUPPORTED_CODES or any(phrase in text for phrase in _UNSUPPORTED_PHRASES):
             return UnsupportedContentError
         if status == 429 or code in {"rate_limit_exceeded", "insufficient_quota"}:
             return RateLimitError
