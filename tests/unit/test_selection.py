@@ -377,7 +377,10 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 
 
 def with_images(count: int, **fields: Any) -> CompletionRequest:
-    parts = (TextPart("What is this?"), *(ImagePart.from_bytes(PNG) for _ in range(count)))
+    parts: tuple[TextPart | ImagePart, ...] = (
+        TextPart("What is this?"),
+        *(ImagePart.from_bytes(PNG) for _ in range(count)),
+    )
     return CompletionRequest(messages=[Message(role="user", content=parts)], **fields)
 
 
