@@ -22,7 +22,7 @@ is answered with a call of the forced tool, else of the first (OpenAI ``tool_cal
 ``tool_use`` blocks, Gemini ``functionCall`` parts, Ollama ``tool_calls``); a request for JSON
 (OpenAI's ``response_format``, Gemini's ``responseMimeType``, Ollama's ``format``; Anthropic's
 forced tool) is answered with a JSON object, shaped by the schema when one is given. An answer to a
-request with images says what it saw (``saw 2 images: image/png 67 bytes, https://host/…``),
+request with images says what it saw (``saw 2 images: image/png 70 bytes, https://host/…``),
 never more of a URL than its host. Embeddings are refused for a model whose name does not say
 ``embed``, with the error that provider gives.
 
@@ -523,13 +523,13 @@ class _Reply:
 def _decide(ask: _Ask, answer: str) -> _Reply:
     """A call of the forced (else the first) tool while the conversation awaits one; else the answer, as JSON
     when JSON was asked for, with a note of the images the request carried."""
+    if ask.images:
+        count = len(ask.images)
+        answer += f" (saw {count} image{'s' if count != 1 else ''}: {', '.join(ask.images)})"
     if ask.tools and not ask.tools_off and not ask.answered:
         name, schema = next(((n, s) for n, s in ask.tools if n == ask.forced), ask.tools[0])
         # A forced tool carries the answer (Anthropic's JSON mode is one); an offered one gets example values.
         return _Reply(call=(name, _example(schema, answer if name == ask.forced else "example", schema)))
-    if ask.images:
-        count = len(ask.images)
-        answer += f" (saw {count} image{'s' if count != 1 else ''}: {', '.join(ask.images)})"
     if ask.schema is not None:
         return _Reply(json.dumps(_example(ask.schema, answer, ask.schema)))
     if ask.any_json:
