@@ -17,9 +17,11 @@ _EXPORTS: dict[str, str] = {
     "CompletionRequest": "taskmodels.types",
     "CompletionResult": "taskmodels.types",
     "EmbeddingResult": "taskmodels.types",
+    "ImagePart": "taskmodels.types",
     "Message": "taskmodels.types",
     "ResponseFormat": "taskmodels.types",
     "StreamEvent": "taskmodels.types",
+    "TextPart": "taskmodels.types",
     "ToolCall": "taskmodels.types",
     "ToolSpec": "taskmodels.types",
     "Usage": "taskmodels.types",
@@ -52,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "TaskModelsError": "taskmodels.errors",
     "TruncatedAnswerError": "taskmodels.errors",
     "UnknownTaskError": "taskmodels.errors",
+    "UnsupportedContentError": "taskmodels.errors",
     # parts
     "BaseModelProvider": "taskmodels.providers.base",
     "ModelPort": "taskmodels.providers.port",
@@ -175,6 +178,9 @@ if TYPE_CHECKING:
     from taskmodels.errors import (
         UnknownTaskError as UnknownTaskError,
     )
+    from taskmodels.errors import (
+        UnsupportedContentError as UnsupportedContentError,
+    )
     from taskmodels.log import configure_logging as configure_logging
     from taskmodels.log import get_logger as get_logger
     from taskmodels.providers.base import BaseModelProvider as BaseModelProvider
@@ -217,6 +223,9 @@ if TYPE_CHECKING:
         EmbeddingResult as EmbeddingResult,
     )
     from taskmodels.types import (
+        ImagePart as ImagePart,
+    )
+    from taskmodels.types import (
         Message as Message,
     )
     from taskmodels.types import (
@@ -224,6 +233,9 @@ if TYPE_CHECKING:
     )
     from taskmodels.types import (
         StreamEvent as StreamEvent,
+    )
+    from taskmodels.types import (
+        TextPart as TextPart,
     )
     from taskmodels.types import (
         ToolCall as ToolCall,

@@ -27,6 +27,8 @@ TaskModelsError
 │   ├── AuthenticationError           401 / 403
 │   ├── ContextLengthExceededError    the prompt does not fit the model
 │   ├── ContentFilteredError          the provider refused on content grounds
+│   ├── UnsupportedContentError       the model cannot take what the request carries (an image URL, a format)
+│   │                                 or do what it asks (embeddings from a chat model); another may
 │   └── BadRequestError               any other 4xx: the caller's request is wrong
 ├── DeadlineExceededError             the whole call's deadline passed
 ├── AllModelsFailedError              every candidate failed; carries every attempt
@@ -74,6 +76,7 @@ __all__ = [
     "TaskModelsError",
     "TruncatedAnswerError",
     "UnknownTaskError",
+    "UnsupportedContentError",
 ]
 
 
@@ -324,6 +327,18 @@ class ContextLengthExceededError(ProviderError):
 
 class ContentFilteredError(ProviderError):
     """The provider refused the prompt or the answer on content grounds."""
+
+
+class UnsupportedContentError(ProviderError):
+    """The model cannot take what the request carries, though another may: an image URL where the provider
+    takes only inline bytes (Ollama), an image format it refuses (GIF on Gemini), an image over its size limit
+    (Anthropic's 5 MB), a model that answers it takes no images at all, or one asked for embeddings that
+    makes none.
+
+    Never fixed by fetching: a URL the caller gave is not fetched by the library (that would let any caller
+    make the process request any address). Not the model's fault and not the request's either: the chain
+    moves on to the next model, and the model's breaker does not count it.
+    """
 
 
 class BadRequestError(ProviderError):

@@ -16,11 +16,15 @@ with the documented response bodies, so the real providers parse its answers:
   and ``:batchEmbedContents``, and ``GET /v1beta/models``;
 - Ollama: ``POST /api/chat`` (JSON, or NDJSON), ``POST /api/embed`` and ``GET /api/tags``.
 
-On the OpenAI protocol (non-streamed) it also plays the two request features an
-application's code branches on: a request with ``tools`` (whose last message is not
-a tool result) is answered with a call of the first tool, and a request with a JSON
-``response_format`` is answered with a JSON object (shaped by the schema, when one
-is given).
+On every protocol, streamed or not, it plays what an application's code branches on the way
+that provider would: a request with tools, whose conversation does not end with a tool's result,
+is answered with a call of the forced tool, else of the first (OpenAI ``tool_calls``, Anthropic
+``tool_use`` blocks, Gemini ``functionCall`` parts, Ollama ``tool_calls``); a request for JSON
+(OpenAI's ``response_format``, Gemini's ``responseMimeType``, Ollama's ``format``; Anthropic's
+forced tool) is answered with a JSON object, shaped by the schema when one is given. An answer to a
+request with images says what it saw (``saw 2 images: image/png 70 bytes, https://host/…``),
+never more of a URL than its host. Embeddings are refused for a model whose name does not say
+``embed``, with the error that provider gives.
 
 From Python it runs in a background thread, so it serves synchronous and
 asynchronous callers alike::
@@ -37,17 +41,21 @@ It never listens anywhere but 127.0.0.1, and ``import taskmodels`` does not impo
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import functools
 import json
 import sys
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
+
+from taskmodels.types import describe_url, sniff_media_type
 
 __all__ = ["MODEL_LIST", "FakeLLMServer", "SeenRequest", "default_answer", "main"]
 
@@ -100,7 +108,9 @@ class FakeLLMServer:
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm-server", daemon=True)
+        # A short poll: stop() waits for the loop to notice, and tests stop a server each (0.5 s by default).
+        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
+        self._thread = threading.Thread(target=serve, name="fake-llm-server", daemon=True)
         self._thread.start()
         return self
 
@@ -187,45 +197,30 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
             return
+        if not isinstance(body, dict):
+            self._json(400, {"error": {"message": "body is not an object", "type": "invalid_request_error"}})
+            return
         path = urlsplit(self.path).path
         creds = any(self.headers.get(h) for h in ("authorization", "x-api-key", "api-key", "x-goog-api-key"))
+        model = str(body.get("model", ""))
+        route: tuple[str, Callable[[dict[str, Any]], None]] | None = None
         if path.endswith("/chat/completions"):
-            self._serve(
-                "openai", path=path, body=body, model=str(body.get("model", "")), creds=creds, handle=self._openai_chat
-            )
+            route = "openai", self._openai_chat
         elif path.endswith("/embeddings"):
-            self._serve(
-                "openai",
-                path=path,
-                body=body,
-                model=str(body.get("model", "")),
-                creds=creds,
-                handle=self._openai_embeddings,
-            )
+            route = "openai", lambda b: self._openai_embeddings(b, azure="/openai/deployments/" in path)
         elif path.endswith("/v1/messages"):
-            self._serve(
-                "anthropic", path=path, body=body, model=str(body.get("model", "")), creds=creds, handle=self._anthropic
-            )
+            route = "anthropic", self._anthropic
         elif "/models/" in path and ":" in path:
             model, _, method = path.rsplit("/", 1)[1].partition(":")
-            self._serve(
-                "gemini",
-                path=path,
-                body=body,
-                model=model,
-                creds=creds,
-                handle=lambda b: self._gemini(b, model, method),
-            )
+            route = "gemini", lambda b: self._gemini(b, model, method)
         elif path == "/api/chat":
-            self._serve(
-                "ollama", path=path, body=body, model=str(body.get("model", "")), creds=creds, handle=self._ollama_chat
-            )
+            route = "ollama", self._ollama_chat
         elif path == "/api/embed":
-            self._serve(
-                "ollama", path=path, body=body, model=str(body.get("model", "")), creds=creds, handle=self._ollama_embed
-            )
-        else:
+            route = "ollama", self._ollama_embed
+        if route is None:
             self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+            return
+        self._serve(route[0], path=path, body=body, model=model, creds=creds, handle=route[1])
 
     def _serve(
         self,
@@ -245,75 +240,79 @@ class _Handler(BaseHTTPRequestHandler):
             return
         handle(body)
 
+    def _reply(self, model: str, ask: _Ask) -> _Reply:
+        return _decide(ask, self.fake.answer(model, ask.prompt))
+
     # --- OpenAI ------------------------------------------------------------------------
 
     def _openai_chat(self, body: dict[str, Any]) -> None:
-        # Long on purpose: one branch per answer the OpenAI protocol can give (a tool call, JSON, a stream, text).
         model = str(body.get("model", ""))
-        prompt = _last_user_text(body.get("messages") or [])
-        text = self.fake.answer(model, prompt)
-        text = _as_json(body.get("response_format"), text) or text
-        usage = {"prompt_tokens": _tokens(prompt), "completion_tokens": _tokens(text)}
+        ask = _openai_ask(body)
+        reply = self._reply(model, ask)
+        usage = {"prompt_tokens": _tokens(ask.prompt), "completion_tokens": _tokens(reply.text or "{}")}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         created = int(time.time())
-        call = _tool_call(body)
-        if call is not None and not body.get("stream"):
-            message = {"role": "assistant", "content": None, "tool_calls": [call]}
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}
-            self._json(
-                200,
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [choice],
-                    "usage": usage,
-                },
-            )
-            return
+        call: dict[str, Any] | None = None
+        if reply.call is not None:
+            name, arguments = reply.call
+            call = {"id": _CALL_ID, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        finish = "tool_calls" if call is not None else "stop"
         if not body.get("stream"):
-            self._json(
-                200,
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "logprobs": None,
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": usage,
-                },
-            )
+            message: dict[str, Any] = {"role": "assistant", "content": reply.text if call is None else None}
+            if call is not None:
+                message["tool_calls"] = [call]
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+            head = {"id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": model}
+            self._json(200, head | {"choices": [choice], "usage": usage})
             return
 
         def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
             return {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [choice],
             }
 
         def events() -> Iterator[str]:
-            yield json.dumps(chunk({"role": "assistant", "content": ""}, None))
-            for piece in _chunks(text):
-                yield json.dumps(chunk({"content": piece}, None))
-            yield json.dumps(chunk({}, "stop"))
+            if call is None:
+                yield json.dumps(chunk({"role": "assistant", "content": ""}, None))
+                for piece in _chunks(reply.text):
+                    yield json.dumps(chunk({"content": piece}, None))
+            else:  # the call's name first, then its arguments in two fragments, as OpenAI streams them
+                arguments = call["function"]["arguments"]
+                start = {
+                    "index": 0,
+                    "id": _CALL_ID,
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
+                yield json.dumps(chunk({"role": "assistant", "content": None, "tool_calls": [start]}, None))
+                for piece in _halves(arguments):
+                    yield json.dumps(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None))
+            yield json.dumps(chunk({}, finish))
             # The usage chunk that stream_options.include_usage asks for: no choices, just usage.
             yield json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [], "usage": usage})
             yield "[DONE]"
 
         self._sse(f"data: {e}\n\n" for e in events())
 
-    def _openai_embeddings(self, body: dict[str, Any]) -> None:
+    def _openai_embeddings(self, body: dict[str, Any], *, azure: bool) -> None:
+        model = str(body.get("model", ""))
+        if not _embeds(model):
+            if azure:  # Azure OpenAI's answer for a chat deployment
+                message = (
+                    f"The embeddings operation does not work with the specified model, {model}. Please choose "
+                    "different model and try again."
+                )
+                self._json(400, {"error": {"code": "OperationNotSupported", "message": message}})
+            else:  # OpenAI's answer for a chat model, a 403 with an invalid_request_error body
+                message = "You are not allowed to generate embeddings from this model"
+                error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+                self._json(403, {"error": error})
+            return
         texts = body.get("input") or []
         texts = [texts] if isinstance(texts, str) else list(texts)
         self._json(
@@ -321,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
             {
                 "object": "list",
                 "data": [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(texts)],
-                "model": body.get("model", ""),
+                "model": model,
                 "usage": {"prompt_tokens": sum(map(_tokens, texts)), "total_tokens": sum(map(_tokens, texts))},
             },
         )
@@ -330,9 +329,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _anthropic(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
-        prompt = _last_user_text(body.get("messages") or [])
-        text = self.fake.answer(model, prompt)
-        usage_in, usage_out = _tokens(prompt), _tokens(text)
+        ask = _anthropic_ask(body)
+        reply = self._reply(model, ask)
+        usage_in, usage_out = _tokens(ask.prompt), _tokens(reply.text or "{}")
+        stop = "end_turn" if reply.call is None else "tool_use"
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": reply.text}]
+        if reply.call is not None:
+            blocks = [{"type": "tool_use", "id": "toolu_fake_1", "name": reply.call[0], "input": reply.call[1]}]
         if not body.get("stream"):
             self._json(
                 200,
@@ -341,49 +344,41 @@ class _Handler(BaseHTTPRequestHandler):
                     "type": "message",
                     "role": "assistant",
                     "model": model,
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn",
+                    "content": blocks,
+                    "stop_reason": stop,
                     "stop_sequence": None,
                     "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
                 },
             )
             return
 
+        def deltas() -> Iterator[dict[str, Any]]:
+            if reply.call is None:
+                for piece in _chunks(reply.text):
+                    yield {"type": "text_delta", "text": piece}
+            else:
+                for piece in _halves(json.dumps(reply.call[1])):
+                    yield {"type": "input_json_delta", "partial_json": piece}
+
         def events() -> Iterator[tuple[str, dict[str, Any]]]:
-            yield (
-                "message_start",
-                {
-                    "type": "message_start",
-                    "message": {
-                        "id": "msg_fake",
-                        "type": "message",
-                        "role": "assistant",
-                        "model": model,
-                        "content": [],
-                        "stop_reason": None,
-                        "stop_sequence": None,
-                        "usage": {"input_tokens": usage_in, "output_tokens": 1},
-                    },
-                },
-            )
-            yield (
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            )
-            for piece in _chunks(text):
-                yield (
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
-                )
+            message: dict[str, Any] = {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": usage_in, "output_tokens": 1},
+            }
+            yield "message_start", {"type": "message_start", "message": message}
+            opening = dict(blocks[0], text="") if reply.call is None else dict(blocks[0], input={})
+            yield "content_block_start", {"type": "content_block_start", "index": 0, "content_block": opening}
+            for delta in deltas():
+                yield "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
             yield "content_block_stop", {"type": "content_block_stop", "index": 0}
-            yield (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": usage_out},
-                },
-            )
+            ending = {"stop_reason": stop, "stop_sequence": None}
+            yield "message_delta", {"type": "message_delta", "delta": ending, "usage": {"output_tokens": usage_out}}
             yield "message_stop", {"type": "message_stop"}
 
         self._sse(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events())
@@ -392,77 +387,89 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _gemini(self, body: dict[str, Any], model: str, method: str) -> None:
         if method == "batchEmbedContents":
-            texts = [
-                "".join(p.get("text", "") for p in r.get("content", {}).get("parts", []))
-                for r in body.get("requests", [])
-            ]
-            self._json(200, {"embeddings": [{"values": _vector(t)} for t in texts]})
+            self._gemini_embed(body, model)
             return
-        prompt = ""
-        for content in body.get("contents") or []:
-            if content.get("role", "user") == "user":
-                prompt = "".join(p.get("text", "") for p in content.get("parts", []))
-        text = self.fake.answer(model, prompt)
+        ask = _gemini_ask(body)
+        reply = self._reply(model, ask)
         usage = {
-            "promptTokenCount": _tokens(prompt),
-            "candidatesTokenCount": _tokens(text),
-            "totalTokenCount": _tokens(prompt) + _tokens(text),
+            "promptTokenCount": _tokens(ask.prompt),
+            "candidatesTokenCount": _tokens(reply.text or "{}"),
+            "totalTokenCount": _tokens(ask.prompt) + _tokens(reply.text or "{}"),
         }
 
-        def response(piece: str, finish: str | None) -> dict[str, Any]:
-            candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+        def response(parts: list[dict[str, Any]], finish: str | None) -> dict[str, Any]:
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
             if finish:
                 candidate["finishReason"] = finish
             return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": "fake"}
 
+        pieces: list[list[dict[str, Any]]]
+        if reply.call is not None:  # Gemini sends a whole functionCall part, streamed or not
+            pieces = [[{"functionCall": {"name": reply.call[0], "args": reply.call[1]}}]]
+        else:
+            pieces = [[{"text": piece}] for piece in _chunks(reply.text)]
         if method == "generateContent":
-            self._json(200, response(text, "STOP"))
+            self._json(200, response([part for piece in pieces for part in piece], "STOP"))
             return
-        pieces = _chunks(text)
         self._sse(
             f"data: {json.dumps(response(p, 'STOP' if i == len(pieces) - 1 else None))}\r\n\r\n"
             for i, p in enumerate(pieces)
         )
 
+    def _gemini_embed(self, body: dict[str, Any], model: str) -> None:
+        if not _embeds(model):  # Gemini's answer for a model without the embedding methods
+            message = (
+                f"models/{model} is not found for API version v1beta, or is not supported for batchEmbedContents. "
+                "Call ListModels to see the list of available models and their supported methods."
+            )
+            self._json(404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}})
+            return
+        texts = [
+            "".join(p.get("text", "") for p in r.get("content", {}).get("parts", [])) for r in body.get("requests", [])
+        ]
+        self._json(200, {"embeddings": [{"values": _vector(t)} for t in texts]})
+
     # --- Ollama ------------------------------------------------------------------------
 
     def _ollama_chat(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
-        prompt = _last_user_text(body.get("messages") or [])
-        text = self.fake.answer(model, prompt)
+        ask = _ollama_ask(body)
+        reply = self._reply(model, ask)
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.call is not None:
+            function = {"index": 0, "name": reply.call[0], "arguments": reply.call[1]}
+            message["tool_calls"] = [{"id": _CALL_ID, "function": function}]
         final = {
             "model": model,
             "created_at": "2024-07-22T20:33:28.123648Z",
-            "message": {"role": "assistant", "content": text},
+            "message": message,
             "done": True,
             "done_reason": "stop",
             "total_duration": 1000,
-            "prompt_eval_count": _tokens(prompt),
-            "eval_count": _tokens(text),
+            "prompt_eval_count": _tokens(ask.prompt),
+            "eval_count": _tokens(reply.text or "{}"),
         }
         if body.get("stream") is False:
             self._json(200, final)
             return
-        lines = [
-            json.dumps(
-                {"model": model, "created_at": final["created_at"], "message": {"role": "assistant", "content": p}}
-                | {"done": False}
-            )
-            for p in _chunks(text)
-        ]
-        lines.append(json.dumps(final | {"message": {"role": "assistant", "content": ""}}))
-        self._stream("application/x-ndjson", (line + "\n" for line in lines))
+        head = {"model": model, "created_at": final["created_at"], "done": False}
+        if reply.call is not None:  # Ollama sends the calls in one line before the last
+            lines = [head | {"message": message}]
+        else:
+            lines = [head | {"message": {"role": "assistant", "content": p}} for p in _chunks(reply.text)]
+        lines.append(final | {"message": {"role": "assistant", "content": ""}})
+        self._stream("application/x-ndjson", (json.dumps(line) + "\n" for line in lines))
 
     def _ollama_embed(self, body: dict[str, Any]) -> None:
+        model = str(body.get("model", ""))
+        if not _embeds(model):  # as a model on Ollama's own engine answers, which embeds nothing
+            self._json(501, {"error": "this model does not support embeddings"})
+            return
         texts = body.get("input") or []
         texts = [texts] if isinstance(texts, str) else list(texts)
         self._json(
             200,
-            {
-                "model": body.get("model", ""),
-                "embeddings": [_vector(t) for t in texts],
-                "prompt_eval_count": sum(map(_tokens, texts)),
-            },
+            {"model": model, "embeddings": [_vector(t) for t in texts], "prompt_eval_count": sum(map(_tokens, texts))},
         )
 
     # --- writing -------------------------------------------------------------------------
@@ -490,56 +497,273 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
+# --- what a request asks, whatever its protocol ------------------------------------------------------------
+
+_CALL_ID = "call_fake_1"
+_ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
+
+
+@dataclass(slots=True)
+class _Ask:
+    """What one request asks for, read from its protocol's shape."""
+
+    prompt: str = ""  # the text of the last user turn
+    images: list[str] = field(default_factory=list)  # each image of that turn, described
+    tools: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)  # (name, JSON Schema of the arguments)
+    forced: str | None = None  # the tool the request makes the model call
+    tools_off: bool = False  # tool_choice none
+    answered: bool = False  # the conversation ends with a tool's result: answer in words now
+    schema: Mapping[str, Any] | None = None  # a JSON answer matching this schema
+    any_json: bool = False  # a JSON answer, any object
+
+
+@dataclass(slots=True, frozen=True)
+class _Reply:
+    text: str = ""
+    call: tuple[str, Any] | None = None  # (tool name, arguments object)
+
+
+def _decide(ask: _Ask, answer: str) -> _Reply:
+    """A call of the forced (else the first) tool while the conversation awaits one; else the answer, as JSON
+    when JSON was asked for, with a note of the images the request carried."""
+    if ask.images:
+        count = len(ask.images)
+        answer += f" (saw {count} image{'s' if count != 1 else ''}: {', '.join(ask.images)})"
+    if ask.tools and not ask.tools_off and not ask.answered:
+        name, schema = next(((n, s) for n, s in ask.tools if n == ask.forced), ask.tools[0])
+        # A forced tool carries the answer (Anthropic's JSON mode is one); an offered one gets example values.
+        return _Reply(call=(name, _example(schema, answer if name == ask.forced else "example", schema)))
+    if ask.schema is not None:
+        return _Reply(json.dumps(_example(ask.schema, answer, ask.schema)))
+    if ask.any_json:
+        return _Reply(json.dumps({"answer": answer}))
+    return _Reply(answer)
+
+
+def _openai_ask(body: Mapping[str, Any]) -> _Ask:
+    messages = [m for m in body.get("messages") or () if isinstance(m, Mapping)]
+    ask = _Ask(answered=bool(messages) and messages[-1].get("role") == "tool")
+    user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    if user is not None:
+        content = user.get("content")
+        if isinstance(content, list):
+            parts = [p for p in content if isinstance(p, Mapping)]
+            ask.prompt = "".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
+            for part in parts:
+                if part.get("type") == "image_url":
+                    image = part.get("image_url")
+                    ask.images.append(_describe_url(str(image.get("url") if isinstance(image, Mapping) else image)))
+        else:
+            ask.prompt = str(content or "")
+    ask.tools = [_function(t.get("function")) for t in body.get("tools") or () if isinstance(t, Mapping)]
+    choice = body.get("tool_choice")
+    ask.tools_off = choice == "none"
+    if isinstance(choice, Mapping):
+        ask.forced = str((choice.get("function") or {}).get("name", ""))
+    fmt = body.get("response_format")
+    if isinstance(fmt, Mapping):
+        ask.any_json = fmt.get("type") == "json_object"
+        if fmt.get("type") == "json_schema":
+            ask.schema = (fmt.get("json_schema") or {}).get("schema") or _ANY_OBJECT
+    return ask
+
+
+def _anthropic_ask(body: Mapping[str, Any]) -> _Ask:
+    messages = [m for m in body.get("messages") or () if isinstance(m, Mapping)]
+    ask = _Ask()
+    if messages and isinstance(messages[-1].get("content"), list):
+        ask.answered = any(_kind(b) == "tool_result" for b in messages[-1]["content"])
     for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-            return str(content or "")
-    return ""
+        if message.get("role") == "user" and _anthropic_turn(message.get("content"), ask):
+            break
+    ask.tools = [
+        (str(t.get("name", "")), t.get("input_schema") or _ANY_OBJECT)
+        for t in body.get("tools") or ()
+        if isinstance(t, Mapping)
+    ]
+    choice = body.get("tool_choice")
+    if isinstance(choice, Mapping):
+        ask.tools_off = choice.get("type") == "none"
+        if choice.get("type") == "tool":
+            ask.forced = str(choice.get("name", ""))
+    return ask
 
 
-def _tool_call(body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A call of the request's first tool, unless the conversation already holds its result."""
-    tools = body.get("tools") or []
-    messages = body.get("messages") or []
-    if not tools or body.get("tool_choice") == "none" or (messages and messages[-1].get("role") == "tool"):
-        return None
-    function = tools[0].get("function") or {}
-    arguments = _example(function.get("parameters") or {"type": "object"})
-    return {
-        "id": "call_fake_1",
-        "type": "function",
-        "function": {"name": function.get("name", ""), "arguments": json.dumps(arguments)},
-    }
+def _anthropic_turn(content: Any, ask: _Ask) -> bool:
+    """Read a user turn's text and images into ``ask``; whether it had any (a turn of tool results has not)."""
+    if isinstance(content, str):
+        ask.prompt = content
+        return bool(content)
+    blocks = [b for b in content or () if isinstance(b, Mapping)]
+    ask.prompt = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+    for block in blocks:
+        source = block.get("source") if block.get("type") == "image" else None
+        if isinstance(source, Mapping):
+            if source.get("type") == "base64":
+                ask.images.append(_describe_inline(str(source.get("media_type")), str(source.get("data", ""))))
+            else:
+                ask.images.append(_describe_url(str(source.get("url", ""))))
+    return bool(ask.prompt or ask.images)
 
 
-def _as_json(response_format: Any, text: str) -> str | None:
-    if not isinstance(response_format, Mapping):
-        return None
-    if response_format.get("type") == "json_object":
-        return json.dumps({"answer": text})
-    if response_format.get("type") == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
-        return json.dumps(_example(schema, text))
-    return None
+def _gemini_ask(body: Mapping[str, Any]) -> _Ask:
+    contents = [c for c in body.get("contents") or () if isinstance(c, Mapping)]
+    ask = _Ask()
+    if contents:
+        ask.answered = any("functionResponse" in p for p in _parts_of(contents[-1]))
+    for content in reversed(contents):
+        if content.get("role", "user") == "user" and _gemini_turn(_parts_of(content), ask):
+            break
+    for tool in body.get("tools") or ():
+        for declaration in (tool.get("functionDeclarations") or ()) if isinstance(tool, Mapping) else ():
+            schema = declaration.get("parametersJsonSchema") or declaration.get("parameters") or _ANY_OBJECT
+            ask.tools.append((str(declaration.get("name", "")), _lower_types(schema)))
+    calling = ((body.get("toolConfig") or {}).get("functionCallingConfig")) or {}
+    ask.tools_off = calling.get("mode") == "NONE"
+    allowed = calling.get("allowedFunctionNames") or ()
+    ask.forced = str(allowed[0]) if allowed else None
+    config = body.get("generationConfig") or {}
+    if config.get("responseMimeType") == "application/json":
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        if schema:
+            ask.schema = _lower_types(schema)
+        else:
+            ask.any_json = True
+    return ask
 
 
-def _example(schema: Mapping[str, Any], text: str = "example") -> Any:
-    """The smallest value of a JSON Schema's type, with every listed property filled in."""
+def _gemini_turn(parts: list[Mapping[str, Any]], ask: _Ask) -> bool:
+    """Read a user turn's text and images into ``ask``; whether it had any."""
+    ask.prompt = "".join(str(p.get("text", "")) for p in parts)
+    for part in parts:
+        inline, linked = part.get("inlineData"), part.get("fileData")
+        if isinstance(inline, Mapping):
+            ask.images.append(_describe_inline(str(inline.get("mimeType")), str(inline.get("data", ""))))
+        elif isinstance(linked, Mapping):
+            ask.images.append(_describe_url(str(linked.get("fileUri", ""))))
+    return bool(ask.prompt or ask.images)
+
+
+def _ollama_ask(body: Mapping[str, Any]) -> _Ask:
+    messages = [m for m in body.get("messages") or () if isinstance(m, Mapping)]
+    ask = _Ask(answered=bool(messages) and messages[-1].get("role") == "tool")
+    user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    if user is not None:
+        ask.prompt = str(user.get("content") or "")
+        ask.images = [_describe_inline(None, str(data)) for data in user.get("images") or ()]
+    ask.tools = [_function(t.get("function")) for t in body.get("tools") or () if isinstance(t, Mapping)]
+    fmt = body.get("format")
+    ask.any_json = fmt == "json"
+    if isinstance(fmt, Mapping):
+        ask.schema = fmt
+    return ask
+
+
+def _function(function: Any) -> tuple[str, Mapping[str, Any]]:
+    function = function if isinstance(function, Mapping) else {}
+    return str(function.get("name", "")), function.get("parameters") or _ANY_OBJECT
+
+
+def _kind(block: Any) -> Any:
+    return block.get("type") if isinstance(block, Mapping) else None
+
+
+def _parts_of(content: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [p for p in content.get("parts") or () if isinstance(p, Mapping)]
+
+
+def _describe_inline(media_type: str | None, data: str) -> str:
+    """An inline image as the server saw it: its media type (read from its bytes when not said) and size."""
+    padding = len(data) - len(data.rstrip("="))
+    size = max(0, len(data) * 3 // 4 - padding)
+    if media_type is None:
+        try:
+            media_type = sniff_media_type(base64.b64decode(data[:16])) or "image/unknown"
+        except ValueError:
+            media_type = "image/unknown"
+    return f"{media_type} {size} bytes"
+
+
+def _describe_url(url: str) -> str:
+    if url[:5].lower() == "data:":
+        header, _, data = url.partition(",")
+        return _describe_inline(header[5:].partition(";")[0] or None, data)
+    return describe_url(url)  # host only: a signed URL's query is a credential, even in a fake's answer
+
+
+def _lower_types(schema: Any) -> Any:
+    """Gemini's older ``responseSchema`` writes types in capitals (``OBJECT``); JSON Schema's are lower case."""
+    if isinstance(schema, list):
+        return [_lower_types(item) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {key: _lower_types(value) for key, value in schema.items()}
+    if isinstance(out.get("type"), str):
+        out["type"] = out["type"].lower()
+    return out
+
+
+def _embeds(model: str) -> bool:
+    """Whether a model name is an embedding model's (text-embedding-3-small, nomic-embed-text,
+    gemini-embedding-001 ...): the fake refuses embeddings from any other, as the providers do."""
+    return "embed" in model.lower()
+
+
+def _halves(text: str) -> list[str]:
+    middle = len(text) // 2
+    return [text[:middle], text[middle:]] if middle else [text]
+
+
+_FORMATS = {
+    "date-time": "2025-01-01T00:00:00Z",
+    "date": "2025-01-01",
+    "time": "00:00:00Z",
+    "email": "someone@example.com",
+    "uri": "https://example.com/",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+}
+
+
+def _example(schema: Mapping[str, Any], text: str = "example", root: Mapping[str, Any] | None = None) -> Any:  # noqa: C901, PLR0911 - one return per kind of schema
+    """A value matching a JSON Schema, the smallest of each type, with every listed property filled in and
+    strings set to ``text``; ``$ref``s into the root's ``$defs`` (pydantic's nested models) are followed."""
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for key in ref[2:].split("/"):
+            target = target.get(key, {}) if isinstance(target, Mapping) else {}
+        return _example(target, text, root)
+    if "const" in schema:
+        return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
-    kind = schema.get("type", "object")
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(key) or () if isinstance(o, Mapping) and o.get("type") != "null"]
+        if options:
+            return _example(options[0], text, root)
+    kind = schema.get("type", "object" if "properties" in schema or not schema else "string")
     if isinstance(kind, Sequence) and not isinstance(kind, str):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         properties = schema.get("properties") or {}
-        return {name: _example(sub, text) for name, sub in properties.items() if isinstance(sub, Mapping)}
+        return {name: _example(sub, text, root) for name, sub in properties.items() if isinstance(sub, Mapping)}
     if kind == "array":
         items = schema.get("items")
-        return [_example(items, text)] if isinstance(items, Mapping) else []
-    return {"string": text, "integer": 1, "number": 1.0, "boolean": True, "null": None}.get(str(kind), text)
+        return (
+            [_example(items, text, root)] * max(1, int(schema.get("minItems") or 1))
+            if isinstance(items, Mapping)
+            else []
+        )
+    if kind in {"integer", "number"}:
+        low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+        value = max(1, int(low) + (1 if "exclusiveMinimum" in schema else 0))
+        return value if kind == "integer" else float(value)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return _FORMATS.get(str(schema.get("format")), text)
 
 
 def _vector(text: str) -> list[float]:

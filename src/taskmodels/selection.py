@@ -74,7 +74,7 @@ IMAGE_TOKENS: Mapping[str, int] = {
     # OpenAI's tiled models: 85 + 170 per 512-pixel tile, at most 1,445; its patch-based ones (gpt-4.1-mini and
     # nano, o4-mini): up to 1,536 patches times a model multiplier of at most 2.46.
     "openai": 3_800,
-    "azure": 3_800,
+    "azure-openai": 3_800,
     # Gemini: 258 per 768-pixel tile; Gemini 3's highest media resolution, 1,120 an image.
     "gemini": 1_120,
 }

@@ -695,8 +695,8 @@ def _embedding_inputs(texts: Sequence[str]) -> dict[str, AttributeValue]:
 def _content_parts(message: Message) -> list[dict[str, Any]]:
     """A message's content as the conventions' parts (gen-ai-input-messages.json). An image is a ``blob`` part
     whose ``content`` is left empty (the conventions let a part's content be truncated, its structure kept: the
-    bytes are large and may be private), or a ``uri`` part with only the URL's scheme and host (a signed URL's
-    path and query are credentials)."""
+    bytes are large and may be private) and whose ``size`` says how many bytes it had, or a ``uri`` part with
+    only the URL's scheme and host (a signed URL's path and query are credentials)."""
     content = message.content
     if content is None:
         return []
@@ -707,7 +707,9 @@ def _content_parts(message: Message) -> list[dict[str, Any]]:
         if isinstance(part, TextPart):
             parts.append({"type": "text", "content": part.text})
         elif part.data is not None:  # inline: from bytes, a file or a data: URL (a malformed one is refused)
-            parts.append({"type": "blob", "modality": "image", "mime_type": part.media_type, "content": ""})
+            # The placeholder says what was sent (its media type and size), never the bytes.
+            blob = {"type": "blob", "modality": "image", "mime_type": part.media_type, "content": "", "size": part.size}
+            parts.append(blob)
         else:
             uri: dict[str, Any] = {"type": "uri", "modality": "image", "uri": describe_url(part.url)}
             if part.media_type is not None:

@@ -169,6 +169,12 @@ class Behaviour:
         return cls.error(400, code="content_policy_violation", type_="invalid_request_error", message=reason)
 
     @classmethod
+    def images_unsupported(cls) -> Behaviour:
+        """llama.cpp's server without a vision projector, sent an image: a 500 that no retry will change."""
+        message = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
+        return cls.error(500, type_="server_error", message=message)
+
+    @classmethod
     def rejecting_response_format(cls, text: str | None = None) -> Behaviour:
         """A server without structured output: 400 for a body with ``response_format``, else ``ok(text)``."""
         return cls("reject_response_format", text=text)
@@ -217,6 +223,7 @@ class Behaviour:
             "reject_prefill": cls("reject_prefill"),
             "context_length_exceeded": cls.context_length_exceeded(),
             "content_policy_violation": cls.content_policy_violation(),
+            "images_unsupported": cls.images_unsupported(),
         }
         if name == "slow_first_token":
             return cls.slow_first_token(float(arg or "1"))

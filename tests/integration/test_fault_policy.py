@@ -325,6 +325,8 @@ ROWS = [
     # does not opt into falling back on a refusal, and other 4xx are raised at once.
     Row("context_length_exceeded", errors.ContextLengthExceededError, False, False, True, "not counted", 400),
     Row("content_policy_violation", errors.ContentFilteredError, False, False, True, "not counted", 400),
+    # Content the model cannot take (an image on a model without a projector): the next model, never counted.
+    Row("images_unsupported", errors.UnsupportedContentError, False, True, False, "not counted", 500),
     Row("400", errors.BadRequestError, False, False, True, "not counted", 400, "Bad parameter"),
 ]
 

@@ -21,7 +21,12 @@ import httpx2
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from taskmodels.errors import AuthenticationError, ContextLengthExceededError
+from taskmodels.errors import (
+    AllModelsFailedError,
+    AuthenticationError,
+    ContextLengthExceededError,
+    UnsupportedContentError,
+)
 from taskmodels.providers.base import BaseModelProvider
 from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.providers.openai import OpenAICompatibleProvider
@@ -30,7 +35,7 @@ from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.service import ModelService
 from taskmodels.testing import make_test_service
-from taskmodels.types import CompletionRequest, ResponseFormat, StreamEvent
+from taskmodels.types import CompletionRequest, ImagePart, Message, ResponseFormat, StreamEvent, TextPart
 from tests.integration.llamacpp import LlamaCppServer, TinyModel
 
 pytestmark = pytest.mark.integration
@@ -325,6 +330,38 @@ async def test_service_falls_back_past_a_server_that_refuses_the_key(service: Mo
     failed, served = result.attempts
     assert (failed.model_id, failed.error_class, failed.status_code) == ("locked", "AuthenticationError", 401)
     assert served.outcome == "success"
+
+
+# --- images --------------------------------------------------------------------------
+# The tiny model has no vision projector (mmproj), and one cannot be generated as cheaply as the model: the
+# server refuses every image with a 500. That refusal is what these tests check: it must read as content
+# this model cannot take (the chain moves on), not as the server failing (retried, counted on the breaker).
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da6364f8cf500f0003"
+    "8601805a347d6b0000000049454e44ae426082"
+)
+
+
+def looking_at_an_image() -> list[Message]:
+    return [Message(role="user", content=(TextPart("What is in this picture?"), ImagePart.from_bytes(PNG)))]
+
+
+async def test_an_image_on_a_model_without_a_projector_is_unsupported_content(provider: BaseModelProvider) -> None:
+    with pytest.raises(UnsupportedContentError) as caught:
+        await provider.complete(CompletionRequest(messages=looking_at_an_image(), max_tokens=2))
+
+    assert caught.value.status_code == 500
+    assert "image input is not supported" in (caught.value.provider_message or "")
+
+
+async def test_the_service_tries_such_a_model_once_and_keeps_its_breaker_closed(service: ModelService) -> None:
+    with pytest.raises(AllModelsFailedError) as caught:
+        await service.complete_with_task_model("chat", messages=looking_at_an_image(), max_tokens=2)
+
+    assert [(a.model_id, a.error_class) for a in caught.value.attempts] == [("local-tiny", "UnsupportedContentError")]
+    health = await service.health()
+    assert health["models"]["local-tiny"]["consecutive_failures"] == 0
 
 
 # --- typed answers ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
     StreamStalledError,
+    UnsupportedContentError,
 )
 from taskmodels.resilience.policy import Next, backoff_delay, retry_delay, rule_for
 from taskmodels.sections import ResilienceSettings
@@ -41,6 +42,7 @@ def err(cls: type[ProviderError], retry_after: float | None = None) -> ProviderE
         (AuthenticationError, False, Next.ANY, True, True),
         (ContextLengthExceededError, False, Next.LARGER_CONTEXT, False, False),
         (ContentFilteredError, False, Next.IF_OPTED_IN, False, False),
+        (UnsupportedContentError, False, Next.ANY, False, False),
         (BadRequestError, False, Next.RAISE, False, False),
     ],
 )

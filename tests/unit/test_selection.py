@@ -10,8 +10,8 @@ import pytest
 
 from taskmodels.errors import ConfigurationError, InvalidRequestError, UnknownTaskError
 from taskmodels.registry import ModelRegistryService
-from taskmodels.selection import ModelSelectionFactory, Skip, estimate_prompt_tokens
-from taskmodels.types import CompletionRequest, Message, ResponseFormat, ToolCall, ToolSpec
+from taskmodels.selection import ModelSelectionFactory, Skip, estimate_prompt_tokens, image_tokens
+from taskmodels.types import CompletionRequest, ImagePart, Message, ResponseFormat, TextPart, ToolCall, ToolSpec
 from tests.registry_entries import model
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "settings" / "modelRegistry.json"
@@ -369,3 +369,76 @@ def test_the_unknown_task_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKMODELS_SELECTION__UNKNOWN_TASK", "fail")
     with pytest.raises(SettingsError, match="TASKMODELS_SELECTION__UNKNOWN_TASK"):
         load_settings()
+
+
+# --- images imply vision ---------------------------------------------------------------------------------
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")  # a PNG's first bytes
+
+
+def with_images(count: int, **fields: Any) -> CompletionRequest:
+    parts: tuple[TextPart | ImagePart, ...] = (
+        TextPart("What is this?"),
+        *(ImagePart.from_bytes(PNG) for _ in range(count)),
+    )
+    return CompletionRequest(messages=[Message(role="user", content=parts)], **fields)
+
+
+def test_an_image_part_implies_vision_where_the_registry_declares_it(selector: ModelSelectionFactory) -> None:
+    selection = selector.candidates("chat", with_images(2))
+    assert ids(selection.models) == ["big", "huge"]
+    assert selection.skipped == (
+        Skip("small", "lacks capability vision"),
+        Skip("dflt", "lacks capability vision"),
+    )
+    assert selection.images == 2
+    assert selection.required_capabilities == frozenset({"vision"})
+
+
+def test_an_image_url_implies_vision_too(selector: ModelSelectionFactory) -> None:
+    request = CompletionRequest(
+        messages=[Message(role="user", content=(ImagePart.from_url("https://example.com/cat.png"),))]
+    )
+    assert ids(selector.candidates("chat", request).models) == ["big", "huge"]
+
+
+def test_images_rule_nothing_out_in_a_registry_that_never_says_vision() -> None:
+    data = {
+        "models": [model("a", capabilities=["chat"]), model("b", capabilities=["chat"])],
+        "taskMappings": [{"taskName": "t", "primaryModelId": "a", "fallbackModelIds": ["b"]}],
+        "defaultModelId": "a",
+    }
+    selection = ModelSelectionFactory(ModelRegistryService.from_dict(data)).candidates("t", with_images(1))
+    assert ids(selection.models) == ["a", "b"]
+    assert selection.skipped == ()
+
+
+def test_no_model_with_vision_is_no_eligible_model_naming_the_capability() -> None:
+    data = {
+        "models": [model("a", capabilities=["chat"]), model("v", capabilities=["chat", "vision"])],
+        "taskMappings": [{"taskName": "t", "primaryModelId": "a"}],
+        "defaultModelId": "a",
+    }
+    selection = ModelSelectionFactory(ModelRegistryService.from_dict(data)).candidates("t", with_images(1))
+    assert selection.models == ()
+    assert selection.skipped == (Skip("a", "lacks capability vision"),)
+
+
+def test_each_image_counts_its_providers_bound_against_the_cost_limit(selector: ModelSelectionFactory) -> None:
+    # "big": openai at $0.01 per 1k tokens, 1000 output tokens. Without images the call costs about $0.0101;
+    # each image adds up to 3,800 prompt tokens on OpenAI (about $0.038), which a $0.03 limit cannot take.
+    assert ids(selector.candidates("cheap", with_images(0, max_cost=0.03)).models) == ["big", "dflt"]
+    selection = selector.candidates("cheap", with_images(1, max_cost=0.03))
+    assert selection.models == ()
+    big, huge, dflt = selection.skipped
+    assert big.reason.startswith("estimated cost $0.04")
+    assert huge.reason.startswith("estimated cost $0.4")
+    assert dflt == Skip("dflt", "lacks capability vision")
+
+
+@pytest.mark.parametrize(
+    ("provider", "tokens"),
+    [("openai", 3_800), ("azure-openai", 3_800), ("anthropic", 1_600), ("gemini", 1_120), ("ollama", 4_096)],
+)
+def test_the_image_token_bound_of_each_provider(provider: str, tokens: int) -> None:
+    assert image_tokens(provider) == tokens

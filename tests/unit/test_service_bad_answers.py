@@ -15,8 +15,6 @@ from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.state import MemoryStateStore
 from taskmodels.sections import ResilienceSettings
-from taskmodels.selection import ModelSelectionFactory
-from taskmodels.service import ModelService
 from taskmodels.testing import FakeBackend, ManualClock, fake_model, fake_registry, make_test_service, reply
 
 
@@ -68,9 +66,8 @@ async def test_a_bad_usage_count_moves_the_call_to_the_next_model(http: tuple[ht
     }
     registry = ModelRegistryService.from_dict(document, provider_names=factory.provider_names())
     clock = ManualClock()
-    service = ModelService(
-        registry=registry,
-        selector=ModelSelectionFactory(registry),
+    service = make_test_service(
+        registry,
         provider_factory=factory,
         state_store=MemoryStateStore(),
         resilience=ResilienceSettings(max_attempts_per_model=2),

@@ -479,8 +479,8 @@ async def test_image_parts_follow_the_input_messages_schema_and_never_carry_the_
         "role": "user",
         "parts": [
             {"type": "text", "content": "what is in these?"},
-            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": ""},
-            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": ""},
+            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "", "size": len(PNG)},
+            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "", "size": len(PNG)},
             {"type": "uri", "modality": "image", "uri": "https://images.example.com/…"},
         ],
     }

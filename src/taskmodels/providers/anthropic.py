@@ -9,6 +9,9 @@ Choices this mapping makes, because the API differs from the normalized request:
   ``JSON_TOOL_NAME`` whose input schema is the wanted schema (any object for ``json_object``). Its
   input comes back as the result's ``text`` (and as ``text`` stream events), with ``finish_reason``
   ``stop``: callers see JSON text, as from any other provider. It overrides ``tool_choice``.
+- **Images**: ``image`` blocks beside the text blocks of a user turn, in the caller's order: inline bytes as a
+  ``base64`` source, a URL as a ``url`` source (Anthropic fetches it). An image whose base64 text is over
+  Anthropic's 5 MB is refused before sending (``UnsupportedContentError``), so the chain moves on.
 - **Usage**: Anthropic's ``input_tokens`` leaves out prompt-cache reads and writes. We report
   ``input_tokens = input + cache_read + cache_creation`` (everything the prompt held),
   ``cached_tokens = cache_read`` and ``cache_write_tokens = cache_creation``, which is what the
@@ -40,9 +43,12 @@ from taskmodels.providers.reasoning import shape_anthropic
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
+    ContentPart,
     FinishReason,
+    ImagePart,
     Message,
     StreamEvent,
+    TextPart,
     ToolCall,
     Usage,
 )
@@ -50,6 +56,8 @@ from taskmodels.types import (
 __all__ = ["JSON_TOOL_NAME", "AnthropicProvider"]
 
 API_VERSION = "2023-06-01"
+MAX_IMAGE_BASE64 = 5 * 1024 * 1024
+"""Anthropic's limit on one image, which it applies to the base64 text (about 3.75 MB of image)."""
 JSON_TOOL_NAME = "taskmodels_json_response"
 """The forced tool that carries JSON mode; a caller's own tool must not use this name."""
 
@@ -92,7 +100,7 @@ class AnthropicProvider(BaseModelProvider):
             "model": self.model.model_name,
             "max_tokens": request.max_tokens or self.model.max_tokens,
         }
-        system, messages = _split_conversation(request.conversation())
+        system, messages = _split_conversation(request.conversation(), self)
         if system:
             body["system"] = system
         body["messages"] = messages
@@ -289,7 +297,7 @@ class _AnthropicStreamDecoder(StreamDecoder):
 # --- mapping helpers -------------------------------------------------------------------
 
 
-def _split_conversation(conversation: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+def _split_conversation(conversation: list[Message], provider: BaseModelProvider) -> tuple[str, list[dict[str, Any]]]:
     """The joined system prompt, and user/assistant turns with consecutive same-role turns merged.
 
     Merging matters: every tool_result answering one assistant turn must sit in the
@@ -303,7 +311,7 @@ def _split_conversation(conversation: list[Message]) -> tuple[str, list[dict[str
                 system.append(msg.text)
             continue
         role = "assistant" if msg.role == "assistant" else "user"
-        blocks = _content_blocks(msg)
+        blocks = _content_blocks(msg, provider)
         if not blocks:
             continue
         if turns and turns[-1]["role"] == role:
@@ -313,15 +321,43 @@ def _split_conversation(conversation: list[Message]) -> tuple[str, list[dict[str
     return "\n\n".join(system), turns
 
 
-def _content_blocks(msg: Message) -> list[dict[str, Any]]:
+def _content_blocks(msg: Message, provider: BaseModelProvider) -> list[dict[str, Any]]:
     if msg.role == "tool":
         return [{"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.text}]
     blocks: list[dict[str, Any]] = []
-    if msg.content:
-        blocks.append({"type": "text", "text": msg.text})
+    content = msg.content
+    if isinstance(content, str):
+        if content:
+            blocks.append({"type": "text", "text": content})
+    elif content:
+        blocks.extend(_part_blocks(content, provider))
     for call in msg.tool_calls:
         arguments = tool_arguments_object(call.arguments)
         blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})
+    return blocks
+
+
+def _part_blocks(parts: tuple[ContentPart, ...], provider: BaseModelProvider) -> list[dict[str, Any]]:
+    """Text and ``image`` blocks in the caller's order: an inline image as a ``base64`` source, a URL as a
+    ``url`` source (Anthropic fetches it). Anthropic refuses empty text blocks, and images whose base64 text
+    is over 5 MB: such an image is refused here, before sending, so the chain can move on to a model that
+    takes it."""
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        if type(part) is TextPart:
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif type(part) is ImagePart:
+            if part.data is None:
+                blocks.append({"type": "image", "source": {"type": "url", "url": part.url}})
+                continue
+            if len(part.data) > MAX_IMAGE_BASE64:
+                raise provider.unsupported(
+                    f"a {part.media_type} image of {part.size:,} bytes: its base64 text is over Anthropic's "
+                    f"limit of {MAX_IMAGE_BASE64:,} characters an image"
+                )
+            source = {"type": "base64", "media_type": part.media_type, "data": part.data}
+            blocks.append({"type": "image", "source": source})
     return blocks
 
 

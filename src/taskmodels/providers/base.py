@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
     StreamStalledError,
+    UnsupportedContentError,
 )
 from taskmodels.providers.answers import AnswerError, described
 from taskmodels.providers.error_body import (
@@ -62,6 +64,7 @@ __all__ = [
     "ErrorBody",
     "HttpRequest",
     "StreamDecoder",
+    "kept_text",
     "parse_retry_after",
     "status_error_class",
     "tool_arguments_object",
@@ -266,13 +269,21 @@ class BaseModelProvider(ABC):
         """Every error a provider builds passes here, built complete, once.
 
         Servers quote keys back (in messages, codes, even request-id headers): every string the
-        error keeps is scrubbed of every key the process knows. Only failures pay for this.
+        error keeps is scrubbed of every key the process knows. Some quote the whole request back (vLLM's
+        validation errors, proxies), images included: runs of base64 are cut out and the text is bounded
+        (``kept_text``), so no image reaches an attempt, a log line or a span. Only failures pay for this.
         """
         for name in ("provider_message", "provider_code", "request_id"):
             value = fields.get(name)
             if isinstance(value, str):
-                fields[name] = scrub(value)
-        return cls(scrub(message), provider=self.name, model_id=self.model.id, **fields)
+                fields[name] = kept_text(value)
+        return cls(kept_text(message), provider=self.name, model_id=self.model.id, **fields)
+
+    def unsupported(self, what: str) -> ProviderError:
+        """The error for content this model cannot take though another may (``UnsupportedContentError``): the
+        chain moves on. ``what`` names the content by kind, media type, size or a URL's host: never its bytes,
+        nor a URL's path and query (``types.describe_url``)."""
+        return self.error(UnsupportedContentError, f"{self.name} cannot take {what}")
 
     # --- helpers for the mapping ----------------------------------------------------
 
@@ -556,6 +567,22 @@ def _check_vectors(vectors: list[list[float]], texts: int) -> None:
         size = len(vectors[0])
         if not size or any(len(v) != size for v in vectors):
             raise AnswerError("the answer's vectors are empty or of different sizes")
+
+
+ERROR_TEXT_LIMIT = 1000
+"""Characters an error keeps of a provider's text: every vendor's own messages are shorter."""
+_BASE64_RUN = re.compile(r"(?:data:[\w.+-]+/[\w.+-]+;base64,)?[A-Za-z0-9+/]{256,}={0,2}")
+
+
+def kept_text(text: str) -> str:
+    """A provider's text as an error keeps it: each run of 256 or more base64 characters (an image or a file
+    quoted back, with its ``data:`` prefix) replaced by its length, then scrubbed of keys, then cut to
+    ``ERROR_TEXT_LIMIT``. Eliding only removes text, so it cannot expose a piece of a key; scrubbing comes
+    before the cut, so no key straddles it."""
+    if len(text) >= 256:
+        text = _BASE64_RUN.sub(lambda run: f"[{len(run.group()):,} characters of base64]", text)
+    text = scrub(text)
+    return text if len(text) <= ERROR_TEXT_LIMIT else text[: ERROR_TEXT_LIMIT - 1] + "…"
 
 
 def tool_arguments_object(raw: str) -> dict[str, Any]:

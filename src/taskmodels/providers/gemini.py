@@ -7,6 +7,9 @@ Choices this mapping makes:
 - ``system`` messages go to ``systemInstruction``; assistant turns are role ``model``; tool results
   are ``functionResponse`` parts in a user turn (the function name comes from ``Message.name``, else
   from the assistant tool call with the same id). Consecutive same-role turns are merged.
+- Images: ``inlineData`` parts for inline bytes, ``fileData`` (``fileUri``, and ``mimeType`` when the URL's
+  file name says it) for an image URL, which Gemini fetches itself. A GIF is refused before sending
+  (``UnsupportedContentError``): Gemini takes PNG, JPEG, WebP, HEIC and HEIF.
 - Schemas go as full JSON Schema (``responseJsonSchema``, ``parametersJsonSchema``) rather than the
   older OpenAPI-subset fields, so a schema that works with OpenAI works here too.
 - Usage: ``input_tokens`` = ``promptTokenCount`` (it already counts cached content), ``cached_tokens``
@@ -35,6 +38,7 @@ from taskmodels.errors import (
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
+    UnsupportedContentError,
 )
 from taskmodels.providers import answers
 from taskmodels.providers.answers import count, items, name, obj, optional_text, text
@@ -43,12 +47,15 @@ from taskmodels.providers.reasoning import shape_gemini_config
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
+    ContentPart,
     EmbeddingResult,
     FinishReason,
     Message,
     StreamEvent,
+    TextPart,
     ToolCall,
     Usage,
+    describe_url,
 )
 
 __all__ = ["GeminiProvider"]
@@ -77,6 +84,18 @@ _STATUS_CLASSES: dict[str, type[ProviderError]] = {
     "DEADLINE_EXCEEDED": ProviderUnavailableError,
 }
 
+GEMINI_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
+"""The image formats Gemini documents (ai.google.dev/gemini-api/docs/image-understanding): no GIF."""
+_EXTENSIONS = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "heic": "image/heic",
+    "heif": "image/heif",
+}
+
 _CONTEXT_RE = re.compile(r"input token count.*exceeds the maximum", re.IGNORECASE | re.DOTALL)
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
@@ -90,7 +109,7 @@ class GeminiProvider(BaseModelProvider):
     # --- request ----------------------------------------------------------------------
 
     def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
-        system, contents = _contents(request.conversation())
+        system, contents = _contents(request.conversation(), self)
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
@@ -190,6 +209,8 @@ class GeminiProvider(BaseModelProvider):
             return AuthenticationError
         if error.code == "INVALID_ARGUMENT" and error.message and _CONTEXT_RE.search(error.message):
             return ContextLengthExceededError
+        if error.code == "NOT_FOUND" and "not supported for batchembedcontents" in (error.message or "").lower():
+            return UnsupportedContentError  # a chat model asked for embeddings: an embedding model may serve
         return _STATUS_CLASSES.get(error.code or "")
 
     def retry_after_in_body(self, error: ErrorBody) -> float | None:
@@ -261,7 +282,7 @@ class _GeminiStreamDecoder(StreamDecoder):
 # --- mapping helpers -------------------------------------------------------------------
 
 
-def _contents(conversation: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+def _contents(conversation: list[Message], provider: BaseModelProvider) -> tuple[str, list[dict[str, Any]]]:
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}
@@ -278,8 +299,7 @@ def _contents(conversation: list[Message]) -> tuple[str, list[dict[str, Any]]]:
                 response["id"] = msg.tool_call_id
             parts.append({"functionResponse": response})
         else:
-            if msg.content:
-                parts.append({"text": msg.text})
+            parts.extend(_content_parts(msg, provider))
             for call in msg.tool_calls:
                 call_names[call.id] = call.name
                 parts.append({"functionCall": {"name": call.name, "args": tool_arguments_object(call.arguments)}})
@@ -291,6 +311,43 @@ def _contents(conversation: list[Message]) -> tuple[str, list[dict[str, Any]]]:
         else:
             contents.append({"role": role, "parts": parts})
     return "\n\n".join(system), contents
+
+
+def _content_parts(msg: Message, provider: BaseModelProvider) -> list[dict[str, Any]]:
+    content = msg.content
+    if not content:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}]
+    return [_part_json(part, provider) for part in content if not (isinstance(part, TextPart) and not part.text)]
+
+
+def _part_json(part: ContentPart, provider: BaseModelProvider) -> dict[str, Any]:
+    """A text part, an inline image as ``inlineData``, an image URL as ``fileData`` (Gemini fetches public and
+    signed https URLs itself; the media type is said when the URL's name says it). Gemini takes PNG, JPEG,
+    WebP, HEIC and HEIF, not GIF: a GIF is refused before sending, so the chain can move on."""
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    if part.data is not None:
+        if part.media_type not in GEMINI_IMAGE_TYPES:
+            raise provider.unsupported(f"a {part.media_type} image: Gemini takes PNG, JPEG, WebP, HEIC and HEIF")
+        return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
+    url = part.url or ""
+    media_type = _media_type_of_url(url)
+    if media_type is not None and media_type not in GEMINI_IMAGE_TYPES:
+        raise provider.unsupported(
+            f"a {media_type} image at {describe_url(url)}: Gemini takes PNG, JPEG, WebP, HEIC and HEIF"
+        )
+    file_data = {"fileUri": url} if media_type is None else {"mimeType": media_type, "fileUri": url}
+    return {"fileData": file_data}
+
+
+def _media_type_of_url(url: str) -> str | None:
+    """The image type a URL's file name says (``.png`` …), without fetching it; ``None`` when it says none."""
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    name = path.rsplit("/", 1)[-1]
+    _, dot, extension = name.rpartition(".")
+    return _EXTENSIONS.get(extension.lower()) if dot else None
 
 
 def _declaration(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ Choices this mapping makes:
 - Usage: ``prompt_eval_count`` and ``eval_count`` (which includes any thinking); Ollama reports
   no cache or reasoning counts apart.
 - Ollama sends no request id of its own; a proxy's ``x-request-id`` is kept when there is one.
+- Images go as the message's ``images`` (base64 text, no ``data:`` prefix) beside its text. Ollama cannot
+  take an image URL: one is refused before sending (``UnsupportedContentError``), never fetched.
 - ``tool_choice`` has no Ollama equivalent: ``"none"`` leaves the tools out, anything else is ignored.
 - Ollama gives no tool-call ids on older versions: one is synthesized so the caller can answer the call.
 """
@@ -34,6 +36,7 @@ from taskmodels.errors import (
     InvalidResponseError,
     ProviderError,
     ProviderUnavailableError,
+    UnsupportedContentError,
 )
 from taskmodels.providers import answers
 from taskmodels.providers.answers import count, items, name, obj, optional_text, text
@@ -42,17 +45,24 @@ from taskmodels.providers.reasoning import shape_ollama_options
 from taskmodels.types import (
     CompletionRequest,
     CompletionResult,
+    ContentPart,
     EmbeddingResult,
     FinishReason,
+    ImagePart,
     Message,
     StreamEvent,
     ToolCall,
     Usage,
+    describe_url,
 )
 
 __all__ = ["OllamaProvider"]
 
 _TOP_LEVEL_OPTIONS = frozenset({"keep_alive", "think"})
+# A model asked for what it cannot do, which another model may: images without a vision projector (a 500,
+# "... this model is missing data required for image input"), embeddings from a model on Ollama's own engine
+# (a 501, "this model does not support embeddings").
+_UNSUPPORTED_MARKERS = ("missing data required for image input", "does not support embeddings")
 _CONTEXT_MARKERS = ("context length", "context window", "exceeds the context", "exceeds the available context size")
 
 
@@ -67,7 +77,7 @@ class OllamaProvider(BaseModelProvider):
     def build_completion_request(self, request: CompletionRequest, *, stream: bool) -> HttpRequest:
         body: dict[str, Any] = {
             "model": self.model.model_name,
-            "messages": _messages(request.conversation()),
+            "messages": _messages(request.conversation(), self),
             "stream": stream,
         }
         options: dict[str, Any] = {
@@ -164,6 +174,8 @@ class OllamaProvider(BaseModelProvider):
         text = (error.message or "").lower()
         if error.code == "exceed_context_size_error" or any(marker in text for marker in _CONTEXT_MARKERS):
             return ContextLengthExceededError
+        if any(marker in text for marker in _UNSUPPORTED_MARKERS):
+            return UnsupportedContentError
         if status is None:
             return ProviderUnavailableError
         return None  # 404 "model 'x' not found" is a BadRequestError by its status: another call will not fix it
@@ -216,11 +228,16 @@ class _OllamaStreamDecoder(StreamDecoder):
 # --- mapping helpers -------------------------------------------------------------------
 
 
-def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
+def _messages(conversation: list[Message], provider: BaseModelProvider) -> list[dict[str, Any]]:
     call_names: dict[str, str] = {}
     out: list[dict[str, Any]] = []
     for msg in conversation:
-        item: dict[str, Any] = {"role": msg.role, "content": msg.text}
+        content = msg.content
+        item: dict[str, Any] = {"role": msg.role, "content": content if isinstance(content, str) else msg.text}
+        if content and not isinstance(content, str):
+            images = _images(content, provider)
+            if images:
+                item["images"] = images
         if msg.tool_calls:
             item["tool_calls"] = [
                 {"function": {"name": c.name, "arguments": tool_arguments_object(c.arguments)}} for c in msg.tool_calls
@@ -232,6 +249,22 @@ def _messages(conversation: list[Message]) -> list[dict[str, Any]]:
                 item["tool_name"] = name
         out.append(item)
     return out
+
+
+def _images(parts: tuple[ContentPart, ...], provider: BaseModelProvider) -> list[str]:
+    """A message's inline images as Ollama's ``images``: base64 text without a ``data:`` prefix. Ollama cannot
+    fetch a URL, and the library does not fetch one for it (a caller's URL is never requested from here): an
+    image URL is refused before sending, so the chain can move on to a model that takes it."""
+    images: list[str] = []
+    for part in parts:
+        if isinstance(part, ImagePart):
+            if part.data is None:
+                raise provider.unsupported(
+                    f"an image URL ({describe_url(part.url)}): Ollama takes images only inline (ImagePart.from_path, "
+                    "from_bytes or a data: URL)"
+                )
+            images.append(part.data)
+    return images
 
 
 def _tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:

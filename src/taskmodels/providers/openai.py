@@ -31,6 +31,7 @@ from taskmodels.errors import (
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
+    UnsupportedContentError,
 )
 from taskmodels.providers import answers
 from taskmodels.providers.answers import count, items, name, obj, text
@@ -41,9 +42,11 @@ from taskmodels.types import (
     CompletionResult,
     EmbeddingResult,
     FinishReason,
+    ImagePart,
     Message,
     ResponseFormat,
     StreamEvent,
+    TextPart,
     ToolCall,
     ToolSpec,
     Usage,
@@ -73,6 +76,17 @@ _CONTEXT_PHRASES = (
     "exceed_context_size",
 )
 _CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+# A model asked for what it cannot do says so in words; another model may do it, so this is neither the
+# server failing nor a wrong request. No images: OpenAI and Azure with a 400 ("Invalid content type. image_url
+# is only supported by certain models."), llama.cpp's server without a projector with a 500 ("image input is
+# not supported - hint: ... mmproj"). No embeddings: OpenAI with a 403 ("You are not allowed to generate
+# embeddings from this model"), which is not a key's failure; Azure with the code OperationNotSupported.
+_UNSUPPORTED_PHRASES = (
+    "image_url is only supported by certain models",
+    "image input is not supported",
+    "not allowed to generate embeddings",
+)
+_UNSUPPORTED_CODES = frozenset({"OperationNotSupported"})
 _TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
 
 
@@ -153,19 +167,43 @@ def _parse_tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
 
 def _message_json(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role}
-    if message.role == "assistant" and message.tool_calls:
-        out["content"] = message.content if message.content is None else message.text
+    content = message.content
+    calls = message.tool_calls if message.role == "assistant" else ()
+    if type(content) is str:  # the common case first: text costs nothing more than it did
+        out["content"] = content
+    elif calls:
+        out["content"] = content if content is None else message.text
+    else:
+        out["content"] = _content_json(message)
+    if calls:
         out["tool_calls"] = [
             {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
-            for call in message.tool_calls
+            for call in calls
         ]
-    else:
-        out["content"] = message.text
     if message.role == "tool":
         out["tool_call_id"] = message.tool_call_id
     if message.name and message.role != "tool":
         out["name"] = message.name
     return out
+
+
+def _content_json(message: Message) -> str | list[dict[str, Any]]:
+    """A message's parts as OpenAI's content parts when it has images: ``text`` parts and ``image_url`` parts
+    (an https URL, or the bytes as a ``data:`` URL), in the caller's order. Without images, its text: every
+    compatible server takes a string, not all take a list."""
+    content = message.content
+    if not content or type(content) is str or not any(type(part) is ImagePart for part in content):
+        return message.text
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if type(part) is ImagePart:
+            image: dict[str, Any] = {"url": part.data_url}
+            if part.detail is not None:
+                image["detail"] = part.detail
+            parts.append({"type": "image_url", "image_url": image})
+        elif type(part) is TextPart:
+            parts.append({"type": "text", "text": part.text})
+    return parts
 
 
 def _tool_json(tool: ToolSpec) -> dict[str, Any]:
@@ -334,6 +372,8 @@ class OpenAIProvider(BaseModelProvider):
             return ContextLengthExceededError
         if code in _CONTENT_FILTER_CODES:
             return ContentFilteredError
+        if code in _UNSUPPORTED_CODES or any(phrase in text for phrase in _UNSUPPORTED_PHRASES):
+            return UnsupportedContentError
         if status == 429 or code in {"rate_limit_exceeded", "insufficient_quota"}:
             return RateLimitError
         if status is None:

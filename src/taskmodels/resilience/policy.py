@@ -12,6 +12,7 @@
 | AuthenticationError (401/403)           | no                    | yes                        | opens at once|
 | ContextLengthExceededError              | no                    | only a larger context      | not counted  |
 | ContentFilteredError                    | no                    | only when the task opts in | not counted  |
+| UnsupportedContentError (an image URL…) | no                    | yes                        | not counted  |
 | BadRequestError (other 4xx)             | no                    | no: raised at once         | not counted  |
 | any other ProviderError                 | no                    | yes                        | counts       |
 
@@ -39,6 +40,7 @@ from taskmodels.errors import (
     ProviderUnavailableError,
     RateLimitError,
     TruncatedAnswerError,
+    UnsupportedContentError,
 )
 from taskmodels.sections import ResilienceSettings
 
@@ -77,6 +79,8 @@ RULES: Mapping[type[ProviderError], Rule] = {
     AuthenticationError: Rule(retry_same=False, next=Next.ANY, counts_against_model=True, trips_breaker=True),
     ContextLengthExceededError: Rule(retry_same=False, next=Next.LARGER_CONTEXT, counts_against_model=False),
     ContentFilteredError: Rule(retry_same=False, next=Next.IF_OPTED_IN, counts_against_model=False),
+    # This model cannot take the request's content (an image URL on Ollama, GIF on Gemini); another may.
+    UnsupportedContentError: Rule(retry_same=False, next=Next.ANY, counts_against_model=False),
     BadRequestError: Rule(retry_same=False, next=Next.RAISE, counts_against_model=False),
     # The route is healthy (it answered); the answer was wrong for this call.
     OutputValidationError: Rule(retry_same=True, next=Next.ANY, counts_against_model=False, feedback=True),
