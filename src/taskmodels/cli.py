@@ -53,6 +53,7 @@ class _Context:
     as_json: bool
     out: TextIO
     err: TextIO
+    providers: frozenset[str] = frozenset()  # the registered provider implementations, looked up once
     endpoints: frozenset[str] = frozenset()  # providers whose settings give a base URL
 
 
@@ -186,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
         if args.command == "check":
             return _check(args, as_json, out, err)
         settings = _settings(args)
-        ctx = _Context(_paths(settings), as_json, out, err, endpoint_providers(settings, _provider_names()))
+        providers = _provider_names()  # entry points are scanned once per command, not once per use
+        ctx = _Context(_paths(settings), as_json, out, err, providers, endpoint_providers(settings, providers))
         if args.command == "validate":
             return _validate(ctx)
         service = _load(ctx)
@@ -286,7 +288,7 @@ def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO
 
 
 def _validate(ctx: _Context) -> int:
-    result = check_files(ctx.paths, provider_names=_provider_names(), providers_with_base_url=ctx.endpoints)
+    result = check_files(ctx.paths, provider_names=ctx.providers, providers_with_base_url=ctx.endpoints)
     if ctx.as_json:
         _print_json(
             {
@@ -321,7 +323,7 @@ def _validate(ctx: _Context) -> int:
 
 
 def _load(ctx: _Context) -> ModelRegistryService | None:
-    result = check_files(ctx.paths, provider_names=_provider_names(), providers_with_base_url=ctx.endpoints)
+    result = check_files(ctx.paths, provider_names=ctx.providers, providers_with_base_url=ctx.endpoints)
     if result.errors or result.config is None:
         if ctx.as_json:
             _print_json({"valid": False, "errors": [_problem_json(p) for p in result.errors]}, ctx.out)

@@ -123,8 +123,17 @@ def test_whole_numbers_stay_within_jsons_exact_range() -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("deep.yaml", "defaultModelId: a\nmodels: " + "[" * 5000 + "]" * 5000, "invalid YAML: nested too deeply"),
-        ("deep_map.yaml", "models: " + "{a: " * 5000 + "1" + "}" * 5000, "invalid YAML: nested too deeply"),
+        # PyYAML is stopped at the depth no registry needs (its scanner slows quadratically with nesting)
+        (
+            "deep.yaml",
+            "defaultModelId: a\nmodels: " + "[" * 5000 + "]" * 5000,
+            "invalid YAML: nested more than 64 levels deep (line 2, column 73)",  # at the 65th bracket
+        ),
+        (
+            "deep_map.yaml",
+            "models: " + "{a: " * 5000 + "1" + "}" * 5000,
+            "invalid YAML: nested more than 64 levels deep (line 1, column 262)",  # the 64th mapping's key
+        ),
         ("deep.toml", 'defaultModelId = "a"\nmodels = ' + "[" * 5000 + "]" * 5000, "invalid TOML: nested too deeply"),
         ("deep_table.toml", "x = " + "{a = " * 5000 + "1" + "}" * 5000, "invalid TOML: nested too deeply"),
         ("deep.json", '{"models": ' + "[" * 100000 + "]" * 100000 + "}", "invalid JSON: nested too deeply"),
@@ -138,17 +147,43 @@ def test_nesting_too_deep_for_the_reader_is_a_problem_not_a_recursion_error(
     assert message in validate(path, capsys)
 
 
-@pytest.mark.parametrize("suffix", [".json", ".yaml", ".toml"])
-def test_nesting_a_reader_survives_is_still_refused_past_64_levels(tmp_path: Path, suffix: str) -> None:
+NESTED = "[" * 70 + "1" + "]" * 70
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text", "where"),
+    [
+        (
+            ".json",
+            '{"models": [{"id": "a", "options": {"x": ' + NESTED + '}}], "defaultModelId": "a"}',
+            "models[0].options.x",
+        ),
+        (
+            ".toml",
+            'defaultModelId = "a"\n[[models]]\nid = "a"\noptions = {x = ' + NESTED + "}\n",
+            "models[0].options.x",
+        ),
+        # YAML: 61 empty lists under the registry, models, the model and options are 65 levels and no scalar
+        # below them, which the reader's own stop lets through (it stops at a 66th level) to this check
+        (
+            ".yaml",
+            "models: [{id: a, options: {x: " + "[" * 61 + "]" * 61 + "}}]\ndefaultModelId: a\n",
+            "models[0].options.x",
+        ),
+    ],
+)
+def test_nesting_a_reader_survives_is_still_refused_past_64_levels(
+    tmp_path: Path, suffix: str, text: str, where: str
+) -> None:
     # Anything that walks values recursively later (equality on reload, a request body's JSON) must not meet it.
-    nested = "[" * 70 + "1" + "]" * 70
-    text = {
-        ".json": '{"models": [{"id": "a", "options": {"x": ' + nested + '}}], "defaultModelId": "a"}',
-        ".yaml": "models:\n- {id: a, options: {x: " + nested + "}}\ndefaultModelId: a\n",
-        ".toml": 'defaultModelId = "a"\n[[models]]\nid = "a"\noptions = {x = ' + nested + "}\n",
-    }[suffix]
     path = write(tmp_path, "nested" + suffix, text)
-    assert problems(path) == {"models[0].options.x": "nested more than 64 levels deep"}
+    assert problems(path) == {where: "nested more than 64 levels deep"}
+
+
+def test_yaml_nesting_is_stopped_while_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "nested.yaml", "models:\n- {id: a, options: {x: " + NESTED + "}}\ndefaultModelId: a\n")
+    # the 62nd bracket, five levels down: 23 characters of "- {id: a, options: {x: " before the first
+    assert problems(path) == {"": "invalid YAML: nested more than 64 levels deep (line 2, column 85)"}
 
 
 def test_the_depth_limit_leaves_room_for_any_real_options() -> None:
@@ -435,3 +470,20 @@ def test_comparing_long_capability_lists_is_not_quadratic() -> None:
     started = time.perf_counter()
     ModelRegistryService.from_dict(data)
     assert time.perf_counter() - started < 5
+
+
+# --- found by tests/unit/test_registry_fuzz.py ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("comments.yaml", "# only a comment\n"), ("null.yaml", "~\n"), ("null.json", "null")]
+)
+def test_a_file_holding_null_is_no_registry(tmp_path: Path, name: str, text: str) -> None:
+    assert problems(write(tmp_path, name, text)) == {"": "the registry must be an object with 'models'"}
+
+
+def test_a_character_yaml_refuses_is_located(tmp_path: Path) -> None:
+    path = write(tmp_path, "esc.yaml", "models: []\n\x1b")
+    assert problems(path) == {
+        "": "invalid YAML: unacceptable character #x001b: special characters are not allowed (line 2, column 1)"
+    }

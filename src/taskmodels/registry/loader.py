@@ -234,9 +234,14 @@ def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
     except ImportError:
         return None, [Problem(source, "", "YAML registries need PyYAML: pip install 'taskmodels[yaml]'")]
 
-    loader = _yaml_loader()(text)
+    loader = None
     try:
+        loader = _yaml_loader()(text)  # its reader refuses non-printable characters at once
         data = loader.get_single_data()
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses; its message says where in two lines
+        line, column = _line_column(text, exc.position)
+        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason} (line {line}, column {column})"
+        return None, [Problem(source, "", f"invalid YAML: {problem}")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -245,7 +250,8 @@ def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
     except RecursionError:
         return None, [Problem(source, "", "invalid YAML: nested too deeply")]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, _noted_problems(source, data, loader.notes)
 
 
@@ -266,6 +272,20 @@ def _yaml_loader() -> Any:
             super().__init__(stream)
             self.notes: _Notes = {}
             self.keep: list[object] = []  # as for JSON: a noted mapping stays alive so its id stays its own
+            self.depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            # PyYAML's scanner slows quadratically with nesting (a second for 1,000 brackets) before its
+            # composer's recursion fails: stop at the depth no registry reaches (+1: a scalar below the deepest
+            # object or list allowed; that object's own depth the shape check reports, with its path).
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH + 1:
+                    mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in the stubs
+                    raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     Loader.add_constructor("tag:yaml.org,2002:map", _yaml_mapping)
     for kind in ("int", "float", "bool", "timestamp"):
@@ -391,19 +411,22 @@ def _find_key(data: Mapping[str, Any], field_name: str, spellings: Mapping[str, 
     return None
 
 
-def merge_layers(layers: Sequence[tuple[str, Any]]) -> Merged:
-    """Merge parsed documents in order: the first is the base, the rest overlay it."""
-    merged = Merged(sources=tuple(source for source, _ in layers))
+def merge_layers(layers: Sequence[tuple[str, Any]], problems: Sequence[Problem] = ()) -> Merged:
+    """Merge parsed documents in order: the first is the base, the rest overlay it. ``problems`` are those found
+    reading them: a layer that is None with none of its own could be read, and holds null (or only comments)."""
+    merged = Merged(sources=tuple(source for source, _ in layers), problems=list(problems))
     for number, (source, data) in enumerate(layers):
+        problem = None
         if data is None:
-            merged.unreadable = True  # its problem was reported by read_layer
-            continue
-        if isinstance(data, Mapping):
+            if not any(p.source == source for p in problems):
+                problem = Problem(source, "", "the registry must be an object with 'models'")
+        elif isinstance(data, Mapping):
             problem = _shape_problem(source, data)
         else:
             problem = Problem(source, "", "the registry must be an object with 'models'")
         if problem is not None:
             merged.problems.append(problem)
+        if data is None or problem is not None:
             merged.unreadable = True
             continue
         _merge_one(merged, source, data, overlay=number > 0)
@@ -632,8 +655,7 @@ def load_layers(
     ``providers_with_base_url`` names the providers whose settings give an endpoint; see
     :func:`validate_merged`.
     """
-    merged = merge_layers(layers)
-    merged.problems[:0] = problems
+    merged = merge_layers(layers, problems)
     return validate_merged(merged, provider_names=provider_names, providers_with_base_url=providers_with_base_url)
 
 
