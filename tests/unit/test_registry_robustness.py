@@ -487,3 +487,15 @@ def test_a_character_yaml_refuses_is_located(tmp_path: Path) -> None:
     assert problems(path) == {
         "": "invalid YAML: unacceptable character #x001b: special characters are not allowed (line 2, column 1)"
     }
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_fallback_id_is_a_located_problem_not_a_key_error(blank: str) -> None:
+    task = {"taskName": "t", "primaryModelId": "a", "fallbackModelIds": ["b", blank]}
+    with pytest.raises(RegistryError) as info:
+        ModelRegistryService.from_dict(
+            {"models": [model("a"), model("b")], "taskMappings": [task], "defaultModelId": "a"}
+        )
+    assert {p.path: p.message for p in info.value.problems} == {
+        "taskMappings[0].fallbackModelIds[1]": f"must have at least 1 character (got {blank!r}) (task 't')"
+    }

@@ -822,8 +822,9 @@ class _Validator:
             self.error(where, str(err["ctx"]["error"]) + subject)
         else:
             message = str(err["msg"])
-            if message.startswith("Input should be"):
-                message = "must be" + message[len("Input should be") :]
+            for start in ("Input should", "String should"):
+                if message.startswith(start):
+                    message = "must" + message[len(start) :]
             value = err.get("input")
             if isinstance(value, (int, float, str, bool)) or value is None:
                 message += f" (got {_shown(value)})"

@@ -347,7 +347,8 @@ class TaskMapping(_Strict):
 
     task_name: str = Field(alias="taskName", min_length=1)
     primary_model_id: str = Field(alias="primaryModelId", min_length=1)
-    fallback_model_ids: tuple[str, ...] = Field(default=(), alias="fallbackModelIds")
+    # An empty id would pass the reference check (which skips it as this check's) and fail indexing the chain.
+    fallback_model_ids: tuple[Annotated[str, Field(min_length=1)], ...] = Field(default=(), alias="fallbackModelIds")
     description: str | None = None
     # extensions
     required_capabilities: tuple[str, ...] = Field(default=(), alias="requiredCapabilities")
