@@ -115,6 +115,11 @@ def test_whole_numbers_stay_within_jsons_exact_range() -> None:
         "(model 'a')",
         "models[0].contextWindow": "must be less than or equal to 9007199254740991 (got 9007199254740992) (model 'a')",
     }
+    with pytest.raises(RegistryError) as info:  # a dict built in code can hold what no file reader returns
+        ModelRegistryService.from_dict({"models": [model("a", maxTokens=10**5000)], "defaultModelId": "a"})
+    assert [p.message for p in info.value.problems] == [
+        "must be less than or equal to 9007199254740991 (got a number of over 4,300 digits) (model 'a')"
+    ]
 
 
 # --- nesting: RecursionError from the YAML and TOML readers ------------------------------------

@@ -413,7 +413,7 @@ def _find_key(data: Mapping[str, Any], field_name: str, spellings: Mapping[str, 
 
 def merge_layers(layers: Sequence[tuple[str, Any]], problems: Sequence[Problem] = ()) -> Merged:
     """Merge parsed documents in order: the first is the base, the rest overlay it. ``problems`` are those found
-    reading them: a layer that is None with none of its own could be read, and holds null (or only comments)."""
+    reading them; a layer that is None with no problem of its own was read and holds nothing (null, comments)."""
     merged = Merged(sources=tuple(source for source, _ in layers), problems=list(problems))
     for number, (source, data) in enumerate(layers):
         problem = None
@@ -619,7 +619,10 @@ def _ident(item: Any, id_field: str, spellings: Mapping[str, str]) -> str | None
 def _shown(value: Any) -> str:
     """``repr(value)`` short enough for a message: a long string is cut, a long whole number counted."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
-        return f"a number of {len(str(abs(value))):,} digits"
+        try:
+            return f"a number of {len(str(abs(value))):,} digits"
+        except ValueError:  # past Python's digit limit: a dict built in code can hold one
+            return f"a number of over {sys.get_int_max_str_digits():,} digits"
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
