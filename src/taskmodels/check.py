@@ -197,14 +197,12 @@ async def _run(settings: Settings, paths: Sequence[Path], *, ping: bool, limit: 
 
 def deployment_statuses(settings: Settings, models: Sequence[ModelConfig]) -> list[ModelStatus]:
     """Each deployment of ``models`` built as a call builds it (``taskmodels plan`` shows them): its key, the
-    variables it is read from, its real endpoint (from the registry, the settings or the provider's default)."""
-    return asyncio.run(_deployment_statuses(settings, models))
+    variables it is read from, its real endpoint (from the registry, the settings or the provider's default).
 
-
-async def _deployment_statuses(settings: Settings, models: Sequence[ModelConfig]) -> list[ModelStatus]:
-    async with httpx2.AsyncClient() as client:  # providers are built, never sent anything
-        factory = ModelProviderFactory(settings, client)
-        return [status for model in models if model.deployments for status, _ in _routes(model, factory, settings)]
+    No event loop is needed (``plan`` may be called from inside one): the providers get a client they never
+    send through, so it opens no connection and there is nothing to close."""
+    factory = ModelProviderFactory(settings, httpx2.AsyncClient())
+    return [status for model in models if model.deployments for status, _ in _routes(model, factory, settings)]
 
 
 def _routes(

@@ -421,3 +421,19 @@ def test_plan_names_the_deployments_a_call_would_skip(
     assert "deployments a call skips as configured here (taskmodels check says more):\n" in out
     assert "  pool/a: no API key: set PLAN_KEY_A\n" in out
     assert "pool/b:" not in out
+
+
+def test_plan_builds_deployments_inside_a_running_event_loop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A notebook calls main() from inside its loop: building the deployments must not need one of its own.
+    import asyncio
+
+    monkeypatch.setenv("PLAN_KEY_A", "sk-plan-a")
+    path = pooled_registry(tmp_path)
+
+    async def plan() -> int:
+        return main(["plan", "--registry", str(path)])
+
+    assert asyncio.run(plan()) == 0
+    assert "PLAN_KEY_A" in capsys.readouterr().out
