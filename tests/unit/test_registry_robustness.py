@@ -466,7 +466,7 @@ def test_the_same_unknown_id_twice_is_suggested_for_twice_and_counted_once() -> 
 
 
 def test_comparing_long_capability_lists_is_not_quadratic() -> None:
-    caps = [f"cap-{i}" for i in range(30000)]
+    caps = [f"cap-{i}" for i in range(60000)]  # compared pairwise: ~16 s; by set: milliseconds
     data = {
         "models": [model("a", capabilities=caps), model("b", capabilities=caps[::-1])],
         "taskMappings": [{"taskName": "t", "primaryModelId": "a", "fallbackModelIds": ["b"]}],
