@@ -1,10 +1,16 @@
 """``taskmodels check``: is this deployment ready to serve calls?
 
-Settings load, the registry validates, every model has its key and its endpoint,
-and with ``ping`` one cheap request per distinct endpoint answers: a model list
-where the provider has one (OpenAI and OpenAI-compatible ``GET /models``, Anthropic
-``GET /v1/models``, Gemini ``GET /v1beta/models``, Ollama ``GET /api/tags``), else a
-one-token completion (Azure OpenAI, providers you register).
+Settings load, the registry validates, every route a call can take has its key and
+its endpoint, and with ``ping`` one cheap request per distinct endpoint answers: a
+model list where the provider has one (OpenAI and OpenAI-compatible ``GET /models``,
+Anthropic ``GET /v1/models``, Gemini ``GET /v1beta/models``, Ollama ``GET /api/tags``),
+else a one-token completion (Azure OpenAI, providers you register).
+
+A route is what engine/pools.py calls: a model without deployments is its own one
+route; a model with deployments has one per deployment (``model.for_deployment(d)``)
+and none of its own, so its own key and endpoint are never what a call uses. A model
+none of whose routes is usable is a problem (its calls all go to the chain's next
+model); an unusable deployment beside a usable one is a warning.
 
 Keys are looked up the way the calls look them up (the provider factory and
 ``Settings.provider_settings``), so ``check`` and a real call cannot disagree.
@@ -33,14 +39,15 @@ from taskmodels.registry.service import check_files, endpoint_providers, registr
 from taskmodels.settings import Settings
 from taskmodels.types import CompletionRequest
 
-__all__ = ["CheckReport", "ModelStatus", "PingResult", "run_check"]
+__all__ = ["CheckReport", "ModelStatus", "PingResult", "deployment_statuses", "run_check"]
 
 DEFAULT_PING_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class ModelStatus:
-    """One model's readiness: its key (``set``, ``missing`` or ``not needed``) and its endpoint."""
+    """One route's readiness (a model, or one deployment of it): its key (``set``, ``missing`` or ``not needed``),
+    the variables it is read from, and its endpoint; ``problems`` say what keeps a call from using it."""
 
     model_id: str
     provider: str
@@ -48,6 +55,12 @@ class ModelStatus:
     key_variables: tuple[str, ...]
     endpoint: str | None
     problems: tuple[str, ...] = ()
+    deployment_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``model`` or ``model/deployment``, as breakers and the attempts of a call name the route."""
+        return self.model_id if self.deployment_id is None else f"{self.model_id}/{self.deployment_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,20 +81,46 @@ class CheckReport:
     settings_error: str | None = None
     sources: tuple[str, ...] = ()
     registry_errors: list[str] = field(default_factory=list)
-    models: list[ModelStatus] = field(default_factory=list)
+    models: list[ModelStatus] = field(default_factory=list)  # one per route, a model's deployments in order
     pings: list[PingResult] = field(default_factory=list)
     tasks: int = 0
 
     @property
+    def model_count(self) -> int:
+        return len({status.model_id for status in self.models})
+
+    def _routes(self) -> dict[str, list[ModelStatus]]:
+        routes: dict[str, list[ModelStatus]] = {}
+        for status in self.models:
+            routes.setdefault(status.model_id, []).append(status)
+        return routes
+
+    @property
     def problems(self) -> list[str]:
-        """Every problem, one line each, in the order a person should fix them."""
+        """Every problem, one line each, in the order a person should fix them: what keeps a model from serving."""
         out: list[str] = []
         if self.settings_error:
             out.append(f"settings: {self.settings_error}")
         out.extend(f"registry: {e}" for e in self.registry_errors)
-        for model in self.models:
-            out.extend(f"{model.model_id}: {p}" for p in model.problems)
+        for model_id, routes in self._routes().items():
+            if any(not route.problems for route in routes):
+                continue  # a usable route: the unusable ones beside it are warnings
+            out.extend(f"{route.label}: {p}" for route in routes for p in route.problems)
+            if routes[0].deployment_id is not None:
+                out.append(
+                    f"{model_id}: none of its {len(routes)} deployments is usable: "
+                    "its calls go to the next model of their chain"
+                )
         out.extend(f"ping {ping.provider} {ping.endpoint}: {ping.detail}" for ping in self.pings if not ping.ok)
+        return out
+
+    @property
+    def warnings(self) -> list[str]:
+        """Deployments a call skips while a sibling serves the model: less capacity, not an outage."""
+        out: list[str] = []
+        for routes in self._routes().values():
+            if any(not route.problems for route in routes):
+                out.extend(f"{route.label}: {p}" for route in routes for p in route.problems)
         return out
 
     @property
@@ -96,12 +135,13 @@ class CheckReport:
                 "sources": list(self.sources),
                 "valid": bool(self.sources) and not self.registry_errors and self.settings_error is None,
                 "errors": list(self.registry_errors),
-                "models": len(self.models),
+                "models": self.model_count,
                 "tasks": self.tasks,
             },
             "models": [
                 {
                     "id": m.model_id,
+                    "deployment": m.deployment_id,
                     "provider": m.provider,
                     "key": m.key,
                     "keyVariables": list(m.key_variables),
@@ -123,6 +163,7 @@ class CheckReport:
                 for p in self.pings
             ],
             "problems": self.problems,
+            "warnings": self.warnings,
         }
 
 
@@ -147,20 +188,40 @@ async def _run(settings: Settings, paths: Sequence[Path], *, ping: bool, limit: 
             report.registry_errors.extend(scrub(str(p)) for p in result.errors)
             return report
         report.tasks = len(result.config.task_mappings)
-        built: list[tuple[ModelStatus, BaseModelProvider | None]] = [
-            _model_status(model, factory, settings) for model in result.config.models
-        ]
+        built = [route for model in result.config.models for route in _routes(model, factory, settings)]
         report.models = [status for status, _ in built]
         if ping:
             report.pings = await _ping_all(built, client, limit)
     return report
 
 
+def deployment_statuses(settings: Settings, models: Sequence[ModelConfig]) -> list[ModelStatus]:
+    """Each deployment of ``models`` built as a call builds it (``taskmodels plan`` shows them): its key, the
+    variables it is read from, its real endpoint (from the registry, the settings or the provider's default).
+
+    No event loop is needed (``plan`` may be called from inside one): the providers get a client they never
+    send through, so it opens no connection and there is nothing to close."""
+    factory = ModelProviderFactory(settings, httpx2.AsyncClient())
+    return [status for model in models if model.deployments for status, _ in _routes(model, factory, settings)]
+
+
+def _routes(
+    model: ModelConfig, factory: ModelProviderFactory, settings: Settings
+) -> list[tuple[ModelStatus, BaseModelProvider | None]]:
+    """A status per route a call can take, built as engine/pools.py builds it: the model itself when it has no
+    deployments, else each deployment's view of it and never the model's own (no call uses that)."""
+    if not model.deployments:
+        return [_model_status(model, factory, settings)]
+    return [_model_status(model.for_deployment(d), factory, settings) for d in model.deployments]
+
+
 def _model_status(
     model: ModelConfig, factory: ModelProviderFactory, settings: Settings
 ) -> tuple[ModelStatus, BaseModelProvider | None]:
-    """What a call would find: the factory builds the model's provider exactly as a call does, so a missing key
-    or endpoint is reported with the same variables the call's ``MissingCredentialError`` would name."""
+    """What a call would find: the factory builds the route's provider exactly as a call does, so a missing key
+    or endpoint is reported with the same variables the call's ``MissingCredentialError`` would name.
+    ``model`` is a registry model or one deployment's view of it (``ModelConfig.for_deployment``)."""
+    deployment = model.deployment_id
     section = settings.provider_settings(model.provider)
     if model.api_key_env:
         key = settings.variable(model.api_key_env)
@@ -172,16 +233,20 @@ def _model_status(
     except MissingCredentialError as exc:
         cls = factory.get_provider_class(model.provider)
         url = model.base_url or section.base_url or getattr(cls, "default_base_url", None)
-        endpoint = _shown_url(url) if url else None
+        endpoint = _shown_url(url.rstrip("/")) if url else None
         problem = f"no API key: set {' or '.join(exc.variables)}"
-        return ModelStatus(model.id, model.provider, "missing", exc.variables, endpoint, (problem,)), None
+        status = ModelStatus(model.id, model.provider, "missing", exc.variables, endpoint, (problem,), deployment)
+        return status, None
     except ConfigurationError as exc:
-        return ModelStatus(model.id, model.provider, "-", (), None, (f"no endpoint: {scrub(str(exc))}",)), None
+        problem = f"no endpoint: {scrub(str(exc))}"
+        return ModelStatus(model.id, model.provider, "-", (), None, (problem,), deployment), None
     if not isinstance(provider, BaseModelProvider):  # a plugin speaking no HTTP we know: nothing to probe
-        return ModelStatus(model.id, model.provider, "set" if key else "not needed", (), None), None
+        state = "set" if key else "not needed"
+        return ModelStatus(model.id, model.provider, state, (), None, deployment_id=deployment), None
     variables = provider.api_key_variables()
     state = "set" if key else ("missing" if provider.requires_api_key else "not needed")
-    return ModelStatus(model.id, model.provider, state, variables, _shown_url(provider.base_url)), provider
+    endpoint = _shown_url(provider.base_url)
+    return ModelStatus(model.id, model.provider, state, variables, endpoint, deployment_id=deployment), provider
 
 
 def _shown_url(url: str) -> str:
@@ -232,7 +297,7 @@ async def _ping(
     members: Sequence[tuple[ModelStatus, BaseModelProvider]], client: httpx2.AsyncClient, limit: float
 ) -> PingResult:
     status, provider = members[0]
-    ids = tuple(s.model_id for s, _ in members)
+    ids = tuple(s.label for s, _ in members)
     endpoint = _shown_url(provider.base_url)
     target = urlsplit(provider.base_url)
     where = f"{target.hostname}:{target.port or (443 if target.scheme == 'https' else 80)}"

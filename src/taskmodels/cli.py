@@ -14,14 +14,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from taskmodels.errors import ConfigurationError, Problem, RegistryError, SettingsError, UnknownTaskError
 from taskmodels.registry.jsonschema import registry_json_schema
-from taskmodels.registry.schema import ModelConfig, TaskMapping
+from taskmodels.registry.schema import DeploymentConfig, ModelConfig, TaskMapping
 from taskmodels.registry.service import (
     ModelRegistryService,
     build_registry,
@@ -33,7 +33,7 @@ from taskmodels.selection import ModelSelectionFactory, Selection
 from taskmodels.types import CompletionRequest
 
 if TYPE_CHECKING:
-    from taskmodels.check import CheckReport
+    from taskmodels.check import CheckReport, ModelStatus
     from taskmodels.settings import Settings
 
 __all__ = ["main"]
@@ -53,7 +53,9 @@ class _Context:
     as_json: bool
     out: TextIO
     err: TextIO
+    providers: frozenset[str] = frozenset()  # the registered provider implementations, looked up once
     endpoints: frozenset[str] = frozenset()  # providers whose settings give a base URL
+    settings: Settings | None = None  # what deployments are built with, for their keys and endpoints
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -186,7 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
         if args.command == "check":
             return _check(args, as_json, out, err)
         settings = _settings(args)
-        ctx = _Context(_paths(settings), as_json, out, err, endpoint_providers(settings, _provider_names()))
+        providers = _provider_names()  # entry points are scanned once per command, not once per use
+        ctx = _Context(
+            _paths(settings), as_json, out, err, providers, endpoint_providers(settings, providers), settings
+        )
         if args.command == "validate":
             return _validate(ctx)
         service = _load(ctx)
@@ -258,14 +263,13 @@ def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) ->
 def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO) -> None:
     print(f"settings: {'ok' if report.settings_error is None else 'invalid'}", file=out)
     if report.sources and not report.registry_errors:
-        summary = f"{_count(len(report.models), 'model')}, {_count(report.tasks, 'task')}"
+        summary = f"{_count(report.model_count, 'model')}, {_count(report.tasks, 'task')}"
         print(f"registry: {' + '.join(report.sources)}: valid ({summary})", file=out)
     elif report.settings_error is None:
         print("registry: not usable", file=out)
     if report.models:
         print(file=out)
-        rows = [[m.model_id, m.provider, m.key, m.endpoint or "-"] for m in report.models]
-        _print_table(["MODEL", "PROVIDER", "KEY", "ENDPOINT"], rows, out)
+        _print_routes(report.models, out)
     if report.pings:
         print(file=out)
         print(f"ping, one request per endpoint (timeout {timeout:g} s):", file=out)
@@ -274,19 +278,44 @@ def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO
             for p in report.pings
         ]
         _print_table(["ENDPOINT", "PROVIDER", "PROBE", "RESULT", "DETAIL", "MODELS"], rows, out)
-    problems = report.problems
+    problems, warnings = report.problems, report.warnings
     print(file=out)
+    if warnings:
+        print(f"{_count(len(warnings), 'warning')}: deployments a call skips while another serves the model", file=out)
+        for warning in warnings:
+            print(f"  {warning}", file=out)
     if problems:
         print(f"{_count(len(problems), 'problem')}:", file=out)
         for problem in problems:
             print(f"  {problem}", file=out)
     else:
         what = "keys, endpoints and pings" if ping else "keys and endpoints (add --ping to reach them)"
-        print(f"ready: {what} in place for {_count(len(report.models), 'model')}", file=out)
+        print(f"ready: {what} in place for {_count(report.model_count, 'model')}", file=out)
+
+
+def _print_routes(routes: list[ModelStatus], out: TextIO) -> None:
+    """One row per route: a model, or each of its deployments under it (then with a DEPLOYMENT column)."""
+    pooled = any(route.deployment_id is not None for route in routes)
+    rows = []
+    for i, route in enumerate(routes):
+        first = i == 0 or routes[i - 1].model_id != route.model_id
+        row = [route.model_id if first else "", route.provider, route.key, _variable(route), route.endpoint or "-"]
+        if pooled:
+            row.insert(1, route.deployment_id or "-")
+        rows.append(row)
+    header = ["MODEL", "PROVIDER", "KEY", "KEY VARIABLE", "ENDPOINT"]
+    if pooled:
+        header.insert(1, "DEPLOYMENT")
+    _print_table(header, rows, out)
+
+
+def _variable(route: ModelStatus) -> str:
+    """The variable a route's key is read from first (the model's or deployment's apiKeyEnv, else the vendor's)."""
+    return route.key_variables[0] if route.key_variables and route.key != "not needed" else "-"
 
 
 def _validate(ctx: _Context) -> int:
-    result = check_files(ctx.paths, provider_names=_provider_names(), providers_with_base_url=ctx.endpoints)
+    result = check_files(ctx.paths, provider_names=ctx.providers, providers_with_base_url=ctx.endpoints)
     if ctx.as_json:
         _print_json(
             {
@@ -321,7 +350,7 @@ def _validate(ctx: _Context) -> int:
 
 
 def _load(ctx: _Context) -> ModelRegistryService | None:
-    result = check_files(ctx.paths, provider_names=_provider_names(), providers_with_base_url=ctx.endpoints)
+    result = check_files(ctx.paths, provider_names=ctx.providers, providers_with_base_url=ctx.endpoints)
     if result.errors or result.config is None:
         if ctx.as_json:
             _print_json({"valid": False, "errors": [_problem_json(p) for p in result.errors]}, ctx.out)
@@ -340,16 +369,17 @@ def _plan(ctx: _Context, service: ModelRegistryService) -> int:
     reg = service.current
     selector = ModelSelectionFactory(service)
     plans = [(task, selector.explain(task.task_name)) for task in service.list_tasks()]
+    routes = _deployments(ctx, [reg.default_model, *(m for _, selection in plans for m in selection.models)])
     if ctx.as_json:
         _print_json(
             {
                 "sources": list(reg.sources),
-                "default": _model_json(reg.default_model),
+                "default": _model_json(reg.default_model, routes=routes),
                 "tasks": [
                     {
                         "task": task.task_name,
                         "description": task.description,
-                        "chain": [_model_json(m, role=_role(m, task)) for i, m in enumerate(selection.models)],
+                        "chain": [_model_json(m, role=_role(m, task), routes=routes) for m in selection.models],
                         "skipped": [{"id": s.model_id, "reason": s.reason} for s in selection.skipped],
                     }
                     for task, selection in plans
@@ -373,7 +403,7 @@ def _plan(ctx: _Context, service: ModelRegistryService) -> int:
     if skipped:
         print(file=ctx.out)
         _print_table(["TASK", "SKIPPED", "REASON"], skipped, ctx.out)
-    _print_pools([m for _, selection in plans for m in selection.models], ctx.out)
+    _print_pools([m for _, selection in plans for m in selection.models], ctx.out, routes)
     print(file=ctx.out)
     d = reg.default_model
     print(
@@ -394,8 +424,9 @@ def _explain(ctx: _Context, service: ModelRegistryService, args: argparse.Namesp
     except UnknownTaskError as exc:
         print(f"taskmodels: error: {exc}", file=ctx.err)
         return EXIT_INVALID
+    routes = _deployments(ctx, selection.models)
     if ctx.as_json:
-        _print_json(_selection_json(selection), ctx.out)
+        _print_json(_selection_json(selection, routes), ctx.out)
         return EXIT_OK if selection.models else EXIT_INVALID
     where = "" if selection.known_task else " (not in the registry: the default model serves it)"
     print(f"task: {selection.task}{where}", file=ctx.out)
@@ -418,7 +449,7 @@ def _explain(ctx: _Context, service: ModelRegistryService, args: argparse.Namesp
     if selection.skipped:
         print(file=ctx.out)
         _print_table(["SKIPPED", "REASON"], [[s.model_id, s.reason] for s in selection.skipped], ctx.out)
-    _print_pools(list(selection.models), ctx.out)
+    _print_pools(list(selection.models), ctx.out, routes)
     return EXIT_OK if selection.models else EXIT_INVALID
 
 
@@ -452,32 +483,60 @@ def _model_cells(model: ModelConfig) -> list[str]:
     ]
 
 
-def _print_pools(models: list[ModelConfig], out: TextIO) -> None:
-    """The deployments of every pooled model among ``models``, once each, in order."""
+def _deployments(ctx: _Context, models: Sequence[ModelConfig]) -> dict[str, ModelStatus]:
+    """Each deployment of the pooled models among ``models``, built as a call builds it (its provider, key and
+    endpoint from the registry, the settings or the provider's default), by ``model/deployment``."""
+    pooled = list({m.id: m for m in models if m.deployments}.values())
+    if not pooled or ctx.settings is None:
+        return {}
+    from taskmodels.check import deployment_statuses
+
+    return {status.label: status for status in deployment_statuses(ctx.settings, pooled)}
+
+
+def _print_pools(models: list[ModelConfig], out: TextIO, routes: Mapping[str, ModelStatus]) -> None:
+    """The deployments of every pooled model among ``models``, once each, in order, then those a call skips."""
     pooled = list({m.id: m for m in models if m.deployments}.values())
     if not pooled:
         return
-    rows = [
-        [
-            m.id if i == 0 else "",
-            (m.routing or "weighted") if i == 0 else "",
-            d.id,
-            d.provider or m.provider,
-            f"{d.weight:g}",
-            f"{d.rpm:,}" if d.rpm else "-",
-            f"{d.tpm:,}" if d.tpm else "-",
-            d.base_url or m.base_url or "(provider default)",
-            ", ".join(d.tags),
-        ]
-        for m in pooled
-        for i, d in enumerate(m.deployments)
-    ]
+    rows: list[list[str]] = []
+    unusable: list[str] = []
+    for m in pooled:
+        for i, d in enumerate(m.deployments):
+            route = routes.get(f"{m.id}/{d.id}")
+            endpoint = d.base_url or m.base_url or "(provider default)"
+            key = ["-", "-"]
+            if route is not None:
+                endpoint, key = route.endpoint or "-", [route.key, _variable(route)]
+                unusable.extend(f"{route.label}: {problem}" for problem in route.problems)
+            first = i == 0
+            rows.append(
+                [
+                    m.id if first else "",
+                    (m.routing or "weighted") if first else "",
+                    d.id,
+                    d.provider or m.provider,
+                    f"{d.weight:g}",
+                    f"{d.rpm:,}" if d.rpm else "-",
+                    f"{d.tpm:,}" if d.tpm else "-",
+                    *key,
+                    endpoint,
+                    ", ".join(d.tags),
+                ]
+            )
     print(file=out)
-    header = ["POOL", "ROUTING", "DEPLOYMENT", "PROVIDER", "WEIGHT", "RPM", "TPM", "ENDPOINT", "TAGS"]
-    _print_table(header, rows, out, right={4, 5, 6})
+    header = ["POOL", "ROUTING", "DEPLOYMENT", "PROVIDER", "WEIGHT", "RPM", "TPM", "KEY", "KEY VARIABLE"]
+    _print_table([*header, "ENDPOINT", "TAGS"], rows, out, right={4, 5, 6})
+    if unusable:
+        print(file=out)
+        print("deployments a call skips as configured here (taskmodels check says more):", file=out)
+        for line in unusable:
+            print(f"  {line}", file=out)
 
 
-def _model_json(model: ModelConfig, *, role: str | None = None) -> dict[str, Any]:
+def _model_json(
+    model: ModelConfig, *, role: str | None = None, routes: Mapping[str, ModelStatus] | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {} if role is None else {"role": role}
     data.update(
         id=model.id,
@@ -492,28 +551,39 @@ def _model_json(model: ModelConfig, *, role: str | None = None) -> dict[str, Any
     if model.deployments:
         data["routing"] = model.routing or "weighted"
         data["deployments"] = [
-            {
-                "id": d.id,
-                "provider": d.provider or model.provider,
-                "baseUrl": d.base_url or model.base_url,
-                "weight": d.weight,
-                "rpm": d.rpm,
-                "tpm": d.tpm,
-                "tags": list(d.tags),
-            }
-            for d in model.deployments
+            _deployment_json(model, d, (routes or {}).get(f"{model.id}/{d.id}")) for d in model.deployments
         ]
     return data
 
 
-def _selection_json(selection: Selection) -> dict[str, Any]:
+def _deployment_json(model: ModelConfig, deployment: DeploymentConfig, route: ModelStatus | None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": deployment.id,
+        "provider": deployment.provider or model.provider,
+        "baseUrl": deployment.base_url or model.base_url,  # the registry's; "endpoint" is where calls go
+        "weight": deployment.weight,
+        "rpm": deployment.rpm,
+        "tpm": deployment.tpm,
+        "tags": list(deployment.tags),
+    }
+    if route is not None:
+        data.update(
+            endpoint=route.endpoint,
+            key=route.key,
+            keyVariables=list(route.key_variables),
+            problems=list(route.problems),
+        )
+    return data
+
+
+def _selection_json(selection: Selection, routes: Mapping[str, ModelStatus]) -> dict[str, Any]:
     return {
         "task": selection.task,
         "knownTask": selection.known_task,
         "promptTokens": selection.prompt_tokens,
         "requiredCapabilities": sorted(selection.required_capabilities),
         "maxCost": selection.max_cost,
-        "models": [_model_json(m) for m in selection.models],
+        "models": [_model_json(m, routes=routes) for m in selection.models],
         "skipped": [{"id": s.model_id, "reason": s.reason} for s in selection.skipped],
     }
 

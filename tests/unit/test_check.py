@@ -220,3 +220,113 @@ def test_fake_server_module_runs_and_refuses_a_busy_port(capsys: pytest.CaptureF
         busy.listen()
         assert serve(["--port", str(busy.getsockname()[1])]) == 2
     assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
+
+
+# --- pooled models: each deployment is a route of its own -------------------------------------------
+
+
+def pool(*deployments: dict[str, Any], **keys: Any) -> dict[str, Any]:
+    return model("pool", provider="openai", deployments=list(deployments), **keys)
+
+
+def write_chain(tmp_path: Path, models: list[dict[str, Any]]) -> Path:
+    """The pool as a task's primary; the last model is the default."""
+    path = tmp_path / "registry.json"
+    task = {"taskName": "t", "primaryModelId": models[0]["id"]}
+    path.write_text(json.dumps({"models": models, "taskMappings": [task], "defaultModelId": models[-1]["id"]}))
+    return path
+
+
+def test_a_pool_whose_deployments_have_no_key_is_not_ready(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model's own key is set, but no call uses it: each call builds a deployment, and both have none.
+    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
+    for name in ("POOL_KEY_A", "POOL_KEY_B"):
+        monkeypatch.delenv(name, raising=False)
+    deployments = [{"id": "a", "apiKeyEnv": "POOL_KEY_A"}, {"id": "b", "apiKeyEnv": "POOL_KEY_B"}]
+    registry = write_chain(tmp_path, [pool(*deployments), model("backup")])
+    code, out = run("check", "--registry", str(registry), capsys=capsys)
+    assert code == 1, out
+    assert "3 problems:" in out
+    assert "  pool/a: no API key: set POOL_KEY_A" in out
+    assert "  pool/b: no API key: set POOL_KEY_B" in out
+    assert "  pool: none of its 2 deployments is usable: its calls go to the next model of their chain" in out
+    rows = [line.split() for line in out.splitlines()]
+    assert ["MODEL", "DEPLOYMENT", "PROVIDER", "KEY", "KEY", "VARIABLE", "ENDPOINT"] in rows
+    assert ["pool", "a", "openai", "missing", "POOL_KEY_A", "https://api.openai.com/v1"] in rows
+    assert ["b", "openai", "missing", "POOL_KEY_B", "https://api.openai.com/v1"] in rows
+    assert ["backup", "-", "openai", "set", "OPENAI_API_KEY", "https://api.openai.com/v1"] in rows
+    assert SENTINEL not in out
+
+
+def test_an_unusable_deployment_beside_a_usable_one_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POOL_KEY_A", SENTINEL)
+    monkeypatch.delenv("POOL_KEY_B", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
+    deployments = [{"id": "a", "apiKeyEnv": "POOL_KEY_A"}, {"id": "b", "apiKeyEnv": "POOL_KEY_B"}]
+    registry = write_chain(tmp_path, [pool(*deployments), model("backup")])
+    code, out = run("check", "--registry", str(registry), capsys=capsys)
+    assert code == 0, out
+    assert (
+        "1 warning: deployments a call skips while another serves the model\n  pool/b: no API key: set POOL_KEY_B"
+        in out
+    )
+    assert "ready: keys and endpoints (add --ping to reach them) in place for 2 models" in out
+    code, out = run("check", "--json", "--registry", str(registry), capsys=capsys)
+    report = json.loads(out)
+    assert report["ok"] is True
+    assert report["warnings"] == ["pool/b: no API key: set POOL_KEY_B"]
+    assert report["registry"]["models"] == 2
+
+
+def test_each_deployment_is_built_with_its_own_provider_endpoint_and_key_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POOL_KEY_A", SENTINEL)
+    monkeypatch.setenv("EU_KEY", SENTINEL)
+    monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI__BASE_URL", "http://127.0.0.1:9/v1")
+    deployments = [
+        {"id": "a", "apiKeyEnv": "POOL_KEY_A"},  # the settings' endpoint
+        {"id": "eu", "provider": "azure-openai", "apiKeyEnv": "EU_KEY", "baseUrl": "https://eu.example.com"},
+        {"id": "azure", "provider": "azure-openai", "apiKeyEnv": "EU_KEY"},  # no endpoint: none in settings either
+        {"id": "local", "provider": "ollama", "baseUrl": "http://127.0.0.1:11/"},  # needs no key
+    ]
+    registry = write_chain(tmp_path, [pool(*deployments)])
+    code, out = run("check", "--json", "--registry", str(registry), capsys=capsys)
+    assert code == 0, out  # three of four serve the pool
+    routes = {m["deployment"]: m for m in json.loads(out)["models"]}
+    assert {name: (m["provider"], m["key"], m["keyVariables"], m["endpoint"]) for name, m in routes.items()} == {
+        "a": ("openai", "set", ["POOL_KEY_A"], "http://127.0.0.1:9/v1"),
+        "eu": ("azure-openai", "set", ["EU_KEY"], "https://eu.example.com"),
+        "azure": ("azure-openai", "-", [], None),
+        "local": ("ollama", "not needed", ["TASKMODELS_PROVIDERS__OLLAMA__API_KEY"], "http://127.0.0.1:11"),
+    }
+    needs = "needs an endpoint: set AZURE_OPENAI_ENDPOINT or the model's baseUrl (https://<resource>.openai.azure.com)"
+    assert routes["azure"]["problems"] == [f"no endpoint: model 'pool': provider 'azure-openai' {needs}"]
+    assert SENTINEL not in out
+
+
+def test_ping_reaches_each_deployment_once_per_endpoint_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: FakeLLMServer
+) -> None:
+    point_everything_at(server, monkeypatch)
+    monkeypatch.setenv("POOL_KEY_A", SENTINEL)
+    monkeypatch.setenv("POOL_KEY_B", SENTINEL)
+    deployments: list[dict[str, Any]] = [
+        {"id": "a", "apiKeyEnv": "POOL_KEY_A"},
+        {"id": "b", "apiKeyEnv": "POOL_KEY_B"},  # the same endpoint with another key: a ping of its own
+        {"id": "c", "apiKeyEnv": "POOL_KEY_A", "weight": 2},  # the same endpoint and key as a: shares its ping
+        {"id": "gone", "apiKeyEnv": "POOL_KEY_GONE"},  # no key: reported, never pinged
+    ]
+    monkeypatch.delenv("POOL_KEY_GONE", raising=False)
+    registry = write_chain(tmp_path, [pool(*deployments)])
+    code, out = run("check", "--ping", "--json", "--registry", str(registry), capsys=capsys)
+    assert code == 0, out
+    report = json.loads(out)
+    assert sorted(tuple(p["models"]) for p in report["pings"]) == [("pool/a", "pool/c"), ("pool/b",)]
+    assert all(p["ok"] for p in report["pings"])
+    assert len(server.requests) == 2
+    assert report["warnings"] == ["pool/gone: no API key: set POOL_KEY_GONE"]

@@ -355,3 +355,87 @@ def test_plan_and_explain_agree_on_the_default_at_the_end_of_a_chain(
     chain_rows = table.split("\n\n")[1]
     assert "plain" not in chain_rows.split("talk")[0]  # not in look's chain
     assert "look  plain    lacks capability vision" in table
+
+
+# --- plan: each deployment as a call builds it ------------------------------------------------------
+
+
+def pooled_registry(tmp_path: Path) -> Path:
+    deployments = [
+        {"id": "a", "apiKeyEnv": "PLAN_KEY_A"},
+        {"id": "b", "apiKeyEnv": "PLAN_KEY_B", "baseUrl": "http://10.0.0.2:8000/v1"},
+    ]
+    return write(
+        tmp_path / "pooled.json",
+        {
+            "models": [model("pool", deployments=deployments), model("backup")],
+            "taskMappings": [{"taskName": "t", "primaryModelId": "pool"}],
+            "defaultModelId": "backup",
+        },
+    )
+
+
+def test_plan_shows_the_endpoint_the_settings_give_a_deployment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKMODELS_PROVIDERS__OPENAI__BASE_URL", "http://10.0.0.1:8000/v1/")
+    monkeypatch.setenv("PLAN_KEY_A", "sk-plan-a")
+    monkeypatch.setenv("PLAN_KEY_B", "sk-plan-b")
+    path = pooled_registry(tmp_path)
+    assert main(["plan", "--registry", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()]
+    assert ["pool", "weighted", "a", "openai", "1", "-", "-", "set", "PLAN_KEY_A", "http://10.0.0.1:8000/v1"] in rows
+    assert ["b", "openai", "1", "-", "-", "set", "PLAN_KEY_B", "http://10.0.0.2:8000/v1"] in rows
+    assert "(provider default)" not in out
+    assert "sk-plan" not in out
+    assert main(["plan", "--json", "--registry", str(path)]) == 0
+    chain = json.loads(capsys.readouterr().out)["tasks"][0]["chain"]
+    first = chain[0]["deployments"][0]
+    assert (first["baseUrl"], first["endpoint"], first["keyVariables"]) == (
+        None,
+        "http://10.0.0.1:8000/v1",
+        ["PLAN_KEY_A"],
+    )
+
+
+def test_plan_names_the_deployments_a_call_would_skip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TASKMODELS_PROVIDERS__OPENAI__BASE_URL", raising=False)
+    monkeypatch.delenv("PLAN_KEY_A", raising=False)
+    monkeypatch.setenv("PLAN_KEY_B", "sk-plan-b")
+    assert main(["plan", "--registry", str(pooled_registry(tmp_path))]) == 0  # a view; `check` is the readiness test
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()]
+    assert [
+        "pool",
+        "weighted",
+        "a",
+        "openai",
+        "1",
+        "-",
+        "-",
+        "missing",
+        "PLAN_KEY_A",
+        "https://api.openai.com/v1",
+    ] in rows
+    assert "deployments a call skips as configured here (taskmodels check says more):\n" in out
+    assert "  pool/a: no API key: set PLAN_KEY_A\n" in out
+    assert "pool/b:" not in out
+
+
+def test_plan_builds_deployments_inside_a_running_event_loop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A notebook calls main() from inside its loop: building the deployments must not need one of its own.
+    import asyncio
+
+    monkeypatch.setenv("PLAN_KEY_A", "sk-plan-a")
+    path = pooled_registry(tmp_path)
+
+    async def plan() -> int:
+        return main(["plan", "--registry", str(path)])
+
+    assert asyncio.run(plan()) == 0
+    assert "PLAN_KEY_A" in capsys.readouterr().out

@@ -24,8 +24,10 @@ from, so an error in an overlaid key points into the overlay.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
+import sys
 import tomllib
 import types
 import typing
@@ -38,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 from taskmodels.errors import Problem
 from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
+from taskmodels.registry.suggest import SUGGESTED, IdSuggester
 
 __all__ = ["LoadResult", "Merged", "load_layers", "merge_layers", "read_layer", "validate_merged"]
 
@@ -48,9 +51,13 @@ _NEEDS_BASE_URL = frozenset({"openai-compatible"})
 # The providers reasoningEffort is mapped for: providers/reasoning.py's MAPPED_PROVIDERS (a test keeps them
 # equal; the registry does not import the HTTP side).
 REASONING_PROVIDERS = frozenset({"openai", "azure-openai", "openai-compatible", "anthropic", "gemini"})
-# Suggesting a close model id is O(number of ids) per unknown reference; beyond this many
-# ids the suggestion is skipped so a large registry with many typos still loads fast.
-_SUGGEST_LIMIT = 5000
+# A registry is a handful of levels deep (registry, models, a model, its options, a value in them); a file
+# nested deeper is no registry, and code that walks values recursively (equality on reload, a request body's
+# JSON) must never meet depth enough to exhaust the stack.
+MAX_DEPTH = 64
+# YAML aliases share one value between many places; code that walks the document sees every copy. A file
+# whose aliases multiply it past this many values, and tenfold what is written, is refused ("billion laughs").
+MAX_EXPANDED_VALUES = 1_000_000
 
 
 def _spellings(cls: type[BaseModel]) -> dict[str, str]:
@@ -104,6 +111,10 @@ def read_layer(path: Path) -> tuple[Any, list[Problem]]:  # noqa: PLR0911 - one 
             return tomllib.loads(text), []  # TOML itself refuses a key given twice
         except tomllib.TOMLDecodeError as exc:
             return None, [Problem(source, "", f"invalid TOML: {exc}")]
+        except ValueError as exc:  # tomllib converts integers itself, past Python's digit limit
+            return None, [Problem(source, "", f"invalid TOML: {_long_number(text) or exc}")]
+        except RecursionError:
+            return None, [Problem(source, "", "invalid TOML: nested too deeply")]
     if suffix in {".yaml", ".yml"}:
         return _read_yaml(source, text)
     return _read_json(source, text)
@@ -124,18 +135,44 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
         return "", f"not valid UTF-8 at line {line}, column {column} (byte 0x{raw[start]:02x}); save the file as UTF-8"
 
 
+# A run of decimal digits (TOML allows '_' between them) that is a whole number: not part of a float.
+_WHOLE_NUMBER = re.compile(r"(?<![0-9_.])[0-9](?:_?[0-9])*(?![0-9_.eE])")
+
+
+def _long_number(text: str) -> str | None:
+    """Where ``text`` has a whole number longer than Python converts (``sys.get_int_max_str_digits``), said by
+    line and column; None when it has none. Readers raise a bare ValueError for one, with no position."""
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return None
+    for match in _WHOLE_NUMBER.finditer(text):
+        digits = len(match.group()) - match.group().count("_")
+        if digits > limit:
+            line, column = _line_column(text, match.start())
+            return f"a whole number of {digits:,} digits (line {line}, column {column}); at most {limit:,} are read"
+    return None
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+
+
+# (key, message) for each noted key of one object, by id(object): a key given twice, or (YAML) not a string.
+_Notes = dict[int, list[tuple[str, str]]]
+
+
 def _read_json(source: str, text: str) -> tuple[Any, list[Problem]]:
     # json keeps the last of two equal keys in one object; note each such object to report it by path.
-    duplicates: dict[int, list[tuple[str, str]]] = {}
+    notes: _Notes = {}
     keep: list[object] = []  # an object noted stays alive, so its id cannot be reused by another
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         obj: dict[str, Any] = {}
         for key, value in items:
             if key in obj:
-                if id(obj) not in duplicates:
+                if id(obj) not in notes:
                     keep.append(obj)
-                duplicates.setdefault(id(obj), []).append((key, ""))
+                notes.setdefault(id(obj), []).append((key, _twice(key, "")))
             obj[key] = value
         return obj
 
@@ -149,25 +186,35 @@ def _read_json(source: str, text: str) -> tuple[Any, list[Problem]]:
         return None, [Problem(source, "", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")]
     except _NotJson as exc:
         return None, [Problem(source, "", f"invalid JSON: {exc} is not a JSON value; write a number")]
+    except ValueError as exc:  # json's int() of a number past Python's digit limit
+        return None, [Problem(source, "", f"invalid JSON: {_long_number(text) or exc}")]
     except RecursionError:
         return None, [Problem(source, "", "invalid JSON: nested too deeply")]
-    return data, _duplicate_problems(source, data, duplicates)
+    return data, _noted_problems(source, data, notes)
 
 
-def _duplicate_problems(source: str, data: Any, duplicates: Mapping[int, list[tuple[str, str]]]) -> list[Problem]:
-    """One problem per key given twice, located by JSON path (``duplicates`` maps ``id(object)`` to its keys)."""
-    if not duplicates:
+def _twice(key: str, where: str) -> str:
+    return f"duplicate key {key!r}{where}: only its last value would count, so give it once"
+
+
+def _noted_problems(source: str, data: Any, notes: _Notes) -> list[Problem]:
+    """One problem per noted key, located by JSON path. Each object is visited once, without recursion: the
+    data may still be nested too deeply or (YAML) contain itself, which the merge reports."""
+    if not notes:
         return []
     problems: list[Problem] = []
-
-    def walk(node: Any, path: str, subject: str) -> None:
+    seen: set[int] = set()
+    stack: list[tuple[Any, str, str]] = [(data, "", "")]
+    while stack:
+        node, path, subject = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: list[tuple[Any, str, str]] = []
         if isinstance(node, dict):
-            for key, where in duplicates.get(id(node), ()):
-                inner = f"{path}.{key}" if path else key
-                message = f"duplicate key {key!r}{where}: only its last value would count, so give it once"
-                problems.append(Problem(source, inner, message + subject))
-            for key, value in node.items():
-                walk(value, f"{path}.{key}" if path else key, subject)
+            for key, message in notes.get(id(node), ()):
+                problems.append(Problem(source, f"{path}.{key}" if path else key, message + subject))
+            children = [(value, f"{path}.{key}" if path else str(key), subject) for key, value in node.items()]
         elif isinstance(node, list):
             section = _TOP_KEYS.get(path)
             for i, item in enumerate(node):
@@ -176,9 +223,8 @@ def _duplicate_problems(source: str, data: Any, duplicates: Mapping[int, list[tu
                     named = _subject("model", _ident(item, "id", _MODEL_KEYS))
                 elif section == "task_mappings":
                     named = _subject("task", _ident(item, "task_name", _TASK_KEYS))
-                walk(item, f"{path}[{i}]", named)
-
-    walk(data, "", "")
+                children.append((item, f"{path}[{i}]", named))
+        stack.extend(reversed(children))  # in file order
     return problems
 
 
@@ -188,40 +234,123 @@ def _read_yaml(source: str, text: str) -> tuple[Any, list[Problem]]:
     except ImportError:
         return None, [Problem(source, "", "YAML registries need PyYAML: pip install 'taskmodels[yaml]'")]
 
-    duplicates: dict[int, list[tuple[str, str]]] = {}
-    keep: list[object] = []  # as for JSON: a noted mapping stays alive so its id stays its own
-
-    class Loader(yaml.SafeLoader):
-        """Safe loading that notes a key given twice in one mapping (PyYAML keeps the last)."""
-
-    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
-        data: dict[Any, Any] = {}
-        yield data
-        seen: set[str] = set()
-        for key_node, _ in node.value:  # before merge keys ('<<') are expanded: those may repeat keys
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.value in seen:
-                    if id(data) not in duplicates:
-                        keep.append(data)
-                    mark = key_node.start_mark
-                    duplicates.setdefault(id(data), []).append(
-                        (key_node.value, f" (line {mark.line + 1}, column {mark.column + 1})")
-                    )
-                seen.add(key_node.value)
-        data.update(loader.construct_mapping(node))
-
-    Loader.add_constructor("tag:yaml.org,2002:map", mapping)
-    # PyYAML follows YAML 1.1, where 1e-5 (no dot) is a string; YAML 1.2 and JSON call it a number, and a
-    # strict loader would refuse the string, so read it as the number the author meant.
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_EXPONENT, list("-+0123456789"))
+    loader = None
     try:
-        data = yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects  # noqa: S506 - the loader is our SafeLoader subclass that refuses duplicate keys
+        loader = _yaml_loader()(text)  # its reader refuses non-printable characters at once
+        data = loader.get_single_data()
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses; its message says where in two lines
+        line, column = _line_column(text, exc.position)
+        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason} (line {line}, column {column})"
+        return None, [Problem(source, "", f"invalid YAML: {problem}")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [Problem(source, "", f"invalid YAML: {problem}{where}")]
-    return data, _duplicate_problems(source, data, duplicates)
+    except RecursionError:
+        return None, [Problem(source, "", "invalid YAML: nested too deeply")]
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return data, _noted_problems(source, data, loader.notes)
+
+
+@functools.cache
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader (no arbitrary objects), built once PyYAML is known to be there, that:
+
+    - notes a key given twice in one mapping (PyYAML keeps the last);
+    - drops, noting it, a key that is not text (``1:``, ``~:``, ``yes:``): no part of a registry has one;
+    - turns a value an explicit tag cannot build (``!!int abc``, a number past Python's digit limit) into a
+      located YAML error, where PyYAML raises a bare ValueError or KeyError;
+    - reads ``1e-5`` as a number.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.notes: _Notes = {}
+            self.keep: list[object] = []  # as for JSON: a noted mapping stays alive so its id stays its own
+            self.depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            # PyYAML's scanner slows quadratically with nesting (a second for 1,000 brackets) before its
+            # composer's recursion fails: stop at the depth no registry reaches (+1: a scalar below the deepest
+            # object or list allowed; that object's own depth the shape check reports, with its path).
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH + 1:
+                    mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in the stubs
+                    raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    Loader.add_constructor("tag:yaml.org,2002:map", _yaml_mapping)
+    for kind in ("int", "float", "bool", "timestamp"):
+        Loader.add_constructor(f"tag:yaml.org,2002:{kind}", _yaml_scalar(kind))
+    # PyYAML follows YAML 1.1, where 1e-5 (no dot) is a string; YAML 1.2 and JSON call it a number, and a
+    # strict loader would refuse the string, so read it as the number the author meant.
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_EXPONENT, list("-+0123456789"))
+    return Loader
+
+
+def _yaml_mapping(loader: Any, node: Any) -> Iterator[dict[Any, Any]]:
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):  # an explicit !!map on a scalar or a list
+        raise yaml.constructor.ConstructorError(None, None, "expected a mapping", node.start_mark)
+    data: dict[Any, Any] = {}
+    yield data
+
+    def note(key: str, message: str) -> None:
+        if id(data) not in loader.notes:
+            loader.keep.append(data)
+        loader.notes.setdefault(id(data), []).append((key, message))
+
+    seen: set[str] = set()
+    for key_node, _ in node.value:  # before merge keys ('<<') are expanded: those may repeat keys
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # a list or mapping as a key is unhashable: PyYAML refuses it, located
+        mark = key_node.start_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        if key_node.tag != "tag:yaml.org,2002:str":
+            kind = key_node.tag.rsplit(":", 1)[-1]
+            note(key_node.value, f"key {key_node.value!r}{where} is read as {kind}, not text; quote it")
+        elif key_node.value in seen:
+            note(key_node.value, _twice(key_node.value, where))
+        else:
+            seen.add(key_node.value)
+    data.update(loader.construct_mapping(node))
+    for key in [k for k in data if not isinstance(k, str)]:
+        del data[key]
+
+
+def _yaml_scalar(kind: str) -> Any:
+    import yaml
+
+    tag = f"tag:yaml.org,2002:{kind}"
+    builtin = yaml.SafeLoader.yaml_constructors[tag]
+
+    def construct(loader: Any, node: Any) -> Any:
+        try:
+            return builtin(loader, node)
+        except (ValueError, KeyError, AttributeError, OverflowError):  # an explicit tag on a value not of it
+            problem = _unreadable_scalar(kind, str(node.value))
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+    return construct
+
+
+def _unreadable_scalar(kind: str, value: str) -> str:
+    """Why PyYAML could not build a scalar: a whole number past Python's digit limit, or a value that is not
+    of the type an explicit tag (``!!int abc``) names."""
+    digits = value.replace("_", "").lstrip("+-")
+    limit = sys.get_int_max_str_digits()
+    if kind == "int" and digits.isdecimal() and limit and len(digits) > limit:
+        return f"a whole number of {len(digits):,} digits; at most {limit:,} are read"
+    return f"{_shown(value)} is not a valid {kind}"
 
 
 class _NotJson(ValueError):  # noqa: N818 - a private signal, not an error a caller sees
@@ -260,6 +389,7 @@ class Merged:
     models_key: str = _MODELS
     models_seen: bool = False
     tasks_key: str = _TASKS
+    unreadable: bool = False  # a layer could not be used at all: what it lacks is not known
 
     def where(self, section: str, i: int, key: str | None = None, rest: str = "") -> tuple[str, str]:
         """(file, JSON path) of element ``i`` of ``section``, or of one of its keys."""
@@ -281,17 +411,123 @@ def _find_key(data: Mapping[str, Any], field_name: str, spellings: Mapping[str, 
     return None
 
 
-def merge_layers(layers: Sequence[tuple[str, Any]]) -> Merged:
-    """Merge parsed documents in order: the first is the base, the rest overlay it."""
-    merged = Merged(sources=tuple(source for source, _ in layers))
+def merge_layers(layers: Sequence[tuple[str, Any]], problems: Sequence[Problem] = ()) -> Merged:
+    """Merge parsed documents in order: the first is the base, the rest overlay it. ``problems`` are those found
+    reading them; a layer that is None with no problem of its own was read and holds nothing (null, comments)."""
+    merged = Merged(sources=tuple(source for source, _ in layers), problems=list(problems))
     for number, (source, data) in enumerate(layers):
+        problem = None
         if data is None:
-            continue  # unreadable: its problem was reported by read_layer
-        if not isinstance(data, Mapping):
-            merged.problems.append(Problem(source, "", "the registry must be an object with 'models'"))
+            if not any(p.source == source for p in problems):
+                problem = Problem(source, "", "the registry must be an object with 'models'")
+        elif isinstance(data, Mapping):
+            problem = _shape_problem(source, data)
+        else:
+            problem = Problem(source, "", "the registry must be an object with 'models'")
+        if problem is not None:
+            merged.problems.append(problem)
+        if data is None or problem is not None:
+            merged.unreadable = True
             continue
         _merge_one(merged, source, data, overlay=number > 0)
     return merged
+
+
+# One step of a JSON path, linked to its parent's, so a path is written out only when it is reported.
+_Path = tuple["_Path", str] | None
+
+
+_SHOWN_STEPS = 4  # a problem too deep down is located by the first steps of its path, not by 64 of them
+
+
+def _path_text(path: _Path, steps: int | None = None) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, part = path
+        parts.append(part)
+    parts.reverse()
+    text = "".join(parts[:steps])
+    return text.removeprefix(".")
+
+
+def _shape_problem(source: str, data: Any) -> Problem | None:
+    """Why a parsed document cannot be walked safely, or None: nesting deeper than ``MAX_DEPTH``, a value
+    that contains itself, a string that is not text, or (YAML aliases) more than ``MAX_EXPANDED_VALUES`` values
+    once every alias is expanded.
+
+    One pass without recursion. Each object is visited once however many aliases share it, and measured
+    from below once its members are: its height, and how many values it stands for once expanded.
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id -> (height, values once expanded)
+    entered: set[int] = set()
+    written = 0  # values as the file writes them: each object once
+    # (value, its depth, its path, its members once entered: then it is finished when popped again)
+    stack: list[tuple[Any, int, _Path, list[tuple[str, Any, Any]] | None]] = [(data, 1, None, None)]
+    while stack:
+        node, depth, path, members = stack.pop()
+        if members is not None:
+            measured[id(node)] = _measure(members, measured)
+            written += 1 + sum(1 for _, _, value in members if not isinstance(value, (dict, list)))
+            continue
+        height = measured[id(node)][0] if id(node) in measured else 1  # met again through an alias: known
+        if depth + height - 1 > MAX_DEPTH:
+            return Problem(source, _path_text(path, _SHOWN_STEPS), f"nested more than {MAX_DEPTH} levels deep")
+        if id(node) in measured:
+            continue
+        if id(node) in entered:  # entered, not finished: we came back to it from inside it
+            return Problem(source, _path_text(path), "this value contains itself (a YAML alias inside its anchor)")
+        entered.add(id(node))
+        members = _members(node)
+        stack.append((node, depth, path, members))
+        if (problem := _not_text(source, path, members)) is not None:
+            return problem
+        stack.extend((value, depth + 1, (path, step), None) for step, _, value in reversed(members) if _nests(value))
+    expanded = measured[id(data)][1]
+    if expanded > MAX_EXPANDED_VALUES and expanded > 10 * written:
+        return Problem(
+            source,
+            "",
+            f"aliases expand {written:,} values to {expanded:,} (more than {MAX_EXPANDED_VALUES:,}): "
+            "write the repeated parts out, or alias fewer of them",
+        )
+    return None
+
+
+def _measure(members: list[tuple[str, Any, Any]], measured: Mapping[int, tuple[int, int]]) -> tuple[int, int]:
+    """(height, values once expanded) of an object or list whose members are measured already."""
+    height, size = 1, 1
+    for _, _, value in members:
+        value_height, value_size = measured.get(id(value), (0, 1))  # a scalar: no height, one value
+        height, size = max(height, value_height + 1), size + value_size
+    return height, size
+
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def _not_text(source: str, path: _Path, members: list[tuple[str, Any, Any]]) -> Problem | None:
+    r"""The first key or string value holding JSON's ``\ud800`` escape: Python keeps it, but cannot write it
+    out as UTF-8, so printing it (``taskmodels plan``) would fail."""
+    for step, key, value in members:
+        for text in (key, value):
+            if isinstance(text, str) and not text.isascii() and _SURROGATE.search(text) is not None:
+                where = _path_text(path if text is key else (path, step))
+                what = "key " if text is key else ""
+                return Problem(source, where, f"{what}{_shown(text)} is not text: an unpaired \\u escape")
+    return None
+
+
+def _nests(value: Any) -> bool:
+    return isinstance(value, (dict, list))
+
+
+def _members(node: Any) -> list[tuple[str, Any, Any]]:
+    """(path step, key or None, value) of each member of an object or a list; nothing for other values."""
+    if isinstance(node, dict):
+        return [(f".{key}", key, value) for key, value in node.items()]
+    if isinstance(node, list):
+        return [(f"[{i}]", None, item) for i, item in enumerate(node)]
+    return []
 
 
 def _merge_one(merged: Merged, source: str, data: Mapping[str, Any], *, overlay: bool) -> None:
@@ -380,6 +616,17 @@ def _ident(item: Any, id_field: str, spellings: Mapping[str, str]) -> str | None
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)`` short enough for a message: a long string is cut, a long whole number counted."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        try:
+            return f"a number of {len(str(abs(value))):,} digits"
+        except ValueError:  # past Python's digit limit: a dict built in code can hold one
+            return f"a number of over {sys.get_int_max_str_digits():,} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+
+
 def _type_name(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), type(value).__name__
@@ -411,8 +658,7 @@ def load_layers(
     ``providers_with_base_url`` names the providers whose settings give an endpoint; see
     :func:`validate_merged`.
     """
-    merged = merge_layers(layers)
-    merged.problems[:0] = problems
+    merged = merge_layers(layers, problems)
     return validate_merged(merged, provider_names=provider_names, providers_with_base_url=providers_with_base_url)
 
 
@@ -447,6 +693,9 @@ class _Validator:
         self.errors: list[Problem] = list(merged.problems)
         self.warnings: list[Problem] = []
         self.base = merged.sources[0] if merged.sources else "<registry>"
+        self.model_index: dict[str, int] = {}
+        self.suggester: IdSuggester | None = None  # built at the first unknown reference
+        self.first_declined: int | None = None  # index in errors of the first unknown reference not suggested for
 
     def error(self, where: tuple[str, str], message: str) -> None:
         self.errors.append(Problem(where[0], where[1], message))
@@ -465,7 +714,7 @@ class _Validator:
         top = self._check_top()
         models = self._elements(_MODELS, ModelConfig, m.models, _MODEL_KEYS)
         tasks = self._elements(_TASKS, TaskMapping, m.tasks, _TASK_KEYS)
-        model_index = self._check_model_ids()
+        model_index = self.model_index = self._check_model_ids()
         self._check_models(models)
         valid_models: dict[str, ModelConfig] = {}
         for model in models:
@@ -475,10 +724,12 @@ class _Validator:
         refs = m.models_seen and not any(p.path == m.models_key for p in m.problems)
         default_id = top.get("default_model_id")
         default = default_id.strip() if isinstance(default_id, str) and default_id.strip() else None
-        self._check_tasks(model_index, valid_models, tasks, default, check_refs=refs)
+        # The default first: its key comes before the task list in a report, and so does its suggestion.
         if refs and default is not None and default not in model_index:
             key = _find_key(m.top, "default_model_id", _TOP_KEYS) or "defaultModelId"
-            self.error((m.top_origins[key], key), self._unknown_model(default, model_index))
+            self._unknown_model((m.top_origins[key], key), default)
+        self._check_tasks(model_index, valid_models, tasks, default, check_refs=refs)
+        self._count_declined()
         config = None
         if not self.errors and default is not None:
             config = RegistryConfig.model_construct(
@@ -500,17 +751,17 @@ class _Validator:
             source = m.top_origins[key]
             name = _TOP_KEYS.get(key)
             if name is None:
-                self.error((source, key), _unknown_key(key, RegistryConfig))
+                self.error((source, str(key)), _unknown_key(key, RegistryConfig))
             elif name == "default_model_id":
                 if not isinstance(value, str) or not value.strip():
-                    self.error((source, key), f"must be a non-empty string (got {value!r})")
+                    self.error((source, key), f"must be a non-empty string (got {_shown(value)})")
                 out[name] = value
             elif name == "schema_":
                 if value is not None and not isinstance(value, str):
                     self.error((source, key), f"must be a string (got {_type_name(value)})")
                 out[name] = value
         # A file that could not be read at all says nothing about which keys it lacks.
-        if not any(p.path == "" for p in m.problems):
+        if not m.unreadable and not any(p.path == "" for p in m.problems):
             if not m.models_seen:
                 self.error((self.base, ""), "missing required key 'models'")
             if "default_model_id" not in out:
@@ -574,11 +825,12 @@ class _Validator:
             self.error(where, str(err["ctx"]["error"]) + subject)
         else:
             message = str(err["msg"])
-            if message.startswith("Input should be"):
-                message = "must be" + message[len("Input should be") :]
+            for start in ("Input should", "String should"):
+                if message.startswith(start):
+                    message = "must" + message[len(start) :]
             value = err.get("input")
             if isinstance(value, (int, float, str, bool)) or value is None:
-                message += f" (got {value!r})"
+                message += f" (got {_shown(value)})"
             self.error(where, message + subject)
 
     # cross-element checks, on the raw data so an invalid entry's id still counts
@@ -685,13 +937,29 @@ class _Validator:
                     f"this {provider} deployment needs an endpoint: set baseUrl (on it or on the model){subject}",
                 )
 
-    def _unknown_model(self, ref: str, model_index: Mapping[str, int]) -> str:
+    def _unknown_model(self, where: tuple[str, str], ref: str, subject: str = "") -> None:
+        """An unknown reference, with the closest known id when there is one (see ``suggest.py``)."""
+        if self.suggester is None:
+            self.suggester = IdSuggester(self.model_index)
+        declined = self.suggester.declined
+        close = self.suggester.suggest(ref)
+        if self.suggester.declined > declined and self.first_declined is None:
+            self.first_declined = len(self.errors)
         message = f"unknown model {ref!r}"
-        if len(model_index) <= _SUGGEST_LIMIT:
-            close = difflib.get_close_matches(ref, model_index.keys(), n=1)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-        return message
+        if close is not None:
+            message += f"; did you mean {close!r}?"
+        self.error(where, message + subject)
+
+    def _count_declined(self) -> None:
+        """Say, at the first unknown reference given no suggestion, that suggestions stopped and for how many."""
+        if self.suggester is None or self.first_declined is None:
+            return
+        first = self.errors[self.first_declined]
+        note = (
+            f" (did-you-mean stops after {SUGGESTED} unknown ids: "
+            f"{self.suggester.declined:,} unknown id{'s' if self.suggester.declined != 1 else ''} without one)"
+        )
+        self.errors[self.first_declined] = Problem(first.source, first.path, first.message + note, first.severity)
 
     def _check_tasks(  # noqa: C901, PLR0912 - one check per task rule, each locating its problem
         self,
@@ -721,7 +989,7 @@ class _Validator:
             if not check_refs:
                 continue
             if primary is not None and primary_key is not None and primary not in model_index:
-                self.error(self.m.where(_TASKS, i, primary_key), self._unknown_model(primary, model_index) + subject)
+                self._unknown_model(self.m.where(_TASKS, i, primary_key), primary, subject)
             fb_key = _find_key(item, "fallback_model_ids", _TASK_KEYS)
             fallbacks = item.get(fb_key) if fb_key is not None else None
             if fb_key is not None and isinstance(fallbacks, list):
@@ -732,7 +1000,7 @@ class _Validator:
                     ref = raw.strip()
                     where = self.m.where(_TASKS, i, fb_key, f"[{k}]")
                     if ref not in model_index:
-                        self.error(where, self._unknown_model(ref, model_index) + subject)
+                        self._unknown_model(where, ref, subject)
                     elif ref == primary:
                         self.error(where, f"model {ref!r} is already this task's primary model{subject}")
                     elif ref in seen:
@@ -782,7 +1050,8 @@ class _Validator:
                 f"fallback {fallback.id!r} has a smaller context window ({fallback.context_window}) "
                 f"than the primary {primary.id!r} ({primary.context_window}){subject}",
             )
-        missing = [c for c in primary.capabilities if c not in fallback.capabilities]
+        has = frozenset(fallback.capabilities)
+        missing = [c for c in primary.capabilities if c not in has]
         if missing:
             self.warn(
                 where,
@@ -802,7 +1071,9 @@ def _in_file_order(problems: list[Problem], sources: Sequence[str]) -> tuple[Pro
     return tuple(sorted(problems, key=key))
 
 
-def _unknown_key(key: str, owner: type[BaseModel] | None) -> str:
+def _unknown_key(key: object, owner: type[BaseModel] | None) -> str:
+    if not isinstance(key, str):  # a dict built in code; a YAML file's are dropped and noted when read
+        return f"key {_shown(key)} is not a string"
     message = f"unknown key {key!r}"
     if owner is not None:
         preferred = _preferred(owner)

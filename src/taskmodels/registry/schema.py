@@ -8,10 +8,14 @@ cannot pass silently.
 Scalars are validated strictly: ``"maxTokens": "1000"`` is an error, not a number,
 so a file the loader accepts is one the exported JSON Schema accepts too. The one
 conversion kept is the one JSON Schema itself makes: ``1000.0`` is an integer.
+Every number is finite (``1e999`` reads as infinity, YAML has ``.inf`` and ``.nan``),
+in ``options`` too, and whole numbers stay within JSON's exact range (2**53 - 1), so
+no token count times a price overflows a float.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -21,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from taskmodels.types import Usage
 
 __all__ = [
+    "MAX_INTEGER",
     "REQUEST_PARAMETERS",
     "BudgetConfig",
     "DeploymentConfig",
@@ -49,9 +54,36 @@ def _integral(value: Any) -> Any:
     return value
 
 
-_Int = Annotated[int, BeforeValidator(_integral), Field(strict=True)]
-_Number = Annotated[float, Field(strict=True)]  # strict still takes an int: JSON's numbers are one type
+MAX_INTEGER = 2**53 - 1
+"""The largest whole number a registry holds: JSON's exact integer range (RFC 7493), far past any token count."""
+
+_Int = Annotated[int, BeforeValidator(_integral), Field(strict=True, le=MAX_INTEGER)]
+# strict still takes an int: JSON's numbers are one type; infinity and NaN are no price, limit or time
+_Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
 _Flag = Annotated[bool, Field(strict=True)]
+
+
+def _finite_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options reach a provider's request body as JSON, which has no infinity or NaN: refuse them here, located,
+    rather than send them. Visited without recursion, each object once (a dict built in code may share one)."""
+    seen: set[int] = set()
+    stack: list[tuple[str, Any]] = [("", options)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{path.removeprefix('.')} must be a finite number (got {value!r})")
+        if id(value) in seen:
+            continue
+        if isinstance(value, dict):
+            seen.add(id(value))
+            stack.extend((f"{path}.{k}", v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            seen.add(id(value))
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return options
+
 
 # The exported schema's pattern; the validator below also requires a host and a valid port.
 HTTP_URL_PATTERN = r"^https?://[^\s/?#]+"
@@ -126,6 +158,11 @@ class DeploymentConfig(_Strict):
     def _http_url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
 
+    @field_validator("options")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _finite_options(value)
+
 
 class ModelConfig(_Strict):
     """One model a task can run on."""
@@ -199,6 +236,11 @@ class ModelConfig(_Strict):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
+
+    @field_validator("options")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _finite_options(value)
 
     @property
     def deployment_id(self) -> str | None:
@@ -294,7 +336,7 @@ class HedgeConfig(_Strict):
     """Hedged requests: an attempt with no answer (streaming: no first token) after ``after`` seconds gets the
     next candidate started alongside it; the first to answer wins, the other is cancelled."""
 
-    after: Annotated[float, Field(strict=True, gt=0)] | Literal["p95"] = Field(
+    after: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | Literal["p95"] = Field(
         description='Seconds, or "p95": the rolling 95th percentile of the task\'s latency on that model'
     )
     max: _Int = Field(default=1, ge=1, description="Extra requests one call may start")
@@ -304,9 +346,10 @@ class HedgeConfig(_Strict):
     def _seconds_or_p95(cls, value: Any) -> Any:
         # One message for both shapes, rather than pydantic's one error per member of the union.
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if value == "p95" or (number and value > 0):
+        if value == "p95" or (number and value > 0 and math.isfinite(value)):
             return value
-        raise ValueError(f'must be a number of seconds > 0 or "p95" (got {value!r})')
+        finite = "finite " if number and not math.isfinite(value) else ""
+        raise ValueError(f'must be a {finite}number of seconds > 0 or "p95" (got {value!r})')
 
 
 class TaskMapping(_Strict):
@@ -314,7 +357,8 @@ class TaskMapping(_Strict):
 
     task_name: str = Field(alias="taskName", min_length=1)
     primary_model_id: str = Field(alias="primaryModelId", min_length=1)
-    fallback_model_ids: tuple[str, ...] = Field(default=(), alias="fallbackModelIds")
+    # An empty id would pass the reference check (which skips it as this check's) and fail indexing the chain.
+    fallback_model_ids: tuple[Annotated[str, Field(min_length=1)], ...] = Field(default=(), alias="fallbackModelIds")
     description: str | None = None
     # extensions
     required_capabilities: tuple[str, ...] = Field(default=(), alias="requiredCapabilities")
