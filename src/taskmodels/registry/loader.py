@@ -42,7 +42,17 @@ from taskmodels.errors import Problem
 from taskmodels.registry.schema import ModelConfig, RegistryConfig, TaskMapping
 from taskmodels.registry.suggest import SUGGESTED, IdSuggester
 
-__all__ = ["LoadResult", "Merged", "load_layers", "merge_layers", "read_layer", "validate_merged"]
+__all__ = [
+    "LoadResult",
+    "Merged",
+    "field_message",
+    "load_layers",
+    "merge_layers",
+    "read_layer",
+    "shape_problem",
+    "shown",
+    "validate_merged",
+]
 
 _MODELS = "models"
 _TASKS = "taskMappings"
@@ -350,7 +360,7 @@ def _unreadable_scalar(kind: str, value: str) -> str:
     limit = sys.get_int_max_str_digits()
     if kind == "int" and digits.isdecimal() and limit and len(digits) > limit:
         return f"a whole number of {len(digits):,} digits; at most {limit:,} are read"
-    return f"{_shown(value)} is not a valid {kind}"
+    return f"{shown(value)} is not a valid {kind}"
 
 
 class _NotJson(ValueError):  # noqa: N818 - a private signal, not an error a caller sees
@@ -421,7 +431,7 @@ def merge_layers(layers: Sequence[tuple[str, Any]], problems: Sequence[Problem] 
             if not any(p.source == source for p in problems):
                 problem = Problem(source, "", "the registry must be an object with 'models'")
         elif isinstance(data, Mapping):
-            problem = _shape_problem(source, data)
+            problem = shape_problem(source, data)
         else:
             problem = Problem(source, "", "the registry must be an object with 'models'")
         if problem is not None:
@@ -450,7 +460,7 @@ def _path_text(path: _Path, steps: int | None = None) -> str:
     return text.removeprefix(".")
 
 
-def _shape_problem(source: str, data: Any) -> Problem | None:
+def shape_problem(source: str, data: Any) -> Problem | None:
     """Why a parsed document cannot be walked safely, or None: nesting deeper than ``MAX_DEPTH``, a value
     that contains itself, a string that is not text, or (YAML aliases) more than ``MAX_EXPANDED_VALUES`` values
     once every alias is expanded.
@@ -513,7 +523,7 @@ def _not_text(source: str, path: _Path, members: list[tuple[str, Any, Any]]) -> 
             if isinstance(text, str) and not text.isascii() and _SURROGATE.search(text) is not None:
                 where = _path_text(path if text is key else (path, step))
                 what = "key " if text is key else ""
-                return Problem(source, where, f"{what}{_shown(text)} is not text: an unpaired \\u escape")
+                return Problem(source, where, f"{what}{shown(text)} is not text: an unpaired \\u escape")
     return None
 
 
@@ -616,7 +626,7 @@ def _ident(item: Any, id_field: str, spellings: Mapping[str, str]) -> str | None
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """``repr(value)`` short enough for a message: a long string is cut, a long whole number counted."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
         try:
@@ -754,7 +764,7 @@ class _Validator:
                 self.error((source, str(key)), _unknown_key(key, RegistryConfig))
             elif name == "default_model_id":
                 if not isinstance(value, str) or not value.strip():
-                    self.error((source, key), f"must be a non-empty string (got {_shown(value)})")
+                    self.error((source, key), f"must be a non-empty string (got {shown(value)})")
                 out[name] = value
             elif name == "schema_":
                 if value is not None and not isinstance(value, str):
@@ -814,24 +824,7 @@ class _Validator:
             self.error(self.m.where(section, i), str(err["msg"]) + subject)
             return
         head, rest = str(loc[0]), "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
-        where = self.m.where(section, i, head, rest)
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            owner = _model_at(cls, loc[:-1])
-            self.error(where, _unknown_key(str(loc[-1]), owner) + subject)
-        elif kind == "missing":
-            self.error(where, f"missing required key '{loc[-1]}'{subject}")
-        elif kind == "value_error":
-            self.error(where, str(err["ctx"]["error"]) + subject)
-        else:
-            message = str(err["msg"])
-            for start in ("Input should", "String should"):
-                if message.startswith(start):
-                    message = "must" + message[len(start) :]
-            value = err.get("input")
-            if isinstance(value, (int, float, str, bool)) or value is None:
-                message += f" (got {_shown(value)})"
-            self.error(where, message + subject)
+        self.error(self.m.where(section, i, head, rest), field_message(cls, err) + subject)
 
     # cross-element checks, on the raw data so an invalid entry's id still counts
 
@@ -1071,9 +1064,31 @@ def _in_file_order(problems: list[Problem], sources: Sequence[str]) -> tuple[Pro
     return tuple(sorted(problems, key=key))
 
 
+def field_message(cls: type[BaseModel], err: Any) -> str:
+    """What the loader says of one pydantic error (an item of ``ValidationError.errors()``) met validating ``cls``:
+    an unknown key with its did-you-mean, a missing key, a value with what was given. The error's ``loc`` says
+    where; this is the message only, so a file of another shape (the gateway's keys) reports as the registry does."""
+    loc: tuple[int | str, ...] = err["loc"]
+    kind = err["type"]
+    if kind == "extra_forbidden" and loc:
+        return _unknown_key(str(loc[-1]), _model_at(cls, loc[:-1]))
+    if kind == "missing" and loc:
+        return f"missing required key '{loc[-1]}'"
+    if kind == "value_error":
+        return str(err["ctx"]["error"])
+    message = str(err["msg"])
+    for start in ("Input should", "String should"):
+        if message.startswith(start):
+            message = "must" + message[len(start) :]
+    value = err.get("input")
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        message += f" (got {shown(value)})"
+    return message
+
+
 def _unknown_key(key: object, owner: type[BaseModel] | None) -> str:
     if not isinstance(key, str):  # a dict built in code; a YAML file's are dropped and noted when read
-        return f"key {_shown(key)} is not a string"
+        return f"key {shown(key)} is not a string"
     message = f"unknown key {key!r}"
     if owner is not None:
         preferred = _preferred(owner)

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway (``taskmodels serve``) and its governance: keys, per-key limits, metrics."""
