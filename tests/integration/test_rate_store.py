@@ -62,7 +62,16 @@ async def test_rpm_admits_that_many_in_any_window_and_says_when_room_is_back(sto
     assert refused == RateDecision(accepted=False, retry_at=T0 + W, held=False)
     assert (await reserve(store, "4", T0 + 60)).accepted  # the first left the window
     assert not (await reserve(store, "5", T0 + 69.9)).accepted
-    assert await store.rate("m/a", window=W, now=T0 + 65) == RateSnapshot(2, 20, None)
+    assert await store.rate("m/a", window=W, now=T0 + 65) == RateSnapshot(2, 20, None, oldest=T0 + 10)
+
+
+async def test_a_snapshot_says_when_the_oldest_request_in_the_window_was_logged(store: StateStore) -> None:
+    assert await store.rate("m/a", window=W, now=T0) == RateSnapshot()
+    assert (await reserve(store, "1", T0 + 1, rpm=5)).accepted
+    assert (await reserve(store, "2", T0 + 7.5, rpm=5)).accepted
+    assert (await store.rate("m/a", window=W, now=T0 + 30)).oldest == T0 + 1
+    assert (await store.rate("m/a", window=W, now=T0 + 61.5)).oldest == T0 + 7.5  # the first left the window
+    assert (await store.rate("m/a", window=W, now=T0 + 68)).oldest is None
 
 
 async def test_tpm_counts_settled_tokens_and_lets_one_large_request_into_an_empty_window(store: StateStore) -> None:

@@ -60,11 +60,13 @@ ACCEPTED = RateDecision(accepted=True)
 
 @dataclass(slots=True, frozen=True)
 class RateSnapshot:
-    """A deployment's rate state: requests and tokens in the current window, and its hold (``None``: none)."""
+    """A deployment's rate state: requests and tokens in the current window, its hold (``None``: none), and when
+    the oldest request in the window was logged (``None``: none is), so its room grows again ``window`` after."""
 
     requests: int = 0
     tokens: int = 0
     held_until: float | None = None
+    oldest: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -166,4 +168,5 @@ class MemoryRates:
         if log is None:
             return RateSnapshot()
         self._expire(log, now - window)
-        return RateSnapshot(len(log.entries), log.tokens, log.hold if log.hold > now else None)
+        oldest = float(log.entries[0][0]) if log.entries else None
+        return RateSnapshot(len(log.entries), log.tokens, log.hold if log.hold > now else None, oldest)

@@ -455,13 +455,16 @@ class RedisStateStore(StateStore):
     async def rate(self, key: str, *, window: float, now: float) -> RateSnapshot:
         async def remote(r: Redis) -> RateSnapshot:
             log, tokens = self.rate_keys(key)
+            edge = f"({_num(now - window)}"
             async with r.pipeline(transaction=False) as pipe:
-                pipe.zcount(log, f"({_num(now - window)}", "+inf")
+                pipe.zcount(log, edge, "+inf")
                 pipe.hmget(tokens, ["_total", "_hold"])
-                count, (total, hold) = await pipe.execute()
+                pipe.zrangebyscore(log, edge, "+inf", start=0, num=1, withscores=True)
+                count, (total, hold), first = await pipe.execute()
             held = float(hold) if hold and float(hold) > now else None
+            oldest = float(first[0][1]) if first else None
             # '_total' still counts requests that left the window until the next reservation expires them.
-            return RateSnapshot(int(count), int(total or 0) if count else 0, held)
+            return RateSnapshot(int(count), int(total or 0) if count else 0, held, oldest)
 
         return await self._call(remote, lambda m: m.rate(key, window=window, now=now))
 
