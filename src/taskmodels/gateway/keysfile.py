@@ -28,17 +28,18 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 
 from taskmodels.errors import ConfigurationError, Problem
-from taskmodels.gateway.keys import KeyRing, KeysConfig, VirtualKey
+from taskmodels.gateway.keys import KEY_PREFIX, NAME_PATTERN, KeyRing, KeysConfig, VirtualKey
 from taskmodels.log import library_logger
 from taskmodels.registry.loader import field_message, read_layer, shape_problem
 from taskmodels.registry.suggest import IdSuggester
@@ -155,7 +156,7 @@ def _check_key(source: str, i: int, item: Any, errors: list[Problem]) -> Virtual
         errors.append(Problem(source, where, f"must be an object, not {type(item).__name__}"))
         return None
     name = item.get("name")
-    subject = f" (key {name!r})" if isinstance(name, str) and name.strip() and len(name) <= 64 else ""
+    subject = f" (key {name!r})" if _valid_name(name) else ""
     try:
         return VirtualKey.model_validate(item)
     except ValidationError as exc:
@@ -166,6 +167,15 @@ def _check_key(source: str, i: int, item: Any, errors: list[Problem]) -> Virtual
         return None
 
 
+def _valid_name(name: object) -> TypeGuard[str]:
+    """Whether ``name`` is one a message may repeat: a valid name, never a key pasted there by mistake."""
+    return (
+        isinstance(name, str)
+        and bool(re.fullmatch(NAME_PATTERN, name.strip()))
+        and not name.strip().startswith(KEY_PREFIX)
+    )
+
+
 def _check_unique(source: str, items: Sequence[Any], errors: list[Problem]) -> None:
     """No name twice (it is the key's identity in logs, metrics and budgets), no key under two names."""
     names: dict[str, int] = {}
@@ -174,7 +184,7 @@ def _check_unique(source: str, items: Sequence[Any], errors: list[Problem]) -> N
         if not isinstance(item, Mapping):
             continue
         name, digest = item.get("name"), item.get("sha256")
-        if isinstance(name, str) and name.strip():
+        if _valid_name(name):
             first = names.setdefault(name.strip(), i)
             if first != i:
                 errors.append(
