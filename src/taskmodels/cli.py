@@ -97,6 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "fake-server", help="serve a fake LLM (OpenAI, Anthropic, Gemini, Ollama protocols) on 127.0.0.1"
     )
     fake.add_argument("--port", type=_non_negative, default=0, help="port to listen on (default: any free port)")
+    _add_keys_parser(sub, common)
     return parser
 
 
@@ -187,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
             return serve(["--port", str(args.port)])
         if args.command == "check":
             return _check(args, as_json, out, err)
+        if args.command == "keys":
+            return _keys(args, out, err)
         settings = _settings(args)
         providers = _provider_names()  # entry points are scanned once per command, not once per use
         ctx = _Context(
@@ -312,6 +315,29 @@ def _print_routes(routes: list[ModelStatus], out: TextIO) -> None:
 def _variable(route: ModelStatus) -> str:
     """The variable a route's key is read from first (the model's or deployment's apiKeyEnv, else the vendor's)."""
     return route.key_variables[0] if route.key_variables and route.key != "not needed" else "-"
+
+
+# --- keys: the gateway's virtual keys (taskmodels/gateway/keys_command.py) ----------------------------------
+
+
+def _add_keys_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    from taskmodels.gateway.keys_command import add_keys_parser
+
+    add_keys_parser(sub, common)
+
+
+def _keys(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from taskmodels.gateway.keys_command import run_keys
+
+    def tasks() -> list[str] | None:
+        # The registry's tasks, for a warning about a key naming one it does not map: none when it cannot be read.
+        try:
+            result = check_files(_settings(args).registry_paths())
+        except (ConfigurationError, OSError):
+            return None
+        return None if result.config is None else [t.task_name for t in result.config.task_mappings]
+
+    return run_keys(args, out, err, tasks=tasks)
 
 
 def _validate(ctx: _Context) -> int:
