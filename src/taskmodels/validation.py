@@ -62,6 +62,7 @@ MAX_OUTPUT_TOKENS: Final = 2**31 - 1  # no provider takes more; a larger count w
 _FIELDS: Final = frozenset(f.name for f in fields(CompletionRequest))
 _ROLES: Final[frozenset[Role]] = frozenset({"system", "user", "assistant", "tool"})
 _PLAIN_ROLES: Final = frozenset({"system", "user", "assistant"})
+_MESSAGE_KEYS: Final = frozenset({"role", "content", "name", "tool_call_id", "tool_calls", "refusal"})
 _FORMATS: Final = frozenset({"text", "json_object", "json_schema"})
 _DETAILS: Final = frozenset({"auto", "low", "high"})
 _TOOL_CHOICES: Final = frozenset({"auto", "none", "required"})
@@ -99,7 +100,10 @@ def coerce_request(request: object, fields_: Mapping[str, Any]) -> CompletionReq
             )
     if request is None:
         built = CompletionRequest(**fields_)
-    elif isinstance(request, str):
+        changes = _changes(built)
+        # Built again from the fields rather than copied: no per-field reads of the first build.
+        return CompletionRequest(**{**fields_, **changes}) if changes else built
+    if isinstance(request, str):
         built = CompletionRequest(prompt=request, **fields_)
     elif isinstance(request, CompletionRequest):
         built = _replaced(request, dict(fields_)) if fields_ else request
@@ -108,9 +112,16 @@ def coerce_request(request: object, fields_: Mapping[str, Any]) -> CompletionReq
     return check_request(built)
 
 
-def check_request(request: CompletionRequest) -> CompletionRequest:  # noqa: C901, PLR0912, PLR0915 - one check per field, in field order
+def check_request(request: CompletionRequest) -> CompletionRequest:
     """``request`` when every field is usable (a normalised copy when some field was given in another accepted
-    shape: dicts, a list, a bare stop string), else ``InvalidRequestError`` naming the field."""
+    shape: dicts, a bare stop string, a numpy number), else ``InvalidRequestError`` naming the field."""
+    changes = _changes(request)
+    return _replaced(request, changes) if changes else request
+
+
+def _changes(request: CompletionRequest) -> dict[str, Any]:  # noqa: C901, PLR0912, PLR0915 - one check per field, in field order
+    """What must change in ``request`` for every field to have its declared type; ``InvalidRequestError`` naming
+    the field when one is unusable."""
     changes: dict[str, Any] = {}
     prompt, system = request.prompt, request.system_prompt
     if prompt is not None and type(prompt) is not str:
@@ -184,7 +195,7 @@ def check_request(request: CompletionRequest) -> CompletionRequest:  # noqa: C90
         raise InvalidRequestError(
             "give output_type or response_format, not both: output_type sends its own schema", param="output_type"
         )
-    return _replaced(request, changes) if changes else request
+    return changes
 
 
 def _replaced(request: CompletionRequest, changes: dict[str, Any]) -> CompletionRequest:
@@ -317,13 +328,16 @@ def _check_message(message: Message, where: str) -> Message:
 def _message_from_dict(item: Mapping[Any, Any], where: str) -> Message:
     """A message in OpenAI's shape: ``role`` (``developer`` is ``system``), ``content`` (text, or a list of
     ``text`` and ``image_url`` parts), ``name``, ``tool_call_id``, ``tool_calls``."""
-    unknown = set(item) - {"role", "content", "name", "tool_call_id", "tool_calls", "refusal"}
+    role = item.get("role")
+    content = item.get("content")
+    if len(item) == 2 and type(content) is str and type(role) is str and role in _PLAIN_ROLES:
+        return Message(role, content)  # type: ignore[arg-type]  # the common turn, as OpenAI's clients send it
+    unknown = [key for key in item if key not in _MESSAGE_KEYS]
     if unknown:
         names = ", ".join(sorted(map(str, unknown)))
         _refuse(
             f"{where}", f"unknown message field(s) {names}; a message has role, content, name, tool_call_id, tool_calls"
         )
-    role = item.get("role")
     if role == "developer":
         role = "system"  # OpenAI's newer name for the system turn
     if type(role) is not str or role not in _ROLES:
@@ -331,7 +345,7 @@ def _message_from_dict(item: Mapping[Any, Any], where: str) -> Message:
     calls = item.get("tool_calls")
     message = Message(
         role=role,
-        content=item.get("content"),
+        content=content,
         name=item.get("name"),
         tool_call_id=item.get("tool_call_id"),
         tool_calls=() if calls is None else calls,
