@@ -11,13 +11,32 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from taskmodels.tenancy import current_tenant
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
 
-if TYPE_CHECKING:
-    from taskmodels.service import ModelService
+
+class _AsyncService(Protocol):
+    """What the facade uses of ``ModelService`` (named here rather than imported: the service hands out its
+    facade, so the facade does not import the service)."""
+
+    def complete_with_task_model(
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
+    ) -> Coroutine[Any, Any, CompletionResult]: ...
+
+    def embed_with_task_model(
+        self, task: str, texts: Sequence[str], *, tenant: str | None = None
+    ) -> Coroutine[Any, Any, EmbeddingResult]: ...
+
+    def stream_with_task_model(
+        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
+    ) -> AsyncGenerator[StreamEvent, None]: ...
+
+    def health(self) -> Coroutine[Any, Any, dict[str, Any]]: ...
+
+    def totals(self) -> dict[str, dict[str, dict[str, int | float]]]: ...
+
 
 __all__ = ["SyncModelService"]
 
@@ -35,7 +54,7 @@ class SyncModelService:
     blocking there would freeze that loop; use the async API instead.
     """
 
-    def __init__(self, service: ModelService) -> None:
+    def __init__(self, service: _AsyncService) -> None:
         self.service = service
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -21,7 +21,7 @@ import binascii
 import difflib
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any, Final, NoReturn
 
@@ -61,6 +61,8 @@ MAX_OUTPUT_TOKENS: Final = 2**31 - 1  # no provider takes more; a larger count w
 
 _FIELDS: Final = frozenset(f.name for f in fields(CompletionRequest))
 _ROLES: Final[frozenset[Role]] = frozenset({"system", "user", "assistant", "tool"})
+_PLAIN_ROLES: Final = frozenset({"system", "user", "assistant"})
+_MESSAGE_KEYS: Final = frozenset({"role", "content", "name", "tool_call_id", "tool_calls", "refusal"})
 _FORMATS: Final = frozenset({"text", "json_object", "json_schema"})
 _DETAILS: Final = frozenset({"auto", "low", "high"})
 _TOOL_CHOICES: Final = frozenset({"auto", "none", "required"})
@@ -98,18 +100,28 @@ def coerce_request(request: object, fields_: Mapping[str, Any]) -> CompletionReq
             )
     if request is None:
         built = CompletionRequest(**fields_)
-    elif isinstance(request, str):
+        changes = _changes(built)
+        # Built again from the fields rather than copied: no per-field reads of the first build.
+        return CompletionRequest(**{**fields_, **changes}) if changes else built
+    if isinstance(request, str):
         built = CompletionRequest(prompt=request, **fields_)
     elif isinstance(request, CompletionRequest):
-        built = replace(request, **fields_) if fields_ else request
+        built = _replaced(request, dict(fields_)) if fields_ else request
     else:
         _refuse("request", f"must be a CompletionRequest, a prompt string or None, not {_kind(request)}")
     return check_request(built)
 
 
-def check_request(request: CompletionRequest) -> CompletionRequest:  # noqa: C901, PLR0912, PLR0915 - one check per field, in field order
+def check_request(request: CompletionRequest) -> CompletionRequest:
     """``request`` when every field is usable (a normalised copy when some field was given in another accepted
-    shape: dicts, a list, a bare stop string), else ``InvalidRequestError`` naming the field."""
+    shape: dicts, a bare stop string, a numpy number), else ``InvalidRequestError`` naming the field."""
+    changes = _changes(request)
+    return _replaced(request, changes) if changes else request
+
+
+def _changes(request: CompletionRequest) -> dict[str, Any]:  # noqa: C901, PLR0912, PLR0915 - one check per field, in field order
+    """What must change in ``request`` for every field to have its declared type; ``InvalidRequestError`` naming
+    the field when one is unusable."""
     changes: dict[str, Any] = {}
     prompt, system = request.prompt, request.system_prompt
     if prompt is not None and type(prompt) is not str:
@@ -164,7 +176,7 @@ def check_request(request: CompletionRequest) -> CompletionRequest:  # noqa: C90
     extra = request.extra
     if extra is None:
         changes["extra"] = {}
-    elif not isinstance(extra, Mapping) or not all(type(key) is str for key in extra):
+    elif extra and (not isinstance(extra, Mapping) or not all(type(key) is str for key in extra)):
         _refuse("extra", f"must be a mapping of request-body field names to values, not {_kind(extra)}")
     caps = request.required_capabilities
     if type(caps) is not frozenset or caps:
@@ -177,13 +189,18 @@ def check_request(request: CompletionRequest) -> CompletionRequest:  # noqa: C90
         value = getattr(request, name)
         if value is not None:
             number = _number(name, value, 0.0, math.inf, open_low=True)
-            if type(value) is not float:
-                changes[name] = number  # an int too large for a float is refused above; the rest add to clocks
+            if type(value) is not float and type(value) is not int:
+                changes[name] = number  # numpy's and the like; an int too large for a float is refused above
     if request.output_type is not None and fmt is not None:
         raise InvalidRequestError(
             "give output_type or response_format, not both: output_type sends its own schema", param="output_type"
         )
-    return replace(request, **changes) if changes else request
+    return changes
+
+
+def _replaced(request: CompletionRequest, changes: dict[str, Any]) -> CompletionRequest:
+    """``dataclasses.replace`` without its per-call introspection of the fields."""
+    return CompletionRequest(**{**{name: getattr(request, name) for name in _FIELDS}, **changes})
 
 
 def check_task(task: object) -> str:
@@ -254,12 +271,17 @@ def _count(param: str, value: object, high: int) -> int:
 # --- messages and their parts ----------------------------------------------------------------------------
 
 
-def _messages(value: object) -> tuple[Message, ...] | Any:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+def _messages(value: object) -> Sequence[Message] | Any:
+    """The messages as given when each is a usable ``Message`` (a list stays a list), else a tuple of them."""
+    if (
+        type(value) is not list
+        and type(value) is not tuple
+        and (isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable))
+    ):
         _refuse("messages", f"must be a list of messages, not {_kind(value)}")
-    items = tuple(value)
+    items = value if type(value) is list or type(value) is tuple else tuple(value)
     out: list[Message] = []
-    changed = type(value) is not tuple
+    changed = items is not value
     for index, item in enumerate(items):
         if type(item) is Message:
             message = _check_message(item, f"messages[{index}]")
@@ -276,9 +298,19 @@ def _messages(value: object) -> tuple[Message, ...] | Any:
 
 def _check_message(message: Message, where: str) -> Message:
     role = message.role
-    if role not in _ROLES:
-        _refuse(f"{where}.role", f"must be one of {', '.join(sorted(_ROLES))}, not {_kind(role)}")
     content = message.content
+    if (
+        (content is None or type(content) is str)
+        and message.name is None
+        and message.tool_call_id is None
+        and not message.tool_calls
+        and type(message.tool_calls) is tuple
+        and type(role) is str
+        and role in _PLAIN_ROLES
+    ):
+        return message  # the common turn: text from system, user or assistant
+    if type(role) is not str or role not in _ROLES:
+        _refuse(f"{where}.role", f"must be one of {', '.join(sorted(_ROLES))}, not {_kind(role)}")
     parts = None if content is None or type(content) is str else _content(content, f"{where}.content", role)
     for name in ("name", "tool_call_id"):
         value = getattr(message, name)
@@ -296,21 +328,24 @@ def _check_message(message: Message, where: str) -> Message:
 def _message_from_dict(item: Mapping[Any, Any], where: str) -> Message:
     """A message in OpenAI's shape: ``role`` (``developer`` is ``system``), ``content`` (text, or a list of
     ``text`` and ``image_url`` parts), ``name``, ``tool_call_id``, ``tool_calls``."""
-    unknown = set(item) - {"role", "content", "name", "tool_call_id", "tool_calls", "refusal"}
+    role = item.get("role")
+    content = item.get("content")
+    if len(item) == 2 and type(content) is str and type(role) is str and role in _PLAIN_ROLES:
+        return Message(role, content)  # type: ignore[arg-type]  # the common turn, as OpenAI's clients send it
+    unknown = [key for key in item if key not in _MESSAGE_KEYS]
     if unknown:
         names = ", ".join(sorted(map(str, unknown)))
         _refuse(
             f"{where}", f"unknown message field(s) {names}; a message has role, content, name, tool_call_id, tool_calls"
         )
-    role = item.get("role")
     if role == "developer":
         role = "system"  # OpenAI's newer name for the system turn
-    if role not in _ROLES:
+    if type(role) is not str or role not in _ROLES:
         _refuse(f"{where}.role", f"must be one of developer, {', '.join(sorted(_ROLES))}, not {_kind(role)}")
     calls = item.get("tool_calls")
     message = Message(
         role=role,
-        content=item.get("content"),
+        content=content,
         name=item.get("name"),
         tool_call_id=item.get("tool_call_id"),
         tool_calls=() if calls is None else calls,
@@ -442,13 +477,18 @@ def _tool_calls(calls: object, where: str) -> tuple[ToolCall, ...]:
 # --- tools, formats, the rest ----------------------------------------------------------------------------
 
 
-def _tools(tools: object) -> tuple[ToolSpec, ...] | Any:
-    if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Iterable):
+def _tools(tools: object) -> Sequence[ToolSpec] | Any:
+    """The tools as given when each is a usable ``ToolSpec`` (a list stays a list), else a tuple of them."""
+    if (
+        type(tools) is not list
+        and type(tools) is not tuple
+        and (isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Iterable))
+    ):
         _refuse("tools", f"must be a list of tools, not {_kind(tools)}")
-    items = tuple(tools)
+    items = tools if type(tools) is list or type(tools) is tuple else tuple(tools)
     out: list[ToolSpec] = []
     seen: set[str] = set()
-    changed = type(tools) is not tuple
+    changed = items is not tools
     for index, tool in enumerate(items):
         at = f"tools[{index}]"
         if type(tool) is ToolSpec:
@@ -464,7 +504,10 @@ def _tools(tools: object) -> tuple[ToolSpec, ...] | Any:
             _refuse(f"{at}.name", f"must be a name of 1 to {_MAX_NAME} characters, not {_kind(spec.name)}")
         if type(spec.description) is not str:
             _refuse(f"{at}.description", f"must be a string, not {_kind(spec.description)}")
-        if not isinstance(spec.parameters, Mapping) or not all(type(k) is str for k in spec.parameters):
+        parameters = spec.parameters
+        if (type(parameters) is not dict and not isinstance(parameters, Mapping)) or not all(
+            type(k) is str for k in parameters
+        ):
             _refuse(f"{at}.parameters", f"must be a JSON Schema object, not {_kind(spec.parameters)}")
         if spec.name in seen:
             _refuse(f"{at}.name", f"two tools are named {spec.name!r}")
@@ -566,11 +609,11 @@ def _stop(stop: object) -> tuple[str, ...] | Any:
         return (stop,)
     if isinstance(stop, (bytes, Mapping)) or not isinstance(stop, Iterable):
         _refuse("stop", f"must be a string or a list of strings, not {_kind(stop)}")
-    items = tuple(stop)
+    items = stop if type(stop) is list or type(stop) is tuple else tuple(stop)
     for index, item in enumerate(items):
         if type(item) is not str or not item:
             _refuse(f"stop[{index}]", f"must be a non-empty string, not {_kind(item)}")
-    return stop if type(stop) is tuple else items
+    return items
 
 
 def _capabilities(caps: object) -> frozenset[str]:

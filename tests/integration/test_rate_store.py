@@ -97,3 +97,16 @@ async def test_a_hold_refuses_until_its_time_and_a_shorter_one_never_cuts_it(sto
 async def test_concurrent_reservations_never_overshoot(store: StateStore) -> None:
     results = await asyncio.gather(*(reserve(store, str(i), T0, rpm=7) for i in range(40)))
     assert sum(r.accepted for r in results) == 7
+
+
+async def test_a_reading_older_than_one_already_logged_counts_at_the_later_time(store: StateStore) -> None:
+    """A request whose clock reading was taken before another's but reaches the store after it (a slow round trip
+    on a loaded machine) is logged at the later time: otherwise the later one's expiry of old entries would let it
+    in, and a window of the log's times would hold more than the limit (three in 60 s with rpm 2, here)."""
+    assert (await reserve(store, "old-1", T0 + 0.5)).accepted
+    assert (await reserve(store, "old-2", T0 + 0.6)).accepted
+    newer = await reserve(store, "newer", T0 + 61.0)  # both old ones left its window
+    assert (newer.accepted, newer.at) == (True, T0 + 61.0)
+    late = await reserve(store, "late", T0 + 60.0)  # read before "newer", logged after it
+    assert (late.accepted, late.at) == (True, T0 + 61.0)  # its window is (1.0, 61.0]: "newer" alone was in it
+    assert not (await reserve(store, "next", T0 + 60.5)).accepted  # two in (1.0, 61.0]: full

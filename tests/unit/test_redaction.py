@@ -77,3 +77,23 @@ def test_a_key_straddling_any_cut_leaves_nothing_of_eight_characters() -> None:
         cleaned = scrub(text)
         for i in range(len(KEY) - MIN_FRAGMENT + 1):
             assert KEY[i : i + MIN_FRAGMENT] not in cleaned, offset
+
+
+def test_a_provider_error_a_plugin_builds_directly_is_scrubbed() -> None:
+    """A plugin's provider raises ``ProviderError`` subclasses it builds itself, not through
+    ``BaseModelProvider.error``: every string the error keeps is scrubbed all the same."""
+    from taskmodels.errors import ProviderUnavailableError
+
+    remember(SecretStr(KEY))
+    error = ProviderUnavailableError(
+        f"upstream said: bad key {KEY}",
+        provider="plugin",
+        model_id="m",
+        provider_message=f"key={KEY[:20]}",
+        provider_code=KEY,
+        request_id=f"req-{KEY}",
+    )
+    for kept in (error.message, str(error), error.provider_message, error.provider_code, error.request_id):
+        assert kept is not None
+        assert KEY[:MIN_FRAGMENT] not in kept, kept
+        assert REDACTED in kept

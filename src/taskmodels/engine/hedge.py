@@ -194,16 +194,12 @@ class Racing(Lane):
         """The call is over (or its caller is gone): stop what still runs and give back what it held. A try
         stopped here is not recorded: nothing waits for its answer any more."""
         runners = [*self.running, *([self.current] if self.current is not None else [])]
-        self.running, self.current = [], None
         try:
-            live = [r.task for r in runners if not r.task.done()]
-            for task in live:
-                task.cancel()
-            if live:
-                await asyncio.wait(live)
+            await _stopped(runners)
+        finally:  # even when a second cancellation cuts the wait short, every claim is given back
+            self.running, self.current = [], None
             for runner in runners:
                 await runner.attempt.claim.release()
-        finally:
             await self._tries.aclose()
 
     # --- steps -------------------------------------------------------------------------------
@@ -290,11 +286,7 @@ class Racing(Lane):
 
     async def _cancel_all(self, reason: str) -> None:
         losers = list(self.running)  # left in ``running`` until settled: a cancellation meanwhile finds them there
-        live = [r.task for r in losers if not r.task.done()]
-        for task in live:
-            task.cancel()
-        if live:
-            await asyncio.wait(live)
+        await _stopped(losers)
         for loser in losers:
             self.running.remove(loser)
             await self._lost(loser, reason)
@@ -314,3 +306,12 @@ class Racing(Lane):
     def _p95(self) -> bool:
         hedge = self.call.plan.policy.hedge
         return hedge is not None and hedge.after == "p95"
+
+
+async def _stopped(runners: list[_Runner]) -> None:
+    """Cancel those of ``runners`` still running, and wait until each has ended."""
+    live = [r.task for r in runners if not r.task.done()]
+    for task in live:
+        task.cancel()
+    if live:
+        await asyncio.wait(live)

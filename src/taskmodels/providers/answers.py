@@ -103,7 +103,7 @@ def name(value: Any, default: str, where: str) -> str:
 
 def obj(value: Any, where: str) -> Mapping[str, Any]:
     """A JSON object; absent (``None``) is an empty one."""
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # decoded JSON is a dict: the ABC check is the rare case
         return value
     if value is None:
         return _EMPTY

@@ -410,18 +410,20 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._tools_sent = False
 
     def feed(self, event: str, data: str) -> list[StreamEvent]:  # noqa: C901, PLR0912 - one branch per kind of delta the protocol sends
-        if not data.strip():
-            return []  # an empty "data:" line is a keep-alive some proxies send
-        if data.strip() == "[DONE]":
-            self.finished = True
-            return self._flush_tools()
+        if data[:1] != "{":  # not a chunk: "[DONE]", a keep-alive (an empty "data:" line some proxies send), or junk
+            stripped = data.strip()
+            if not stripped:
+                return []
+            if stripped == "[DONE]":
+                self.finished = True
+                return self._flush_tools()
         try:
             chunk = json.loads(data)
         except ValueError:
             raise self.provider.error(
                 InvalidResponseError, f"{self.provider.name} sent a stream event that is not JSON"
             ) from None
-        if not isinstance(chunk, Mapping):
+        if type(chunk) is not dict and not isinstance(chunk, Mapping):
             raise self.provider.error(
                 InvalidResponseError, f"{self.provider.name} sent a stream event that is not an object"
             )

@@ -38,13 +38,17 @@ class SseParser:
     def feed(self, line: str) -> SseEvent | None:
         """The event a blank line completes, else ``None``."""
         if not line:
-            if not self._data:
+            data = self._data
+            if not data:
                 self._event = ""
                 return None
-            event = SseEvent(self._event or "message", "\n".join(self._data), self._id)
+            event = SseEvent(self._event or "message", data[0] if len(data) == 1 else "\n".join(data), self._id)
             self._data = []
             self._event = ""
             return event
+        if line[:6] == "data: ":  # nearly every line of a model's stream: no partition needed
+            self._data.append(line[6:])
+            return None
         if line[0] == ":":
             return None
         name, sep, value = line.partition(":")

@@ -53,6 +53,7 @@ class RateDecision:
     accepted: bool
     retry_at: float | None = None
     held: bool = False
+    at: float | None = None  # accepted: the time the request was logged at (the log's clock never goes back)
 
 
 ACCEPTED = RateDecision(accepted=True)
@@ -105,6 +106,7 @@ class _Log:
     by_ident: dict[str, list[float | str | int]] = field(default_factory=dict)
     tokens: int = 0
     hold: float = 0.0
+    seen: float = 0.0  # the latest time a request was logged at: the log's clock never goes back
 
 
 class MemoryRates:
@@ -137,6 +139,9 @@ class MemoryRates:
             return RateDecision(accepted=False, retry_at=log.hold, held=True)
         if not rpm and not tpm:
             return ACCEPTED
+        # The log's clock never goes back: a reading taken before a later one but logged after it counts at the
+        # later time, so no window of the log's times ever holds more than the limits allow.
+        now = log.seen = max(log.seen, now)
         self._expire(log, now - window)
         entries = log.entries
         if rpm and len(entries) >= rpm:
@@ -148,7 +153,7 @@ class MemoryRates:
         entries.append(entry)
         log.by_ident[ident] = entry
         log.tokens += tokens
-        return ACCEPTED
+        return RateDecision(accepted=True, at=now)
 
     def settle(self, key: str, ident: str, *, tokens: int) -> None:
         log = self._logs.get(key)

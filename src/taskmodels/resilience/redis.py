@@ -167,6 +167,10 @@ if now < hold then return {{'0', {_F.format("hold")}, '1'}} end
 local rpm = tonumber(ARGV[3])
 local tpm = tonumber(ARGV[4])
 if rpm == 0 and tpm == 0 then return {{'1', '', '0'}} end
+-- The log's clock never goes back: a reading taken before a later one but run after it (a slow round trip)
+-- counts at the later time, so no window of the log's times ever holds more than the limits allow.
+local seen = tonumber(redis.call('HGET', KEYS[2], '_now') or '0')
+if now < seen then now = seen else redis.call('HSET', KEYS[2], '_now', ARGV[1]) end
 local edge = now - tonumber(ARGV[2])
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', edge)
 if #old > 0 then
@@ -190,7 +194,7 @@ redis.call('HSET', KEYS[2], ARGV[6], tokens)
 redis.call('HINCRBY', KEYS[2], '_total', tokens)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[2], ARGV[7]) end
-return {{'1', '', '0'}}
+return {{'1', {_F.format("now")}, '0'}}
 """
 )
 
@@ -432,7 +436,7 @@ class RedisStateStore(StateStore):
             args = [_num(now), _num(window), str(rpm or 0), str(tpm or 0), str(tokens), ident, _ttl_ms(window * 2)]
             accepted, retry_at, held = await _RESERVE_RATE(r, self.rate_keys(key), args)
             if accepted == "1":
-                return RateDecision(accepted=True)
+                return RateDecision(accepted=True, at=float(retry_at) if retry_at else None)
             return RateDecision(accepted=False, retry_at=float(retry_at), held=held == "1")
 
         return await self._call(
