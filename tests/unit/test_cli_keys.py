@@ -172,3 +172,11 @@ def test_an_expiry_is_a_date_a_time_or_a_span_from_now(text: str, expected: date
 def test_an_expiry_in_the_past_or_unreadable_is_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_expiry(text, now=NOW)
+
+
+def test_schema_prints_the_keys_file_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "keys", "schema")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["title"] == "taskmodels gateway keys"
+    assert schema["$defs"]["VirtualKey"]["required"] == ["name", "sha256"]

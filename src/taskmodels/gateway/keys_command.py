@@ -3,6 +3,7 @@
     taskmodels keys add search-app --tasks summarize,classify --rpm 60 --budget 5/day --expires 90d
     taskmodels keys list
     taskmodels keys disable search-app
+    taskmodels keys schema > keys.schema.json
 
 ``add`` prints the new key once, alone on stdout (``KEY=$(taskmodels keys add app)`` works), and writes only its
 SHA-256 to the keys file: it cannot be shown again, only replaced. The file is ``--file``, else
@@ -25,7 +26,7 @@ from pydantic import ValidationError
 
 from taskmodels.errors import ConfigurationError
 from taskmodels.gateway.keys import KeyBudget, KeysConfig, VirtualKey, key_digest, new_key, utc_now
-from taskmodels.gateway.keysfile import KeysFileError, check_keys_file, edit_keys
+from taskmodels.gateway.keysfile import KeysFileError, check_keys_file, edit_keys, keys_json_schema
 from taskmodels.registry.suggest import IdSuggester
 
 __all__ = ["KEYS_FILE_VARIABLE", "add_keys_parser", "parse_budget", "parse_expiry", "run_keys"]
@@ -69,6 +70,7 @@ def add_keys_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     add.add_argument("--description", metavar="TEXT", help="a note for operators")
     actions.add_parser("list", parents=[common, where], help="every key's name, tasks, limits and state; never a key")
+    actions.add_parser("schema", help='print the JSON Schema of the keys file (for editors\' "$schema")')
     for action, what in (("disable", "refuse a key from now on (kept in the file)"), ("enable", "accept it again")):
         parser = actions.add_parser(action, parents=[common, where], help=what)
         parser.add_argument("name", metavar="NAME")
@@ -77,9 +79,12 @@ def add_keys_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def run_keys(args: argparse.Namespace, out: TextIO, err: TextIO, *, tasks: Callable[[], Collection[str] | None]) -> int:
     """Run ``taskmodels keys ...``; ``tasks`` gives the registry's task names (``None`` when it cannot be read),
     for the warning about a key naming a task the registry does not map."""
+    action = args.keys_command
+    if action == "schema":
+        out.write(json.dumps(keys_json_schema(), indent=2, ensure_ascii=False) + "\n")
+        return _OK
     try:
         path = _path(args)
-        action = args.keys_command
         if action == "add":
             return _add(args, path, out, err, tasks())
         if action == "list":
