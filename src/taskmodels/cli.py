@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from taskmodels import __version__
 from taskmodels.errors import ConfigurationError, Problem, RegistryError, SettingsError, UnknownTaskError
 from taskmodels.registry.jsonschema import registry_json_schema
 from taskmodels.registry.schema import DeploymentConfig, ModelConfig, TaskMapping
@@ -73,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"taskmodels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     init = sub.add_parser("init", help="write a starter registry and .env.example (never overwrites)")
     init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="project directory (default: here)")
