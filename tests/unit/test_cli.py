@@ -454,7 +454,12 @@ def test_python_dash_m_taskmodels_is_the_command(tmp_path: Path) -> None:
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "taskmodels", "init"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "taskmodels", "init"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "settings" / "modelRegistry.json").is_file()
