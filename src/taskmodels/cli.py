@@ -147,7 +147,9 @@ def _provider_names() -> frozenset[str]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from taskmodels.settings import load_settings
+    """The settings, without the library's warning about variables that configure nothing: the commands
+    name those themselves (on stderr, or in ``check``'s report)."""
+    from taskmodels.settings import load_settings, unannounced
 
     overrides: dict[str, Any] = {}
     registry = getattr(args, "path", None) or getattr(args, "registry", None)
@@ -155,7 +157,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["registry_path"] = Path(registry)
     if getattr(args, "env", None) is not None:
         overrides["environment"] = args.env or None
-    return load_settings(**overrides)
+    with unannounced():
+        return load_settings(**overrides)
 
 
 def _paths(settings: Settings) -> list[Path]:
@@ -190,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
         if args.command == "check":
             return _check(args, as_json, out, err)
         settings = _settings(args)
+        for variable in settings.unconfigured_variables():
+            print(f"taskmodels: warning: {variable}", file=err)
         providers = _provider_names()  # entry points are scanned once per command, not once per use
         ctx = _Context(
             _paths(settings), as_json, out, err, providers, endpoint_providers(settings, providers), settings
@@ -249,7 +254,10 @@ def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) ->
     try:
         settings = _settings(args)
     except SettingsError as exc:
-        report = CheckReport(settings_error=str(exc))
+        from taskmodels.settings import Settings
+
+        unconfigured = [str(variable) for variable in Settings.unconfigured_variables()]
+        report = CheckReport(settings_error=str(exc), unconfigured=unconfigured)
     else:
         paths = settings.registry_paths()
         if len(paths) > 1 and not paths[1].is_file():
@@ -263,7 +271,7 @@ def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) ->
 
 
 def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO) -> None:
-    print(f"settings: {'ok' if report.settings_error is None else 'invalid'}", file=out)
+    print(f"settings: {_settings_state(report)}", file=out)
     if report.sources and not report.registry_errors:
         summary = f"{_count(report.model_count, 'model')}, {_count(report.tasks, 'task')}"
         print(f"registry: {' + '.join(report.sources)}: valid ({summary})", file=out)
@@ -293,6 +301,14 @@ def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO
     else:
         what = "keys, endpoints and pings" if ping else "keys and endpoints (add --ping to reach them)"
         print(f"ready: {what} in place for {_count(report.model_count, 'model')}", file=out)
+
+
+def _settings_state(report: CheckReport) -> str:
+    if report.settings_error is not None:
+        return "invalid"
+    if report.unconfigured:
+        return f"{_count(len(report.unconfigured), 'variable')} configuring nothing (see below)"
+    return "ok"
 
 
 def _print_routes(routes: list[ModelStatus], out: TextIO) -> None:
