@@ -9,6 +9,10 @@ How blocks run, one test per Markdown file:
   through ``taskmodels.cli.main``; each ``pytest ...`` line runs pytest in a subprocess
   in the working directory. Either must exit 0 unless the line ends with a comment
   ``# exit N``. Other lines (pip, export, uvicorn) are not run.
+- ```console blocks are a terminal session: each ``$ taskmodels ...`` line runs through
+  ``taskmodels.cli.main`` and what it prints (stdout, then stderr) must be the lines that
+  follow it, exactly (trailing spaces aside), up to the next ``$`` line. Its exit code is
+  0 unless the line ends with ``# exit N``, as in bash blocks.
 - ```bash blocks marked ``<!-- apply-env -->``: their ``export NAME=VALUE`` lines are set
   in the environment for the rest of the page. A value holding ``redis://127.0.0.1:6379``
   gets the address of a ``redis-server`` the runner starts for the page instead (skipped
@@ -189,7 +193,9 @@ class _Runner:
             target.write_text(json.dumps(document, indent=2), encoding="utf-8")
         if block.lang == "python":
             self.python(block)
-        elif block.lang in {"bash", "sh", "shell", "console"}:
+        elif block.lang == "console":
+            self.console(block)
+        elif block.lang in {"bash", "sh", "shell"}:
             self.bash(block)
         elif block.lang == "json":
             check_json(block)
@@ -222,8 +228,6 @@ class _Runner:
             self.monkeypatch.setenv(name.strip(), value)
 
     def bash(self, block: Block) -> None:
-        from taskmodels.cli import main
-
         if block.marker == _APPLY_ENV:
             self.apply_env(block)
         for raw in block.code.splitlines():
@@ -243,11 +247,37 @@ class _Runner:
                 )
                 code, output = done.returncode, done.stdout + done.stderr
             else:
-                out, err = io.StringIO(), io.StringIO()
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                    code = main(args[1:])
-                output = out.getvalue() + err.getvalue()
+                code, output = _run_cli(args[1:])
             assert code == expected, f"{block.where}: `{line}` exited {code}, expected {expected}\n{output}"
+
+    def console(self, block: Block) -> None:
+        """Each ``$ taskmodels ...`` line, and the output the page says it prints."""
+        sessions: list[tuple[str, list[str]]] = []
+        for line in block.code.splitlines():
+            if line.startswith("$ "):
+                sessions.append((line.removeprefix("$ ").strip(), []))
+            elif sessions:
+                sessions[-1][1].append(line.rstrip())
+            else:
+                raise AssertionError(f"{block.where}: a console block starts with a '$ ' command line")
+        for command, shown in sessions:
+            match = _EXIT.search(command)
+            expected = int(match.group(1)) if match else 0
+            args = shlex.split(command, comments=True)
+            assert args[0] == "taskmodels", f"{block.where}: only taskmodels commands run in console blocks"
+            code, output = _run_cli(args[1:])
+            printed = [line.rstrip() for line in output.splitlines()]
+            assert printed == shown, f"{block.where}: `{command}` printed:\n{output}"
+            assert code == expected, f"{block.where}: `{command}` exited {code}, expected {expected}\n{output}"
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    from taskmodels.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue() + err.getvalue()
 
 
 def check_json(block: Block) -> None:
