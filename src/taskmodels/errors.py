@@ -32,7 +32,8 @@ TaskModelsError
 │   └── BadRequestError               any other 4xx: the caller's request is wrong
 ├── DeadlineExceededError             the whole call's deadline passed
 ├── AllModelsFailedError              every candidate failed; carries every attempt
-└── BudgetExceededError               a task's spend limit for its window is reached
+├── BudgetExceededError               a task's spend limit for its window is reached
+└── ServiceClosedError                the service's container was closed (aclose); also a RuntimeError
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "RateLimitError",
     "RegistryError",
     "SelectionError",
+    "ServiceClosedError",
     "SettingsError",
     "StreamStalledError",
     "TaskModelsError",
@@ -427,3 +429,8 @@ class BudgetExceededError(TaskModelsError):
         self.spent = spent
         self.limit = limit
         super().__init__(message)
+
+
+class ServiceClosedError(TaskModelsError, RuntimeError):
+    """A call on a service whose container was closed (``await container.aclose()``): its HTTP client and state
+    store are gone. Raised before anything is sent, so no model is tried and no breaker counts it."""
