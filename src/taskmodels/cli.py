@@ -98,7 +98,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fake = sub.add_parser(
         "fake-server", help="serve a fake LLM (OpenAI, Anthropic, Gemini, Ollama protocols) on 127.0.0.1"
     )
-    fake.add_argument("--port", type=_non_negative, default=0, help="port to listen on (default: any free port)")
+    fake.add_argument(
+        "--port", type=_non_negative, default=None, help="port to listen on (default: 8080, else any free port)"
+    )
     return parser
 
 
@@ -189,7 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
         if args.command == "fake-server":
             from taskmodels.fake_server import main as serve
 
-            return serve(["--port", str(args.port)])
+            registry = getattr(args, "registry", None)
+            return serve(
+                [
+                    *(["--port", str(args.port)] if args.port is not None else []),
+                    *(["--registry", registry] if registry else []),
+                ]
+            )
         if args.command == "check":
             return _check(args, as_json, out, err)
         settings = _settings(args)
