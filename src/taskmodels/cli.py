@@ -78,6 +78,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     init = sub.add_parser("init", help="write a starter registry and .env.example (never overwrites)")
     init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="project directory (default: here)")
+    init.add_argument(
+        "--example",
+        action="store_true",
+        help="the example registry the docs' reference pages use (11 models, 6 tasks, a production overlay)",
+    )
     validate = sub.add_parser("validate", parents=[common], help="check a registry file; list every problem")
     validate.add_argument("path", nargs="?", metavar="PATH", help="registry file (default: --registry)")
     sub.add_parser("plan", parents=[common], help="show each task's chain: primary, fallbacks, default")
@@ -187,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
             _print_json(registry_json_schema(), out)
             return EXIT_OK
         if args.command == "init":
-            return _init(Path(args.directory), out, err)
+            return _init(Path(args.directory), out, err, example=args.example)
         if args.command == "fake-server":
             from taskmodels.fake_server import main as serve
 
@@ -236,11 +241,11 @@ def _silence_stdout() -> None:
 # --- commands ------------------------------------------------------------------------
 
 
-def _init(directory: Path, out: TextIO, err: TextIO) -> int:
+def _init(directory: Path, out: TextIO, err: TextIO, *, example: bool) -> int:
     from taskmodels.starter import write_starter
 
     try:
-        written = write_starter(directory)
+        written = write_starter(directory, example=example)
     except ConfigurationError as exc:
         print(f"taskmodels: error: {exc}", file=err)
         return EXIT_INVALID

@@ -30,9 +30,12 @@ How blocks run, one test per Markdown file:
   ``<!-- append-to: PATH KEY -->`` appends the block's JSON object to the list KEY
   of the JSON file PATH: a guide's "add this to the models list".
 
-Where they run: a temporary directory holding a copy of the repository's
-``settings/`` (so ``settings/modelRegistry.json`` resolves and nothing writes into
-the repository), with a fake LLM server on 127.0.0.1 (``taskmodels.fake_server``)
+Where they run: a temporary directory holding what ``taskmodels init`` writes (the
+starter registry at ``settings/modelRegistry.json``, as a new user has it), or, on a page
+marked ``<!-- registry: example -->``, what ``taskmodels init --example`` writes (the
+repository's example registry and its production overlay); such a page must say so where
+a reader sees it (``test_pages_on_the_example_registry_say_so``). Nothing writes into the
+repository. A fake LLM server on 127.0.0.1 (``taskmodels.fake_server``)
 standing in for every provider: the providers' usual key variables hold dummy keys
 and their base URLs point at the fake. An HTTPS proxy on a closed local port makes
 any request that escapes to the internet fail at once instead of leaving the machine.
@@ -48,7 +51,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import traceback
@@ -72,6 +74,8 @@ _APPLY_ENV = "<!-- apply-env -->"
 _REDIS_PLACEHOLDER = "redis://127.0.0.1:6379"
 _APPEND = re.compile(r"^<!--\s*append-to:\s*(\S+)\s+(\w+)\s*-->\s*$")
 _EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
+_EXAMPLE_REGISTRY = "<!-- registry: example -->"
+_EXAMPLE_SAID = "taskmodels init --example"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,6 @@ def parse_blocks(path: Path) -> list[Block]:
 @pytest.fixture
 def doc_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
     # A doc's bash block may set variables (apply-env); monkeypatch restores them after the page.
-    shutil.copytree(ROOT / "settings", tmp_path / "settings")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # pages import the files they saved (app.py ...)
     for name in list(os.environ):
@@ -312,6 +315,9 @@ def _names_in(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
 def test_every_code_block_runs(path: Path, doc_env: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmodels.starter import write_starter
+
+    write_starter(Path.cwd(), example=uses_example_registry(path))  # what `taskmodels init [--example]` writes
     runner = _Runner(doc_env, "docs_" + re.sub(r"\W", "_", path.stem), monkeypatch)
     try:
         for block in parse_blocks(path):
@@ -324,6 +330,45 @@ def test_every_code_block_runs(path: Path, doc_env: FakeLLMServer, monkeypatch: 
                 pytest.fail(f"{block.where}: the {block.lang} block failed:\n{block.code}\n{detail}", pytrace=False)
     finally:
         runner.close()
+
+
+def uses_example_registry(path: Path) -> bool:
+    return _EXAMPLE_REGISTRY in path.read_text(encoding="utf-8")
+
+
+def test_pages_on_the_example_registry_say_so() -> None:
+    """A page whose snippets read the example registry says so before its first snippet, where a reader sees it
+    (not only in the marker, an HTML comment); every other page runs against the starter registry."""
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        if _EXAMPLE_REGISTRY not in text:
+            continue
+        before_code = text[: text.find("\n```")]
+        visible = re.sub(r"<!--.*?-->", "", before_code, flags=re.DOTALL)
+        assert _EXAMPLE_SAID in visible, f"{path.name}: say before the first snippet that it uses `{_EXAMPLE_SAID}`"
+
+
+def test_the_example_registry_the_package_ships_is_the_repositorys() -> None:
+    from taskmodels.starter import EXAMPLE_FILES, starter_text
+
+    registries = [starter for starter in EXAMPLE_FILES if starter.target.startswith("settings/")]
+    assert len(registries) == 2  # the base file and its production overlay
+    for starter in registries:
+        assert starter_text(starter.template) == (ROOT / starter.target).read_text(encoding="utf-8"), starter.target
+
+
+def test_the_readme_snippets_run_as_files() -> None:
+    """Pasted into a .py file, each README snippet is valid Python: no top-level await."""
+    for block in parse_blocks(ROOT / "README.md"):
+        if block.lang == "python":
+            compile(block.code, block.where, "exec", dont_inherit=True)  # a SyntaxError fails the test
+
+
+def test_where_the_guides_start_they_say_how_to_run_top_level_await() -> None:
+    for name in ("index.md", "getting-started.md"):
+        text = (ROOT / "docs" / name).read_text(encoding="utf-8")
+        assert "python -m asyncio" in text, name
+        assert "asyncio.run(main())" in text, name
 
 
 def test_the_docs_exist_and_hold_code() -> None:
