@@ -468,3 +468,17 @@ def test_python_dash_m_taskmodels_is_the_command(tmp_path: Path) -> None:
     )
     assert usage.returncode == 2
     assert usage.stderr.startswith("usage: taskmodels")
+
+
+def test_init_example_writes_the_registry_the_reference_docs_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--example", "app"]) == 0
+    out = capsys.readouterr().out
+    for name in ("settings/modelRegistry.json", "settings/modelRegistry.production.json", ".env.example"):
+        assert f"wrote {tmp_path / 'app' / name}" in out
+    assert (tmp_path / "app" / "settings" / "modelRegistry.json").read_text() == EXAMPLE.read_text()
+    assert main(["validate", "app/settings/modelRegistry.json", "--env", "production"]) == 0
+    assert "11 models, 6 tasks" not in capsys.readouterr().out  # the overlay adds a model
+    assert main(["validate", "app/settings/modelRegistry.json"]) == 0
+    assert "valid: 11 models, 6 tasks" in capsys.readouterr().out
