@@ -14,7 +14,7 @@ def readme_clone_command() -> str:
     blocks = re.findall(
         r"^```bash\n(.*?)^```", (ROOT / "README.md").read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL
     )
-    found = [block.strip() for block in blocks if "--group dev" in block and "\n" not in block.strip()]
+    found = [str(block).strip() for block in blocks if "--group dev" in block and "\n" not in str(block).strip()]
     assert len(found) == 1, found
     return found[0]
 
