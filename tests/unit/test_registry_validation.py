@@ -349,3 +349,8 @@ def test_a_misspelled_provider_name_gets_a_suggestion(provider: str, meant: str)
 def test_a_provider_name_like_none_gets_no_suggestion() -> None:
     [message] = errors_of(registry([model("a", provider="zzz")])).values()
     assert message.startswith("no provider implementation named 'zzz' (known: anthropic,")
+
+
+def test_a_short_name_merely_sharing_letters_gets_no_suggestion() -> None:
+    [message] = errors_of(registry([model("a", provider="nope")])).values()
+    assert message.startswith("no provider implementation named 'nope' (known: anthropic,")

@@ -938,7 +938,13 @@ class _Validator:
     def _unknown_provider(self, provider: str) -> str:
         """A provider name no implementation has, with the closest one (``OpenAI``, ``openai_compatible``)."""
         known = sorted(self.providers or ())
-        close = IdSuggester(known).suggest(provider)
+        # Case and separators first (OpenAI, openai_compatible); a close spelling only when really close: provider
+        # names are short, and difflib's usual 0.6 takes 'nope' for 'openai'.
+        normal = {name.casefold().replace("_", "-"): name for name in known}
+        close = normal.get(provider.casefold().replace("_", "-"))
+        if close is None:
+            found = difflib.get_close_matches(provider.casefold(), known, n=1, cutoff=0.8)
+            close = found[0] if found else None
         hint = f"; did you mean {close!r}?" if close is not None else ""
         return f"no provider implementation named {provider!r}{hint} (known: {', '.join(known)})"
 
