@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from taskmodels import __version__
 from taskmodels.errors import ConfigurationError, Problem, RegistryError, SettingsError, UnknownTaskError
 from taskmodels.registry.jsonschema import registry_json_schema
 from taskmodels.registry.schema import DeploymentConfig, ModelConfig, TaskMapping
@@ -73,9 +74,15 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"taskmodels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     init = sub.add_parser("init", help="write a starter registry and .env.example (never overwrites)")
     init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="project directory (default: here)")
+    init.add_argument(
+        "--example",
+        action="store_true",
+        help="the example registry the docs' reference pages use (11 models, 6 tasks, a production overlay)",
+    )
     validate = sub.add_parser("validate", parents=[common], help="check a registry file; list every problem")
     validate.add_argument("path", nargs="?", metavar="PATH", help="registry file (default: --registry)")
     sub.add_parser("plan", parents=[common], help="show each task's chain: primary, fallbacks, default")
@@ -96,7 +103,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fake = sub.add_parser(
         "fake-server", help="serve a fake LLM (OpenAI, Anthropic, Gemini, Ollama protocols) on 127.0.0.1"
     )
-    fake.add_argument("--port", type=_non_negative, default=0, help="port to listen on (default: any free port)")
+    fake.add_argument(
+        "--port", type=_non_negative, default=None, help="port to listen on (default: 8080, else any free port)"
+    )
     return parser
 
 
@@ -145,7 +154,9 @@ def _provider_names() -> frozenset[str]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from taskmodels.settings import load_settings
+    """The settings, without the library's warning about variables that configure nothing: the commands
+    name those themselves (on stderr, or in ``check``'s report)."""
+    from taskmodels.settings import load_settings, unannounced
 
     overrides: dict[str, Any] = {}
     registry = getattr(args, "path", None) or getattr(args, "registry", None)
@@ -153,7 +164,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["registry_path"] = Path(registry)
     if getattr(args, "env", None) is not None:
         overrides["environment"] = args.env or None
-    return load_settings(**overrides)
+    with unannounced():
+        return load_settings(**overrides)
 
 
 def _paths(settings: Settings) -> list[Path]:
@@ -180,14 +192,22 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
             _print_json(registry_json_schema(), out)
             return EXIT_OK
         if args.command == "init":
-            return _init(Path(args.directory), out, err)
+            return _init(Path(args.directory), out, err, example=args.example)
         if args.command == "fake-server":
             from taskmodels.fake_server import main as serve
 
-            return serve(["--port", str(args.port)])
+            registry = getattr(args, "registry", None)
+            return serve(
+                [
+                    *(["--port", str(args.port)] if args.port is not None else []),
+                    *(["--registry", registry] if registry else []),
+                ]
+            )
         if args.command == "check":
             return _check(args, as_json, out, err)
         settings = _settings(args)
+        for variable in settings.unconfigured_variables():
+            print(f"taskmodels: warning: {variable}", file=err)
         providers = _provider_names()  # entry points are scanned once per command, not once per use
         ctx = _Context(
             _paths(settings), as_json, out, err, providers, endpoint_providers(settings, providers), settings
@@ -221,11 +241,11 @@ def _silence_stdout() -> None:
 # --- commands ------------------------------------------------------------------------
 
 
-def _init(directory: Path, out: TextIO, err: TextIO) -> int:
+def _init(directory: Path, out: TextIO, err: TextIO, *, example: bool) -> int:
     from taskmodels.starter import write_starter
 
     try:
-        written = write_starter(directory)
+        written = write_starter(directory, example=example)
     except ConfigurationError as exc:
         print(f"taskmodels: error: {exc}", file=err)
         return EXIT_INVALID
@@ -247,7 +267,10 @@ def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) ->
     try:
         settings = _settings(args)
     except SettingsError as exc:
-        report = CheckReport(settings_error=str(exc))
+        from taskmodels.settings import Settings
+
+        unconfigured = [str(variable) for variable in Settings.unconfigured_variables()]
+        report = CheckReport(settings_error=str(exc), unconfigured=unconfigured)
     else:
         paths = settings.registry_paths()
         if len(paths) > 1 and not paths[1].is_file():
@@ -261,7 +284,7 @@ def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) ->
 
 
 def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO) -> None:
-    print(f"settings: {'ok' if report.settings_error is None else 'invalid'}", file=out)
+    print(f"settings: {_settings_state(report)}", file=out)
     if report.sources and not report.registry_errors:
         summary = f"{_count(report.model_count, 'model')}, {_count(report.tasks, 'task')}"
         print(f"registry: {' + '.join(report.sources)}: valid ({summary})", file=out)
@@ -291,6 +314,14 @@ def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO
     else:
         what = "keys, endpoints and pings" if ping else "keys and endpoints (add --ping to reach them)"
         print(f"ready: {what} in place for {_count(report.model_count, 'model')}", file=out)
+
+
+def _settings_state(report: CheckReport) -> str:
+    if report.settings_error is not None:
+        return "invalid"
+    if report.unconfigured:
+        return f"{_count(len(report.unconfigured), 'variable')} configuring nothing (see below)"
+    return "ok"
 
 
 def _print_routes(routes: list[ModelStatus], out: TextIO) -> None:

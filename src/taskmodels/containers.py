@@ -232,7 +232,14 @@ class Container(containers.DeclarativeContainer):
     planner = _scoped(settings, "planner", Planner, settings.provided.resilience)
 
     model_service = _scoped(
-        settings, "model_service", ModelService, registry=registry, selector=selector, engine=engine, planner=planner
+        settings,
+        "model_service",
+        ModelService,
+        registry=registry,
+        selector=selector,
+        engine=engine,
+        planner=planner,
+        resources=resources,
     )
 
     aclose = providers.Coroutine(_shutdown, __self__)

@@ -13,14 +13,14 @@ import contextlib
 import threading
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from taskmodels.engine.call import CallState
 from taskmodels.engine.health import health
 from taskmodels.engine.loop import Engine
 from taskmodels.engine.observe import Observation
 from taskmodels.engine.plan import Operation, Planner
-from taskmodels.errors import CURRENT_TASK, TaskModelsError
+from taskmodels.errors import CURRENT_TASK, ServiceClosedError, TaskModelsError
 from taskmodels.output import output_run_for, output_schema
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.selection import ModelSelectionFactory
@@ -46,6 +46,20 @@ __all__ = ["ModelService", "SyncModelService"]
 _T = TypeVar("_T")
 
 
+class Lifetime(Protocol):
+    """What the service's resources were opened by (the container's ``ResourcePool``): closed or not."""
+
+    @property
+    def closed(self) -> bool: ...
+
+
+_CLOSED = (
+    "this service's container was closed (await container.aclose()): its HTTP client and state store are gone. "
+    "Ask the container for the service again (container.model_service(): it opens new ones, to close the same "
+    "way), or close the container only after the last call"
+)
+
+
 class ModelService:
     """Completions, streams and embeddings for tasks, with retries, fallbacks, one deadline, breakers and budgets.
 
@@ -60,11 +74,15 @@ class ModelService:
         selector: ModelSelectionFactory,
         engine: Engine,
         planner: Planner,
+        resources: Lifetime | None = None,
     ) -> None:
+        """``resources``: what opened the HTTP client and state store the engine uses; once it is closed, every
+        call raises ``ServiceClosedError`` before anything is sent (the container passes its resource pool)."""
         self.registry = registry
         self.selector = selector
         self.engine = engine
         self._planner = planner
+        self._resources = resources
         self._sync: SyncModelService | None = None
         self._sync_lock = threading.Lock()
 
@@ -194,6 +212,9 @@ class ModelService:
         streaming: bool = False,
     ) -> CallState:
         """The call's state, planned; ``fields`` ``None`` (embeddings) means no request to check."""
+        if self._resources is not None and self._resources.closed:
+            # A closed client would fail each attempt as if the provider had (retried, counted by breakers).
+            raise ServiceClosedError(_CLOSED)
         # A call that fails here (a bad request, an unknown task, no eligible model) is traced too, as a call
         # span in error: the ``try`` costs the calls that do not fail nothing.
         try:
