@@ -231,6 +231,8 @@ class _Relay:
                 texts: list[str] = []
                 tools: list[ToolCall] = []
                 event: StreamEvent = running.first
+                if event.model_id is None:  # the first event of each answer names the model giving it
+                    event.model_id, event.model_name = model.id, attempt.route.config.model_name
                 rest = running.rest
                 assert rest is not None
                 try:
