@@ -13,7 +13,8 @@ OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``.
 | every model rate limited                         | 429    | requests                | rate_limit_exceeded       |
 | no model can take the content (images)           | 400    | invalid_request_error   | unsupported_content       |
 | every model failed otherwise (auth upstream too) | 502    | server_error            | all_models_failed         |
-| ``DeadlineExceededError``, a timeout             | 504    | server_error            | deadline_exceeded         |
+| ``DeadlineExceededError``                        | 504    | server_error            | deadline_exceeded         |
+| every model timed out                            | 504    | server_error            | upstream_timeout          |
 | a configuration error, anything unexpected       | 500    | server_error            | internal_error            |
 
 A 429 carries ``Retry-After``: for rate limits the soonest any provider asked for; for a budget, the seconds
@@ -133,6 +134,9 @@ def _all_failed(exc: AllModelsFailedError) -> GatewayError:
         return GatewayError(
             429, message, type_="requests", code="rate_limit_exceeded", headers=retry_after_header(exc.retry_after)
         )
+    if errors and all(isinstance(e, ProviderTimeoutError) for e in errors):
+        message = f"task {exc.task!r}: no model answered in time{_tried(exc.attempts)}"
+        return GatewayError(504, message, type_=SERVER, code="upstream_timeout")
     if errors and all(isinstance(e, UnsupportedContentError) for e in errors):
         message = f"task {exc.task!r}: no model can take what the request carries{_tried(exc.attempts)}"
         return GatewayError(400, message, code="unsupported_content", param="messages")
