@@ -46,6 +46,7 @@ __all__ = ["bare_app", "main", "starlette_app"]
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 STREAM_PIECES = 20
+KEY = "sk-bench-" + "0123456789abcdef" * 3  # LiteLLM's proxy refuses to start without a master key; ours checks none
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,8 @@ def litellm_proxy(executable: str, upstream: str, folder: Path) -> Iterator[str]
         "      model: openai/bench\n"
         f"      api_base: {upstream}/v1\n"
         "      api_key: sk-bench\n"
+        "general_settings:\n"
+        f"  master_key: {KEY}\n"
         "litellm_settings:\n"
         "  telemetry: false\n"
         "  turn_off_message_logging: true\n"
@@ -194,7 +197,7 @@ def litellm_proxy(executable: str, upstream: str, folder: Path) -> Iterator[str]
 _WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench"
+wrk.headers["Authorization"] = "Bearer %s"
 wrk.body = [[%s]]
 function response(status, headers, body)
   if status ~= 200 then
@@ -226,7 +229,7 @@ class Load:
 def wrk(url: str, *, connections: int, seconds: float, folder: Path, body: Mapping[str, Any] = BODY) -> Load:
     """``wrk`` against ``url`` for ``seconds``, posting ``body``."""
     script = folder / f"wrk-{connections}.lua"
-    script.write_text(_WRK_SCRIPT % json.dumps(body))
+    script.write_text(_WRK_SCRIPT % (KEY, json.dumps(body)))
     threads = 1 if connections == 1 else 2
     duration = f"{max(1, round(seconds))}s"
     args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "-s", str(script), url]
@@ -296,7 +299,7 @@ async def measure_streams(url: str, *, calls: int, concurrent: int) -> Streams:
     body = {**BODY, "model": "seq", "stream": True}
     expected = [f"{i} " for i in range(STREAM_PIECES)]
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": "Bearer sk-bench"}) as session:
+    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": f"Bearer {KEY}"}) as session:
         firsts: list[float] = []
         gaps: list[float] = []
         for _ in range(calls):
@@ -360,12 +363,17 @@ def run(size: Size, *, litellm: str | None, transports: list[str], folder: Path)
                 }
             )
         if litellm:
-            with litellm_proxy(litellm, upstream.url, folder) as url:
-                endpoint = f"{url}/v1/chat/completions"
-                wrk(endpoint, connections=8, seconds=min(size.seconds, 2.0), folder=folder)
-                c1 = wrk(endpoint, connections=1, seconds=size.seconds, folder=folder)
-                c64 = wrk(endpoint, connections=64, seconds=size.seconds, folder=folder)
-            report["rows"].append({"name": "LiteLLM proxy", "c1": c1, "c64": c64})
+            try:
+                with litellm_proxy(litellm, upstream.url, folder) as url:
+                    endpoint = f"{url}/v1/chat/completions"
+                    wrk(endpoint, connections=8, seconds=min(size.seconds, 2.0), folder=folder)
+                    c1 = wrk(endpoint, connections=1, seconds=size.seconds, folder=folder)
+                    c64 = wrk(endpoint, connections=64, seconds=size.seconds, folder=folder)
+            except RuntimeError as exc:  # its rows say why; the rest of the run stands
+                log = (folder / "litellm.log").read_text(errors="replace")[-600:]
+                report["litellm_skipped"] = f"LiteLLM's proxy failed: {exc}: {log}".replace("\n", " ")
+            else:
+                report["rows"].append({"name": "LiteLLM proxy", "c1": c1, "c64": c64})
         else:
             report["litellm_skipped"] = "no LiteLLM proxy: give --litellm PATH or TASKMODELS_BENCH_LITELLM"
         # The framework question, asked once: the same app behind Starlette's router, on the same uvicorn.

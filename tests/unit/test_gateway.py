@@ -340,6 +340,7 @@ async def test_unknown_paths_and_methods_are_404_and_405(client: Client) -> None
     wrong = await client.get(CHAT)
     assert wrong.status == 405
     assert wrong.headers["allow"] == "POST"
+    assert (await client.post("/v1/models", {})).headers["allow"] == "GET"
 
 
 @pytest.mark.parametrize(

@@ -179,8 +179,9 @@ class GatewayApp:
         if method == "GET" and path.startswith(_MODELS_PREFIX) and len(path) > len(_MODELS_PREFIX):
             return self._model
         if path in self._paths:
+            allowed = ", ".join(sorted(m for m, p in self._routes if p == path)).encode()
             raise GatewayError(
-                405, f"Method not allowed ({method} {path})", code="method_not_allowed", headers=[(b"allow", b"POST")]
+                405, f"Method not allowed ({method} {path})", code="method_not_allowed", headers=[(b"allow", allowed)]
             )
         raise GatewayError(404, f"Invalid URL ({method} {path})", code="unknown_url")
 

@@ -142,7 +142,9 @@ def parse_chat(body: dict[str, Any]) -> ChatCall:  # noqa: C901, PLR0912 - one b
                     400, f"{name}={_short(value)} cannot be honoured: {why}", code="unsupported_parameter", param=name
                 )
         else:
-            raise GatewayError(400, f"Unknown parameter: '{_short_name(name)}'.", code="unknown_parameter", param=name)
+            raise GatewayError(
+                400, f"Unknown parameter: '{_short_name(name)}'.", code="unknown_parameter", param=_short_name(name)
+            )
     if "stream_options" in body and body["stream_options"] is not None and not call.stream:
         raise GatewayError(
             400, "stream_options is only allowed when stream is true", code="invalid_value", param="stream_options"
@@ -228,7 +230,9 @@ def parse_embeddings(body: dict[str, Any]) -> EmbeddingsCall:
                 param=name,
             )
         else:
-            raise GatewayError(400, f"Unknown parameter: '{_short_name(name)}'.", code="unknown_parameter", param=name)
+            raise GatewayError(
+                400, f"Unknown parameter: '{_short_name(name)}'.", code="unknown_parameter", param=_short_name(name)
+            )
     return call
 
 
