@@ -647,3 +647,43 @@ async def test_any_body_gets_an_answer_in_openais_shape_never_a_500(body: dict[s
         assert isinstance(error["message"], str)
     elif not body.get("stream"):
         assert answer.json()["object"] in {"chat.completion", "list"}
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def test_the_gateway_imports_without_the_serve_extra() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, taskmodels.gateway, taskmodels.containers; assert 'uvicorn' not in sys.modules, 'uvicorn'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_serve_without_uvicorn_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from taskmodels import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    assert cli.main(["serve"]) == 2
+    assert "pip install 'taskmodels[serve]'" in capsys.readouterr().err
+
+
+def test_serve_checks_the_registry_before_it_starts(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from taskmodels import cli
+    from taskmodels.gateway import server
+
+    started: list[object] = []
+    monkeypatch.setattr(server, "serve", lambda *a, **kw: started.append(a))
+    broken = tmp_path / "registry.json"
+    broken.write_text(json.dumps({"models": [], "taskMappings": [], "defaultModelId": "nowhere"}))
+    assert cli.main(["serve", "--registry", str(broken)]) == 1
+    assert "defaultModelId" in capsys.readouterr().err
+    assert started == []
