@@ -56,8 +56,11 @@ class GatewayProcess:
     ) -> Self:
         port = free_port()
         log_path = log_path or registry.with_name(f"gateway-{port}.log")
-        # Nothing of the test process's own taskmodels settings or provider keys: only what the test gives.
+        # Nothing of the test process's own taskmodels settings or provider keys: only what the test gives, and the
+        # transport CI chose for this run (.ci/run runs the integration suite on both).
         base = {k: v for k, v in os.environ.items() if not k.startswith("TASKMODELS_") and k not in _KEYS}
+        if "TASKMODELS_HTTP__TRANSPORT" in os.environ:
+            base["TASKMODELS_HTTP__TRANSPORT"] = os.environ["TASKMODELS_HTTP__TRANSPORT"]
         base["NO_PROXY"] = "127.0.0.1,localhost"
         args = [sys.executable, "-m", "taskmodels.cli", "serve", "--registry", str(registry), "--port", str(port)]
         args += ["--workers", str(workers)]

@@ -452,12 +452,15 @@ def test_two_workers_share_one_budget_through_redis(fault: FaultServer, redis: R
     path.write_text(json.dumps({"models": [entry], "taskMappings": [task], "defaultModelId": "m-shared"}))
     statuses: list[int] = []
     with GatewayProcess.start(path, env=_env(redis), workers=2) as process:
+        deadline = time.monotonic() + 30
+        while process.log().count("Application startup complete") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # poll, bounded: the first worker answers before the second has started
         for _ in range(12):
             with httpx2.Client(timeout=30, trust_env=False) as http:  # a new connection each: any worker answers
                 reply = http.post(f"{process.base_url}/chat/completions", json={"model": "shared", "messages": HELLO})
                 statuses.append(reply.status_code)
         log = process.log()
-    assert log.count("Started server process") == 2
+    assert log.count("Application startup complete") == 2
     served = statuses.count(200)
     assert served >= 1
     assert statuses == [200] * served + [429] * (12 - served)  # once spent, spent for every worker
