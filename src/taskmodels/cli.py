@@ -1,5 +1,6 @@
 """The ``taskmodels`` command: start a project, validate a registry, show its routing, explain one decision,
-check a deployment's keys and endpoints, print the schema, run a fake server.
+check a deployment's keys and endpoints, print the schema, serve the tasks as an OpenAI-compatible API, run a
+fake server.
 
 Exit codes: 0 success, 1 the registry has errors (or ``check`` found a problem, or ``init``
 would overwrite a file), 2 a usage error or a missing file.
@@ -100,6 +101,14 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ping", action="store_true", help="also send one cheap request to each distinct endpoint")
     check.add_argument("--timeout", type=_positive_float, default=5.0, metavar="SECONDS", help="per ping (default: 5)")
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the registry file")
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the registry's tasks as an OpenAI-compatible API (pip install 'taskmodels[serve]')",
+    )
+    serve.add_argument("--host", metavar="ADDRESS", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=_non_negative, metavar="N", help="port to listen on (default: 8000)")
+    serve.add_argument("--workers", type=_positive, metavar="N", help="processes (default: 1); share state via Redis")
     fake = sub.add_parser(
         "fake-server", help="serve a fake LLM (OpenAI, Anthropic, Gemini, Ollama protocols) on 127.0.0.1"
     )
@@ -205,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
             )
         if args.command == "check":
             return _check(args, as_json, out, err)
+        if args.command == "serve":
+            return _serve(args, out, err)
         settings = _settings(args)
         for variable in settings.unconfigured_variables():
             print(f"taskmodels: warning: {variable}", file=err)
@@ -343,6 +354,42 @@ def _print_routes(routes: list[ModelStatus], out: TextIO) -> None:
 def _variable(route: ModelStatus) -> str:
     """The variable a route's key is read from first (the model's or deployment's apiKeyEnv, else the vendor's)."""
     return route.key_variables[0] if route.key_variables and route.key != "not needed" else "-"
+
+
+def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import importlib.util
+
+    from taskmodels.gateway.server import INSTALL_HINT, serve
+
+    if importlib.util.find_spec("uvicorn") is None:
+        print(f"taskmodels: error: serve needs uvicorn: {INSTALL_HINT}", file=err)
+        return EXIT_USAGE
+    settings = _settings(args)
+    paths = _paths(settings)
+    endpoints = endpoint_providers(settings, _provider_names())
+    result = check_files(paths, provider_names=_provider_names(), providers_with_base_url=endpoints)
+    if result.errors or result.config is None:
+        print(str(RegistryError(result.errors)), file=err)
+        print("run 'taskmodels validate' for details", file=err)
+        return EXIT_INVALID
+    # Each worker builds its container from the environment: what the options chose goes there first.
+    if getattr(args, "registry", None):
+        os.environ["TASKMODELS_REGISTRY_PATH"] = str(Path(args.registry).absolute())
+    if getattr(args, "env", None) is not None:
+        os.environ["TASKMODELS_ENVIRONMENT"] = args.env
+    gateway = settings.gateway
+    host = args.host if args.host is not None else gateway.host
+    port = args.port if args.port is not None else gateway.port
+    workers = args.workers if args.workers is not None else gateway.workers
+    tasks = len(result.config.task_mappings)
+    print(
+        f"taskmodels gateway: {_count(tasks, 'task')} of {' + '.join(result.sources)} at http://{host}:{port}/v1 "
+        f"({_count(workers, 'worker')})",
+        file=out,
+        flush=True,
+    )
+    serve(settings, host=host, port=port, workers=workers)
+    return EXIT_OK
 
 
 def _validate(ctx: _Context) -> int:

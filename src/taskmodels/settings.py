@@ -7,6 +7,7 @@
     TASKMODELS_RESILIENCE__DEADLINE=30
     TASKMODELS_STATE__BACKEND=redis
     TASKMODELS_TELEMETRY__ENABLED=false         # no OpenTelemetry spans or metrics, even with the API installed
+    TASKMODELS_GATEWAY__PORT=8080               # taskmodels serve
     OPENAI_API_KEY=...                           # the providers' usual variables are honoured
 
 This module and ``containers.py`` are the only ones that import ``pydantic_settings``.
@@ -33,6 +34,7 @@ from taskmodels import redaction
 from taskmodels.errors import SettingsError
 from taskmodels.log import WARNING, library_logger
 from taskmodels.sections import (
+    GatewaySettings,
     HttpSettings,
     LoggingSettings,
     ProviderSettings,
@@ -46,6 +48,7 @@ from taskmodels.sections import (
 from taskmodels.variables import Unconfigured, closest_variable, unconfigured_variables
 
 __all__ = [
+    "GatewaySettings",
     "HttpSettings",
     "LoggingSettings",
     "ProviderSettings",
@@ -101,6 +104,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     openai_api_key: SecretStr | None = Field(

@@ -11,6 +11,9 @@ venv's own `taskmodels`, as written (nothing edited between them):
 
 And a contributor's: a copy of this checkout, a fresh venv with the pip its Python ships, and the README's
 command for a clone, run as written (its pytest only collects: the suite itself is what CI runs next).
+
+And the gateway's path (docs/gateway.md): ``pip install '<wheel>[serve]'``, ``taskmodels init``,
+``taskmodels serve`` against the fake server, one call from the openai SDK with ``model="clustering"``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,20 @@ def _guide_output(starts: str) -> str:
     blocks = [b.code for b in parse_blocks(ROOT / "docs" / "getting-started.md") if b.lang == "text"]
     [found] = [code for code in blocks if code.startswith(starts)]
     return found
+
+
+SDK_CALL = """
+import sys
+
+from openai import OpenAI
+
+client = OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0)
+answer = client.chat.completions.create(
+    model="clustering",
+    messages=[{"role": "user", "content": "Cluster these personas: a baker, a pilot, a chef"}],
+)
+print(answer.model, "|", answer.choices[0].message.content)
+"""
 
 
 def _require_or_skip(request: pytest.FixtureRequest, ok: bool, why: str) -> None:
@@ -280,3 +297,77 @@ def test_the_readme_command_installs_a_clone_from_the_pip_a_fresh_venv_ships(
     _require_or_skip(request, not unreachable, f"no package index reachable: {output[-2000:]}")
     assert done.returncode == 0, f"`{command}` from {shipped.strip()} failed:\n{output[-6000:]}"
     assert re.search(r"^\d+ tests collected", done.stdout, re.MULTILINE), done.stdout[-2000:]
+
+
+def test_from_pip_install_to_an_answer_through_the_gateway(
+    installed: Path, project: Path, fake_server: tuple[str, dict[str, str], list[str]], request: pytest.FixtureRequest
+) -> None:
+    import httpx2
+
+    from tests.integration.redisserver import free_port
+
+    env = _user_env(installed)
+    wheel = next((installed.parent / "wheels").glob("taskmodels-*.whl"))
+    pip = subprocess.run(
+        [
+            str(installed / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"{wheel}[serve]",
+            "openai",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    _require_or_skip(request, pip.returncode == 0, f"pip could not install the serve extra: {pip.stderr[-2000:]}")
+
+    # The fixture ran `taskmodels init` in the project, then started the fake server as the guide says.
+    _, exports, _ = fake_server  # the starter's clustering chain starts with OpenAI: its variables point there
+    env.update(exports)
+    port = free_port()
+    log = project / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(installed / "bin" / "taskmodels"), "serve", "--port", str(port)],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 60
+        with httpx2.Client(timeout=2.0, trust_env=False) as http:
+            while True:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"taskmodels serve was not ready: {log.read_text()}"
+                try:
+                    if http.get(f"{url}/models").status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                time.sleep(0.1)  # poll interval, bounded by the deadline
+        answer = subprocess.run(
+            [str(installed / "bin" / "python"), "-c", SDK_CALL, url],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert answer.returncode == 0, answer.stderr + log.read_text()
+    assert (
+        answer.stdout.strip()
+        == "gpt-4o-mini | [gpt-4o-mini] answer to: Cluster these personas: a baker, a pilot, a chef"
+    )
+    assert "taskmodels gateway: 3 tasks" in log.read_text()

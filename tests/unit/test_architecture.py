@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["providers", "resilience"], 3),
     **dict.fromkeys(["engine", "output", "telemetry"], 4),
     **dict.fromkeys(["service", "sync"], 5),
-    **dict.fromkeys(["settings", "variables", "http_client", "aiohttp_transport", "containers"], 6),
+    **dict.fromkeys(["settings", "variables", "http_client", "aiohttp_transport", "containers", "gateway"], 6),
     **dict.fromkeys(["cli", "__main__", "check", "starter", "fake_server", "testing"], 7),
 }
 
