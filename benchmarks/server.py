@@ -6,6 +6,7 @@ client being measured. Every answer is precomputed bytes.
 
     POST /v1/chat/completions  {"model": "...", "stream": false}  -> a fixed completion with usage
     POST /v1/chat/completions  {"model": "...", "stream": true}   -> N SSE chunks, a usage chunk, [DONE]
+    model "seq", streamed                                         -> the pieces numbered: "0 ", "1 ", ...
     model "fail-<status>" (e.g. "fail-500")                       -> that status with an OpenAI error body
     model "tail-<median ms>-<slow ms>" (e.g. "tail-50-2000")      -> the same answers, after a first-token delay:
         2 % of requests wait <slow ms> (so it is the p99), the rest a log-normal delay around <median ms>
@@ -95,7 +96,8 @@ def _stream_body(model: str, chunks: int) -> bytes:
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
     events = [event({"role": "assistant", "content": ""}, None)]
-    events += [event({"content": STREAM_PIECE}, None) for _ in range(chunks)]
+    # Model "seq" numbers its pieces ("0 ", "1 ", ...), so a relay that drops or reorders one is seen.
+    events += [event({"content": f"{i} " if model == "seq" else STREAM_PIECE}, None) for i in range(chunks)]
     events.append(event({}, "stop"))
     events.append(
         event(

@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "RateLimitError": "taskmodels.errors",
     "RegistryError": "taskmodels.errors",
     "SelectionError": "taskmodels.errors",
+    "ServiceClosedError": "taskmodels.errors",
     "SettingsError": "taskmodels.errors",
     "StreamStalledError": "taskmodels.errors",
     "TaskModelsError": "taskmodels.errors",
@@ -162,6 +163,9 @@ if TYPE_CHECKING:
     )
     from taskmodels.errors import (
         SelectionError as SelectionError,
+    )
+    from taskmodels.errors import (
+        ServiceClosedError as ServiceClosedError,
     )
     from taskmodels.errors import (
         SettingsError as SettingsError,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,7 @@ class PingResult:
 @dataclass(slots=True)
 class CheckReport:
     settings_error: str | None = None
+    unconfigured: list[str] = field(default_factory=list)  # TASKMODELS_ variables that configure nothing
     sources: tuple[str, ...] = ()
     registry_errors: list[str] = field(default_factory=list)
     models: list[ModelStatus] = field(default_factory=list)  # one per route, a model's deployments in order
@@ -101,6 +102,7 @@ class CheckReport:
         out: list[str] = []
         if self.settings_error:
             out.append(f"settings: {self.settings_error}")
+        out.extend(f"settings: {variable}" for variable in self.unconfigured)
         out.extend(f"registry: {e}" for e in self.registry_errors)
         for model_id, routes in self._routes().items():
             if any(not route.problems for route in routes):
@@ -130,7 +132,11 @@ class CheckReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
-            "settings": {"ok": self.settings_error is None, "error": self.settings_error},
+            "settings": {
+                "ok": self.settings_error is None and not self.unconfigured,
+                "error": self.settings_error,
+                "unconfigured": list(self.unconfigured),
+            },
             "registry": {
                 "sources": list(self.sources),
                 "valid": bool(self.sources) and not self.registry_errors and self.settings_error is None,
@@ -177,6 +183,7 @@ def run_check(
 async def _run(settings: Settings, paths: Sequence[Path], *, ping: bool, limit: float) -> CheckReport:
     report = CheckReport()
     if not paths[0].is_file():
+        report.unconfigured = [str(variable) for variable in settings.unconfigured_variables()]
         report.registry_errors.append(registry_not_found(paths[0]).replace("\n", " "))
         return report
     async with httpx2.AsyncClient(timeout=limit) as client:
@@ -184,6 +191,9 @@ async def _run(settings: Settings, paths: Sequence[Path], *, ping: bool, limit: 
         names = factory.provider_names()
         result = check_files(paths, provider_names=names, providers_with_base_url=endpoint_providers(settings, names))
         report.sources = tuple(result.sources)
+        # A variable the registry names as a key (apiKeyEnv) is read by the calls, not the settings.
+        named = [] if result.config is None else [v for m in result.config.models for v in _key_variables(m)]
+        report.unconfigured = [str(variable) for variable in settings.unconfigured_variables(named)]
         if result.errors or result.config is None:
             report.registry_errors.extend(scrub(str(p)) for p in result.errors)
             return report
@@ -193,6 +203,12 @@ async def _run(settings: Settings, paths: Sequence[Path], *, ping: bool, limit: 
         if ping:
             report.pings = await _ping_all(built, client, limit)
     return report
+
+
+def _key_variables(model: ModelConfig) -> Iterator[str]:
+    if model.api_key_env:
+        yield model.api_key_env
+    yield from (d.api_key_env for d in model.deployments if d.api_key_env)
 
 
 def deployment_statuses(settings: Settings, models: Sequence[ModelConfig]) -> list[ModelStatus]:

@@ -1,5 +1,6 @@
 """The ``taskmodels`` command: start a project, validate a registry, show its routing, explain one decision,
-check a deployment's keys and endpoints, print the schema, run a fake server.
+check a deployment's keys and endpoints, print the schema, serve the tasks as an OpenAI-compatible API, run a
+fake server.
 
 Exit codes: 0 success, 1 the registry has errors (or ``check`` found a problem, or ``init``
 would overwrite a file), 2 a usage error or a missing file.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from taskmodels import __version__
 from taskmodels.errors import ConfigurationError, Problem, RegistryError, SettingsError, UnknownTaskError
 from taskmodels.registry.jsonschema import registry_json_schema
 from taskmodels.registry.schema import DeploymentConfig, ModelConfig, TaskMapping
@@ -73,9 +75,15 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"taskmodels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     init = sub.add_parser("init", help="write a starter registry and .env.example (never overwrites)")
     init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="project directory (default: here)")
+    init.add_argument(
+        "--example",
+        action="store_true",
+        help="the example registry the docs' reference pages use (11 models, 6 tasks, a production overlay)",
+    )
     validate = sub.add_parser("validate", parents=[common], help="check a registry file; list every problem")
     validate.add_argument("path", nargs="?", metavar="PATH", help="registry file (default: --registry)")
     sub.add_parser("plan", parents=[common], help="show each task's chain: primary, fallbacks, default")
@@ -93,10 +101,20 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ping", action="store_true", help="also send one cheap request to each distinct endpoint")
     check.add_argument("--timeout", type=_positive_float, default=5.0, metavar="SECONDS", help="per ping (default: 5)")
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the registry file")
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the registry's tasks as an OpenAI-compatible API (pip install 'taskmodels[serve]')",
+    )
+    serve.add_argument("--host", metavar="ADDRESS", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=_non_negative, metavar="N", help="port to listen on (default: 8000)")
+    serve.add_argument("--workers", type=_positive, metavar="N", help="processes (default: 1); share state via Redis")
     fake = sub.add_parser(
         "fake-server", help="serve a fake LLM (OpenAI, Anthropic, Gemini, Ollama protocols) on 127.0.0.1"
     )
-    fake.add_argument("--port", type=_non_negative, default=0, help="port to listen on (default: any free port)")
+    fake.add_argument(
+        "--port", type=_non_negative, default=None, help="port to listen on (default: 8080, else any free port)"
+    )
     _add_keys_parser(sub, common)
     return parser
 
@@ -146,7 +164,9 @@ def _provider_names() -> frozenset[str]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from taskmodels.settings import load_settings
+    """The settings, without the library's warning about variables that configure nothing: the commands
+    name those themselves (on stderr, or in ``check``'s report)."""
+    from taskmodels.settings import load_settings, unannounced
 
     overrides: dict[str, Any] = {}
     registry = getattr(args, "path", None) or getattr(args, "registry", None)
@@ -154,7 +174,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["registry_path"] = Path(registry)
     if getattr(args, "env", None) is not None:
         overrides["environment"] = args.env or None
-    return load_settings(**overrides)
+    with unannounced():
+        return load_settings(**overrides)
 
 
 def _paths(settings: Settings) -> list[Path]:
@@ -167,7 +188,7 @@ def _paths(settings: Settings) -> list[Path]:
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one branch per subcommand, each returning its exit code
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911, PLR0912 - one branch per subcommand, each returning its exit code
     """Run the command line; returns the exit code."""
     parser = _build_parser()
     try:
@@ -181,16 +202,26 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0911 - one
             _print_json(registry_json_schema(), out)
             return EXIT_OK
         if args.command == "init":
-            return _init(Path(args.directory), out, err)
+            return _init(Path(args.directory), out, err, example=args.example)
         if args.command == "fake-server":
             from taskmodels.fake_server import main as serve
 
-            return serve(["--port", str(args.port)])
+            registry = getattr(args, "registry", None)
+            return serve(
+                [
+                    *(["--port", str(args.port)] if args.port is not None else []),
+                    *(["--registry", registry] if registry else []),
+                ]
+            )
         if args.command == "check":
             return _check(args, as_json, out, err)
         if args.command == "keys":
             return _keys(args, out, err)
+        if args.command == "serve":
+            return _serve(args, out, err)
         settings = _settings(args)
+        for variable in settings.unconfigured_variables():
+            print(f"taskmodels: warning: {variable}", file=err)
         providers = _provider_names()  # entry points are scanned once per command, not once per use
         ctx = _Context(
             _paths(settings), as_json, out, err, providers, endpoint_providers(settings, providers), settings
@@ -224,11 +255,11 @@ def _silence_stdout() -> None:
 # --- commands ------------------------------------------------------------------------
 
 
-def _init(directory: Path, out: TextIO, err: TextIO) -> int:
+def _init(directory: Path, out: TextIO, err: TextIO, *, example: bool) -> int:
     from taskmodels.starter import write_starter
 
     try:
-        written = write_starter(directory)
+        written = write_starter(directory, example=example)
     except ConfigurationError as exc:
         print(f"taskmodels: error: {exc}", file=err)
         return EXIT_INVALID
@@ -250,7 +281,10 @@ def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) ->
     try:
         settings = _settings(args)
     except SettingsError as exc:
-        report = CheckReport(settings_error=str(exc))
+        from taskmodels.settings import Settings
+
+        unconfigured = [str(variable) for variable in Settings.unconfigured_variables()]
+        report = CheckReport(settings_error=str(exc), unconfigured=unconfigured)
     else:
         paths = settings.registry_paths()
         if len(paths) > 1 and not paths[1].is_file():
@@ -264,7 +298,7 @@ def _check(args: argparse.Namespace, as_json: bool, out: TextIO, err: TextIO) ->
 
 
 def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO) -> None:
-    print(f"settings: {'ok' if report.settings_error is None else 'invalid'}", file=out)
+    print(f"settings: {_settings_state(report)}", file=out)
     if report.sources and not report.registry_errors:
         summary = f"{_count(report.model_count, 'model')}, {_count(report.tasks, 'task')}"
         print(f"registry: {' + '.join(report.sources)}: valid ({summary})", file=out)
@@ -296,6 +330,14 @@ def _print_check(report: CheckReport, *, ping: bool, timeout: float, out: TextIO
         print(f"ready: {what} in place for {_count(report.model_count, 'model')}", file=out)
 
 
+def _settings_state(report: CheckReport) -> str:
+    if report.settings_error is not None:
+        return "invalid"
+    if report.unconfigured:
+        return f"{_count(len(report.unconfigured), 'variable')} configuring nothing (see below)"
+    return "ok"
+
+
 def _print_routes(routes: list[ModelStatus], out: TextIO) -> None:
     """One row per route: a model, or each of its deployments under it (then with a DEPLOYMENT column)."""
     pooled = any(route.deployment_id is not None for route in routes)
@@ -315,6 +357,42 @@ def _print_routes(routes: list[ModelStatus], out: TextIO) -> None:
 def _variable(route: ModelStatus) -> str:
     """The variable a route's key is read from first (the model's or deployment's apiKeyEnv, else the vendor's)."""
     return route.key_variables[0] if route.key_variables and route.key != "not needed" else "-"
+
+
+def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import importlib.util
+
+    from taskmodels.gateway.server import INSTALL_HINT, serve
+
+    if importlib.util.find_spec("uvicorn") is None:
+        print(f"taskmodels: error: serve needs uvicorn: {INSTALL_HINT}", file=err)
+        return EXIT_USAGE
+    settings = _settings(args)
+    paths = _paths(settings)
+    endpoints = endpoint_providers(settings, _provider_names())
+    result = check_files(paths, provider_names=_provider_names(), providers_with_base_url=endpoints)
+    if result.errors or result.config is None:
+        print(str(RegistryError(result.errors)), file=err)
+        print("run 'taskmodels validate' for details", file=err)
+        return EXIT_INVALID
+    # Each worker builds its container from the environment: what the options chose goes there first.
+    if getattr(args, "registry", None):
+        os.environ["TASKMODELS_REGISTRY_PATH"] = str(Path(args.registry).absolute())
+    if getattr(args, "env", None) is not None:
+        os.environ["TASKMODELS_ENVIRONMENT"] = args.env
+    gateway = settings.gateway
+    host = args.host if args.host is not None else gateway.host
+    port = args.port if args.port is not None else gateway.port
+    workers = args.workers if args.workers is not None else gateway.workers
+    tasks = len(result.config.task_mappings)
+    print(
+        f"taskmodels gateway: {_count(tasks, 'task')} of {' + '.join(result.sources)} at http://{host}:{port}/v1 "
+        f"({_count(workers, 'worker')})",
+        file=out,
+        flush=True,
+    )
+    serve(settings, host=host, port=port, workers=workers)
+    return EXIT_OK
 
 
 # --- keys: the gateway's virtual keys (taskmodels/gateway/keys_command.py) ----------------------------------

@@ -1,8 +1,8 @@
 """The composition root: a dependency-injector container that wires, and does nothing else.
 
-    settings -> http_client -> provider_factory -> registry -> selector -----------------------> model_service
-                state_store -> breaker -> gate --------------------------------> engine ----------^
-                clock, wall_clock, sleep, rand ---------> observation, outcomes -^   planner -----^
+    settings -> http_client -> provider_factory -> registry -> selector ----------------> model_service -> gateway
+                state_store -> breaker -> gate -------------------------> engine ----------^  gatekeeper -^
+                clock, wall_clock, sleep, rand --> observation, outcomes -^   planner -----^
                 tracer_provider, meter_provider -> tracer -^
 
 Every part of the engine is a node, so a test or an application overrides any of them, the clock and the
@@ -48,12 +48,12 @@ from taskmodels.providers.factory import ModelProviderFactory
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.state import MemoryStateStore, StateStore
-from taskmodels.sections import Scope, ScopeSettings, StateSettings, TelemetrySettings
+from taskmodels.sections import GatewaySettings, Scope, ScopeSettings, StateSettings, TelemetrySettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings, load_settings
 
-__all__ = ["Container", "build_call_tracer", "build_state_store"]
+__all__ = ["Container", "build_call_tracer", "build_gateway", "build_state_store"]
 
 _T = TypeVar("_T")
 
@@ -150,6 +150,16 @@ def build_call_tracer(settings: TelemetrySettings, tracer_provider: Any, meter_p
     )
 
 
+def build_gateway(
+    service: ModelService, settings: GatewaySettings, gatekeeper: Any, shutdown: Callable[[], Awaitable[object]]
+) -> Any:
+    """The OpenAI-compatible ASGI app over ``service`` (``taskmodels.gateway``); its lifespan shutdown runs
+    ``shutdown`` (the container's ``aclose``). Imported only when asked for."""
+    from taskmodels.gateway.app import GatewayApp
+
+    return GatewayApp(service, settings, shutdown=shutdown, gatekeeper=gatekeeper)
+
+
 def _provider_names(factory: ModelProviderFactory) -> frozenset[str]:
     return factory.provider_names()
 
@@ -232,7 +242,21 @@ class Container(containers.DeclarativeContainer):
     planner = _scoped(settings, "planner", Planner, settings.provided.resilience)
 
     model_service = _scoped(
-        settings, "model_service", ModelService, registry=registry, selector=selector, engine=engine, planner=planner
+        settings,
+        "model_service",
+        ModelService,
+        registry=registry,
+        selector=selector,
+        engine=engine,
+        planner=planner,
+        resources=resources,
     )
 
     aclose = providers.Coroutine(_shutdown, __self__)
+
+    # The gateway (taskmodels serve): the ASGI app over the service. ``gatekeeper`` is governance's seam: an object
+    # with ``authorize`` and ``admit`` (taskmodels.gateway.hooks.Gatekeeper); None serves every task to anyone.
+    gatekeeper: providers.Object[Any] = providers.Object(None)
+    gateway: providers.Singleton[Any] = providers.Singleton(
+        build_gateway, model_service, settings.provided.gateway, gatekeeper, aclose.provider
+    )

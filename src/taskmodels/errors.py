@@ -32,7 +32,8 @@ TaskModelsError
 │   └── BadRequestError               any other 4xx: the caller's request is wrong
 ├── DeadlineExceededError             the whole call's deadline passed
 ├── AllModelsFailedError              every candidate failed; carries every attempt
-└── BudgetExceededError               a task's spend limit for its window is reached
+├── BudgetExceededError               a task's spend limit for its window is reached
+└── ServiceClosedError                the service's container was closed (aclose); also a RuntimeError
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "RateLimitError",
     "RegistryError",
     "SelectionError",
+    "ServiceClosedError",
     "SettingsError",
     "StreamStalledError",
     "TaskModelsError",
@@ -380,8 +382,8 @@ class AllModelsFailedError(TaskModelsError, ExceptionGroup):  # type: ignore[mis
     ) -> Self:
         # An exception group cannot be empty: a chain that raised nothing (every model
         # skipped without an error of its own) still says why, through this placeholder.
-        group = list(errors) or [TaskModelsError("no model was tried")]
-        self = super().__new__(cls, message, group)
+        group = list(errors) or [TaskModelsError(_NO_MODEL_TRIED)]
+        self = super().__new__(cls, _with_first_cause(message, errors), group)
         self.task = task
         self.attempts = tuple(attempts)
         self.skipped = tuple(skipped)
@@ -408,6 +410,57 @@ class AllModelsFailedError(TaskModelsError, ExceptionGroup):  # type: ignore[mis
         return (_rebuild_all_failed, (state,))
 
 
+_NO_MODEL_TRIED = "no model was tried"  # the placeholder of a group whose chain raised nothing
+
+
+# What a person can act on, when every model failed: what the configuration lacks, a key the provider refused, a
+# server that is not there, a request the provider refused. The first of these in the chain's order is named
+# first; without one, the first error (an outage, a rate limit: what passes by itself).
+_ACTIONABLE = (
+    ConfigurationError,
+    AuthenticationError,
+    ProviderConnectionError,
+    BadRequestError,
+    ContextLengthExceededError,
+    UnsupportedContentError,
+)
+_LEADS = ("; fix first: ", "; first: ")
+_CAUSE_CHARS = 240
+
+
+def _with_first_cause(message: str, errors: Sequence[Exception]) -> str:
+    """``message`` with what to do first on its first line, so a traceback's summary says it before the group
+    lists every error."""
+    head, newline, rest = message.partition("\n")
+    errors = [e for e in errors if not (type(e) is TaskModelsError and str(e) == _NO_MODEL_TRIED)]
+    if not errors or any(lead in head for lead in _LEADS):
+        return message  # nothing to say, or said already (an error rebuilt from its pickled state)
+    actionable = next((e for e in errors if isinstance(e, _ACTIONABLE)), None)
+    lead, error = (_LEADS[0], actionable) if actionable is not None else (_LEADS[1], errors[0])
+    colon = ":" if head.endswith(":") else ""
+    return f"{head.removesuffix(':')}{lead}{_cause(error)}{colon}{newline}{rest}"
+
+
+def _cause(error: Exception) -> str:
+    """One error in one line: the model, the class and status, what it said, and what to do where that is known."""
+    if isinstance(error, MissingCredentialError):
+        return f"{error.model_id}: no API key: set {' or '.join(error.variables)}"
+    if not isinstance(error, ProviderError):
+        return _short(str(error))
+    status = f" {error.status_code}" if error.status_code is not None else ""
+    text = f"{error.model_id}: {type(error).__name__}{status}: {_short(error.message)}"
+    if isinstance(error, AuthenticationError):
+        text += f" (the provider refused the key: check the {error.provider} key; taskmodels check names its variable)"
+    elif isinstance(error, ProviderConnectionError):
+        text += " (is the server running? taskmodels check --ping reaches every endpoint)"
+    return text
+
+
+def _short(text: str) -> str:
+    line = text.strip().partition("\n")[0]
+    return line if len(line) <= _CAUSE_CHARS else line[: _CAUSE_CHARS - 1] + "…"
+
+
 def _rebuild_all_failed(
     state: tuple[
         str, str, tuple[Attempt, ...], tuple[tuple[str, str], ...], tuple[Exception, ...], BaseException | None
@@ -427,3 +480,8 @@ class BudgetExceededError(TaskModelsError):
         self.spent = spent
         self.limit = limit
         super().__init__(message)
+
+
+class ServiceClosedError(TaskModelsError, RuntimeError):
+    """A call on a service whose container was closed (``await container.aclose()``): its HTTP client and state
+    store are gone. Raised before anything is sent, so no model is tried and no breaker counts it."""

@@ -2,9 +2,11 @@
 
 Start it from a shell after ``pip install taskmodels``::
 
-    taskmodels fake-server --port 8080          # or: python -m taskmodels.fake_server --port 8080
+    taskmodels fake-server                      # or: python -m taskmodels.fake_server
 
-It prints the variables that point taskmodels at it, then serves until interrupted.
+It listens on port 8080 (llama.cpp's, which the starter registry's ``local-llama`` names), or on any free port
+when that one is taken, prints the variables that point taskmodels at it and the registry's models whose own
+``baseUrl`` sends them elsewhere, then serves until interrupted.
 It answers the documented request shapes of the wire protocols taskmodels speaks,
 with the documented response bodies, so the real providers parse its answers:
 
@@ -52,12 +54,23 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 from taskmodels.types import describe_url, sniff_media_type
 
-__all__ = ["MODEL_LIST", "FakeLLMServer", "SeenRequest", "default_answer", "main"]
+__all__ = [
+    "DEFAULT_PORT",
+    "MODEL_LIST",
+    "FakeLLMServer",
+    "SeenRequest",
+    "banner",
+    "default_answer",
+    "main",
+    "registry_base_urls",
+    "start",
+]
 
 MODEL_LIST = "(model list)"
 """The model name recorded for a ``GET`` of a model list; ``server.fail(MODEL_LIST, 401)`` scripts its failure."""
@@ -135,6 +148,13 @@ class FakeLLMServer:
             raise RuntimeError("the fake server is not running")
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def port_in_use(self) -> int:
+        """The port the server listens on (the one the system chose, for port 0)."""
+        if self._httpd is None:
+            raise RuntimeError("the fake server is not running")
+        return int(self._httpd.server_address[1])
 
     @property
     def openai_base_url(self) -> str:
@@ -788,25 +808,119 @@ def _exports(server: FakeLLMServer) -> list[str]:
     ]
 
 
+DEFAULT_PORT = 8080
+"""Where ``taskmodels fake-server`` listens unless told: llama.cpp's default port, which the starter registry's
+``local-llama`` names in its ``baseUrl`` (a model's ``baseUrl`` wins over every variable), so the documented
+sequence (init, fake-server, check --ping) reaches this server for every model of the starter."""
+
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def start(port: int | None = None) -> tuple[FakeLLMServer, str | None]:
+    """A running server on ``port``; with ``None``, on ``DEFAULT_PORT``, or any free port when that one is taken
+    (then with a line saying so). ``OSError`` when a given port cannot be listened on."""
+    if port is not None:
+        return FakeLLMServer(port=port).start(), None
+    try:
+        return FakeLLMServer(port=DEFAULT_PORT).start(), None
+    except OSError as exc:
+        server = FakeLLMServer().start()
+        why = exc.strerror or "unavailable"
+        return server, f"port {DEFAULT_PORT} is taken ({why}), so this server is on port {server.port_in_use}"
+
+
+def registry_base_urls(path: Path) -> list[tuple[str, str]]:
+    """``(model, baseUrl)`` for each model (``model/deployment`` for a deployment) of the registry file at
+    ``path`` that sets its own endpoint; empty when the file is missing or unreadable (nothing wins then)."""
+    from taskmodels.registry.loader import read_layer
+
+    if not path.is_file():
+        return []
+    data, _ = read_layer(path)
+    models = data.get("models") if isinstance(data, Mapping) else None
+    found: list[tuple[str, str]] = []
+    for entry in models if isinstance(models, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        name = str(entry.get("id", "?"))
+        url = entry.get("baseUrl", entry.get("base_url"))
+        if isinstance(url, str):
+            found.append((name, url))
+        deployments = entry.get("deployments")
+        for deployment in deployments if isinstance(deployments, list) else []:
+            if isinstance(deployment, Mapping):
+                url = deployment.get("baseUrl", deployment.get("base_url"))
+                if isinstance(url, str):
+                    found.append((f"{name}/{deployment.get('id', '?')}", url))
+    return found
+
+
+def banner(
+    server: FakeLLMServer, *, moved: str | None = None, registry: tuple[str, list[tuple[str, str]]] | None = None
+) -> list[str]:
+    """What ``taskmodels fake-server`` prints before it serves: the address, the variables that point taskmodels
+    here, and which models of the registry (``(its path, registry_base_urls(...))``) go elsewhere because their
+    own ``baseUrl`` wins over those variables. It ends with an empty line."""
+    lines = [f"fake LLM server on {server.base_url} (OpenAI base URL {server.openai_base_url}); Ctrl-C stops it"]
+    if moved:
+        lines.append(moved)
+    lines.append("point taskmodels at it (a model's baseUrl in the registry wins over these):")
+    lines.extend(f"  export {line}" for line in _exports(server))
+    if registry is not None:
+        source, urls = registry
+        for model, url in urls:
+            if _is_here(url, server):
+                lines.append(f"{source}: {model}'s baseUrl {url} is this server")
+            else:
+                lines.append(
+                    f"{source}: {model}'s baseUrl {url} wins over these: its calls go there, not here "
+                    f"(set it to {server.openai_base_url} to use this server)"
+                )
+    lines.append("")
+    return lines
+
+
+def _is_here(url: str, server: FakeLLMServer) -> bool:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (parts.hostname or "") in _LOCAL_HOSTS and port == server.port_in_use
+
+
+def _registry(path: str | None) -> tuple[str, list[tuple[str, str]]] | None:
+    """The registry the commands run in this directory would read, and its models' own endpoints."""
+    from taskmodels.errors import SettingsError
+    from taskmodels.settings import load_settings, unannounced
+
+    try:
+        with unannounced():
+            settings = load_settings(**({"registry_path": Path(path)} if path else {}))
+    except SettingsError:
+        return None
+    target = settings.registry_path
+    return str(target), registry_base_urls(target)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve on 127.0.0.1 until interrupted; print the address and the variables that point taskmodels here."""
     parser = argparse.ArgumentParser(
         prog="taskmodels fake-server",
         description="A fake LLM server on 127.0.0.1 that speaks the OpenAI, Anthropic, Gemini and Ollama protocols.",
     )
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"port to listen on (default: {DEFAULT_PORT}, else any free port)"
+    )
+    parser.add_argument("--registry", metavar="PATH", help="the registry whose models' baseUrl to compare with")
     args = parser.parse_args(argv)
     try:
-        server = FakeLLMServer(port=args.port).start()
+        server, moved = start(args.port)
     except OSError as exc:
         print(f"taskmodels fake-server: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        print(f"fake LLM server on {server.base_url} (OpenAI base URL {server.openai_base_url}); Ctrl-C stops it")
-        print("point taskmodels at it (a model's baseUrl in the registry wins over these):")
-        for line in _exports(server):
-            print(f"  export {line}")
-        print(flush=True)
+        print("\n".join(banner(server, moved=moved, registry=_registry(args.registry))), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
     finally:

@@ -89,6 +89,8 @@ class ResourcePool:
 
     def __init__(self) -> None:
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.closed = False
+        """Set by ``aclose``: what was built on these resources must not be used again (``ServiceClosedError``)."""
 
     def add(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
@@ -103,6 +105,7 @@ class ResourcePool:
         return client
 
     async def aclose(self) -> None:
+        self.closed = True
         closers, self._closers = self._closers, []
         errors: list[BaseException] = []
         for close in reversed(closers):

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 __all__ = [
+    "GatewaySettings",
     "HttpSettings",
     "LoggingSettings",
     "ProviderSettings",
@@ -214,6 +215,29 @@ class TelemetrySettings(_Section):
         description="Record prompts and answers in spans; OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true "
         "also turns it on",
     )
+
+
+class GatewaySettings(_Section):
+    """``taskmodels serve``: the OpenAI-compatible HTTP endpoint (docs/gateway.md)."""
+
+    host: str = Field(default="127.0.0.1", description="Address to bind; 0.0.0.0 exposes it to the network")
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, description="Processes; more than one share state through Redis only")
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="Largest request body; a larger one is a 413 (images count)"
+    )
+    max_streams: int = Field(
+        default=1024, gt=0, description="Streams in flight per process; one more is a 503 with Retry-After"
+    )
+    keepalive_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between ': keep-alive' comments while a stream waits for its first token",
+    )
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="Seconds in-flight requests get to finish on shutdown before they are cut"
+    )
+    access_log: bool = Field(default=False, description="One log line per request (uvicorn's access log)")
 
 
 class ProviderSettings(_Section):

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import difflib
 import json
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from taskmodels.errors import ConfigurationError, InvalidRequestError, UnknownTaskError
+from taskmodels.log import WARNING, library_logger
 from taskmodels.registry.schema import ModelConfig
 from taskmodels.registry.service import ModelRegistryService, Registry
+from taskmodels.registry.suggest import IdSuggester
 from taskmodels.types import CompletionRequest, ImagePart, Message, TextPart
 
 __all__ = [
@@ -62,6 +65,13 @@ _TOKENS_PER_REQUEST = 8
 _TOOL_USE_OVERHEAD = 1024
 _TOKENS_PER_TOOL = 16
 _KNOWN_TASKS_SHOWN = 20
+
+_log = library_logger("task")
+UNKNOWN_TASKS_LOGGED = 1_000
+"""Distinct unknown task names warned about per process; past this (names made up per call, as a gateway's
+callers may send), one last warning says the rest go unlogged, so neither memory nor the log grows without end."""
+_warned: set[str] = set()  # the unknown task names warned about in this process
+_warned_lock = threading.Lock()
 
 BYTES_PER_TOKEN_MAX = 8
 """No tokenizer in common use averages more than this many bytes of real text a token (English prose takes
@@ -268,13 +278,15 @@ class ModelSelectionFactory:
         chain = reg.chains.get(task)
         if chain:
             return chain[0]
-        return self._unmapped_chain(reg, task)[0]
+        return self._unmapped_chain(reg, task, warn=True)[0]
 
-    def _unmapped_chain(self, reg: Registry, task: str) -> tuple[ModelConfig, ...]:
+    def _unmapped_chain(self, reg: Registry, task: str, *, warn: bool) -> tuple[ModelConfig, ...]:
         if self._unknown_task == "error":
             raise UnknownTaskError(_unknown_task_message(task, reg), task=task)
         if not reg.default_chain:
             raise UnknownTaskError(f"the registry names no model for task {task!r} and has no default", task=task)
+        if warn and task not in _warned:  # a set lookup on the hot path; the rest once per name
+            _warn_unknown_task(task, reg)
         return reg.default_chain
 
     def candidates(
@@ -294,7 +306,7 @@ class ModelSelectionFactory:
         ``"embeddings"`` requires ``embedding`` where the registry uses that tag; ``schema``
         is a JSON Schema sent with the prompt (a typed answer's), counted in its size.
         """
-        return self._select(task, request, prompt_tokens, frozenset(), operation, schema=schema)
+        return self._select(task, request, prompt_tokens, frozenset(), operation, schema=schema, warn=True)
 
     def explain(
         self,
@@ -306,8 +318,11 @@ class ModelSelectionFactory:
         operation: Operation = "chat",
         schema: Mapping[str, Any] | None = None,
     ) -> Selection:
-        """The same decision ``candidates`` makes, with extra capabilities to require (for the CLI and debugging)."""
-        return self._select(task, request, prompt_tokens, _capabilities(require, "require"), operation, schema=schema)
+        """The same decision ``candidates`` makes, with extra capabilities to require (for the CLI and debugging).
+
+        An unknown task is not logged here: the selection says so itself (``known_task``)."""
+        caps = _capabilities(require, "require")
+        return self._select(task, request, prompt_tokens, caps, operation, schema=schema, warn=False)
 
     def _declared_capabilities(self, reg: Registry) -> frozenset[str]:
         cached = self._declared
@@ -326,12 +341,13 @@ class ModelSelectionFactory:
         operation: Operation,
         *,
         schema: Mapping[str, Any] | None,
+        warn: bool,
     ) -> Selection:
         reg = self._registry.current  # one snapshot for the whole decision
         declared = self._declared_capabilities(reg)
         mapping = reg.tasks_by_name.get(task)
         if mapping is None:
-            chain = self._unmapped_chain(reg, task)
+            chain = self._unmapped_chain(reg, task, warn=warn)
             task_caps: tuple[str, ...] = ()
             max_cost = None
         else:
@@ -428,6 +444,33 @@ def _skip_reason(
         if cost > max_cost:
             return f"estimated cost ${cost:.4f} > limit ${max_cost:.4f}"
     return None
+
+
+def _warn_unknown_task(task: str, reg: Registry) -> None:
+    """One WARNING per unknown task name per process: the default model serves it, which a typo makes silent."""
+    with _warned_lock:
+        if task in _warned or len(_warned) > UNKNOWN_TASKS_LOGGED:
+            return
+        _warned.add(task)
+        last = len(_warned) > UNKNOWN_TASKS_LOGGED  # the set keeps this name too, so the check above stops it all
+    if (logger := _log.enabled(WARNING)) is None:
+        return
+    if last:
+        logger.warning(
+            "taskmodels.task.unknown",
+            task=task,
+            note=f"{UNKNOWN_TASKS_LOGGED:,} unknown task names were logged; no more will be in this process",
+        )
+        return
+    close = IdSuggester(reg.tasks_by_name, limit=1).suggest(task)
+    logger.warning(
+        "taskmodels.task.unknown",
+        task=task,
+        served_by=reg.default_model.id,
+        did_you_mean=close,
+        note="the registry maps no such task, so its default model serves it; "
+        "TASKMODELS_SELECTION__UNKNOWN_TASK=error makes it an UnknownTaskError",
+    )
 
 
 def _unknown_task_message(task: str, reg: Registry) -> str:

@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 from taskmodels.engine.call import CallState
 from taskmodels.engine.health import health
 from taskmodels.engine.loop import Engine
 from taskmodels.engine.observe import Observation
 from taskmodels.engine.plan import Operation, Planner
-from taskmodels.errors import CURRENT_TASK, TaskModelsError
+from taskmodels.errors import CURRENT_TASK, InvalidRequestError, ServiceClosedError, TaskModelsError
 from taskmodels.output import output_run_for, output_schema
 from taskmodels.registry.service import ModelRegistryService
 from taskmodels.selection import ModelSelectionFactory
@@ -46,6 +47,20 @@ __all__ = ["ModelService", "SyncModelService"]
 _T = TypeVar("_T")
 
 
+class Lifetime(Protocol):
+    """What the service's resources were opened by (the container's ``ResourcePool``): closed or not."""
+
+    @property
+    def closed(self) -> bool: ...
+
+
+_CLOSED = (
+    "this service's container was closed (await container.aclose()): its HTTP client and state store are gone. "
+    "Ask the container for the service again (container.model_service(): it opens new ones, to close the same "
+    "way), or close the container only after the last call"
+)
+
+
 class ModelService:
     """Completions, streams and embeddings for tasks, with retries, fallbacks, one deadline, breakers and budgets.
 
@@ -60,11 +75,15 @@ class ModelService:
         selector: ModelSelectionFactory,
         engine: Engine,
         planner: Planner,
+        resources: Lifetime | None = None,
     ) -> None:
+        """``resources``: what opened the HTTP client and state store the engine uses; once it is closed, every
+        call raises ``ServiceClosedError`` before anything is sent (the container passes its resource pool)."""
         self.registry = registry
         self.selector = selector
         self.engine = engine
         self._planner = planner
+        self._resources = resources
         self._sync: SyncModelService | None = None
         self._sync_lock = threading.Lock()
 
@@ -144,7 +163,14 @@ class ModelService:
             return await self.engine.embed(call, batch)
 
     async def stream_with_task_model(
-        self, task: str, request: CompletionRequest | str | None = None, /, *, tenant: str | None = None, **fields: Any
+        self,
+        task: str,
+        request: CompletionRequest | str | None = None,
+        /,
+        *,
+        tenant: str | None = None,
+        stream_policy: Literal["restart", "error"] | None = None,
+        **fields: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
         """The answer as events: ``text`` and ``tool_call`` events, then one ``done`` event with the ``result``.
 
@@ -155,8 +181,16 @@ class ModelService:
         is cut, stalls or sends a malformed event never ends in ``done``.
         With ``output_type`` the ``done`` event's ``result.output`` is the validated answer;
         an answer that fails validation is an attempt failure, as for ``complete``.
+        ``stream_policy`` replaces the task's for this call: a relay whose own client cannot
+        take a ``restart`` (the gateway's OpenAI clients) asks for ``error``.
         """
+        if stream_policy is not None and stream_policy not in ("restart", "error"):
+            raise InvalidRequestError(
+                f"stream_policy must be 'restart' or 'error', not {stream_policy!r}", param="stream_policy"
+            )
         call = self._start(task, "chat", tenant, request, fields, streaming=True)
+        if stream_policy is not None and stream_policy != call.plan.policy.stream_policy:
+            call.plan = call.plan._replace(policy=replace(call.plan.policy, stream_policy=stream_policy))
         with _Calling(self.engine.observation, call):
             async for event in self.engine.stream(call):
                 if event.result is not None and call.output is not None:
@@ -194,6 +228,9 @@ class ModelService:
         streaming: bool = False,
     ) -> CallState:
         """The call's state, planned; ``fields`` ``None`` (embeddings) means no request to check."""
+        if self._resources is not None and self._resources.closed:
+            # A closed client would fail each attempt as if the provider had (retried, counted by breakers).
+            raise ServiceClosedError(_CLOSED)
         # A call that fails here (a bad request, an unknown task, no eligible model) is traced too, as a call
         # span in error: the ``try`` costs the calls that do not fail nothing.
         try:

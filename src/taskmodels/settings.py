@@ -7,6 +7,7 @@
     TASKMODELS_RESILIENCE__DEADLINE=30
     TASKMODELS_STATE__BACKEND=redis
     TASKMODELS_TELEMETRY__ENABLED=false         # no OpenTelemetry spans or metrics, even with the API installed
+    TASKMODELS_GATEWAY__PORT=8080               # taskmodels serve
     OPENAI_API_KEY=...                           # the providers' usual variables are honoured
 
 This module and ``containers.py`` are the only ones that import ``pydantic_settings``.
@@ -14,9 +15,12 @@ This module and ``containers.py`` are the only ones that import ``pydantic_setti
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -28,7 +32,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskmodels import redaction
 from taskmodels.errors import SettingsError
+from taskmodels.log import WARNING, library_logger
 from taskmodels.sections import (
+    GatewaySettings,
     HttpSettings,
     LoggingSettings,
     ProviderSettings,
@@ -39,8 +45,10 @@ from taskmodels.sections import (
     StateSettings,
     TelemetrySettings,
 )
+from taskmodels.variables import Unconfigured, closest_variable, unconfigured_variables
 
 __all__ = [
+    "GatewaySettings",
     "HttpSettings",
     "LoggingSettings",
     "ProviderSettings",
@@ -51,12 +59,19 @@ __all__ = [
     "Settings",
     "StateSettings",
     "TelemetrySettings",
+    "Unconfigured",
     "load_settings",
+    "unannounced",
 ]
 
 ENV_PREFIX = "TASKMODELS_"
 NESTED_DELIMITER = "__"
 SECRETS_DIR_VARIABLE = "TASKMODELS_SECRETS_DIR"
+
+_log = library_logger("settings")
+_announced: set[str] = set()  # the unconfigured variables warned about in this process
+_announced_lock = threading.Lock()
+_announcing: contextvars.ContextVar[bool] = contextvars.ContextVar("taskmodels_announcing", default=True)
 
 # The providers' usual variables, read when the TASKMODELS_ one is not set.
 _KEY_FIELDS: dict[str, str] = {
@@ -89,6 +104,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     openai_api_key: SecretStr | None = Field(
@@ -123,6 +139,26 @@ class Settings(BaseSettings):
         # From here on every key this process was given is cut out, by value, of anything the
         # library stores or emits, whatever shape it has and wherever a server echoes it.
         redaction.remember(*self.secret_values())
+        if _announcing.get():
+            _announce(self.unconfigured_variables())
+
+    @classmethod
+    def unconfigured_variables(cls, also_known: Iterable[str] = ()) -> list[Unconfigured]:
+        """Each ``TASKMODELS_`` variable of the environment and the ``.env`` file that configures nothing, with
+        the closest real one (``taskmodels check`` lists them). ``also_known``: variables read elsewhere, as a
+        registry's ``apiKeyEnv`` names its own."""
+        sources: dict[str, Mapping[str, str | None]] = {"environment": os.environ}
+        env_file = cls.model_config.get("env_file")
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            sources[str(env_file)] = dotenv_values(env_file, encoding="utf-8")
+        return unconfigured_variables(
+            cls,
+            sources,
+            prefix=ENV_PREFIX,
+            delimiter=NESTED_DELIMITER,
+            also_known=[SECRETS_DIR_VARIABLE, *also_known],
+            dynamic_keys=_PROVIDER_NAMES,
+        )
 
     def secret_values(self) -> Iterator[str]:
         """Every secret these settings hold: provider keys (any spelling, any source), secret-named
@@ -183,6 +219,38 @@ class Settings(BaseSettings):
         return paths
 
 
+# Suggested as the NAME of TASKMODELS_PROVIDERS__<NAME>__...: the built-in providers (any name is valid).
+_PROVIDER_NAMES = ("openai", "openai_compatible", "azure_openai", "anthropic", "gemini", "ollama")
+
+
+def _announce(found: list[Unconfigured]) -> None:
+    """One WARNING per unconfigured variable per process, through the library's quiet logger."""
+    for variable in found:
+        with _announced_lock:
+            if variable.name in _announced:
+                continue
+            _announced.add(variable.name)
+        if (logger := _log.enabled(WARNING)) is not None:
+            logger.warning(
+                "taskmodels.settings.unconfigured",
+                variable=variable.name,
+                source=variable.source,
+                did_you_mean=variable.did_you_mean,
+                note="this variable configures nothing and is ignored",
+            )
+
+
+@contextmanager
+def unannounced() -> Iterator[None]:
+    """Settings loaded inside this block log no ``taskmodels.settings.unconfigured`` warning: for a caller that
+    reports ``Settings.unconfigured_variables()`` itself, as the CLI does."""
+    token = _announcing.set(False)
+    try:
+        yield
+    finally:
+        _announcing.reset(token)
+
+
 def _url_password(url: str) -> Iterator[str]:
     try:
         password = urlsplit(url).password
@@ -211,5 +279,15 @@ def load_settings(**overrides: Any) -> Settings:
         name = _env_name((match.group(1),)) if match else ENV_PREFIX + "*"
         raise SettingsError(f"invalid settings:\n  {name}: not valid JSON for a nested section") from None
     except ValidationError as exc:
-        lines = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False, include_input=False)]
+        lines = [_invalid(err) for err in exc.errors(include_url=False, include_input=False)]
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def _invalid(err: Any) -> str:
+    """One line of a ``SettingsError``: the variable, and what is wrong with it (with the closest real variable
+    when it names a key its section does not have)."""
+    name = _env_name(err["loc"])
+    if err["type"] != "extra_forbidden":
+        return f"{name}: {err['msg']}"
+    close = closest_variable(Settings, name, prefix=ENV_PREFIX, delimiter=NESTED_DELIMITER, keys=_PROVIDER_NAMES)
+    return f"{name}: configures nothing" + (f"; did you mean {close}?" if close else "")

@@ -334,6 +334,9 @@ class StreamEvent:
       what you received so far (``model_id`` names the new model).
     - ``done``: the last event; ``finish_reason``, ``usage`` and, from the service,
       ``result`` (the whole answer with its attempts) are set.
+
+    From the service, the first event of each answer (and a ``restart``) names the model giving it in
+    ``model_id`` and ``model_name``, so a relay can say who answers before the answer is done.
     """
 
     type: StreamEventType

@@ -174,6 +174,36 @@ async def test_aclose_closes_every_http_client_it_opened(registry_file: Path) ->
     await container.aclose()
 
 
+async def test_a_service_called_after_its_container_closed_says_so_and_sends_nothing(tmp_path: Path) -> None:
+    from taskmodels.errors import ServiceClosedError
+    from taskmodels.fake_server import FakeLLMServer
+
+    with FakeLLMServer() as server:
+        path = tmp_path / "registry.json"
+        path.write_text(
+            json.dumps({**REGISTRY, "models": [{**REGISTRY["models"][0], "baseUrl": server.openai_base_url}]})
+        )
+        container = make_container(path)
+        service = container.model_service()
+        assert (await service.complete_with_task_model("clustering", prompt="hi")).model_id == "local"
+        await container.aclose()
+        closed = r"^this service's container was closed \(await container"
+        with pytest.raises(ServiceClosedError, match=closed):
+            await service.complete_with_task_model("clustering", prompt="again")
+        with pytest.raises(ServiceClosedError, match=closed):
+            await service.embed_with_task_model("clustering", ["again"])
+        with pytest.raises(RuntimeError):  # what a closed client raises elsewhere
+            await service.stream_with_task_model("clustering", prompt="again").__anext__()
+        assert server.models_seen() == ["tiny"]  # nothing was sent after the close
+        assert (await service.health())["models"]["local"]["state"] == "closed"  # and no breaker counted it
+
+        # The container itself starts afresh when asked again (a new client, to close the same way).
+        again = container.model_service()
+        assert again is not service
+        assert (await again.complete_with_task_model("clustering", prompt="hi")).model_id == "local"
+        await container.aclose()
+
+
 def test_scopes_come_from_the_environment(registry_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKMODELS_REGISTRY_PATH", str(registry_file))
     monkeypatch.setenv("TASKMODELS_SCOPES__MODEL_SERVICE", "factory")

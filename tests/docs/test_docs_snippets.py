@@ -9,6 +9,10 @@ How blocks run, one test per Markdown file:
   through ``taskmodels.cli.main``; each ``pytest ...`` line runs pytest in a subprocess
   in the working directory. Either must exit 0 unless the line ends with a comment
   ``# exit N``. Other lines (pip, export, uvicorn) are not run.
+- ```console blocks are a terminal session: each ``$ taskmodels ...`` line runs through
+  ``taskmodels.cli.main`` and what it prints (stdout, then stderr) must be the lines that
+  follow it, exactly (trailing spaces aside), up to the next ``$`` line. Its exit code is
+  0 unless the line ends with ``# exit N``, as in bash blocks.
 - ```bash blocks marked ``<!-- apply-env -->``: their ``export NAME=VALUE`` lines are set
   in the environment for the rest of the page. A value holding ``redis://127.0.0.1:6379``
   gets the address of a ``redis-server`` the runner starts for the page instead (skipped
@@ -26,9 +30,12 @@ How blocks run, one test per Markdown file:
   ``<!-- append-to: PATH KEY -->`` appends the block's JSON object to the list KEY
   of the JSON file PATH: a guide's "add this to the models list".
 
-Where they run: a temporary directory holding a copy of the repository's
-``settings/`` (so ``settings/modelRegistry.json`` resolves and nothing writes into
-the repository), with a fake LLM server on 127.0.0.1 (``taskmodels.fake_server``)
+Where they run: a temporary directory holding what ``taskmodels init`` writes (the
+starter registry at ``settings/modelRegistry.json``, as a new user has it), or, on a page
+marked ``<!-- registry: example -->``, what ``taskmodels init --example`` writes (the
+repository's example registry and its production overlay); such a page must say so where
+a reader sees it (``test_pages_on_the_example_registry_say_so``). Nothing writes into the
+repository. A fake LLM server on 127.0.0.1 (``taskmodels.fake_server``)
 standing in for every provider: the providers' usual key variables hold dummy keys
 and their base URLs point at the fake. An HTTPS proxy on a closed local port makes
 any request that escapes to the internet fail at once instead of leaving the machine.
@@ -44,7 +51,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import traceback
@@ -68,6 +74,8 @@ _APPLY_ENV = "<!-- apply-env -->"
 _REDIS_PLACEHOLDER = "redis://127.0.0.1:6379"
 _APPEND = re.compile(r"^<!--\s*append-to:\s*(\S+)\s+(\w+)\s*-->\s*$")
 _EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
+_EXAMPLE_REGISTRY = "<!-- registry: example -->"
+_EXAMPLE_SAID = "taskmodels init --example"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +124,6 @@ def parse_blocks(path: Path) -> list[Block]:
 @pytest.fixture
 def doc_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
     # A doc's bash block may set variables (apply-env); monkeypatch restores them after the page.
-    shutil.copytree(ROOT / "settings", tmp_path / "settings")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # pages import the files they saved (app.py ...)
     for name in list(os.environ):
@@ -189,7 +196,9 @@ class _Runner:
             target.write_text(json.dumps(document, indent=2), encoding="utf-8")
         if block.lang == "python":
             self.python(block)
-        elif block.lang in {"bash", "sh", "shell", "console"}:
+        elif block.lang == "console":
+            self.console(block)
+        elif block.lang in {"bash", "sh", "shell"}:
             self.bash(block)
         elif block.lang == "json":
             check_json(block)
@@ -222,8 +231,6 @@ class _Runner:
             self.monkeypatch.setenv(name.strip(), value)
 
     def bash(self, block: Block) -> None:
-        from taskmodels.cli import main
-
         if block.marker == _APPLY_ENV:
             self.apply_env(block)
         for raw in block.code.splitlines():
@@ -243,11 +250,37 @@ class _Runner:
                 )
                 code, output = done.returncode, done.stdout + done.stderr
             else:
-                out, err = io.StringIO(), io.StringIO()
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                    code = main(args[1:])
-                output = out.getvalue() + err.getvalue()
+                code, output = _run_cli(args[1:])
             assert code == expected, f"{block.where}: `{line}` exited {code}, expected {expected}\n{output}"
+
+    def console(self, block: Block) -> None:
+        """Each ``$ taskmodels ...`` line, and the output the page says it prints."""
+        sessions: list[tuple[str, list[str]]] = []
+        for line in block.code.splitlines():
+            if line.startswith("$ "):
+                sessions.append((line.removeprefix("$ ").strip(), []))
+            elif sessions:
+                sessions[-1][1].append(line.rstrip())
+            else:
+                raise AssertionError(f"{block.where}: a console block starts with a '$ ' command line")
+        for command, shown in sessions:
+            match = _EXIT.search(command)
+            expected = int(match.group(1)) if match else 0
+            args = shlex.split(command, comments=True)
+            assert args[0] == "taskmodels", f"{block.where}: only taskmodels commands run in console blocks"
+            code, output = _run_cli(args[1:])
+            printed = [line.rstrip() for line in output.splitlines()]
+            assert printed == shown, f"{block.where}: `{command}` printed:\n{output}"
+            assert code == expected, f"{block.where}: `{command}` exited {code}, expected {expected}\n{output}"
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    from taskmodels.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue() + err.getvalue()
 
 
 def check_json(block: Block) -> None:
@@ -282,6 +315,9 @@ def _names_in(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
 def test_every_code_block_runs(path: Path, doc_env: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmodels.starter import write_starter
+
+    write_starter(Path.cwd(), example=uses_example_registry(path))  # what `taskmodels init [--example]` writes
     runner = _Runner(doc_env, "docs_" + re.sub(r"\W", "_", path.stem), monkeypatch)
     try:
         for block in parse_blocks(path):
@@ -294,6 +330,45 @@ def test_every_code_block_runs(path: Path, doc_env: FakeLLMServer, monkeypatch: 
                 pytest.fail(f"{block.where}: the {block.lang} block failed:\n{block.code}\n{detail}", pytrace=False)
     finally:
         runner.close()
+
+
+def uses_example_registry(path: Path) -> bool:
+    return _EXAMPLE_REGISTRY in path.read_text(encoding="utf-8")
+
+
+def test_pages_on_the_example_registry_say_so() -> None:
+    """A page whose snippets read the example registry says so before its first snippet, where a reader sees it
+    (not only in the marker, an HTML comment); every other page runs against the starter registry."""
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        if _EXAMPLE_REGISTRY not in text:
+            continue
+        before_code = text[: text.find("\n```")]
+        visible = re.sub(r"<!--.*?-->", "", before_code, flags=re.DOTALL)
+        assert _EXAMPLE_SAID in visible, f"{path.name}: say before the first snippet that it uses `{_EXAMPLE_SAID}`"
+
+
+def test_the_example_registry_the_package_ships_is_the_repositorys() -> None:
+    from taskmodels.starter import EXAMPLE_FILES, starter_text
+
+    registries = [starter for starter in EXAMPLE_FILES if starter.target.startswith("settings/")]
+    assert len(registries) == 2  # the base file and its production overlay
+    for starter in registries:
+        assert starter_text(starter.template) == (ROOT / starter.target).read_text(encoding="utf-8"), starter.target
+
+
+def test_the_readme_snippets_run_as_files() -> None:
+    """Pasted into a .py file, each README snippet is valid Python: no top-level await."""
+    for block in parse_blocks(ROOT / "README.md"):
+        if block.lang == "python":
+            compile(block.code, block.where, "exec", dont_inherit=True)  # a SyntaxError fails the test
+
+
+def test_where_the_guides_start_they_say_how_to_run_top_level_await() -> None:
+    for name in ("index.md", "getting-started.md"):
+        text = (ROOT / "docs" / name).read_text(encoding="utf-8")
+        assert "python -m asyncio" in text, name
+        assert "asyncio.run(main())" in text, name
 
 
 def test_the_docs_exist_and_hold_code() -> None:

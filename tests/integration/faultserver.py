@@ -272,6 +272,7 @@ class FaultServer:
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._closing = asyncio.Event()
+        self._left: list[tuple[str, float]] = []  # (model, time.monotonic()) of streams the client closed mid-stall
 
     # --- scripting -------------------------------------------------------------------
 
@@ -318,6 +319,11 @@ class FaultServer:
 
     def clear(self) -> None:
         self._seen.clear()
+
+    def closed_by_client(self, model: str | None = None) -> list[float]:
+        """When the client closed the connection of a ``stall`` stream (for ``model``), in arrival order: a client
+        that gives up on a stream shows here at once, one that holds it on shows nothing until ``hold_limit``."""
+        return [at for m, at in self._left if model is None or m == model]
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -395,9 +401,15 @@ class FaultServer:
         stream = path_stream or bool(body.get("stream"))
         seen = SeenRequest(model, path, headers, body, stream, time.monotonic(), behaviour)
         self._seen.append(seen)
-        await self._behave(writer, seen, behaviour)
+        await self._behave(writer, seen, behaviour, reader)
 
-    async def _behave(self, writer: asyncio.StreamWriter, seen: SeenRequest, b: Behaviour) -> None:
+    async def _behave(
+        self,
+        writer: asyncio.StreamWriter,
+        seen: SeenRequest,
+        b: Behaviour,
+        reader: asyncio.StreamReader | None = None,
+    ) -> None:
         kind = b.kind
         if kind == "reject_prefill":
             if seen.last_role == "assistant":
@@ -422,7 +434,7 @@ class FaultServer:
         elif kind == "silent":
             await self._hold()
         elif seen.stream:
-            await self._stream(writer, seen, b, kind)
+            await self._stream(writer, seen, b, kind, reader)
         else:
             await self._json_answer(writer, seen, b, kind)
 
@@ -431,6 +443,21 @@ class FaultServer:
         limit = self.hold_limit if seconds is None else min(seconds, self.hold_limit)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), timeout=limit)
+
+    async def _hold_open(self, seen: SeenRequest, reader: asyncio.StreamReader | None) -> None:
+        """Hold a stalled stream open until the client closes it (noted in ``closed_by_client``) or ``_hold`` ends."""
+        if reader is None:
+            await self._hold()
+            return
+        eof = asyncio.ensure_future(reader.read(1))  # the request was read whole: only the client's close comes
+        held = asyncio.ensure_future(self._hold())
+        try:
+            await asyncio.wait({eof, held}, return_when=asyncio.FIRST_COMPLETED)
+            if eof.done() and not eof.cancelled() and (eof.exception() is not None or eof.result() == b""):
+                self._left.append((seen.model, time.monotonic()))
+        finally:
+            for future in (eof, held):
+                future.cancel()
 
     # --- answers ---------------------------------------------------------------------
 
@@ -459,7 +486,14 @@ class FaultServer:
         head = {"Content-Type": "application/json", "Content-Length": str(len(body)), **dict(b.headers)}
         await _write(writer, _head(200, head) + body)
 
-    async def _stream(self, writer: asyncio.StreamWriter, seen: SeenRequest, b: Behaviour, kind: str) -> None:  # noqa: C901 - one branch per way a stream misbehaves
+    async def _stream(  # noqa: C901 - one branch per way a stream misbehaves
+        self,
+        writer: asyncio.StreamWriter,
+        seen: SeenRequest,
+        b: Behaviour,
+        kind: str,
+        reader: asyncio.StreamReader | None = None,
+    ) -> None:
         await _write(
             writer,
             _head(
@@ -486,7 +520,7 @@ class FaultServer:
         if kind == "cut":
             return  # closing now leaves the chunked body without its terminator
         if kind == "stall":
-            await self._hold()
+            await self._hold_open(seen, reader)
             return
         if kind == "malformed":
             await _write(writer, _sse('{"id": "broken", "choices": [{"delta": {"content": "x"'))

@@ -23,8 +23,8 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["providers", "resilience"], 3),
     **dict.fromkeys(["engine", "output", "telemetry"], 4),
     **dict.fromkeys(["service", "sync"], 5),
-    **dict.fromkeys(["settings", "http_client", "aiohttp_transport", "containers", "gateway"], 6),
-    **dict.fromkeys(["cli", "check", "starter", "fake_server", "testing"], 7),
+    **dict.fromkeys(["settings", "variables", "http_client", "aiohttp_transport", "containers", "gateway"], 6),
+    **dict.fromkeys(["cli", "__main__", "check", "starter", "fake_server", "testing"], 7),
 }
 
 # Import cycles that exist today, each being taken apart by its own change. The test fails on any other cycle,

@@ -330,3 +330,64 @@ def test_ping_reaches_each_deployment_once_per_endpoint_and_key(
     assert all(p["ok"] for p in report["pings"])
     assert len(server.requests) == 2
     assert report["warnings"] == ["pool/gone: no API key: set POOL_KEY_GONE"]
+
+
+# --- variables that configure nothing ---------------------------------------------------------
+
+
+def test_a_misspelled_variable_is_a_problem_naming_the_real_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: FakeLLMServer
+) -> None:
+    point_everything_at(server, monkeypatch)
+    monkeypatch.setenv("TASKMODELS_PROVIDER__OPENAI__API_KEY", SENTINEL)
+    monkeypatch.setenv("TASKMODELS_REGISTRY", "elsewhere.json")
+    registry = write_registry(tmp_path, [model("gpt", provider="openai")])
+    code, out = run("check", "--registry", str(registry), capsys=capsys)
+    assert code == 1
+    assert out.startswith("settings: 2 variables configuring nothing (see below)\n")
+    assert out.endswith(
+        "2 problems:\n"
+        "  settings: TASKMODELS_PROVIDER__OPENAI__API_KEY configures nothing; "
+        "did you mean TASKMODELS_PROVIDERS__OPENAI__API_KEY?\n"
+        "  settings: TASKMODELS_REGISTRY configures nothing; did you mean TASKMODELS_REGISTRY_PATH?\n"
+    )
+    assert SENTINEL not in out
+    code, out = run("check", "--json", "--registry", str(registry), capsys=capsys)
+    report = json.loads(out)
+    assert (code, report["ok"], report["settings"]["ok"]) == (1, False, False)
+    assert report["settings"]["unconfigured"] == [
+        "TASKMODELS_PROVIDER__OPENAI__API_KEY configures nothing; did you mean TASKMODELS_PROVIDERS__OPENAI__API_KEY?",
+        "TASKMODELS_REGISTRY configures nothing; did you mean TASKMODELS_REGISTRY_PATH?",
+    ]
+
+
+def test_a_variable_the_registry_names_as_a_key_is_not_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: FakeLLMServer
+) -> None:
+    monkeypatch.setenv("TASKMODELS_TEAM_KEY", SENTINEL)
+    monkeypatch.setenv("TASKMODELS_POOL_KEY", SENTINEL)
+    entries = [
+        model("team", provider="openai-compatible", baseUrl=server.openai_base_url, apiKeyEnv="TASKMODELS_TEAM_KEY"),
+        model(
+            "pool",
+            provider="openai-compatible",
+            baseUrl=server.openai_base_url,
+            deployments=[{"id": "a", "apiKeyEnv": "TASKMODELS_POOL_KEY"}],
+        ),
+    ]
+    code, out = run("check", "--registry", str(write_registry(tmp_path, entries)), capsys=capsys)
+    assert code == 0, out
+    assert out.startswith("settings: ok\n")
+
+
+def test_other_commands_name_them_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKMODELS_REGISTRY", "elsewhere.json")
+    registry = write_registry(tmp_path, [model("gpt", provider="openai")])
+    assert main(["plan", "--json", "--registry", str(registry)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["default"]["id"] == "gpt"  # stdout stays the JSON alone
+    assert captured.err == (
+        "taskmodels: warning: TASKMODELS_REGISTRY configures nothing; did you mean TASKMODELS_REGISTRY_PATH?\n"
+    )

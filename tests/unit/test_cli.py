@@ -439,3 +439,46 @@ def test_plan_builds_deployments_inside_a_running_event_loop(
 
     assert asyncio.run(plan()) == 0
     assert "PLAN_KEY_A" in capsys.readouterr().out
+
+
+def test_version_names_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
+    import taskmodels
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"taskmodels {taskmodels.__version__}\n"
+
+
+def test_python_dash_m_taskmodels_is_the_command(tmp_path: Path) -> None:
+    """Where the venv's scripts are not on PATH, `python -m taskmodels` runs the same command."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "taskmodels", "init"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "settings" / "modelRegistry.json").is_file()
+    usage = subprocess.run(
+        [sys.executable, "-m", "taskmodels", "no-such-command"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert usage.returncode == 2
+    assert usage.stderr.startswith("usage: taskmodels")
+
+
+def test_init_example_writes_the_registry_the_reference_docs_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--example", "app"]) == 0
+    out = capsys.readouterr().out
+    for name in ("settings/modelRegistry.json", "settings/modelRegistry.production.json", ".env.example"):
+        assert f"wrote {tmp_path / 'app' / name}" in out
+    assert (tmp_path / "app" / "settings" / "modelRegistry.json").read_text() == EXAMPLE.read_text()
+    assert main(["validate", "app/settings/modelRegistry.json", "--env", "production"]) == 0
+    assert "11 models, 6 tasks" not in capsys.readouterr().out  # the overlay adds a model
+    assert main(["validate", "app/settings/modelRegistry.json"]) == 0
+    assert "valid: 11 models, 6 tasks" in capsys.readouterr().out

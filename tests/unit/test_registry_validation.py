@@ -303,3 +303,54 @@ def test_a_silent_model_is_left_after_ten_seconds_by_default() -> None:
     from taskmodels.sections import ResilienceSettings
 
     assert ResilienceSettings().first_token_timeout == 10.0
+
+
+# --- a misspelling is one problem, with its suggestion ------------------------------------------------
+
+
+def test_a_misspelled_required_key_is_one_problem_not_two() -> None:
+    entry = model("a")
+    entry["modelNam"] = entry.pop("modelName")
+    assert errors_of(registry([entry])) == {
+        "models[0].modelNam": "unknown key 'modelNam'; did you mean 'modelName'? (model 'a')"
+    }
+
+
+def test_a_misspelled_required_key_of_a_deployment_is_one_problem() -> None:
+    entry = model("a", deployments=[{"idd": "east"}])
+    assert errors_of(registry([entry])) == {
+        "models[0].deployments[0].idd": "unknown key 'idd'; did you mean 'id'? (model 'a')"
+    }
+
+
+def test_a_missing_key_beside_an_unrelated_unknown_key_is_still_missing() -> None:
+    entry = model("a", colour="red")
+    del entry["contextWindow"]
+    assert errors_of(registry([entry])) == {
+        "models[0].colour": "unknown key 'colour' (model 'a')",
+        "models[0].contextWindow": "missing required key 'contextWindow' (model 'a')",
+    }
+
+
+@pytest.mark.parametrize(
+    ("provider", "meant"),
+    [("OpenAI", "openai"), ("openai_compatible", "openai-compatible"), ("antropic", "anthropic")],
+)
+def test_a_misspelled_provider_name_gets_a_suggestion(provider: str, meant: str) -> None:
+    known = "anthropic, azure-openai, gemini, ollama, openai, openai-compatible"
+    expected = f"no provider implementation named {provider!r}; did you mean {meant!r}? (known: {known}) (model 'a')"
+    assert errors_of(registry([model("a", provider=provider, baseUrl="http://h/v1")])) == {
+        "models[0].provider": expected
+    }
+    pooled = model("a", deployments=[{"id": "d", "provider": provider, "baseUrl": "http://h/v1"}])
+    assert errors_of(registry([pooled])) == {"models[0].deployments[0].provider": expected}
+
+
+def test_a_provider_name_like_none_gets_no_suggestion() -> None:
+    [message] = errors_of(registry([model("a", provider="zzz")])).values()
+    assert message.startswith("no provider implementation named 'zzz' (known: anthropic,")
+
+
+def test_a_short_name_merely_sharing_letters_gets_no_suggestion() -> None:
+    [message] = errors_of(registry([model("a", provider="nope")])).values()
+    assert message.startswith("no provider implementation named 'nope' (known: anthropic,")

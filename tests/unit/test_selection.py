@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +341,100 @@ def test_unknown_tasks_get_the_default_model_by_default(selector: ModelSelection
     assert selector.unknown_task == "default"
     selection = selector.candidates("jsno")
     assert (ids(selection.models), selection.known_task) == (["dflt"], False)
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty, for one test, the record of the unknown tasks this process has warned about."""
+    from taskmodels import selection
+
+    monkeypatch.setattr(selection, "_warned", set())
+
+
+def unknown_task_events(events: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [e for e in events if e["event"] == "taskmodels.task.unknown"]
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_an_unknown_task_is_warned_about_once_naming_the_closest(selector: ModelSelectionFactory) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as events:
+        assert ids(selector.candidates("jsno", CompletionRequest(prompt="hi")).models) == ["dflt"]
+        selector.candidates("jsno")
+        assert selector.select_model_for_task("jsno").id == "dflt"
+    [warning] = unknown_task_events(events)
+    assert warning["log_level"] == "warning"
+    assert (warning["task"], warning["served_by"], warning["did_you_mean"]) == ("jsno", "dflt", "json")
+    assert "TASKMODELS_SELECTION__UNKNOWN_TASK=error" in warning["note"]
+    with capture_logs() as events:
+        selector.select_model_for_task("zzz-nothing-like-it")  # another name: its own warning
+    [other] = unknown_task_events(events)
+    assert (other["task"], other["did_you_mean"]) == ("zzz-nothing-like-it", None)
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_explain_says_it_itself_and_does_not_log(selector: ModelSelectionFactory) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as events:
+        assert selector.explain("jsno").known_task is False
+    assert unknown_task_events(events) == []
+    with capture_logs() as events:
+        selector.candidates("jsno")  # explain did not use up the call path's one warning
+    assert len(unknown_task_events(events)) == 1
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_known_tasks_and_strict_selectors_log_nothing(service: ModelRegistryService) -> None:
+    from structlog.testing import capture_logs
+
+    strict = ModelSelectionFactory(service, unknown_task="error")
+    with capture_logs() as events:
+        ModelSelectionFactory(service).candidates("chat")
+        with pytest.raises(UnknownTaskError):
+            strict.candidates("jsno")
+    assert unknown_task_events(events) == []
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_threads_asking_for_one_unknown_task_warn_once(selector: ModelSelectionFactory) -> None:
+    import threading
+
+    from structlog.testing import capture_logs
+
+    start = threading.Barrier(8)
+
+    def ask() -> None:
+        start.wait(timeout=10)
+        for _ in range(200):
+            selector.candidates("clusterring")
+
+    with capture_logs() as events:
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert [e["task"] for e in unknown_task_events(events)] == ["clusterring"]
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_unknown_task_warnings_stop_after_a_bound(
+    selector: ModelSelectionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    from taskmodels import selection
+
+    monkeypatch.setattr(selection, "UNKNOWN_TASKS_LOGGED", 3)
+    with capture_logs() as events:
+        for i in range(10):
+            selector.candidates(f"made-up-{i}")
+    warnings = unknown_task_events(events)
+    assert [e["task"] for e in warnings] == ["made-up-0", "made-up-1", "made-up-2", "made-up-3"]
+    assert warnings[-1]["note"] == "3 unknown task names were logged; no more will be in this process"
+    assert len(selection._warned) == 4  # the bound is on memory too
 
 
 def test_the_known_tasks_listed_are_bounded() -> None:

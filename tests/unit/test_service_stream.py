@@ -9,6 +9,7 @@ import pytest
 from taskmodels.errors import (
     AllModelsFailedError,
     IncompleteStreamError,
+    InvalidRequestError,
     InvalidResponseError,
     StreamStalledError,
 )
@@ -209,3 +210,39 @@ async def test_a_tasks_timeouts_win_over_the_models() -> None:
     service, backend = make(reg, first_token_timeout=5)
     await collect(service)
     assert backend.calls[0].first_token_timeout == 2
+
+
+async def test_a_call_may_ask_for_the_error_policy_over_the_tasks_restart() -> None:
+    service, backend = make(stream_policy="restart")
+    backend.script("a", cut(after_chunks=1))
+    got: list[StreamEvent] = []
+
+    async def read() -> None:
+        async for event in service.stream_with_task_model("t", "p", stream_policy="error"):
+            got.append(event)
+
+    with pytest.raises(IncompleteStreamError):
+        await read()
+    assert kinds(got) == ["text"]
+    assert backend.models_called() == ["a"]  # no second model started for an answer nobody can take
+
+
+async def test_an_unknown_stream_policy_is_an_invalid_request() -> None:
+    service, _ = make()
+    with pytest.raises(InvalidRequestError) as caught:
+        await collect(service, stream_policy="retry")
+    assert caught.value.param == "stream_policy"
+
+
+async def test_the_first_event_of_each_answer_names_the_model_giving_it() -> None:
+    service, backend = make(stream_policy="restart", max_attempts_per_model=1)
+    backend.script("a", cut(after_chunks=1))
+    backend.script("b", reply("two", chunks=["tw", "o"]))
+    events = await collect(service)
+    assert kinds(events) == ["text", "restart", "text", "text", "done"]
+    assert [(e.model_id, e.model_name) for e in events[:4]] == [
+        ("a", "a-name"),
+        ("b", "b-name"),
+        ("b", "b-name"),
+        (None, None),  # later events name nobody: the first said it
+    ]

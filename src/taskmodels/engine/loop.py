@@ -230,7 +230,7 @@ class _Relay:
                     restart_owed = False
                 texts: list[str] = []
                 tools: list[ToolCall] = []
-                event: StreamEvent = running.first
+                event: StreamEvent = _named(running.first, attempt)
                 rest = running.rest
                 assert rest is not None
                 try:
@@ -259,3 +259,10 @@ class _Relay:
                 finally:
                     await rest.aclose()  # type: ignore[attr-defined]  # a generator, as every feed's rest is
         raise call.exhausted_error()
+
+
+def _named(event: StreamEvent, attempt: Try) -> StreamEvent:
+    """The first event of an answer, naming the model that gives it: a relay can say who answers before the end."""
+    if event.model_id is None:
+        event.model_id, event.model_name = attempt.model.id, attempt.route.config.model_name
+    return event

@@ -793,7 +793,11 @@ class _Validator:
                 out.append(None if twice else cls.model_validate(item))
             except ValidationError as exc:
                 out.append(None)
-                for err in exc.errors(include_url=False):
+                errors = exc.errors(include_url=False)
+                meant = _meant_keys(cls, errors)
+                for err in errors:
+                    if err["type"] == "missing" and _field_at(cls, err["loc"]) in meant:
+                        continue  # the misspelled key is reported, with this one as its suggestion
                     self._field_error(section, i, cls, err, subject=subject)
         return out
 
@@ -845,11 +849,9 @@ class _Validator:
                 p_key = _find_key(item, "provider", _MODEL_KEYS)
                 provider = item.get(p_key) if p_key is not None else None
                 if isinstance(provider, str) and provider.strip() and provider.strip() not in self.providers:
-                    known = ", ".join(sorted(self.providers))
                     self.error(
                         self.m.where(_MODELS, i, p_key),
-                        f"no provider implementation named {provider.strip()!r} (known: {known})"
-                        + self.subject(_MODELS, i),
+                        self._unknown_provider(provider.strip()) + self.subject(_MODELS, i),
                     )
         return first
 
@@ -914,11 +916,7 @@ class _Validator:
             first.setdefault(deployment.id, k)
             provider = deployment.provider or model.provider
             if deployment.provider is not None and self.providers is not None and provider not in self.providers:
-                known = ", ".join(sorted(self.providers))
-                self.error(
-                    self.m.where(_MODELS, i, key, f"[{k}].provider"),
-                    f"no provider implementation named {provider!r} (known: {known}){subject}",
-                )
+                self.error(self.m.where(_MODELS, i, key, f"[{k}].provider"), self._unknown_provider(provider) + subject)
             has_url = deployment.base_url is not None or model.base_url is not None
             if (
                 not has_url
@@ -929,6 +927,19 @@ class _Validator:
                     self.m.where(_MODELS, i, key, f"[{k}].baseUrl"),
                     f"this {provider} deployment needs an endpoint: set baseUrl (on it or on the model){subject}",
                 )
+
+    def _unknown_provider(self, provider: str) -> str:
+        """A provider name no implementation has, with the closest one (``OpenAI``, ``openai_compatible``)."""
+        known = sorted(self.providers or ())
+        # Case and separators first (OpenAI, openai_compatible); a close spelling only when really close: provider
+        # names are short, and difflib's usual 0.6 takes 'nope' for 'openai'.
+        normal = {name.casefold().replace("_", "-"): name for name in known}
+        close = normal.get(provider.casefold().replace("_", "-"))
+        if close is None:
+            found = difflib.get_close_matches(provider.casefold(), known, n=1, cutoff=0.8)
+            close = found[0] if found else None
+        hint = f"; did you mean {close!r}?" if close is not None else ""
+        return f"no provider implementation named {provider!r}{hint} (known: {', '.join(known)})"
 
     def _unknown_model(self, where: tuple[str, str], ref: str, subject: str = "") -> None:
         """An unknown reference, with the closest known id when there is one (see ``suggest.py``)."""
@@ -1090,17 +1101,45 @@ def _unknown_key(key: object, owner: type[BaseModel] | None) -> str:
     if not isinstance(key, str):  # a dict built in code; a YAML file's are dropped and noted when read
         return f"key {shown(key)} is not a string"
     message = f"unknown key {key!r}"
-    if owner is not None:
-        preferred = _preferred(owner)
-        candidates = {spelling: preferred[name] for spelling, name in _spellings(owner).items()}
-        close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.7)
-        if not close:
-            lowered = {c.lower().replace("_", ""): c for c in candidates}
-            hit = lowered.get(key.lower().replace("_", "").replace("-", ""))
-            close = [hit] if hit else []
-        if close:
-            message += f"; did you mean {candidates[close[0]]!r}?"
+    meant = _meant_field(key, owner) if owner is not None else None
+    if owner is not None and meant is not None:
+        message += f"; did you mean {_preferred(owner)[meant]!r}?"
     return message
+
+
+def _meant_field(key: str, owner: type[BaseModel]) -> str | None:
+    """The field of ``owner`` an unknown ``key`` was probably meant to be, by its name."""
+    candidates = _spellings(owner)
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.7)
+    if not close:
+        lowered = {c.lower().replace("_", ""): c for c in candidates}
+        hit = lowered.get(key.lower().replace("_", "").replace("-", ""))
+        close = [hit] if hit else []
+    return candidates[close[0]] if close else None
+
+
+def _meant_keys(cls: type[BaseModel], errors: Sequence[Any]) -> set[tuple[tuple[int | str, ...], str]]:
+    """(where, field) of each field an unknown key among ``errors`` is taken for: the misspelling of a required
+    key is one problem (the unknown key, with its suggestion), not also a missing key."""
+    meant: set[tuple[tuple[int | str, ...], str]] = set()
+    for err in errors:
+        loc: tuple[int | str, ...] = err["loc"]
+        if err["type"] != "extra_forbidden" or not loc or not isinstance(loc[-1], str):
+            continue
+        owner = _model_at(cls, loc[:-1])
+        field = _meant_field(loc[-1], owner) if owner is not None else None
+        if field is not None:
+            meant.add((loc[:-1], field))
+    return meant
+
+
+def _field_at(cls: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], str] | None:
+    """(where, field) of the key at ``loc``, however it is spelled there."""
+    owner = _model_at(cls, loc[:-1]) if loc else None
+    if owner is None or not isinstance(loc[-1], str):
+        return None
+    field = _spellings(owner).get(loc[-1])
+    return None if field is None else (loc[:-1], field)
 
 
 def _model_at(cls: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:

@@ -1,0 +1,460 @@
+"""The gateway: the registry's tasks behind OpenAI's HTTP API, as a plain ASGI app.
+
+    POST /v1/chat/completions      the request's model is a task; JSON or, with "stream": true, SSE chunks
+    POST /v1/embeddings            text in, vectors out (float or base64)
+    GET  /v1/models                the registry's tasks
+    GET  /v1/models/{task}
+
+A router of our own over (method, path), and ASGI's send and receive by hand: no framework, so a request costs
+what the call costs plus a few dict lookups and one JSON encode. Mount it anywhere (``app.mount("/llm",
+create_app(container))``): it routes on the path below its mount point.
+
+What it adds to the call is translation and limits at the door: the body's size, JSON and parameters
+(``inbound.py``), the answer's shapes (``outbound.py``), the error envelope and status (``errors.py``), a bound
+on streams in flight, a client that leaves cancelling its call, and keep-alive comments while a stream waits
+for its first token. Retries, fallbacks, budgets and the rest are the service's, unchanged.
+
+A stream never lies. Before its first content the service falls back invisibly, and a failure there is an
+HTTP error with its status; once content went out a failure ends the stream with an ``error`` event and no
+``[DONE]`` (the gateway asks the service for the ``error`` stream policy: an OpenAI client cannot take a
+``restart``). A stream whose response started with a keep-alive comment and then fails before content ends
+the same way, since its status went out already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from taskmodels.errors import BudgetExceededError, TaskModelsError, UnknownTaskError
+from taskmodels.gateway.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    route_path,
+    send_bytes,
+)
+from taskmodels.gateway.errors import GatewayError, error_for
+from taskmodels.gateway.hooks import ANONYMOUS, Caller, Gatekeeper, no_limits
+from taskmodels.gateway.inbound import ChatCall, parse_chat, parse_embeddings, parse_json
+from taskmodels.gateway.outbound import Chunks, completion_body, embeddings_body, model_object, models_body, new_id
+from taskmodels.log import library_logger
+from taskmodels.resilience.state import window_start
+from taskmodels.sections import GatewaySettings
+from taskmodels.selection import ModelSelectionFactory
+from taskmodels.service import ModelService
+from taskmodels.types import CompletionResult, StreamEvent
+
+__all__ = ["GatewayApp"]
+
+_SSE_HEADERS: Final = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # proxies such as nginx: pass each event on at once
+]
+_KEEPALIVE: Final = b": keep-alive\n\n"
+_MODELS_PREFIX: Final = "/v1/models/"
+_log = library_logger("gateway")
+
+Handler = Callable[["_Exchange"], Awaitable[None]]
+
+
+class _Exchange:
+    """One request: what the server handed the app, the caller, and whether the client is still there."""
+
+    __slots__ = ("caller", "done", "gone", "receive", "scope", "send", "started", "task", "watcher")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.started = started
+        self.caller: Caller = ANONYMOUS
+        self.task: asyncio.Task[Any] | None = None
+        self.watcher: asyncio.Task[None] | None = None
+        self.gone = False  # the client disconnected: its call was cancelled
+        self.done = False  # the last byte of the answer is on its way: a disconnect now cancels nothing
+
+    def watch(self) -> None:
+        """From now on (the body is read) a client that disconnects cancels this request's call at once."""
+        self.task = asyncio.current_task()
+        self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass  # the body was read already: nothing else is expected but the disconnect
+        if not self.done and self.task is not None:
+            self.gone = True
+            self.task.cancel()
+
+    def unwatch(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
+class GatewayApp:
+    """The ASGI app; build it with ``taskmodels.gateway.create_app(container)`` or the container's ``gateway``."""
+
+    def __init__(
+        self,
+        service: ModelService,
+        settings: GatewaySettings | None = None,
+        *,
+        shutdown: Callable[[], Awaitable[object]] | None = None,
+        gatekeeper: Gatekeeper | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.settings = settings or GatewaySettings()
+        self.gatekeeper = gatekeeper
+        self._shutdown = shutdown
+        self._clock = clock
+        self.wall_clock = wall_clock
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/embeddings"): self._embeddings,
+            ("GET", "/v1/models"): self._models,
+        }
+        self._paths = frozenset(path for _, path in self._routes)
+        # Selection's did-you-mean for a task the registry does not map: the gateway never serves a client's
+        # typo with the default model, whatever the registry's unknown_task policy says for code.
+        self._strict = ModelSelectionFactory(service.registry, unknown_task="error")
+        self._models_cache: tuple[object, bytes] | None = None
+        self.in_flight = 0
+        self.streams = 0
+        self._idle: asyncio.Event | None = None
+
+    # --- ASGI ------------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websockets: not served; returning without accepting makes the server refuse the handshake
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = _Exchange(scope, receive, send, self._clock())
+        self.in_flight += 1
+        try:
+            await self._serve(exchange)
+        except asyncio.CancelledError:
+            if not exchange.gone:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # our own cancellation, for a client that left: nothing more to say
+        finally:
+            exchange.unwatch()
+            self.in_flight -= 1
+            if not self.in_flight and self._idle is not None:
+                self._idle.set()
+
+    async def _serve(self, exchange: _Exchange) -> None:
+        scope = exchange.scope
+        path = route_path(scope)
+        handler = self._routes.get((scope["method"], path))
+        try:
+            if handler is None:
+                handler = self._route(scope["method"], path)
+            if self.gatekeeper is not None:
+                exchange.caller = await self.gatekeeper.authorize(scope)
+            await handler(exchange)
+        except ClientGone:
+            return  # the client left before its request was read: nobody to answer
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an answer in OpenAI's envelope
+            await self._refuse(exchange, exc)
+
+    def _route(self, method: str, path: str) -> Handler:
+        if method == "GET" and path.startswith(_MODELS_PREFIX) and len(path) > len(_MODELS_PREFIX):
+            return self._model
+        if path in self._paths:
+            allowed = ", ".join(sorted(m for m, p in self._routes if p == path)).encode()
+            raise GatewayError(
+                405, f"Method not allowed ({method} {path})", code="method_not_allowed", headers=[(b"allow", allowed)]
+            )
+        raise GatewayError(404, f"Invalid URL ({method} {path})", code="unknown_url")
+
+    async def _refuse(self, exchange: _Exchange, exc: Exception) -> None:
+        if isinstance(exc, BudgetExceededError):
+            error = error_for(exc, budget_wait=self._budget_wait(exc.task))
+        else:
+            error = error_for(exc)
+        if error.status >= 500 and not isinstance(exc, GatewayError):
+            _log.warning("taskmodels.gateway.failed", error_class=type(exc).__name__, status=error.status)
+        exchange.done = True
+        await send_bytes(exchange.send, error.status, error.body(), error.headers)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.drain(self.settings.shutdown_grace)
+                try:
+                    if self._shutdown is not None:
+                        await self._shutdown()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which logs it
+                    await send({"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def drain(self, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for the requests in flight to finish; whether they all did."""
+        if not self.in_flight:
+            return True
+        self._idle = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        return not self.in_flight
+
+    # --- the routes ----------------------------------------------------------------------------------------
+
+    async def _body(self, exchange: _Exchange) -> dict[str, Any]:
+        limit = self.settings.max_body_bytes
+        try:
+            raw = await read_body(exchange.scope, exchange.receive, limit)
+        except BodyTooLarge as exc:
+            raise GatewayError(
+                413, f"the request body is over the gateway's limit of {limit:,} bytes", code="request_too_large"
+            ) from exc
+        exchange.watch()
+        return parse_json(raw)
+
+    def _check_task(self, exchange: _Exchange, task: str) -> None:
+        """A 404 for a task the registry does not map (or the caller may not call), with the closest one named."""
+        if task in self.service.registry.current.tasks_by_name and exchange.caller.may_call(task):
+            return
+        try:
+            self._strict.select_model_for_task(task)
+        except UnknownTaskError as exc:
+            detail = str(exc)
+        else:
+            detail = f"unknown task {task!r}"
+        raise GatewayError(
+            404,
+            f"The model `{task}` does not exist or you do not have access to it: {detail}",
+            code="model_not_found",
+            param="model",
+        )
+
+    async def _chat(self, exchange: _Exchange) -> None:
+        call = parse_chat(await self._body(exchange))
+        self._check_task(exchange, call.task)
+        try:
+            if call.stream:
+                await self._stream(exchange, call)
+                return
+            limits = no_limits if self.gatekeeper is None else self.gatekeeper.admit(exchange.caller, call.task, "chat")
+            async with limits:
+                result = await self.service.complete_with_task_model(
+                    call.task, tenant=exchange.caller.tenant, **call.fields
+                )
+        except TaskModelsError as exc:
+            _name_tokens_param(exc, call)
+            raise
+        created = int(self.wall_clock())
+        body = completion_body(result, new_id(), created)
+        exchange.done = True
+        await send_bytes(exchange.send, 200, body, self._served_headers(exchange, call.task, result))
+
+    def _served_headers(self, exchange: _Exchange, task: str, result: CompletionResult) -> Headers:
+        tried = [a for a in result.attempts if a.outcome != "skipped"]
+        upstream = sum(a.latency for a in tried)
+        overhead = max(0.0, self._clock() - exchange.started - upstream) * 1000.0
+        headers = [
+            (b"x-taskmodels-task", _header_value(task)),
+            (b"x-taskmodels-model-id", _header_value(result.model_id)),
+            (b"x-taskmodels-attempts", str(len(tried)).encode()),
+            (b"x-taskmodels-cost", repr(float(result.cost)).encode()),
+            (b"x-taskmodels-overhead-ms", f"{overhead:.3f}".encode()),
+        ]
+        if result.deployment_id is not None:
+            headers.append((b"x-taskmodels-deployment", _header_value(result.deployment_id)))
+        return headers
+
+    async def _embeddings(self, exchange: _Exchange) -> None:
+        call = parse_embeddings(await self._body(exchange))
+        self._check_task(exchange, call.task)
+        limits = (
+            no_limits if self.gatekeeper is None else self.gatekeeper.admit(exchange.caller, call.task, "embeddings")
+        )
+        async with limits:
+            result = await self.service.embed_with_task_model(call.task, call.texts, tenant=exchange.caller.tenant)
+        body = embeddings_body(result, base64_floats=call.base64)
+        tried = [a for a in result.attempts if a.outcome != "skipped"]
+        overhead = max(0.0, self._clock() - exchange.started - sum(a.latency for a in tried)) * 1000.0
+        headers = [
+            (b"x-taskmodels-task", _header_value(call.task)),
+            (b"x-taskmodels-model-id", _header_value(result.model_id)),
+            (b"x-taskmodels-attempts", str(len(tried)).encode()),
+            (b"x-taskmodels-cost", repr(float(result.cost)).encode()),
+            (b"x-taskmodels-overhead-ms", f"{overhead:.3f}".encode()),
+        ]
+        exchange.done = True
+        await send_bytes(exchange.send, 200, body, headers)
+
+    async def _models(self, exchange: _Exchange) -> None:
+        registry = self.service.registry.current
+        caller = exchange.caller
+        if caller.tasks is not None:
+            body = models_body(t for t in registry.tasks_by_name if caller.may_call(t))
+        else:
+            cached = self._models_cache
+            if cached is None or cached[0] is not registry:  # built once per registry snapshot
+                cached = self._models_cache = (registry, models_body(registry.tasks_by_name))
+            body = cached[1]
+        exchange.done = True
+        await send_bytes(exchange.send, 200, body)
+
+    async def _model(self, exchange: _Exchange) -> None:
+        task = route_path(exchange.scope)[len(_MODELS_PREFIX) :]
+        self._check_task(exchange, task)
+        exchange.done = True
+        await send_bytes(exchange.send, 200, json.dumps(model_object(task), ensure_ascii=False).encode())
+
+    # --- streams -------------------------------------------------------------------------------------------
+
+    async def _stream(self, exchange: _Exchange, call: ChatCall) -> None:
+        if self.streams >= self.settings.max_streams:
+            raise GatewayError(
+                503,
+                f"the gateway holds its limit of {self.settings.max_streams} streams: try again shortly",
+                type_="server_error",
+                code="overloaded",
+                headers=[(b"retry-after", b"1")],
+            )
+        self.streams += 1
+        try:
+            limits = no_limits if self.gatekeeper is None else self.gatekeeper.admit(exchange.caller, call.task, "chat")
+            async with limits:
+                events = self.service.stream_with_task_model(
+                    call.task, tenant=exchange.caller.tenant, stream_policy="error", **call.fields
+                )
+                try:
+                    await _Relay(self, exchange, call).run(events)
+                finally:
+                    await events.aclose()
+        finally:
+            self.streams -= 1
+
+    def _budget_wait(self, task: str) -> float | None:
+        """Seconds until the task's budget window ends (windows are aligned to the epoch: every replica agrees)."""
+        mapping = self.service.registry.current.tasks_by_name.get(task)
+        budget = mapping.budget if mapping is not None else None
+        if budget is None:
+            return None
+        now = self.wall_clock()
+        return window_start(now, budget.window_seconds) + budget.window_seconds - now
+
+
+class _Relay:
+    """One stream's events as SSE: headers at the first event (or the first keep-alive), then a chunk per event."""
+
+    __slots__ = ("_app", "_call", "_exchange", "_lock", "_started")
+
+    def __init__(self, app: GatewayApp, exchange: _Exchange, call: ChatCall) -> None:
+        self._app = app
+        self._exchange = exchange
+        self._call = call
+        self._started = False
+        self._lock = asyncio.Lock()  # the keep-alive ticker and the first event take turns at send
+
+    async def _start(self, model_id: str | None) -> None:
+        headers = [*_SSE_HEADERS, (b"x-taskmodels-task", _header_value(self._call.task))]
+        if model_id is not None:
+            headers.append((b"x-taskmodels-model-id", _header_value(model_id)))
+        self._started = True
+        await self._exchange.send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def _tick(self) -> None:
+        interval = self._app.settings.keepalive_interval
+        send = self._exchange.send
+        while True:
+            await asyncio.sleep(interval)
+            async with self._lock:
+                if not self._started:
+                    await self._start(None)
+                await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+
+    async def _first(self, events: Any) -> StreamEvent:
+        ticker = asyncio.get_running_loop().create_task(self._tick())
+        try:
+            event: StreamEvent = await anext(events)
+        finally:
+            async with self._lock:  # a keep-alive being written finishes before the ticker stops
+                ticker.cancel()
+        return event
+
+    async def run(self, events: Any) -> None:  # noqa: C901 - one branch per kind of event and per way a stream ends
+        try:
+            event = await self._first(events)
+        except Exception as exc:
+            if not self._started:
+                raise  # nothing went out yet: an HTTP error with its status
+            await self._fail(exc)  # a keep-alive went out, and with it the status
+            return
+        if not self._started:
+            await self._start(event.model_id)
+        wall = self._app.wall_clock
+        chunks = Chunks(
+            new_id(), int(wall()), event.model_name or self._call.task, include_usage=self._call.include_usage
+        )
+        send = self._exchange.send
+        role = chunks.first()  # goes out with the first event
+        try:
+            while True:
+                kind = event.type
+                if kind == "text":
+                    out = chunks.text(event.text)
+                elif kind == "tool_call" and event.tool_call is not None:
+                    out = chunks.tool_call(event.tool_call)
+                elif kind == "done":
+                    usage = event.result.usage if event.result is not None else event.usage
+                    self._exchange.done = True
+                    body = role + chunks.end(event.finish_reason, usage)
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                    return
+                else:  # a restart: never asked for (stream policy "error"), and it would lie to an OpenAI client
+                    await self._fail(GatewayError(502, "the answer broke off", type_="server_error"))
+                    return
+                if role:
+                    out, role = role + out, b""
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+                event = await anext(events)
+        except StopAsyncIteration:
+            await self._fail(GatewayError(502, "the stream ended without its last event", type_="server_error"))
+        except Exception as exc:  # noqa: BLE001 - content went out: the stream ends in an error event, never [DONE]
+            await self._fail(exc)
+
+    async def _fail(self, exc: BaseException) -> None:
+        error = error_for(exc)
+        self._exchange.done = True
+        body = b"data: " + json.dumps(error.envelope(), ensure_ascii=False).encode() + b"\n\n"
+        await self._exchange.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _name_tokens_param(exc: TaskModelsError, call: ChatCall) -> None:
+    """Name the output limit as the client spelled it (``max_completion_tokens``), not as the library does."""
+    if call.tokens_param != "max_tokens" and getattr(exc, "param", None) == "max_tokens":
+        exc.param = call.tokens_param  # type: ignore[attr-defined]  # an InvalidRequestError's, checked above
+
+
+def _header_value(text: str) -> bytes:
+    """A header value from a name: latin-1 text without control characters (anything else percent-escaped)."""
+    if text.isascii() and text.isprintable():
+        return text.encode("ascii")
+    return "".join(c if c.isascii() and c.isprintable() else f"%{ord(c):02X}" for c in text).encode("ascii", "replace")
