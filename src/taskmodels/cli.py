@@ -109,6 +109,11 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", metavar="ADDRESS", help="address to bind (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=_non_negative, metavar="N", help="port to listen on (default: 8000)")
     serve.add_argument("--workers", type=_positive, metavar="N", help="processes (default: 1); share state via Redis")
+    serve.add_argument(
+        "--unauthenticated",
+        action="store_true",
+        help="with no keys file, serve beyond this machine anyway: every task to anyone who can reach it",
+    )
     fake = sub.add_parser(
         "fake-server", help="serve a fake LLM (OpenAI, Anthropic, Gemini, Ollama protocols) on 127.0.0.1"
     )
@@ -385,14 +390,39 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     port = args.port if args.port is not None else gateway.port
     workers = args.workers if args.workers is not None else gateway.workers
     tasks = len(result.config.task_mappings)
+    keys = _serve_keys(settings, [t.task_name for t in result.config.task_mappings], host, args, err)
+    if isinstance(keys, int):
+        return keys
     print(
         f"taskmodels gateway: {_count(tasks, 'task')} of {' + '.join(result.sources)} at http://{host}:{port}/v1 "
-        f"({_count(workers, 'worker')})",
+        f"({_count(workers, 'worker')}; {keys})",
         file=out,
         flush=True,
     )
-    serve(settings, host=host, port=port, workers=workers)
+    serve(settings, host=host, port=port, workers=workers, unauthenticated=args.unauthenticated)
     return EXIT_OK
+
+
+def _serve_keys(settings: Settings, tasks: list[str], host: str, args: argparse.Namespace, err: TextIO) -> str | int:
+    """What serve says of its keys, checked as the registry is first; an exit code when it must not start."""
+    from taskmodels.gateway.keysfile import KeysFileError, check_keys_file
+    from taskmodels.gateway.server import check_exposure
+
+    try:
+        check_exposure(settings, host, unauthenticated=args.unauthenticated)
+    except ConfigurationError as exc:
+        print(f"taskmodels: error: {exc}", file=err)
+        return EXIT_USAGE
+    path = settings.gateway.keys_file
+    if path is None:
+        return "no keys: anyone who can reach it may call every task"
+    load = check_keys_file(path, tasks=tasks)
+    if load.config is None or load.errors:
+        print(f"taskmodels: error: {KeysFileError(load.errors, str(path))}", file=err)
+        return EXIT_INVALID
+    for warning in load.warnings:
+        print(f"taskmodels: warning: {warning}", file=err)
+    return f"{_count(len(load.config.keys), 'key')} from {path}"
 
 
 # --- keys: the gateway's virtual keys (taskmodels/gateway/keys_command.py) ----------------------------------

@@ -2,8 +2,9 @@
 
     settings -> http_client -> provider_factory -> registry -> selector ----------------> model_service -> gateway
                 state_store -> breaker -> gate -------------------------> engine ----------^  gatekeeper -^
-                clock, wall_clock, sleep, rand --> observation, outcomes -^   planner -----^
+                clock, wall_clock, sleep, rand --> observation, outcomes -^   planner -----^  operations -^
                 tracer_provider, meter_provider -> tracer -^
+                keys (the gateway's keys file), governor (per-key limits on the state store), gateway_metrics
 
 Every part of the engine is a node, so a test or an application overrides any of them, the clock and the
 random source most often::
@@ -53,7 +54,16 @@ from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
 from taskmodels.settings import Settings, load_settings
 
-__all__ = ["Container", "build_call_tracer", "build_gateway", "build_state_store"]
+__all__ = [
+    "Container",
+    "build_call_tracer",
+    "build_gatekeeper",
+    "build_gateway",
+    "build_gateway_metrics",
+    "build_keys",
+    "build_operations",
+    "build_state_store",
+]
 
 _T = TypeVar("_T")
 
@@ -151,13 +161,90 @@ def build_call_tracer(settings: TelemetrySettings, tracer_provider: Any, meter_p
 
 
 def build_gateway(
-    service: ModelService, settings: GatewaySettings, gatekeeper: Any, shutdown: Callable[[], Awaitable[object]]
+    service: ModelService,
+    settings: GatewaySettings,
+    gatekeeper: Any,
+    shutdown: Callable[[], Awaitable[object]],
+    *,
+    operations: Any = None,
+    trace_context: bool = True,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Any:
     """The OpenAI-compatible ASGI app over ``service`` (``taskmodels.gateway``); its lifespan shutdown runs
     ``shutdown`` (the container's ``aclose``). Imported only when asked for."""
     from taskmodels.gateway.app import GatewayApp
 
-    return GatewayApp(service, settings, shutdown=shutdown, gatekeeper=gatekeeper)
+    return GatewayApp(
+        service,
+        settings,
+        shutdown=shutdown,
+        gatekeeper=gatekeeper,
+        operations=operations,
+        trace_context=trace_context,
+        wall_clock=wall_clock,
+    )
+
+
+def build_keys(settings: GatewaySettings, registry: ModelRegistryService) -> Any:
+    """The gateway's keys file (``taskmodels.gateway.keysfile.KeysFile``), or None when none is set."""
+    if settings.keys_file is None:
+        return None
+    from taskmodels.gateway.keysfile import KeysFile
+
+    return KeysFile(settings.keys_file, tasks=lambda: registry.current.tasks_by_name)
+
+
+def build_governor(store: StateStore, wall_clock: Callable[[], float]) -> Any:
+    """Per-key budgets and rate limits on the state store (``taskmodels.gateway.governor.Governor``)."""
+    from taskmodels.gateway.governor import Governor
+
+    return Governor(store, wall_clock=wall_clock)
+
+
+def build_gatekeeper(
+    keys: Any, governor: Any, selector: ModelSelectionFactory, metrics: Any, wall_clock: Callable[[], float]
+) -> Any:
+    """The gateway's keys at the door and their limits around each call; None (no keys file): an open gateway."""
+    if keys is None:
+        return None
+    from taskmodels.gateway.governance import KeyGatekeeper
+
+    return KeyGatekeeper(keys, governor, selector, metrics=metrics, wall_clock=wall_clock)
+
+
+def build_gateway_metrics(settings: GatewaySettings) -> Any:
+    """The gateway's Prometheus metrics, or None when turned off or prometheus-client is not installed."""
+    if not settings.metrics:
+        return None
+    try:
+        from taskmodels.gateway.metrics import GatewayMetrics
+    except ImportError:  # prometheus-client comes with taskmodels[serve]
+        return None
+    return GatewayMetrics()
+
+
+def build_operations(
+    service: ModelService,
+    settings: GatewaySettings,
+    *,
+    metrics: Any,
+    keys: Any,
+    governor: Any,
+    store: StateStore,
+    wall_clock: Callable[[], float],
+) -> Any:
+    """/metrics, /healthz, /readyz and the reload of the registry and keys (``taskmodels.gateway.ops``)."""
+    from taskmodels.gateway.ops import Operations
+
+    return Operations(
+        service,
+        metrics=metrics,
+        keys=keys,
+        governor=governor,
+        store=store,
+        reload_interval=settings.reload_interval,
+        wall_clock=wall_clock,
+    )
 
 
 def _provider_names(factory: ModelProviderFactory) -> frozenset[str]:
@@ -255,8 +342,31 @@ class Container(containers.DeclarativeContainer):
     aclose = providers.Coroutine(_shutdown, __self__)
 
     # The gateway (taskmodels serve): the ASGI app over the service. ``gatekeeper`` is governance's seam: an object
-    # with ``authorize`` and ``admit`` (taskmodels.gateway.hooks.Gatekeeper); None serves every task to anyone.
-    gatekeeper: providers.Object[Any] = providers.Object(None)
+    # with ``authorize`` and ``admit`` (taskmodels.gateway.hooks.Gatekeeper): the keys file's when one is set
+    # (TASKMODELS_GATEWAY__KEYS_FILE), else None, which serves every task to anyone.
+    keys: providers.Singleton[Any] = providers.Singleton(build_keys, settings.provided.gateway, registry)
+    governor: providers.Singleton[Any] = providers.Singleton(build_governor, state_store, wall_clock)
+    gateway_metrics: providers.Singleton[Any] = providers.Singleton(build_gateway_metrics, settings.provided.gateway)
+    gatekeeper: providers.Singleton[Any] = providers.Singleton(
+        build_gatekeeper, keys, governor, selector, gateway_metrics, wall_clock
+    )
+    operations: providers.Singleton[Any] = providers.Singleton(
+        build_operations,
+        model_service,
+        settings.provided.gateway,
+        metrics=gateway_metrics,
+        keys=keys,
+        governor=governor,
+        store=state_store,
+        wall_clock=wall_clock,
+    )
     gateway: providers.Singleton[Any] = providers.Singleton(
-        build_gateway, model_service, settings.provided.gateway, gatekeeper, aclose.provider
+        build_gateway,
+        model_service,
+        settings.provided.gateway,
+        gatekeeper,
+        aclose.provider,
+        operations=operations,
+        trace_context=settings.provided.telemetry.enabled,
+        wall_clock=wall_clock,
     )

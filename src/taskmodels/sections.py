@@ -238,6 +238,14 @@ class GatewaySettings(_Section):
         default=30.0, ge=0, description="Seconds in-flight requests get to finish on shutdown before they are cut"
     )
     access_log: bool = Field(default=False, description="One log line per request (uvicorn's access log)")
+    keys_file: Path | None = Field(
+        default=None,
+        description="The virtual keys file (taskmodels keys add); unset: no keys, and serve binds only loopback",
+    )
+    reload_interval: float = Field(
+        default=2.0, ge=0, description="Seconds between looks at the registry and keys files for changes; 0: never"
+    )
+    metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus' text format)")
 
 
 class ProviderSettings(_Section):

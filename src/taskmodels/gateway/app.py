@@ -2,8 +2,9 @@
 
     POST /v1/chat/completions      the request's model is a task; JSON or, with "stream": true, SSE chunks
     POST /v1/embeddings            text in, vectors out (float or base64)
-    GET  /v1/models                the registry's tasks
+    GET  /v1/models                the registry's tasks (those the caller's key may call)
     GET  /v1/models/{task}
+    GET  /metrics, /healthz, /readyz    for operators (ops.py): no key asked
 
 A router of our own over (method, path), and ASGI's send and receive by hand: no framework, so a request costs
 what the call costs plus a few dict lookups and one JSON encode. Mount it anywhere (``app.mount("/llm",
@@ -12,7 +13,9 @@ create_app(container))``): it routes on the path below its mount point.
 What it adds to the call is translation and limits at the door: the body's size, JSON and parameters
 (``inbound.py``), the answer's shapes (``outbound.py``), the error envelope and status (``errors.py``), a bound
 on streams in flight, a client that leaves cancelling its call, and keep-alive comments while a stream waits
-for its first token. Retries, fallbacks, budgets and the rest are the service's, unchanged.
+for its first token. Retries, fallbacks, budgets and the rest are the service's, unchanged. Governance plugs in
+as a ``gatekeeper`` (``hooks.py``; with a keys file, ``governance.py``): a key at the door, its limits around the
+call, its rate-limit headers on the answer. An incoming W3C ``traceparent`` continues into the library's spans.
 
 A stream never lies. Before its first content the service falls back invisibly, and a failure there is an
 HTTP error with its status; once content went out a failure ends the stream with an ``error`` event and no
@@ -35,6 +38,7 @@ from taskmodels.gateway.asgi import (
     BodyTooLarge,
     ClientGone,
     Headers,
+    Message,
     Receive,
     Scope,
     Send,
@@ -43,15 +47,18 @@ from taskmodels.gateway.asgi import (
     send_bytes,
 )
 from taskmodels.gateway.errors import GatewayError, error_for
-from taskmodels.gateway.hooks import ANONYMOUS, Caller, Gatekeeper, no_limits
+from taskmodels.gateway.hooks import ANONYMOUS, NO_TICKET, Caller, Gatekeeper, Ticket, no_limits
 from taskmodels.gateway.inbound import ChatCall, parse_chat, parse_embeddings, parse_json
+from taskmodels.gateway.metrics import CONTENT_TYPE, Answered, GatewayMetrics
+from taskmodels.gateway.ops import Operations
 from taskmodels.gateway.outbound import Chunks, completion_body, embeddings_body, model_object, models_body, new_id
+from taskmodels.gateway.tracing import continued_trace
 from taskmodels.log import library_logger
 from taskmodels.resilience.state import window_start
 from taskmodels.sections import GatewaySettings
 from taskmodels.selection import ModelSelectionFactory
 from taskmodels.service import ModelService
-from taskmodels.types import CompletionResult, StreamEvent
+from taskmodels.types import CompletionResult, EmbeddingResult, StreamEvent
 
 __all__ = ["GatewayApp"]
 
@@ -70,7 +77,23 @@ Handler = Callable[["_Exchange"], Awaitable[None]]
 class _Exchange:
     """One request: what the server handed the app, the caller, and whether the client is still there."""
 
-    __slots__ = ("caller", "done", "gone", "receive", "scope", "send", "started", "task", "watcher")
+    __slots__ = (
+        "caller",
+        "done",
+        "first_content",
+        "gone",
+        "receive",
+        "result",
+        "scope",
+        "send",
+        "started",
+        "status",
+        "stream",
+        "task",
+        "task_name",
+        "ticket",
+        "watcher",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
         self.scope = scope
@@ -82,6 +105,13 @@ class _Exchange:
         self.watcher: asyncio.Task[None] | None = None
         self.gone = False  # the client disconnected: its call was cancelled
         self.done = False  # the last byte of the answer is on its way: a disconnect now cancels nothing
+        # What the metrics count, and the answer's headers from the caller's limits:
+        self.status = 0
+        self.task_name: str | None = None
+        self.result: CompletionResult | EmbeddingResult | None = None
+        self.stream = False
+        self.first_content: float | None = None
+        self.ticket: Ticket = NO_TICKET
 
     def watch(self) -> None:
         """From now on (the body is read) a client that disconnects cancels this request's call at once."""
@@ -112,19 +142,30 @@ class GatewayApp:
         gatekeeper: Gatekeeper | None = None,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
+        operations: Operations | None = None,
+        trace_context: bool = True,
     ) -> None:
         self.service = service
         self.settings = settings or GatewaySettings()
         self.gatekeeper = gatekeeper
+        self.operations = operations
+        self.metrics: GatewayMetrics | None = operations.metrics if operations is not None else None
+        self.trace_context = trace_context  # an incoming traceparent continues into the call's spans
         self._shutdown = shutdown
-        self._clock = clock
+        self.clock = clock
         self.wall_clock = wall_clock
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
         }
-        self._paths = frozenset(path for _, path in self._routes)
+        # Operators' endpoints: no key asked (load balancers and Prometheus call them).
+        self._open: dict[tuple[str, str], Handler] = {("GET", "/healthz"): self._healthz}
+        if operations is not None:
+            self._open[("GET", "/readyz")] = self._readyz
+            if operations.metrics is not None and self.settings.metrics:
+                self._open[("GET", "/metrics")] = self._metrics
+        self._paths = frozenset(path for _, path in (*self._routes, *self._open))
         # Selection's did-you-mean for a task the registry does not map: the gateway never serves a client's
         # typo with the default model, whatever the registry's unknown_task policy says for code.
         self._strict = ModelSelectionFactory(service.registry, unknown_task="error")
@@ -144,10 +185,16 @@ class GatewayApp:
         # websockets: not served; returning without accepting makes the server refuse the handshake
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = _Exchange(scope, receive, send, self._clock())
+        metrics = self.metrics
+        if metrics is not None:
+            exchange = _Exchange(scope, receive, _Recording(send), self.clock())
+            metrics.in_flight.inc()
+        else:
+            exchange = _Exchange(scope, receive, send, self.clock())
         self.in_flight += 1
         try:
-            await self._serve(exchange)
+            with continued_trace(scope["headers"], enabled=self.trace_context):
+                await self._serve(exchange)
         except asyncio.CancelledError:
             if not exchange.gone:
                 raise
@@ -159,13 +206,21 @@ class GatewayApp:
             self.in_flight -= 1
             if not self.in_flight and self._idle is not None:
                 self._idle.set()
+            if metrics is not None:
+                metrics.in_flight.dec()
+                self._count(metrics, exchange)
 
     async def _serve(self, exchange: _Exchange) -> None:
         scope = exchange.scope
         path = route_path(scope)
-        handler = self._routes.get((scope["method"], path))
+        key = (scope["method"], path)
+        handler = self._routes.get(key)
         try:
             if handler is None:
+                handler = self._open.get(key)
+                if handler is not None:  # an operator's endpoint: no key asked
+                    await handler(exchange)
+                    return
                 handler = self._route(scope["method"], path)
             if self.gatekeeper is not None:
                 exchange.caller = await self.gatekeeper.authorize(scope)
@@ -174,6 +229,40 @@ class GatewayApp:
             return  # the client left before its request was read: nobody to answer
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer in OpenAI's envelope
             await self._refuse(exchange, exc)
+
+    def _count(self, metrics: GatewayMetrics, exchange: _Exchange) -> None:
+        """One answer in the metrics (an operator's endpoint, or a client that left before an answer: none)."""
+        status = exchange.send.status if isinstance(exchange.send, _Recording) else 0
+        if not status or (exchange.scope["method"], route_path(exchange.scope)) in self._open:
+            return
+        registry = self.service.registry.current
+        answer = Answered(
+            exchange.task_name,
+            exchange.caller.name,
+            status,
+            seconds=self.clock() - exchange.started,
+            stream=exchange.stream,
+        )
+        result = exchange.result
+        if result is not None:
+            tried = {a.model_id for a in result.attempts if a.outcome not in ("skipped", "cancelled")}
+            answer = Answered(
+                exchange.task_name,
+                exchange.caller.name,
+                status,
+                result.model_id,
+                answer.seconds,
+                exchange.stream,
+                result.usage.input_tokens,
+                result.usage.output_tokens,
+                result.cost,
+                max(0, len(tried) - 1),
+            )
+        metrics.answered(answer, tasks=registry.tasks_by_name, models=registry.models_by_id)
+        if exchange.first_content is not None and exchange.task_name is not None:
+            metrics.first_content(
+                exchange.task_name, exchange.first_content - exchange.started, tasks=registry.tasks_by_name
+            )
 
     def _route(self, method: str, path: str) -> Handler:
         if method == "GET" and path.startswith(_MODELS_PREFIX) and len(path) > len(_MODELS_PREFIX):
@@ -193,14 +282,18 @@ class GatewayApp:
         if error.status >= 500 and not isinstance(exc, GatewayError):
             _log.warning("taskmodels.gateway.failed", error_class=type(exc).__name__, status=error.status)
         exchange.done = True
-        await send_bytes(exchange.send, error.status, error.body(), error.headers)
+        await send_bytes(exchange.send, error.status, error.body(), [*error.headers, *exchange.ticket.headers])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.operations is not None:
+                    self.operations.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.operations is not None:
+                    await self.operations.stop()
                 await self.drain(self.settings.shutdown_grace)
                 try:
                     if self._shutdown is not None:
@@ -235,9 +328,15 @@ class GatewayApp:
         return parse_json(raw)
 
     def _check_task(self, exchange: _Exchange, task: str) -> None:
-        """A 404 for a task the registry does not map (or the caller may not call), with the closest one named."""
-        if task in self.service.registry.current.tasks_by_name and exchange.caller.may_call(task):
-            return
+        """A 404 for a task the registry does not map, with the closest one named; a 403 for one the caller may not
+        call."""
+        exchange.task_name = task
+        if task in self.service.registry.current.tasks_by_name:
+            if exchange.caller.may_call(task):
+                return
+            raise GatewayError(
+                403, f"key {exchange.caller.name!r} may not call task {task!r}", code="permission_denied", param="model"
+            )
         try:
             self._strict.select_model_for_task(task)
         except UnknownTaskError as exc:
@@ -258,23 +357,32 @@ class GatewayApp:
             if call.stream:
                 await self._stream(exchange, call)
                 return
-            limits = no_limits if self.gatekeeper is None else self.gatekeeper.admit(exchange.caller, call.task, "chat")
-            async with limits:
+            limits = (
+                no_limits
+                if self.gatekeeper is None
+                else self.gatekeeper.admit(exchange.caller, call.task, "chat", call.fields)
+            )
+            async with limits as ticket:
+                exchange.ticket = ticket
                 result = await self.service.complete_with_task_model(
                     call.task, tenant=exchange.caller.tenant, **call.fields
                 )
+                ticket.used(result.usage.total_tokens, result.cost)
         except TaskModelsError as exc:
             _name_tokens_param(exc, call)
             raise
+        exchange.result = result
         created = int(self.wall_clock())
         body = completion_body(result, new_id(), created)
         exchange.done = True
-        await send_bytes(exchange.send, 200, body, self._served_headers(exchange, call.task, result))
+        await send_bytes(
+            exchange.send, 200, body, [*self._served_headers(exchange, call.task, result), *ticket.headers]
+        )
 
     def _served_headers(self, exchange: _Exchange, task: str, result: CompletionResult) -> Headers:
         tried = [a for a in result.attempts if a.outcome != "skipped"]
         upstream = sum(a.latency for a in tried)
-        overhead = max(0.0, self._clock() - exchange.started - upstream) * 1000.0
+        overhead = max(0.0, self.clock() - exchange.started - upstream) * 1000.0
         headers = [
             (b"x-taskmodels-task", _header_value(task)),
             (b"x-taskmodels-model-id", _header_value(result.model_id)),
@@ -290,19 +398,25 @@ class GatewayApp:
         call = parse_embeddings(await self._body(exchange))
         self._check_task(exchange, call.task)
         limits = (
-            no_limits if self.gatekeeper is None else self.gatekeeper.admit(exchange.caller, call.task, "embeddings")
+            no_limits
+            if self.gatekeeper is None
+            else self.gatekeeper.admit(exchange.caller, call.task, "embeddings", call.texts)
         )
-        async with limits:
+        async with limits as ticket:
+            exchange.ticket = ticket
             result = await self.service.embed_with_task_model(call.task, call.texts, tenant=exchange.caller.tenant)
+            ticket.used(result.usage.total_tokens, result.cost)
+        exchange.result = result
         body = embeddings_body(result, base64_floats=call.base64)
         tried = [a for a in result.attempts if a.outcome != "skipped"]
-        overhead = max(0.0, self._clock() - exchange.started - sum(a.latency for a in tried)) * 1000.0
+        overhead = max(0.0, self.clock() - exchange.started - sum(a.latency for a in tried)) * 1000.0
         headers = [
             (b"x-taskmodels-task", _header_value(call.task)),
             (b"x-taskmodels-model-id", _header_value(result.model_id)),
             (b"x-taskmodels-attempts", str(len(tried)).encode()),
             (b"x-taskmodels-cost", repr(float(result.cost)).encode()),
             (b"x-taskmodels-overhead-ms", f"{overhead:.3f}".encode()),
+            *ticket.headers,
         ]
         exchange.done = True
         await send_bytes(exchange.send, 200, body, headers)
@@ -338,9 +452,17 @@ class GatewayApp:
                 headers=[(b"retry-after", b"1")],
             )
         self.streams += 1
+        exchange.stream = True
+        if self.metrics is not None:
+            self.metrics.streams.inc()
         try:
-            limits = no_limits if self.gatekeeper is None else self.gatekeeper.admit(exchange.caller, call.task, "chat")
-            async with limits:
+            limits = (
+                no_limits
+                if self.gatekeeper is None
+                else self.gatekeeper.admit(exchange.caller, call.task, "chat", call.fields)
+            )
+            async with limits as ticket:
+                exchange.ticket = ticket
                 events = self.service.stream_with_task_model(
                     call.task, tenant=exchange.caller.tenant, stream_policy="error", **call.fields
                 )
@@ -350,6 +472,28 @@ class GatewayApp:
                     await events.aclose()
         finally:
             self.streams -= 1
+            if self.metrics is not None:
+                self.metrics.streams.dec()
+
+    # --- operators' endpoints ------------------------------------------------------------------------------
+
+    async def _healthz(self, exchange: _Exchange) -> None:
+        exchange.done = True
+        await send_bytes(exchange.send, 200, b'{"status":"ok"}')
+
+    async def _readyz(self, exchange: _Exchange) -> None:
+        assert self.operations is not None
+        status, report = await self.operations.readiness()
+        exchange.done = True
+        await send_bytes(exchange.send, status, json.dumps(report, ensure_ascii=False).encode())
+
+    async def _metrics(self, exchange: _Exchange) -> None:
+        assert self.operations is not None
+        body = await self.operations.metrics_text()
+        exchange.done = True
+        headers = [(b"content-type", CONTENT_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+        await exchange.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await exchange.send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _budget_wait(self, task: str) -> float | None:
         """Seconds until the task's budget window ends (windows are aligned to the epoch: every replica agrees)."""
@@ -377,6 +521,7 @@ class _Relay:
         headers = [*_SSE_HEADERS, (b"x-taskmodels-task", _header_value(self._call.task))]
         if model_id is not None:
             headers.append((b"x-taskmodels-model-id", _header_value(model_id)))
+        headers.extend(self._exchange.ticket.headers)
         self._started = True
         await self._exchange.send({"type": "http.response.start", "status": 200, "headers": headers})
 
@@ -424,6 +569,9 @@ class _Relay:
                     out = chunks.tool_call(event.tool_call)
                 elif kind == "done":
                     usage = event.result.usage if event.result is not None else event.usage
+                    if event.result is not None:
+                        self._exchange.result = event.result
+                        self._exchange.ticket.used(event.result.usage.total_tokens, event.result.cost)
                     self._exchange.done = True
                     body = role + chunks.end(event.finish_reason, usage)
                     await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -433,6 +581,8 @@ class _Relay:
                     return
                 if role:
                     out, role = role + out, b""
+                    self._exchange.ticket.content_sent()  # the client has content: leaving now is no refund
+                    self._exchange.first_content = self._app.clock()
                 await send({"type": "http.response.body", "body": out, "more_body": True})
                 event = await anext(events)
         except StopAsyncIteration:
@@ -458,3 +608,18 @@ def _header_value(text: str) -> bytes:
     if text.isascii() and text.isprintable():
         return text.encode("ascii")
     return "".join(c if c.isascii() and c.isprintable() else f"%{ord(c):02X}" for c in text).encode("ascii", "replace")
+
+
+class _Recording:
+    """``send``, remembering the status of the response it started (for the metrics)."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)

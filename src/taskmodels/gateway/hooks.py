@@ -4,24 +4,31 @@ The gateway ships open (no keys): every request is an anonymous ``Caller`` that 
 ``Gatekeeper`` (the container's ``gatekeeper`` node, or ``create_app(..., gatekeeper=...)``) changes that:
 
 - ``authorize`` reads the request's headers and says who it is for: the ``tenant`` calls are made for (the
-  engine's tenant-scoped budgets and totals count it) and the ``tasks`` it may call (any other is a 404, as an
-  unknown one); it raises ``GatewayError(401, ...)`` to refuse.
+  engine's tenant-scoped budgets and totals count it) and the ``tasks`` it may call (another task the registry
+  maps is a 403; one it does not, a 404); it raises ``GatewayError(401, ...)`` to refuse.
 - ``admit`` wraps each call in the caller's limits (requests or tokens per minute, concurrency, a spend
   limit): entered before the call, left after it however it ended; raising ``GatewayError(429, ...)`` refuses.
+  It is given the request (a chat's fields, or an embedding's texts) to size what it reserves, and yields a
+  ``Ticket``: its ``headers`` go on the answer, and the gateway tells it what the call used.
+
+``taskmodels.gateway.governance.KeyGatekeeper`` is the one the keys file (``TASKMODELS_GATEWAY__KEYS_FILE``) sets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from taskmodels.gateway.asgi import Scope
 
-__all__ = ["ANONYMOUS", "Caller", "Gatekeeper", "Operation", "no_limits"]
+__all__ = ["ANONYMOUS", "NO_TICKET", "Caller", "Gatekeeper", "Operation", "Payload", "Ticket", "no_limits"]
 
 Operation = Literal["chat", "embeddings", "models"]
+Payload = Mapping[str, Any] | Sequence[str]
+"""What a call asks for: a chat's request fields (``CompletionRequest``'s), or an embedding's texts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +46,35 @@ class Caller:
 ANONYMOUS = Caller()
 
 
+class Ticket:
+    """What ``admit`` hands the call it let in: ``headers`` for the answer (a caller's rate-limit headers, say), and
+    what the call used, as the gateway tells it: ``used`` once the answer is known, ``content_sent`` when a
+    stream's first content went out (a stream the client leaves after that never reports its usage). This base
+    one records nothing."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        self.headers: list[tuple[bytes, bytes]] = list(headers)
+
+    def used(self, tokens: int, cost: float) -> None:
+        """The call's answer used ``tokens`` (prompt and answer) and cost ``cost`` USD."""
+
+    def content_sent(self) -> None:
+        """A stream's first content went out."""
+
+
+NO_TICKET = Ticket()
+
+
 class Gatekeeper(Protocol):
     """Authentication and per-caller limits; see the module docstring."""
 
     async def authorize(self, scope: Scope) -> Caller: ...
 
-    def admit(self, caller: Caller, task: str, operation: Operation) -> AbstractAsyncContextManager[object]: ...
+    def admit(
+        self, caller: Caller, task: str, operation: Operation, payload: Payload
+    ) -> AbstractAsyncContextManager[Ticket]: ...
 
 
 class _NoLimits:
@@ -52,8 +82,8 @@ class _NoLimits:
 
     __slots__ = ()
 
-    async def __aenter__(self) -> None:
-        return None
+    async def __aenter__(self) -> Ticket:
+        return NO_TICKET
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -61,4 +91,4 @@ class _NoLimits:
         return None
 
 
-no_limits: AbstractAsyncContextManager[object] = _NoLimits()
+no_limits: AbstractAsyncContextManager[Ticket] = _NoLimits()
