@@ -79,6 +79,7 @@ class _Exchange:
 
     __slots__ = (
         "caller",
+        "counted",
         "done",
         "first_content",
         "gone",
@@ -87,7 +88,6 @@ class _Exchange:
         "scope",
         "send",
         "started",
-        "status",
         "stream",
         "task",
         "task_name",
@@ -106,7 +106,7 @@ class _Exchange:
         self.gone = False  # the client disconnected: its call was cancelled
         self.done = False  # the last byte of the answer is on its way: a disconnect now cancels nothing
         # What the metrics count, and the answer's headers from the caller's limits:
-        self.status = 0
+        self.counted = False  # a client's request the metrics count (operators' endpoints are not)
         self.task_name: str | None = None
         self.result: CompletionResult | EmbeddingResult | None = None
         self.stream = False
@@ -186,11 +186,7 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
-        if metrics is not None:
-            exchange = _Exchange(scope, receive, _Recording(send), self.clock())
-            metrics.in_flight.inc()
-        else:
-            exchange = _Exchange(scope, receive, send, self.clock())
+        exchange = _Exchange(scope, receive, send if metrics is None else _Recording(send), self.clock())
         self.in_flight += 1
         try:
             with continued_trace(scope["headers"], enabled=self.trace_context):
@@ -206,7 +202,7 @@ class GatewayApp:
             self.in_flight -= 1
             if not self.in_flight and self._idle is not None:
                 self._idle.set()
-            if metrics is not None:
+            if metrics is not None and exchange.counted:
                 metrics.in_flight.dec()
                 self._count(metrics, exchange)
 
@@ -222,6 +218,9 @@ class GatewayApp:
                     await handler(exchange)
                     return
                 handler = self._route(scope["method"], path)
+            if self.metrics is not None:  # a client's request: in flight, and counted when answered
+                exchange.counted = True
+                self.metrics.in_flight.inc()
             if self.gatekeeper is not None:
                 exchange.caller = await self.gatekeeper.authorize(scope)
             await handler(exchange)
@@ -231,9 +230,9 @@ class GatewayApp:
             await self._refuse(exchange, exc)
 
     def _count(self, metrics: GatewayMetrics, exchange: _Exchange) -> None:
-        """One answer in the metrics (an operator's endpoint, or a client that left before an answer: none)."""
+        """One answer in the metrics (a client that left before any answer: none)."""
         status = exchange.send.status if isinstance(exchange.send, _Recording) else 0
-        if not status or (exchange.scope["method"], route_path(exchange.scope)) in self._open:
+        if not status:
             return
         registry = self.service.registry.current
         answer = Answered(
