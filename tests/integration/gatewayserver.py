@@ -1,5 +1,5 @@
 """A real ``taskmodels serve`` process for integration tests: uvicorn on a free port on 127.0.0.1, a registry file
-the test wrote, and the environment it gives; ready once ``GET /v1/models`` answers.
+the test wrote, and the environment it gives; ready once ``GET /healthz`` answers.
 
 ::
 
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -53,7 +53,11 @@ class GatewayProcess:
         workers: int = 1,
         timeout: float = 30.0,
         log_path: Path | None = None,
+        launcher: str = "taskmodels.cli",
+        args: Sequence[str] = (),
     ) -> Self:
+        """``launcher``: the module run as ``python -m`` with ``serve``'s arguments (a test's own, wrapping the
+        command); ``args``: more of them (``--unauthenticated``)."""
         port = free_port()
         log_path = log_path or registry.with_name(f"gateway-{port}.log")
         # Nothing of the test process's own taskmodels settings or provider keys: only what the test gives, and the
@@ -62,11 +66,11 @@ class GatewayProcess:
         if "TASKMODELS_HTTP__TRANSPORT" in os.environ:
             base["TASKMODELS_HTTP__TRANSPORT"] = os.environ["TASKMODELS_HTTP__TRANSPORT"]
         base["NO_PROXY"] = "127.0.0.1,localhost"
-        args = [sys.executable, "-m", "taskmodels.cli", "serve", "--registry", str(registry), "--port", str(port)]
-        args += ["--workers", str(workers)]
+        command = [sys.executable, "-m", launcher, "serve", "--registry", str(registry), "--port", str(port)]
+        command += ["--workers", str(workers), *args]
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env={**base, **(env or {})}
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env={**base, **(env or {})}
             )
         gateway = cls(process, port, log_path)
         try:
@@ -94,7 +98,7 @@ class GatewayProcess:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"taskmodels serve exited with {self.process.returncode}:\n{self.log()}")
                 with contextlib.suppress(httpx2.TransportError):
-                    if client.get(f"{self.base_url}/models").status_code == 200:
+                    if client.get(f"{self.url}/healthz").status_code == 200:
                         return
                 time.sleep(0.05)  # poll interval, bounded by the deadline
         raise RuntimeError(f"taskmodels serve was not ready in {timeout}s:\n{self.log()}")
