@@ -194,11 +194,12 @@ def build_keys(settings: GatewaySettings, registry: ModelRegistryService) -> Any
     return KeysFile(settings.keys_file, tasks=lambda: registry.current.tasks_by_name)
 
 
-def build_governor(store: StateStore, wall_clock: Callable[[], float]) -> Any:
+def build_governor(store: StateStore, settings: GatewaySettings, wall_clock: Callable[[], float]) -> Any:
     """Per-key budgets and rate limits on the state store (``taskmodels.gateway.governor.Governor``)."""
     from taskmodels.gateway.governor import Governor
+    from taskmodels.resilience.ratelimit import RATE_WINDOW
 
-    return Governor(store, wall_clock=wall_clock)
+    return Governor(store, wall_clock=wall_clock, window=RATE_WINDOW + settings.rate_margin)
 
 
 def build_gatekeeper(
@@ -345,7 +346,9 @@ class Container(containers.DeclarativeContainer):
     # with ``authorize`` and ``admit`` (taskmodels.gateway.hooks.Gatekeeper): the keys file's when one is set
     # (TASKMODELS_GATEWAY__KEYS_FILE), else None, which serves every task to anyone.
     keys: providers.Singleton[Any] = providers.Singleton(build_keys, settings.provided.gateway, registry)
-    governor: providers.Singleton[Any] = providers.Singleton(build_governor, state_store, wall_clock)
+    governor: providers.Singleton[Any] = providers.Singleton(
+        build_governor, state_store, settings.provided.gateway, wall_clock
+    )
     gateway_metrics: providers.Singleton[Any] = providers.Singleton(build_gateway_metrics, settings.provided.gateway)
     gatekeeper: providers.Singleton[Any] = providers.Singleton(
         build_gatekeeper, keys, governor, selector, gateway_metrics, wall_clock

@@ -242,6 +242,12 @@ class GatewaySettings(_Section):
         default=None,
         description="The virtual keys file (taskmodels keys add); unset: no keys, and serve binds only loopback",
     )
+    rate_margin: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds a key's rpm/tpm window is held past its minute, so an upstream counting requests as "
+        "they arrive never sees more than rpm in any minute: at least the time from admission to arrival",
+    )
     reload_interval: float = Field(
         default=2.0, ge=0, description="Seconds between looks at the registry and keys files for changes; 0: never"
     )

@@ -180,22 +180,25 @@ async def test_rpm_refuses_with_a_429_retry_after_and_the_headers_count_down(tmp
     assert first.status == 200
     assert first.headers["x-ratelimit-limit-requests"] == "2"
     assert first.headers["x-ratelimit-remaining-requests"] == "1"
-    assert first.headers["x-ratelimit-reset-requests"] == "1m0s"
+    # The window is a minute and the default 1 s margin (TASKMODELS_GATEWAY__RATE_MARGIN).
+    assert first.headers["x-ratelimit-reset-requests"] == "1m1s"
     gateway.clock.advance(15)
     assert (await gateway.chat()).headers["x-ratelimit-remaining-requests"] == "0"
     refused = await gateway.chat()
     assert refused.status == 429
     assert refused.error == {
-        "message": "key 'app' is over its limit of 2 requests per minute: room again in 45 s",
+        "message": "key 'app' is over its limit of 2 requests per minute: room again in 46 s",
         "type": "requests",
         "param": None,
         "code": "rate_limit_exceeded",
     }
-    assert (refused.headers["retry-after"], refused.headers["retry-after-ms"]) == ("45", "45000")
+    assert (refused.headers["retry-after"], refused.headers["retry-after-ms"]) == ("46", "46000")
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
-    assert "x-should-retry" not in refused.headers  # the SDK may wait 45 s and retry
+    assert "x-should-retry" not in refused.headers  # the SDK may wait 46 s and retry
     assert len(gateway.backend.calls) == 2
-    gateway.clock.advance(45)
+    gateway.clock.advance(45.5)
+    assert (await gateway.chat()).status == 429  # the minute is over, the margin not yet
+    gateway.clock.advance(0.5)
     assert (await gateway.chat()).status == 200
 
 

@@ -98,7 +98,10 @@ class Governor:
     """Budgets and rate limits per key over one ``StateStore``; see the module docstring.
 
     ``wall_clock``: seconds since the epoch, shared by every replica (the store's windows are aligned to it).
-    ``window``: the seconds ``rpm`` and ``tpm`` count in (a minute).
+    ``window``: the seconds ``rpm`` and ``tpm`` count in: a minute, and a margin for the time between a request's
+    admission and its arrival upstream (``TASKMODELS_GATEWAY__RATE_MARGIN``). Without it, a request admitted just as
+    its minute's oldest left the window, and delivered a little faster than that one was, would reach the upstream
+    within the same minute of arrivals: an upstream counting as requests arrive would see one too many.
     """
 
     __slots__ = ("_store_ok", "store", "wall_clock", "window")
