@@ -99,9 +99,6 @@ def test_disable_and_enable_change_only_that_key(tmp_path: Path, capsys: pytest.
     ("argv", "message"),
     [
         (["keys", "list"], f"no keys file: pass --file PATH or set {KEYS_FILE_VARIABLE}=PATH"),
-        (["keys", "add", "a b", "--file", "{f}"], "name: a key's name is 1 to 64 letters, digits"),
-        (["keys", "add", "a", "--file", "{f}"], "a key named 'a' exists already"),
-        (["keys", "disable", "aa", "--file", "{f}"], "no key named 'aa' in {f}; did you mean 'a'?"),
         (["keys", "add", "b", "--file", "{f}", "--tasks", "x,,y"], "an empty task name"),
         (["keys", "list", "--file", "{f}.missing"], "keys file not found"),
     ],
@@ -116,6 +113,26 @@ def test_usage_problems_exit_2_naming_what_to_fix(
     code, _, err = run(capsys, *(a.replace("{f}", path) for a in argv))
     assert code == 2
     assert message.replace("{f}", path) in err
+    assert Path(path).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["keys", "add", "a b", "--file", "{f}"], "keys[1].name: a key's name is 1 to 64 letters, digits"),
+        (["keys", "add", "a", "--file", "{f}"], "keys[1].name: a key named 'a' exists already (at keys[0])"),
+        (["keys", "disable", "aa", "--file", "{f}"], "keys: no key named 'aa'; did you mean 'a'?"),
+    ],
+)
+def test_a_change_the_file_would_refuse_exits_1_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    path = str(tmp_path / "keys.json")
+    run(capsys, "keys", "add", "a", "--file", path)
+    before = Path(path).read_bytes()
+    code, _, err = run(capsys, *(a.replace("{f}", path) for a in argv))
+    assert code == 1
+    assert message in err
     assert Path(path).read_bytes() == before
 
 

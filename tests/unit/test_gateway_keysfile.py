@@ -18,10 +18,12 @@ from taskmodels.gateway.keys import KeyBudget, KeysConfig, VirtualKey, key_diges
 from taskmodels.gateway.keysfile import (
     KeysFile,
     KeysFileError,
+    add_key,
     check_keys_file,
     edit_keys,
     keys_json_schema,
     load_keys,
+    set_disabled,
     write_atomically,
 )
 
@@ -372,3 +374,27 @@ async def test_watch_reloads_until_stopped(tmp_path: Path) -> None:
     stop.set()
     await asyncio.wait_for(watcher, timeout=10)
     assert list(keys.current.by_name) == ["b"]
+
+
+def test_add_key_returns_the_key_once_and_writes_its_hash(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    key = add_key(path, "notebook", tasks=["t"], rpm=60, budget={"limit": 5, "windowSeconds": 3600})
+    assert key not in path.read_text()
+    found = load_keys(path).authenticate(key, 0.0)
+    assert (found.name, found.tasks, found.rpm) == ("notebook", ("t",), 60)
+    assert found.budget == KeyBudget.model_validate({"limit": 5, "windowSeconds": 3600})
+    assert found.created is not None
+    with pytest.raises(KeysFileError) as caught:
+        add_key(path, "notebook")
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("keys[1].name", "a key named 'notebook' exists already (at keys[0]): disable it, or choose another name")
+    ]
+    with pytest.raises(KeysFileError) as caught:
+        add_key(path, "other", rpm=0)
+    assert [(p.path, p.message) for p in caught.value.problems] == [("keys[1].rpm", "must be greater than 0 (got 0)")]
+    set_disabled(path, "notebook")
+    assert load_keys(path).by_name["notebook"].disabled
+    set_disabled(path, "notebook", disabled=False)
+    assert not load_keys(path).by_name["notebook"].disabled
+    with pytest.raises(KeysFileError, match="no key named 'notebok'; did you mean 'notebook'"):
+        set_disabled(path, "notebok")

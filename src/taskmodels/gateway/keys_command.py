@@ -22,11 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
 from taskmodels.errors import ConfigurationError
-from taskmodels.gateway.keys import KeyBudget, KeysConfig, VirtualKey, key_digest, new_key, utc_now
-from taskmodels.gateway.keysfile import KeysFileError, check_keys_file, edit_keys, keys_json_schema
+from taskmodels.gateway.keys import KeyBudget, VirtualKey, utc_now
+from taskmodels.gateway.keysfile import KeysFileError, add_key, check_keys_file, keys_json_schema, set_disabled
 from taskmodels.registry.suggest import IdSuggester
 
 __all__ = ["KEYS_FILE_VARIABLE", "add_keys_parser", "parse_budget", "parse_expiry", "run_keys"]
@@ -109,23 +107,16 @@ def _add(args: argparse.Namespace, path: Path, out: TextIO, err: TextIO, tasks: 
     names = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
     if names is not None and not all(names):
         raise _Usage(f"--tasks {args.tasks!r}: an empty task name (write the names separated by commas)")
-    key = new_key()
-    fields: dict[str, Any] = {"name": args.name, "sha256": key_digest(key), "created": utc_now()}
-    fields.update(tasks=names or "*", rpm=args.rpm, tpm=args.tpm, budget=args.budget, expires=args.expires)
-    if args.description:
-        fields["description"] = args.description
-
-    def change(config: KeysConfig) -> KeysConfig:
-        if args.name in {k.name for k in config.keys}:
-            raise _Usage(f"a key named {args.name!r} exists already in {path} (disable it, or choose another name)")
-        try:
-            entry = VirtualKey.model_validate(fields)
-        except ValidationError as exc:  # a name the file would refuse: said as the file's check says it
-            first = exc.errors(include_url=False)[0]
-            raise _Usage(f"{first['loc'][0]}: {first.get('ctx', {}).get('error') or first['msg']}") from None
-        return config.model_copy(update={"keys": (*config.keys, entry)})
-
-    edit_keys(path, change)
+    key = add_key(
+        path,
+        args.name,
+        tasks=names,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        budget=args.budget,
+        expires=args.expires,
+        description=args.description or None,
+    )
     if names is not None and tasks is not None:
         suggester = IdSuggester(sorted(tasks))
         for task in names:
@@ -181,17 +172,7 @@ def _list(args: argparse.Namespace, path: Path, out: TextIO) -> int:
 def _set_disabled(args: argparse.Namespace, path: Path, out: TextIO, *, disabled: bool) -> int:
     if not path.exists():
         raise _Usage(f"keys file not found: {path}")
-
-    def change(config: KeysConfig) -> KeysConfig:
-        names = [k.name for k in config.keys]
-        if args.name not in names:
-            close = IdSuggester(names).suggest(args.name) if names else None
-            hint = f"; did you mean {close!r}?" if close else ""
-            raise _Usage(f"no key named {args.name!r} in {path}{hint}")
-        keys = tuple(k.model_copy(update={"disabled": disabled}) if k.name == args.name else k for k in config.keys)
-        return config.model_copy(update={"keys": keys})
-
-    edit_keys(path, change)
+    set_disabled(path, args.name, disabled)
     out.write(f"{'disabled' if disabled else 'enabled'} key {args.name!r} in {path}\n")
     return _OK
 

@@ -33,18 +33,39 @@ import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 
 from taskmodels.errors import ConfigurationError, Problem
-from taskmodels.gateway.keys import KEY_PREFIX, NAME_PATTERN, KeyRing, KeysConfig, VirtualKey
+from taskmodels.gateway.keys import (
+    KEY_PREFIX,
+    NAME_PATTERN,
+    KeyBudget,
+    KeyRing,
+    KeysConfig,
+    VirtualKey,
+    key_digest,
+    new_key,
+    utc_now,
+)
 from taskmodels.log import library_logger
 from taskmodels.registry.loader import field_message, read_layer, shape_problem
 from taskmodels.registry.suggest import IdSuggester
 
-__all__ = ["KeysFile", "KeysFileError", "KeysLoad", "check_keys_file", "edit_keys", "keys_json_schema", "load_keys"]
+__all__ = [
+    "KeysFile",
+    "KeysFileError",
+    "KeysLoad",
+    "add_key",
+    "check_keys_file",
+    "edit_keys",
+    "keys_json_schema",
+    "load_keys",
+    "set_disabled",
+]
 
 _log = library_logger("gateway")
 _KEYS = "keys"
@@ -282,6 +303,64 @@ def edit_keys(
             raise KeysFileError(checked.errors, str(path))
         write_atomically(path, _render(document, path.suffix.lower()))
     return new, checked
+
+
+def add_key(
+    path: Path | str,
+    name: str,
+    *,
+    tasks: Sequence[str] | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    budget: KeyBudget | Mapping[str, Any] | None = None,
+    expires: datetime | None = None,
+    description: str | None = None,
+) -> str:
+    """Make a key named ``name`` in the keys file at ``path`` (made if need be) and return it: the only time it is
+    seen, since the file keeps its SHA-256 alone. ``tasks``: the tasks it may call (``None``: every task);
+    ``budget``: ``{"limit": USD, "windowSeconds": N}``. ``KeysFileError``, nothing written, when ``name`` is taken
+    or a value is refused (located as the file's check locates it)."""
+    key = new_key()
+    fields: dict[str, Any] = {"name": name, "sha256": key_digest(key), "tasks": list(tasks) if tasks else "*"}
+    extra = {"rpm": rpm, "tpm": tpm, "budget": budget, "expires": expires, "description": description}
+    fields.update({k: v for k, v in extra.items() if v is not None}, created=utc_now())
+    source = str(path)
+
+    def change(config: KeysConfig) -> KeysConfig:
+        where = f"{_KEYS}[{len(config.keys)}]"
+        for i, other in enumerate(config.keys):
+            if other.name == name:
+                message = f"a key named {name!r} exists already (at keys[{i}]): disable it, or choose another name"
+                raise KeysFileError([Problem(source, f"{where}.name", message)], source)
+        try:
+            entry = VirtualKey.model_validate(fields)
+        except ValidationError as exc:
+            problems = [
+                Problem(source, where + "".join(f".{p}" for p in err["loc"]), field_message(VirtualKey, err))
+                for err in exc.errors(include_url=False)
+            ]
+            raise KeysFileError(problems, source) from None
+        return config.model_copy(update={"keys": (*config.keys, entry)})
+
+    edit_keys(path, change)
+    return key
+
+
+def set_disabled(path: Path | str, name: str, disabled: bool = True) -> None:
+    """Disable (or enable again) the key named ``name``: refused from the next reload on, kept in the file.
+    ``KeysFileError`` naming the closest name when there is none such."""
+    source = str(path)
+
+    def change(config: KeysConfig) -> KeysConfig:
+        names = [k.name for k in config.keys]
+        if name not in names:
+            close = IdSuggester(names).suggest(name) if names else None
+            hint = f"; did you mean {close!r}?" if close else ""
+            raise KeysFileError([Problem(source, _KEYS, f"no key named {name!r}{hint}")], source)
+        keys = tuple(k.model_copy(update={"disabled": disabled}) if k.name == name else k for k in config.keys)
+        return config.model_copy(update={"keys": keys})
+
+    edit_keys(path, change)
 
 
 def write_atomically(path: Path, text: str) -> None:
