@@ -30,6 +30,7 @@ from taskmodels.testing import (
 )
 from taskmodels.types import Usage
 from tests.gateway_kit import Answer, Client, sse_events
+from tests.otel_kit import Otel, by_name
 
 CHAT = "/v1/chat/completions"
 KEY = "tm-SENTINEL-the-key-of-app-0123456789abcdefghijklmn"
@@ -49,7 +50,14 @@ def bearer(key: str) -> list[tuple[str, str]]:
 class Gateway:
     """The container's gateway over a fake backend, a keys file, a memory store and a manual wall clock."""
 
-    def __init__(self, tmp_path: Path, keys: list[dict[str, Any]], *, registry: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        keys: list[dict[str, Any]],
+        *,
+        registry: dict[str, Any] | None = None,
+        otel: Otel | None = None,
+    ) -> None:
         self.keys_path = tmp_path / "keys.json"
         self.write_keys(keys)
         self.backend = FakeBackend()
@@ -57,12 +65,14 @@ class Gateway:
         self.clock = ManualClock(T0)
         registry = registry or fake_registry(*MODELS, task="t")
         registry["taskMappings"].append({"taskName": "u", "primaryModelId": "b"})
-        settings = Settings.model_validate({"gateway": {"keys_file": str(self.keys_path), "reload_interval": 0}})
+        settings = Settings.model_validate(
+            {"gateway": {"keys_file": str(self.keys_path), "reload_interval": 0}, "telemetry": {"enabled": True}}
+        )
+        overrides: dict[str, Any] = {"state_store": self.store, "wall_clock": self.clock, "sleep": self.clock.sleep}
+        if otel is not None:
+            overrides.update(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
         self.container: Container = make_test_container(
-            registry,
-            backend=self.backend,
-            settings=settings,
-            overrides={"state_store": self.store, "wall_clock": self.clock, "sleep": self.clock.sleep},
+            registry, backend=self.backend, settings=settings, overrides=overrides
         )
         self.app = self.container.gateway()
         self.client = Client(self.app)
@@ -341,3 +351,25 @@ async def test_a_store_that_fails_makes_the_replica_unready_but_serves_calls(tmp
     ready = await gateway.client.get("/readyz")
     assert ready.status == 503
     assert ready.json()["state"] == {"store": "BrokenStore", "reachable": False, "error_class": "ConnectionError"}
+
+
+# --- traces ----------------------------------------------------------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+async def test_a_request_s_traceparent_continues_into_the_call_span_and_no_span_holds_a_key(
+    tmp_path: Path, otel: Otel
+) -> None:
+    gateway = Gateway(tmp_path, [entry("app", KEY, rpm=1)], otel=otel)
+    traced = [("traceparent", f"00-{TRACE}-{PARENT}-01")]
+    assert (await gateway.client.post(CHAT, chat(), headers=[*bearer(KEY), *traced])).status == 200
+    assert (await gateway.client.post(CHAT, chat(), headers=[*bearer(KEY), *traced])).status == 429
+    assert (await gateway.client.post(CHAT, chat(), headers=[*bearer(OTHER), *traced])).status == 401
+    (call,) = by_name(otel.finished(), "taskmodels t")
+    assert call.context is not None
+    assert call.context.trace_id == int(TRACE, 16)
+    assert call.parent is not None
+    assert call.parent.span_id == int(PARENT, 16)
+    never_shown(otel.everything_recorded())
