@@ -15,7 +15,12 @@ aiohttp client in this process for streams. Rows:
 - a stream's time to first chunk and gap between chunks, added to the direct stream's;
 - concurrent streams held at once, each checked whole and in order (the stub numbers its pieces);
 - RSS growth of the gateway process over 100,000 requests, after a warm-up;
-- the same gateway behind Starlette's router (a Mount) against the bare one: what the framework would cost.
+- the same gateway behind Starlette's router (a Mount) against the bare one: what the framework would cost;
+- governance: the gateway with a keys file whose key has a budget and an rpm limit (never reached) beside the same
+  gateway without keys, on the memory store and on a real ``redis-server`` this run starts: what keys and per-key
+  limits add, apart from what Redis adds.
+
+    python -m benchmarks.gateway --governance-only       # just those rows
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ def _registry(upstream: str, folder: Path) -> Path:
     return path
 
 
-def _gateway_env(registry: Path, transport: str) -> dict[str, str]:
+def _gateway_env(registry: Path, transport: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {
         "TASKMODELS_REGISTRY_PATH": str(registry),
         "TASKMODELS_HTTP__TRANSPORT": transport,
@@ -151,12 +156,21 @@ def _gateway_env(registry: Path, transport: str) -> dict[str, str]:
         "TASKMODELS_RESILIENCE__FIRST_TOKEN_TIMEOUT": "60",
         "TASKMODELS_GATEWAY__MAX_STREAMS": "4096",
         "TASKMODELS_TELEMETRY__ENABLED": "false",
+        **(extra or {}),
     }
 
 
 @contextmanager
-def gateway(registry: Path, transport: str, folder: Path, *, app: str | None = None) -> Iterator[tuple[str, int]]:
-    """``taskmodels serve`` (or uvicorn on ``app``, a factory of this module) on a free port: its URL and pid."""
+def gateway(
+    registry: Path,
+    transport: str,
+    folder: Path,
+    *,
+    app: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[tuple[str, int]]:
+    """``taskmodels serve`` (or uvicorn on ``app``, a factory of this module) on a free port: its URL and pid;
+    ``env``: more settings (a keys file, the Redis store)."""
     port = _free_port()
     if app is None:
         args = [sys.executable, "-m", "taskmodels.cli", "serve", "--port", str(port)]
@@ -165,8 +179,68 @@ def gateway(registry: Path, transport: str, folder: Path, *, app: str | None = N
         args += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
     url = f"http://127.0.0.1:{port}"
     log = folder / f"gateway-{transport}-{port}.log"
-    with _process(args, f"{url}/v1/models", _gateway_env(registry, transport), log) as process:
+    with _process(args, f"{url}/healthz", _gateway_env(registry, transport, env), log) as process:
         yield url, process.pid
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A ``redis-server`` on a free port, no persistence: its URL."""
+    port = _free_port()
+    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    args += ["--dir", str(folder)]
+    with (folder / "redis.log").open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait(5)
+
+
+def _keys_file(folder: Path) -> Path:
+    """The key wrk sends, with a budget and an rpm limit that the run never reaches: every request is governed,
+    none refused."""
+    from taskmodels.gateway.keys import key_digest
+
+    path = folder / "gatewayKeys.json"
+    limits = {"rpm": 1_000_000_000, "budget": {"limit": 1_000_000_000.0, "windowSeconds": 86400}}
+    path.write_text(json.dumps({"keys": [{"name": "bench", "sha256": key_digest(KEY), **limits}]}))
+    return path
+
+
+def governance(size: Size, registry: Path, transport: str, folder: Path) -> dict[str, tuple[Load, Load]]:
+    """The gateway without keys and with them, on the memory store and on Redis: c1 and c64 each."""
+    rows: dict[str, tuple[Load, Load]] = {}
+    with redis_server(folder) as url:
+        redis = {"TASKMODELS_STATE__BACKEND": "redis", "TASKMODELS_STATE__URL": url}
+        keys = {"TASKMODELS_GATEWAY__KEYS_FILE": str(_keys_file(folder))}
+        for name, env in (
+            ("governance off, memory store", {}),
+            ("governance on: key, budget, rpm; memory store", keys),
+            ("governance off, Redis", redis),
+            ("governance on: key, budget, rpm; Redis", {**redis, **keys}),
+        ):
+            with gateway(registry, transport, folder, env=env) as (base, _):
+                endpoint = f"{base}/v1/chat/completions"
+                wrk(endpoint, connections=8, seconds=min(size.seconds, 2.0), folder=folder)  # warm-up
+                rows[name] = (
+                    wrk(endpoint, connections=1, seconds=size.seconds, folder=folder),
+                    wrk(endpoint, connections=64, seconds=size.seconds, folder=folder),
+                )
+    return rows
 
 
 @contextmanager
@@ -331,8 +405,10 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:,.1f}{unit}"
 
 
-def run(size: Size, *, litellm: str | None, transports: list[str], folder: Path) -> dict[str, Any]:
-    report: dict[str, Any] = {"rows": []}
+def run(
+    size: Size, *, litellm: str | None, transports: list[str], folder: Path, governance_only: bool = False
+) -> dict[str, Any]:
+    report: dict[str, Any] = {"rows": [], "routing": {}}
     with BenchServer(chunks=STREAM_PIECES) as upstream:
         registry = _registry(upstream.url, folder)
         direct_url = f"{upstream.url}/v1/chat/completions"
@@ -341,6 +417,12 @@ def run(size: Size, *, litellm: str | None, transports: list[str], folder: Path)
         direct64 = wrk(direct_url, connections=64, seconds=size.seconds, folder=folder, body=direct_body)
         direct_streams = asyncio.run(measure_streams(upstream.url, calls=size.stream_calls, concurrent=0))
         report["direct"] = {"c1": direct1, "c64": direct64, "streams": direct_streams}
+        if shutil.which("redis-server") is not None:
+            report["governance"] = governance(size, registry, transports[-1], folder)
+        else:
+            report["governance_skipped"] = "redis-server is not installed"
+        if governance_only:
+            return report
         for transport in transports:
             with gateway(registry, transport, folder) as (url, pid):
                 endpoint = f"{url}/v1/chat/completions"
@@ -434,10 +516,25 @@ def print_report(report: dict[str, Any], size_name: str) -> None:
         )
         for failure in streams.failures[:3]:
             print(f"  broken stream: {failure}")
-    print("\n| routing (same gateway, same uvicorn) | p50 c1 (µs) | p99 c1 (µs) | req/s c64 |")
-    print("|---|---:|---:|---:|")
-    for name, (c1, c64) in report["routing"].items():
-        print(f"| {name} | {c1.p50_us:,.0f} | {c1.p99_us:,.0f} | {c64.rps:,.0f} |")
+    if report["routing"]:
+        print("\n| routing (same gateway, same uvicorn) | p50 c1 (µs) | p99 c1 (µs) | req/s c64 |")
+        print("|---|---:|---:|---:|")
+        for name, (c1, c64) in report["routing"].items():
+            print(f"| {name} | {c1.p50_us:,.0f} | {c1.p99_us:,.0f} | {c64.rps:,.0f} |")
+    _print_governance(report, direct1)
+
+
+def _print_governance(report: dict[str, Any], direct1: Load) -> None:
+    if "governance" not in report:
+        print(f"\ngovernance rows skipped: {report.get('governance_skipped')}")
+        return
+    print("\n| governance (same gateway, same uvicorn) | p50 c1 (µs) | added p50 | p99 c1 (µs) | req/s c64 | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (c1, c64) in report["governance"].items():
+        print(
+            f"| {name} | {c1.p50_us:,.0f} | {c1.p50_us - direct1.p50_us:+,.0f} | {c1.p99_us:,.0f} | "
+            f"{c64.rps:,.0f} | {c1.errors + c64.errors} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -445,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="seconds per row, no LiteLLM (CI)")
     parser.add_argument("--litellm", default=os.environ.get("TASKMODELS_BENCH_LITELLM"), help="LiteLLM's executable")
     parser.add_argument("--transport", choices=["httpx2", "aiohttp"], action="append", help="default: both")
+    parser.add_argument("--governance-only", action="store_true", help="only the governance rows (and the direct)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("benchmarks.gateway: skipped: wrk is not installed (apt-get install wrk)")
@@ -453,11 +551,18 @@ def main(argv: list[str] | None = None) -> int:
     transports = args.transport or (["httpx2"] if args.smoke else ["httpx2", "aiohttp"])
     litellm = None if args.smoke else args.litellm
     with tempfile.TemporaryDirectory(prefix="taskmodels-gateway-bench-") as tmp:
-        report = run(SIZES[size_name], litellm=litellm, transports=transports, folder=Path(tmp))
+        report = run(
+            SIZES[size_name],
+            litellm=litellm,
+            transports=transports,
+            folder=Path(tmp),
+            governance_only=args.governance_only,
+        )
     print_report(report, size_name)
     failed = sum(r["c1"].errors + r["c64"].errors for r in report["rows"]) + sum(
         r["streams"].broken for r in report["rows"] if "streams" in r
     )
+    failed += sum(c1.errors + c64.errors for c1, c64 in report.get("governance", {}).values())
     return 1 if failed else 0
 
 

@@ -65,6 +65,17 @@ async def test_rpm_admits_that_many_in_any_window_and_says_when_room_is_back(sto
     assert await store.rate("m/a", window=W, now=T0 + 65) == RateSnapshot(2, 20, None, oldest=T0 + 10)
 
 
+async def test_an_accepted_request_says_the_window_it_left(store: StateStore) -> None:
+    first = await reserve(store, "1", T0 + 1, tokens=7, rpm=5)
+    assert (first.at, first.requests, first.tokens, first.oldest) == (T0 + 1, 1, 7, T0 + 1)
+    second = await reserve(store, "2", T0 + 2.5, tokens=3, rpm=5)
+    assert (second.at, second.requests, second.tokens, second.oldest) == (T0 + 2.5, 2, 10, T0 + 1)
+    later = await reserve(store, "3", T0 + 61.5, tokens=1, rpm=5)  # the first left the window
+    assert (later.requests, later.tokens, later.oldest) == (2, 4, T0 + 2.5)
+    unlimited = await reserve(store, "4", T0 + 62, rpm=None)  # no limits: nothing logged, nothing to say
+    assert unlimited == RateDecision(accepted=True)
+
+
 async def test_a_snapshot_says_when_the_oldest_request_in_the_window_was_logged(store: StateStore) -> None:
     assert await store.rate("m/a", window=W, now=T0) == RateSnapshot()
     assert (await reserve(store, "1", T0 + 1, rpm=5)).accepted

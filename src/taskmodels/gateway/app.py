@@ -367,16 +367,16 @@ class GatewayApp:
                     call.task, tenant=exchange.caller.tenant, **call.fields
                 )
                 ticket.used(result.usage.total_tokens, result.cost)
+                # Answered inside the limits' block: the caller's limits settle after the answer went out, so the
+                # client does not wait for that store round trip.
+                exchange.result = result
+                body = completion_body(result, new_id(), int(self.wall_clock()))
+                exchange.done = True
+                headers = [*self._served_headers(exchange, call.task, result), *ticket.headers]
+                await send_bytes(exchange.send, 200, body, headers)
         except TaskModelsError as exc:
             _name_tokens_param(exc, call)
             raise
-        exchange.result = result
-        created = int(self.wall_clock())
-        body = completion_body(result, new_id(), created)
-        exchange.done = True
-        await send_bytes(
-            exchange.send, 200, body, [*self._served_headers(exchange, call.task, result), *ticket.headers]
-        )
 
     def _served_headers(self, exchange: _Exchange, task: str, result: CompletionResult) -> Headers:
         tried = [a for a in result.attempts if a.outcome != "skipped"]
@@ -405,20 +405,20 @@ class GatewayApp:
             exchange.ticket = ticket
             result = await self.service.embed_with_task_model(call.task, call.texts, tenant=exchange.caller.tenant)
             ticket.used(result.usage.total_tokens, result.cost)
-        exchange.result = result
-        body = embeddings_body(result, base64_floats=call.base64)
-        tried = [a for a in result.attempts if a.outcome != "skipped"]
-        overhead = max(0.0, self.clock() - exchange.started - sum(a.latency for a in tried)) * 1000.0
-        headers = [
-            (b"x-taskmodels-task", _header_value(call.task)),
-            (b"x-taskmodels-model-id", _header_value(result.model_id)),
-            (b"x-taskmodels-attempts", str(len(tried)).encode()),
-            (b"x-taskmodels-cost", repr(float(result.cost)).encode()),
-            (b"x-taskmodels-overhead-ms", f"{overhead:.3f}".encode()),
-            *ticket.headers,
-        ]
-        exchange.done = True
-        await send_bytes(exchange.send, 200, body, headers)
+            exchange.result = result
+            body = embeddings_body(result, base64_floats=call.base64)
+            tried = [a for a in result.attempts if a.outcome != "skipped"]
+            overhead = max(0.0, self.clock() - exchange.started - sum(a.latency for a in tried)) * 1000.0
+            headers = [
+                (b"x-taskmodels-task", _header_value(call.task)),
+                (b"x-taskmodels-model-id", _header_value(result.model_id)),
+                (b"x-taskmodels-attempts", str(len(tried)).encode()),
+                (b"x-taskmodels-cost", repr(float(result.cost)).encode()),
+                (b"x-taskmodels-overhead-ms", f"{overhead:.3f}".encode()),
+                *ticket.headers,
+            ]
+            exchange.done = True
+            await send_bytes(exchange.send, 200, body, headers)  # before the limits settle, as for chat
 
     async def _models(self, exchange: _Exchange) -> None:
         registry = self.service.registry.current

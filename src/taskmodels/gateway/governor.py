@@ -153,7 +153,12 @@ class Governor:
             wait = max(0.0, at - now)
             message = f"key {key.name!r} is over its limit of {limit} per minute: room again in {math.ceil(wait)} s"
             raise LimitExceeded(kind, key.name, wait, message, _rate_headers(key, snapshot, now, self.window))
-        ticket = RateTicket(rate_key(key.name), ident, bound.tokens) if taken is not None else None
+        if taken is None:  # the store failed: admitted unlimited, headers from an empty window
+            return Permit(key, reservation, None, _rate_headers(key, RateSnapshot(), now, self.window))
+        ticket = RateTicket(rate_key(key.name), ident, bound.tokens)
+        if taken.requests is not None:  # the window as the reservation left it: no second round trip
+            window = RateSnapshot(taken.requests, taken.tokens or 0, None, taken.oldest)
+            return Permit(key, reservation, ticket, _rate_headers(key, window, now, self.window))
         return Permit(key, reservation, ticket, await self._headers(key))
 
     async def settle(self, permit: Permit, *, tokens: int, cost: float) -> None:
@@ -169,7 +174,7 @@ class Governor:
             )
             await self._guarded("add_spend", work, None)
         ticket = permit.ticket
-        if ticket is not None and tokens != ticket.tokens:
+        if ticket is not None and permit.key.tpm and tokens != ticket.tokens:  # tokens count only under a tpm
             work_rate = self.store.settle_rate(ticket.key, ticket.ident, tokens=tokens, window=self.window, now=now)
             await self._guarded("settle_rate", work_rate, None)
 

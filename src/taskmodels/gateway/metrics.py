@@ -89,6 +89,7 @@ class GatewayMetrics:
     def __init__(self, *, multiprocess_dir: str | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir or os.environ.get(MULTIPROC_VARIABLE) or None
         own = CollectorRegistry(auto_describe=True)
+        self._series: dict[tuple[str, str, int, str, bool], _Series] = {}
         # In multiprocess mode the samples live in the shared files and are read from there at each scrape.
         where = None if self.multiprocess_dir else own
         self._registry = own
@@ -140,16 +141,26 @@ class GatewayMetrics:
         task = _bounded(answer.task, tasks, UNKNOWN_TASK)
         key = answer.key or NO_KEY
         model = NO_MODEL if answer.model is None else _bounded(answer.model, models, OTHER_MODEL)
-        self.requests.labels(task, key, str(answer.status), model).inc()
-        self.duration.labels(task, "true" if answer.stream else "false").observe(answer.seconds)
+        series = self._series.get((task, key, answer.status, model, answer.stream))
+        if series is None:  # the labels' children, looked up once per combination: labels() costs microseconds
+            series = self._series[task, key, answer.status, model, answer.stream] = _Series(
+                self.requests.labels(task, key, str(answer.status), model),
+                self.duration.labels(task, "true" if answer.stream else "false"),
+                self.tokens.labels(task, key, "input"),
+                self.tokens.labels(task, key, "output"),
+                self.cost.labels(task, key),
+                self.fallbacks.labels(task),
+            )
+        series.requests.inc()
+        series.duration.observe(answer.seconds)
         if answer.input_tokens:
-            self.tokens.labels(task, key, "input").inc(answer.input_tokens)
+            series.input_tokens.inc(answer.input_tokens)
         if answer.output_tokens:
-            self.tokens.labels(task, key, "output").inc(answer.output_tokens)
+            series.output_tokens.inc(answer.output_tokens)
         if answer.cost > 0:
-            self.cost.labels(task, key).inc(answer.cost)
+            series.cost.inc(answer.cost)
         if answer.fallbacks:
-            self.fallbacks.labels(task).inc(answer.fallbacks)
+            series.fallbacks.inc(answer.fallbacks)
 
     def first_content(self, task: str, seconds: float, *, tasks: Collection[str]) -> None:
         self.first_chunk.labels(_bounded(task, tasks, UNKNOWN_TASK)).observe(seconds)
@@ -188,6 +199,18 @@ class GatewayMetrics:
         if self.multiprocess_dir:
             pid = pid if pid is not None else os.getpid()
             prometheus_multiprocess.mark_process_dead(pid, self.multiprocess_dir)  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One answer's metric children, for one combination of labels."""
+
+    requests: Any
+    duration: Any
+    input_tokens: Any
+    output_tokens: Any
+    cost: Any
+    fallbacks: Any
 
 
 def _bounded(value: str | None, known: Collection[str], other: str) -> str:

@@ -48,12 +48,19 @@ DEFAULT_HOLD = 1.0
 
 @dataclass(slots=True, frozen=True)
 class RateDecision:
-    """``accepted``; else ``retry_at``, when room may be back, and whether a ``hold`` (not the log) refused."""
+    """``accepted``; else ``retry_at``, when room may be back, and whether a ``hold`` (not the log) refused.
+
+    An accepted request that was logged says the time it was logged at (``at``: the log's clock never goes back)
+    and the window as it left it: ``requests`` and ``tokens`` in it, this one counted, and when the oldest of them
+    was logged (``oldest``), so a caller can say what room is left without asking again."""
 
     accepted: bool
     retry_at: float | None = None
     held: bool = False
-    at: float | None = None  # accepted: the time the request was logged at (the log's clock never goes back)
+    at: float | None = None
+    requests: int | None = None
+    tokens: int | None = None
+    oldest: float | None = None
 
 
 ACCEPTED = RateDecision(accepted=True)
@@ -153,7 +160,9 @@ class MemoryRates:
         entries.append(entry)
         log.by_ident[ident] = entry
         log.tokens += tokens
-        return RateDecision(accepted=True, at=now)
+        return RateDecision(
+            accepted=True, at=now, requests=len(entries), tokens=log.tokens, oldest=float(entries[0][0])
+        )
 
     def settle(self, key: str, ident: str, *, tokens: int) -> None:
         log = self._logs.get(key)

@@ -191,10 +191,12 @@ if (rpm > 0 and count >= rpm) or (tpm > 0 and total > 0 and total + tokens > tpm
 end
 redis.call('ZADD', KEYS[1], now, ARGV[6])
 redis.call('HSET', KEYS[2], ARGV[6], tokens)
-redis.call('HINCRBY', KEYS[2], '_total', tokens)
+total = redis.call('HINCRBY', KEYS[2], '_total', tokens)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[2], ARGV[7]) end
-return {{'1', {_F.format("now")}, '0'}}
+-- the window as this request left it: its requests and tokens, and when the oldest was logged
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {{'1', {_F.format("now")}, '0', tostring(count + 1), tostring(total), first[2]}}
 """
 )
 
@@ -434,9 +436,13 @@ class RedisStateStore(StateStore):
     ) -> RateDecision:
         async def remote(r: Redis) -> RateDecision:
             args = [_num(now), _num(window), str(rpm or 0), str(tpm or 0), str(tokens), ident, _ttl_ms(window * 2)]
-            accepted, retry_at, held = await _RESERVE_RATE(r, self.rate_keys(key), args)
+            accepted, retry_at, held, *left = await _RESERVE_RATE(r, self.rate_keys(key), args)
             if accepted == "1":
-                return RateDecision(accepted=True, at=float(retry_at) if retry_at else None)
+                if not left:  # no limits: only the hold was checked, nothing logged
+                    return RateDecision(accepted=True)
+                requests, tokens_in, oldest = left
+                at = float(retry_at)
+                return RateDecision(True, None, False, at, int(requests), int(tokens_in), float(oldest))
             return RateDecision(accepted=False, retry_at=float(retry_at), held=held == "1")
 
         return await self._call(
