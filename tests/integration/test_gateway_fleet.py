@@ -373,12 +373,14 @@ def test_redis_lost_mid_run_fails_no_request_and_limits_come_back_with_it(fault:
             )
             await asyncio.sleep(1.5 * WINDOW)  # the outage's schedule, in real seconds
             marks["lost"] = time.monotonic()
+            marks["lost on the replicas' clock"] = time.time() * SCALE
             await asyncio.to_thread(redis.kill)
             await asyncio.sleep(2 * WINDOW)
             await asyncio.to_thread(redis.start)
             marks["back"] = time.monotonic()
             await asyncio.to_thread(all_back_on_redis, replicas)
             marks["all back"] = time.monotonic()
+            marks["all back on the replicas' clock"] = time.time() * SCALE
             await asyncio.sleep(2.5 * WINDOW)
             stop.set()
             await work
@@ -401,6 +403,9 @@ def test_redis_lost_mid_run_fails_no_request_and_limits_come_back_with_it(fault:
     assert set(statuses) <= {200, 429}, statuses  # no request failed because Redis did
     assert statuses[200] == len(found)
     assert in_memory, "no replica fell back to its own memory"
+    # ... and only while Redis was lost: before it, and once every replica was back, the fleet shared Redis.
+    lost, back = marks["lost on the replicas' clock"], marks["all back on the replicas' clock"]
+    assert all(lost <= s.at <= back for s in in_memory), [s.at for s in in_memory if not lost <= s.at <= back]
     assert all(most_in_any_window(times, MINUTE + MARGIN) <= rpm for times in per_replica.values())  # each alone
     assert most_in_any_window([s.at for s in on_redis], MINUTE + MARGIN) <= rpm  # the fleet, before and after
     assert most_in_any_window([s.arrived for s in on_redis], MINUTE) <= rpm

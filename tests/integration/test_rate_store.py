@@ -65,6 +65,14 @@ async def test_rpm_admits_that_many_in_any_window_and_says_when_room_is_back(sto
     assert await store.rate("m/a", window=W, now=T0 + 65) == RateSnapshot(2, 20, None, oldest=T0 + 10)
 
 
+async def test_requests_logged_with_no_tokens_leave_the_window_too(store: StateStore) -> None:
+    # An rpm-only limit logs requests of 0 tokens; their leaving the window once made the Redis script increment
+    # the total by -0, which Redis refuses as an integer: the store fell back to memory (the fixture says so).
+    assert (await reserve(store, "1", T0, tokens=0, rpm=1)).accepted
+    assert (await reserve(store, "2", T0 + 61, tokens=0, rpm=1)).accepted
+    assert not (await reserve(store, "3", T0 + 62, tokens=0, rpm=1)).accepted
+
+
 async def test_an_accepted_request_says_the_window_it_left(store: StateStore) -> None:
     first = await reserve(store, "1", T0 + 1, tokens=7, rpm=5)
     assert (first.at, first.requests, first.tokens, first.oldest) == (T0 + 1, 1, 7, T0 + 1)

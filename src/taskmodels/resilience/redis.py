@@ -180,7 +180,8 @@ if #old > 0 then
     redis.call('HDEL', KEYS[2], id)
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', edge)
-  redis.call('HINCRBY', KEYS[2], '_total', -gone)
+  -- never an increment of -0 (requests logged with no tokens): Redis refuses "-0" as an integer
+  if gone ~= 0 then redis.call('HINCRBY', KEYS[2], '_total', -gone) end
 end
 local count = redis.call('ZCARD', KEYS[1])
 local total = tonumber(redis.call('HGET', KEYS[2], '_total') or '0')
