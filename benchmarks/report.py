@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -296,18 +297,31 @@ def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: st
         r = _ratio(o, t) if t > 0 else None
         rows.append(Row(metric, extra(t), extra(o), _x(r), target, _met(None if r is None else r <= limit)))
 
-    end_to_end = (("median_s", "sequential median"), ("cpu_per_call_s", "client CPU per call"))
+    rounds = (run.get("round_medians") or {}).get("sequential") or {}
+
+    def paired(on: str, off: str) -> tuple[float | None, str]:
+        """The median over rounds of ``on``'s median minus ``off``'s in the same round; without the rounds (an
+        older run), the difference of the whole run's medians."""
+        why = _status(seq.get(on)) or _status(seq.get(off))
+        if why is not None or on not in rounds or off not in rounds:
+            return added(seq.get(on), seq.get(off), "median_s") if why is None else (None, why)
+        return statistics.median(a - b for a, b in zip(rounds[on], rounds[off], strict=True)), ""
+
+    def difference(on: str, off: str, key: str) -> tuple[float | None, str]:
+        return paired(on, off) if key == "median_s" else added(seq.get(on), seq.get(off), key)
+
+    median = "sequential median, paired by round" if rounds else "sequential median"
+    end_to_end = (("median_s", median), ("cpu_per_call_s", "client CPU per call"))
     off = seq.get(label["off"])
-    peer = {key: added(seq.get(PEER_LABEL), seq.get(OFF_LABEL), key) for key, _ in end_to_end}
+    peer = {key: difference(PEER_LABEL, OFF_LABEL, key) for key, _ in end_to_end}
     for mode, by_hand, trace in _TRACES:
-        ours_seq, floor_seq = seq.get(label[mode]), seq.get(label[by_hand])
-        if ours_seq is None and mode not in layers:
+        if label[mode] not in seq and mode not in layers:
             continue
         for key, what in end_to_end:
             judged(
                 f"OTel on - off, {trace}, {what}: vs the floor by hand",
-                added(floor_seq, off, key),
-                added(ours_seq, off, key),
+                difference(label[by_hand], label["off"], key),
+                difference(label[mode], label["off"], key),
                 FLOOR_LIMIT,
             )
         if mode in layers:
@@ -322,7 +336,7 @@ def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: st
                 judged(
                     f"OTel on - off, {trace}, {what}: vs openai SDK + openai-v2",
                     peer[key],
-                    added(ours_seq, off, key),
+                    difference(label[mode], label["off"], key),
                     PEER_LIMIT,
                 )
 
@@ -338,8 +352,8 @@ def telemetry_rows(run: dict[str, Any], *, subject: str = "taskmodels", base: st
             figure = added(layers.get(by_hand), layers.get(f"conventions_{by_hand}"), "cpu_per_call_s")
             quiet(f"OTel, {trace}: taskmodels' attributes beyond the conventions' (service layer CPU)", figure, None)
     if label["default"] in seq and off is not None:
-        figure = added(seq[label["default"]], off, "median_s")
-        quiet("OTel API without SDK - off, sequential median", figure, None)
+        figure = paired(label["default"], label["off"])
+        quiet(f"OTel API without SDK - off, {median}", figure, None)
     if "default" in layers:
         figure = added(layers.get("default"), layers.get("off"), "cpu_per_call_s")
         quiet("OTel API without SDK - off, service layer CPU", figure, QUIET_LIMIT)

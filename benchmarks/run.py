@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -26,7 +27,7 @@ from typing import Any
 import httpx2
 
 from benchmarks.clients import BASE, SDK_BUILDERS, Endpoints, bare_httpx_variants, openai_variants
-from benchmarks.harness import Variant, run_concurrent, run_sequential
+from benchmarks.harness import SequentialResult, Variant, run_concurrent, run_sequential
 from benchmarks.imports import measure_imports
 from benchmarks.layer import measure_service_layers
 from benchmarks.memory import measure_rss_growth
@@ -242,17 +243,20 @@ async def _overhead(
             warmup=size.warmup,
         )
         out["sequential"] = {k: v.as_dict() for k, v in seq.items()}
+        by_round = {"sequential": _round_medians(seq, size.seq_calls)}
         log("fallback path")
         fb = await run_sequential(
             pick("fallback"), calls_per_round=size.fb_calls, rounds=size.fb_rounds, warmup=size.warmup
         )
         out["fallback"] = {k: v.as_dict() for k, v in fb.items()}
+        by_round["fallback"] = _round_medians(fb, size.fb_calls)
         log("streaming")
         st = await run_sequential(
             pick("stream"), calls_per_round=size.stream_calls, rounds=size.stream_rounds, warmup=size.warmup
         )
         out["stream"] = {k: v.as_dict() for k, v in st.items()}
-        telemetry = await _telemetry_costs(size, log)
+        by_round["stream"] = _round_medians(st, size.stream_calls)
+        telemetry = {"round_medians": by_round, **await _telemetry_costs(size, log)}
         if telemetry_only:
             return {"overhead": out, **telemetry}
         log(f"concurrency {size.concurrency}")
@@ -274,6 +278,20 @@ async def _overhead(
             except Exception as exc:
                 memory[variant.name] = {"error": f"{type(exc).__name__}: {exc}"}
         return {"overhead": out, "memory": memory, **telemetry}
+
+
+def _round_medians(results: dict[str, SequentialResult], calls_per_round: int) -> dict[str, list[float]]:
+    """Each variant's median wall time in each round (its calls are kept in the order they ran, a block of
+    ``calls_per_round`` per round): the blocks of one round ran within a second or so of each other, so the
+    difference of two variants' medians round by round is paired against the machine's drift, which a difference
+    of the whole run's medians is not (``benchmarks.report``'s telemetry rows use it)."""
+    out: dict[str, list[float]] = {}
+    for name, result in results.items():
+        walls = result.walls
+        if result.error is None and walls and len(walls) % calls_per_round == 0:
+            blocks = range(0, len(walls), calls_per_round)
+            out[name] = [statistics.median(walls[i : i + calls_per_round]) for i in blocks]
+    return out
 
 
 async def _telemetry_costs(size: Size, log: Any) -> dict[str, Any]:

@@ -149,3 +149,15 @@ def test_a_failed_mode_fails_its_target_rows() -> None:
     failed = rows["OTel on - off, folded, sequential median: vs the floor by hand"]
     assert (failed.candidate, failed.met) == ("FAILED: RuntimeError: boom", "NO")
     assert rows["OTel on - off, call span, sequential median: vs the floor by hand"].met == "yes"
+
+
+def test_the_sequential_median_is_paired_round_by_round() -> None:
+    # The whole run's medians say +200 µs; in every round the two blocks differ by 50 µs (the machine drifted
+    # between rounds, not between the variants of one round): the paired figure is 50.
+    run = _run(450e-6, ours={"sdk": 200e-6, "folded": 1e-4}, floor={"floor": 1e-4, "floor_folded": 1e-4}, peer=1e-4)
+    on, off = "taskmodels (OTel SDK, no-op exporter)", "taskmodels (telemetry off)"
+    run["round_medians"] = {"sequential": {on: [400e-6, 900e-6, 650e-6], off: [350e-6, 850e-6, 600e-6]}}
+    rows = {r.metric: r for r in telemetry_rows(run)}
+    row = rows["OTel on - off, call span, sequential median, paired by round: vs openai SDK + openai-v2"]
+    assert row.candidate == "+50.0 µs (+12.5 %)"
+    assert row.met == "yes"
