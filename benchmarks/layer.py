@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchmarks.clients import PROMPT
-from benchmarks.otel import Telemetry
+from benchmarks.otel import Telemetry, telemetry_settings
 from benchmarks.otel import apply as apply_telemetry
 
 if TYPE_CHECKING:
@@ -121,14 +121,14 @@ async def _service(
     from dependency_injector import providers
 
     from taskmodels.containers import Container
-    from taskmodels.sections import ResilienceSettings, TelemetrySettings
+    from taskmodels.sections import ResilienceSettings
     from taskmodels.settings import Settings
 
     settings = Settings(
         registry_path=path,
         environment=None,
         resilience=ResilienceSettings(),
-        telemetry=TelemetrySettings(enabled=telemetry != "off"),
+        telemetry=telemetry_settings(telemetry),
     )
     container = Container(settings=providers.Object(settings))
     stack.push_async_callback(container.aclose)

@@ -48,7 +48,9 @@ def render(runs: list[dict[str, Any]]) -> str:
                     ["client", "median", "p99", "CPU/call", "req/s @50", "fallback", "stream/chunk"], _merged(runs, key)
                 )
             )
-    imports = [run["imports"] for run in runs]
+    imports = [run.get("imports") or {} for run in runs]  # none in a --telemetry-only run
+    if not any(imports):
+        return "\n\n".join(parts)
     rows = []
     for label in imports[0]:
         row = [label]

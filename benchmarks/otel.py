@@ -13,16 +13,30 @@ from typing import Any, Literal
 
 from benchmarks.otel_sdk import sdk_missing, sdk_providers
 
-__all__ = ["TELEMETRY_LABELS", "Telemetry", "sdk_missing", "sdk_providers"]  # the last two re-exported from otel_sdk
+# sdk_missing and sdk_providers are re-exported from otel_sdk.
+__all__ = ["TELEMETRY_LABELS", "Telemetry", "sdk_missing", "sdk_providers", "telemetry_settings"]
 
-Telemetry = Literal["default", "off", "sdk", "floor"]
+Telemetry = Literal[
+    "default", "off", "sdk", "folded", "floor", "floor_folded", "conventions_floor", "conventions_floor_folded"
+]
 
 TELEMETRY_LABELS: dict[Telemetry, str] = {
     "default": "taskmodels",
     "off": "taskmodels (telemetry off)",
     "sdk": "taskmodels (OTel SDK, no-op exporter)",
-    "floor": "taskmodels (OTel SDK, the floor's spans and records only)",
+    "folded": "taskmodels (OTel SDK, fold_single_attempt)",
+    "floor": "taskmodels (OTel SDK, its spans and records by hand)",
+    "floor_folded": "taskmodels (OTel SDK, folded, its spans and records by hand)",
+    "conventions_floor": "taskmodels (OTel SDK, the conventions' attributes only, by hand)",
+    "conventions_floor_folded": "taskmodels (OTel SDK, folded, the conventions' attributes only, by hand)",
 }
+
+
+def telemetry_settings(telemetry: Telemetry) -> Any:
+    """The ``TelemetrySettings`` a container runs ``telemetry`` with (the SDK itself is ``apply``'s)."""
+    from taskmodels.sections import TelemetrySettings
+
+    return TelemetrySettings(enabled=telemetry != "off", fold_single_attempt=telemetry == "folded")
 
 
 def apply(container: Any, telemetry: Telemetry, stack: AsyncExitStack, *, batch: bool = True) -> Callable[[], object]:
@@ -31,15 +45,17 @@ def apply(container: Any, telemetry: Telemetry, stack: AsyncExitStack, *, batch:
 
     Returns what exports the spans still queued: the batch processor's thread exports them whenever it wakes,
     so a timed block that ends with this call pays for its own spans' export, not a later block's."""
-    if telemetry not in ("sdk", "floor"):
+    if telemetry in ("default", "off"):
         return _nothing_queued
     from dependency_injector import providers
 
     tracer_provider, meter_provider = sdk_providers(stack, batch=batch)
-    if telemetry == "floor":
-        from benchmarks.otel_floor import FloorTracer
+    if "floor" in telemetry:
+        from benchmarks.otel_floor import CONVENTIONS, TASKMODELS, FloorTracer
 
-        container.tracer.override(providers.Object(FloorTracer(tracer_provider, meter_provider)))
+        shape = CONVENTIONS if telemetry.startswith("conventions") else TASKMODELS
+        floor = FloorTracer(tracer_provider, meter_provider, call_span=not telemetry.endswith("folded"), shape=shape)
+        container.tracer.override(providers.Object(floor))
     else:
         container.tracer_provider.override(providers.Object(tracer_provider))
         container.meter_provider.override(providers.Object(meter_provider))

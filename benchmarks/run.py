@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -25,15 +26,15 @@ from typing import Any
 
 import httpx2
 
-from benchmarks.clients import BASE, SDK_BUILDERS, Endpoints, bare_httpx_variants
-from benchmarks.harness import Variant, run_concurrent, run_sequential
+from benchmarks.clients import BASE, SDK_BUILDERS, Endpoints, bare_httpx_variants, openai_variants
+from benchmarks.harness import SequentialResult, Variant, run_concurrent, run_sequential
 from benchmarks.imports import measure_imports
 from benchmarks.layer import measure_service_layers
 from benchmarks.memory import measure_rss_growth
 from benchmarks.otel import TELEMETRY_LABELS, Telemetry, sdk_missing
 from benchmarks.otel_floor import measure_otel_floor
 from benchmarks.otel_peer import instrumented_openai_variants
-from benchmarks.report import comparison_rows, format_table, machine_info, target_rows
+from benchmarks.report import comparison_rows, format_table, machine_info, target_rows, telemetry_rows
 from benchmarks.scale import measure_scale
 from benchmarks.server import BenchServer
 from benchmarks.subject import build_service, provider_only_variant, taskmodels_variants
@@ -131,11 +132,15 @@ async def _aiohttp_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[s
     return out
 
 
-async def _telemetry_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict[str, Variant]]:
-    """Taskmodels with telemetry switched off, with the OpenTelemetry SDK and a dropping exporter, and with the
-    floor's tracer on that SDK (``benchmarks.otel_floor.FloorTracer``: the SDK's work alone, in place)."""
+async def _telemetry_variants(ep: Endpoints, stack: AsyncExitStack, *, plain_openai: bool) -> list[dict[str, Variant]]:
+    """Taskmodels with telemetry switched off; with the OpenTelemetry SDK and a dropping exporter, in each of its
+    traces (a call span per call, and ``fold_single_attempt``); the floor tracer making the same spans, records and
+    attributes by hand on that SDK (``benchmarks.otel_floor.FloorTracer``), in each trace too; and the peer: the
+    openai SDK through its official instrumentation on the same SDK, whose off is the plain openai SDK row
+    (``plain_openai``: added here, when the SDK comparisons do not add it). All in one run, interleaved: paired."""
     out = []
-    for mode in ("off", "sdk", "floor"):
+    modes: tuple[Telemetry, ...] = ("off", "sdk", "folded", "floor", "floor_folded")
+    for mode in modes:
         label = TELEMETRY_LABELS[mode]
         why = sdk_missing() if mode != "off" else None
         if why is not None:
@@ -145,25 +150,65 @@ async def _telemetry_variants(ep: Endpoints, stack: AsyncExitStack) -> list[dict
             out.append(taskmodels_variants(await build_service(ep, stack, telemetry=mode), ep, label=label))
         except Exception as exc:
             out.append(_failed_variant(label, exc))
+    builds = (openai_variants, instrumented_openai_variants) if plain_openai else (instrumented_openai_variants,)
+    for build in builds:
+        try:
+            out.append(await build(ep, stack))
+        except Exception as exc:
+            out.append(_failed_variant(build.__name__.removesuffix("_variants"), exc))
     return out
+
+
+# The service layer adds the floor with the conventions' attributes only: what taskmodels' own attributes cost.
+_LAYER_MODES: tuple[Telemetry, ...] = (
+    "default",
+    "off",
+    "sdk",
+    "folded",
+    "floor",
+    "floor_folded",
+    "conventions_floor",
+    "conventions_floor_folded",
+)
 
 
 async def _layers(calls: int) -> dict[str, Any]:
-    """The service layer over an instant provider: as an application gets it, telemetry off, the SDK's, and the
-    floor's tracer on the SDK, measured in alternating blocks."""
+    """The service layer over an instant provider: as an application gets it, telemetry off, each SDK mode of
+    ``_telemetry_variants`` (taskmodels' tracer and the floor tracer, in both traces) and the floor tracer with the
+    conventions' attributes only, in alternating blocks."""
     why = sdk_missing()
-    modes: tuple[Telemetry, ...] = ("default", "off") if why is not None else ("default", "off", "sdk", "floor")
+    modes = _LAYER_MODES[:2] if why is not None else _LAYER_MODES
     try:
-        measured = await measure_service_layers(calls, modes)
+        # Ten short blocks per mode rather than five long ones: the best block is the figure, and on a shared
+        # machine more chances to run undisturbed steady it (two runs' floors were 110 and 117 µs with five).
+        measured = await measure_service_layers(max(calls // 2, 1), modes, repeats=10)
         out: dict[str, Any] = {str(mode): entry for mode, entry in measured.items()}
     except Exception as exc:
-        return {mode: {"error": f"{type(exc).__name__}: {exc}"} for mode in ("default", "off", "sdk", "floor")}
+        return {mode: {"error": f"{type(exc).__name__}: {exc}"} for mode in _LAYER_MODES}
     if why is not None:
-        out["sdk"] = out["floor"] = {"skipped": why}
+        out.update({mode: {"skipped": why} for mode in _LAYER_MODES[2:]})
     return out
 
 
-async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log: Any) -> dict[str, Any]:
+async def _other_clients(
+    ep: Endpoints, stack: AsyncExitStack, *, sdks: bool, aiohttp: bool
+) -> list[dict[str, Variant]]:
+    """The other clients compared: bare httpx 0.28, the aiohttp transports, the openai SDK, pydantic-ai, LiteLLM."""
+    groups = [await _httpx_reference(ep, stack)]
+    if aiohttp:
+        groups += await _aiohttp_variants(ep, stack)
+    if sdks:
+        for build in SDK_BUILDERS:
+            try:
+                groups.append(await build(ep, stack))
+            except Exception as exc:
+                groups.append(_failed_variant(build.__name__.removesuffix("_variants"), exc))
+    return groups
+
+
+async def _overhead(
+    ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, telemetry_only: bool, log: Any
+) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         client = httpx2.AsyncClient()
         stack.push_async_callback(client.aclose)
@@ -173,22 +218,17 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
         try:
             service = await build_service(ep, stack, transport="httpx2")
             subject = taskmodels_variants(service, ep)
-            extra_sequential.append(provider_only_variant(service))
+            if not telemetry_only:
+                extra_sequential.append(provider_only_variant(service))
         except Exception as exc:
             traceback.print_exc()
             subject = _failed_variant("taskmodels", exc)
         groups.append(subject)
-        groups += await _telemetry_variants(ep, stack)
-        groups.append(await _httpx_reference(ep, stack))
-        if aiohttp:
-            groups += await _aiohttp_variants(ep, stack)
-        if sdks:
-            # The peer's instrumented openai row pairs with the plain openai SDK row (on - off).
-            for build in (*SDK_BUILDERS, instrumented_openai_variants):
-                try:
-                    groups.append(await build(ep, stack))
-                except Exception as exc:
-                    groups.append(_failed_variant(build.__name__.removesuffix("_variants"), exc))
+        # The peer's instrumented openai row pairs with the plain openai SDK row (on - off), which the SDK
+        # comparisons bring when they run.
+        groups += await _telemetry_variants(ep, stack, plain_openai=telemetry_only or not sdks)
+        if not telemetry_only:
+            groups += await _other_clients(ep, stack, sdks=sdks, aiohttp=aiohttp)
 
         def pick(kind: str) -> list[Variant]:
             return [g[kind] for g in groups]
@@ -205,16 +245,22 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
             warmup=size.warmup,
         )
         out["sequential"] = {k: v.as_dict() for k, v in seq.items()}
+        by_round = {"sequential": _round_medians(seq, size.seq_calls)}
         log("fallback path")
         fb = await run_sequential(
             pick("fallback"), calls_per_round=size.fb_calls, rounds=size.fb_rounds, warmup=size.warmup
         )
         out["fallback"] = {k: v.as_dict() for k, v in fb.items()}
+        by_round["fallback"] = _round_medians(fb, size.fb_calls)
         log("streaming")
         st = await run_sequential(
             pick("stream"), calls_per_round=size.stream_calls, rounds=size.stream_rounds, warmup=size.warmup
         )
         out["stream"] = {k: v.as_dict() for k, v in st.items()}
+        by_round["stream"] = _round_medians(st, size.stream_calls)
+        telemetry = {"round_medians": by_round, **await _telemetry_costs(size, log)}
+        if telemetry_only:
+            return {"overhead": out, **telemetry}
         log(f"concurrency {size.concurrency}")
         conc = await run_concurrent(
             pick("complete"),
@@ -233,21 +279,34 @@ async def _overhead(ep: Endpoints, size: Size, *, sdks: bool, aiohttp: bool, log
                 )
             except Exception as exc:
                 memory[variant.name] = {"error": f"{type(exc).__name__}: {exc}"}
-        log("service layer over an instant provider (telemetry as default, off, the SDK's, the floor tracer's)")
-        layers = await _layers(size.layer_calls)
-        log("the OpenTelemetry SDK's own floor for one GenAI call")
-        try:
-            floor = await measure_otel_floor(size.layer_calls)
-        except Exception as exc:
-            traceback.print_exc()
-            floor = {"error": f"{type(exc).__name__}: {exc}"}
-        return {
-            "overhead": out,
-            "memory": memory,
-            "service_layer": layers["default"],
-            "service_layer_telemetry": layers,
-            "otel_floor": floor,
-        }
+        return {"overhead": out, "memory": memory, **telemetry}
+
+
+def _round_medians(results: dict[str, SequentialResult], calls_per_round: int) -> dict[str, list[float]]:
+    """Each variant's median wall time in each round (its calls are kept in the order they ran, a block of
+    ``calls_per_round`` per round): the blocks of one round ran within a second or so of each other, so the
+    difference of two variants' medians round by round is paired against the machine's drift, which a difference
+    of the whole run's medians is not (``benchmarks.report``'s telemetry rows use it)."""
+    out: dict[str, list[float]] = {}
+    for name, result in results.items():
+        walls = result.walls
+        if result.error is None and walls and len(walls) % calls_per_round == 0:
+            blocks = range(0, len(walls), calls_per_round)
+            out[name] = [statistics.median(walls[i : i + calls_per_round]) for i in blocks]
+    return out
+
+
+async def _telemetry_costs(size: Size, log: Any) -> dict[str, Any]:
+    """The service layer over an instant provider in every telemetry mode, and the SDK's costs in a tight loop."""
+    log("service layer over an instant provider (telemetry as default, off, and each SDK mode)")
+    layers = await _layers(size.layer_calls)
+    log("the OpenTelemetry SDK's own floor for one GenAI call")
+    try:
+        floor = await measure_otel_floor(size.layer_calls)
+    except Exception as exc:
+        traceback.print_exc()
+        floor = {"error": f"{type(exc).__name__}: {exc}"}
+    return {"service_layer": layers["default"], "service_layer_telemetry": layers, "otel_floor": floor}
 
 
 def _errors(run: dict[str, Any]) -> list[str]:
@@ -282,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-aiohttp", action="store_true", help="skip the aiohttp transport variants")
     parser.add_argument(
+        "--telemetry-only",
+        action="store_true",
+        help="only the telemetry target: bare httpx2, taskmodels in each telemetry mode, the floor tracer and the "
+        "instrumented openai SDK, sequential, fallback and streaming; the service layer; the SDK's tight loop",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         help="taskmodels' log level during the run (WARNING: the per-call events are off, as in production)",
@@ -311,7 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     with BenchServer(chunks=size.chunks, lifetime=3600.0) as server:
         log(f"server at {server.url} (pid {server.pid})")
         ep = Endpoints(server.url, size.chunks)
-        run.update(asyncio.run(_overhead(ep, size, sdks=not args.no_sdks, aiohttp=not args.no_aiohttp, log=log)))
+        measured = _overhead(
+            ep, size, sdks=not args.no_sdks, aiohttp=not args.no_aiohttp, telemetry_only=args.telemetry_only, log=log
+        )
+        run.update(asyncio.run(measured))
+    if args.telemetry_only:
+        return _finish(run, args, size_name, started, telemetry_rows(run))
     log(f"registry scale at {size.scale_models:,} models and tasks")
     try:
         run["scale"] = measure_scale(
@@ -328,9 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_sdks and size_name != "smoke":
         labels += ["import openai", "import pydantic_ai", "import litellm"]
     run["imports"] = measure_imports(size.import_repeats, labels=labels)
-    run["elapsed_s"] = time.perf_counter() - started
+    return _finish(run, args, size_name, started, target_rows(run))
 
-    targets = target_rows(run)
+
+def _finish(run: dict[str, Any], args: Any, size_name: str, started: float, targets: list[Any]) -> int:
+    """The tables printed, the run written to its JSON file; non-zero when a call failed."""
+    run["elapsed_s"] = time.perf_counter() - started
     run["targets"] = [r.as_dict() for r in targets]
     print()
     print(f"taskmodels benchmarks ({size_name}) on {run['machine']['cpu_model']}, {run['machine']['cpu_cores']} cores")
@@ -349,22 +422,24 @@ def main(argv: list[str] | None = None) -> int:
     run["comparison"] = comparison
     print(format_table(headers, comparison))
     reference = "bare httpx 0.28"
-    if not (run["overhead"]["sequential"].get(reference) or {}).get("skipped"):
+    if (run["overhead"]["sequential"].get(reference) or {"skipped": "not run"}).get("skipped") is None:
         print()
         print(f"the same against {reference}, the client taskmodels ran on before httpx2:")
         print()
         run["comparison_httpx"] = comparison_rows(run, base=reference)
         print(format_table(headers, run["comparison_httpx"]))
-    imports = run["imports"]
-    print()
-    print(
-        "cold imports (median of fresh interpreters): "
-        + ", ".join(
-            f"{k}: {v['median_s'] * 1e3:.0f} ms" if v["median_s"] is not None else f"{k}: {v['error']}"
-            for k, v in imports.items()
+    imports = run.get("imports")
+    if imports:
+        print()
+        print(
+            "cold imports (median of fresh interpreters): "
+            + ", ".join(
+                f"{k}: {v['median_s'] * 1e3:.0f} ms" if v["median_s"] is not None else f"{k}: {v['error']}"
+                for k, v in imports.items()
+            )
         )
-    )
-    out = args.output or RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{size_name}.json"
+    suffix = "-telemetry" if args.telemetry_only else ""
+    out = args.output or RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{size_name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
     print(f"\nwrote {out} in {run['elapsed_s']:.0f} s")

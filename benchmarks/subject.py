@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from benchmarks.clients import FAIL_MODEL, MAX_TOKENS, MODEL_NAME, PROMPT, Endpoints, expect_chunks, expect_text
 from benchmarks.harness import Variant
-from benchmarks.otel import Telemetry
+from benchmarks.otel import Telemetry, telemetry_settings
 from benchmarks.otel import apply as apply_telemetry
 
 __all__ = [
@@ -75,7 +75,7 @@ async def build_service(
     from dependency_injector import providers
 
     from taskmodels.containers import Container
-    from taskmodels.sections import HttpSettings, ResilienceSettings, TelemetrySettings
+    from taskmodels.sections import HttpSettings, ResilienceSettings
     from taskmodels.settings import Settings
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="taskmodels-bench-")))
@@ -86,7 +86,7 @@ async def build_service(
         environment=None,
         http=HttpSettings(transport=transport),
         resilience=ResilienceSettings(max_attempts_per_model=1, breaker_failure_threshold=10**9),
-        telemetry=TelemetrySettings(enabled=telemetry != "off"),
+        telemetry=telemetry_settings(telemetry),
     )
     container = Container(settings=providers.Object(settings))
     stack.push_async_callback(container.aclose)

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -17,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from taskmodels.telemetry import OpenTelemetryTracer
 
-__all__ = ["Otel", "attrs", "by_name", "in_memory_otel"]
+__all__ = ["FOLDS", "Otel", "attrs", "by_name", "in_memory_otel", "outcome_span"]
 
 
 @dataclass
@@ -26,8 +27,10 @@ class Otel:
     meter_provider: MeterProvider
     spans: InMemorySpanExporter
     reader: InMemoryMetricReader
+    fold: bool = False  # the tracers made here fold a single attempt's call into it (``fold_single_attempt``)
 
     def tracer(self, **kwargs: Any) -> OpenTelemetryTracer:
+        kwargs.setdefault("fold_single_attempt", self.fold)
         return OpenTelemetryTracer(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **kwargs)
 
     def finished(self) -> list[ReadableSpan]:
@@ -59,16 +62,27 @@ class Otel:
         return "\n".join(parts)
 
 
-def in_memory_otel() -> Iterator[Otel]:
-    """SDK providers reading into memory, shut down when the generator closes."""
+def in_memory_otel(*, fold: bool = False) -> Iterator[Otel]:
+    """SDK providers reading into memory, shut down when the generator closes; ``fold``: see ``Otel.fold``."""
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    yield Otel(tracer_provider, meter_provider, exporter, reader)
+    yield Otel(tracer_provider, meter_provider, exporter, reader, fold)
     tracer_provider.shutdown()
     meter_provider.shutdown()
+
+
+# The two ways a call can be traced, as a fixture's params: a call span over its attempts, and a call that made
+# one attempt folded into that attempt's span (``fold_single_attempt``).
+FOLDS = (pytest.param(False, id="call-span"), pytest.param(True, id="folded"))
+
+
+def outcome_span(spans: Sequence[ReadableSpan]) -> ReadableSpan:
+    """The one span that says how a call ended: its call span, or the attempt span a folded call is traced as."""
+    (span,) = [s for s in spans if "taskmodels.outcome" in attrs(s)]
+    return span
 
 
 def by_name(spans: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:

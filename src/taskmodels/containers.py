@@ -157,6 +157,7 @@ def build_call_tracer(settings: TelemetrySettings, tracer_provider: Any, meter_p
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         capture_content=True if settings.capture_content else None,  # None: the conventions' variable decides
+        fold_single_attempt=settings.fold_single_attempt,
     )
 
 

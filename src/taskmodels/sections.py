@@ -215,6 +215,11 @@ class TelemetrySettings(_Section):
         description="Record prompts and answers in spans; OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true "
         "also turns it on",
     )
+    fold_single_attempt: bool = Field(
+        default=False,
+        description="Trace a call whose first attempt answers as that attempt's span alone, carrying the call's "
+        "attributes (one span per call instead of two); a call with a failed attempt keeps its call span",
+    )
 
 
 class GatewaySettings(_Section):

@@ -20,6 +20,10 @@ Spans, under whatever span is current when the call starts (a web request's, say
   ``taskmodels.attempt.number`` / ``.retry`` / ``.outcome``. A non-streamed attempt's
   span is the current span while the provider is called, so HTTP client spans nest in it.
 
+With ``fold_single_attempt`` a call whose first attempt answers is traced as that attempt's span alone, which
+then carries the call span's attributes too; the call span is opened (starting when the call started, linked to
+the attempt) only when the first attempt fails, or when the call ends with none. Hedged calls keep their call span.
+
 A failed call or attempt sets the span status to ``ERROR`` with ``error.type`` (the
 ``taskmodels`` error class) as its description; provider error messages are kept out
 of spans unless content capture is on. Prompts and answers (``gen_ai.input.messages``,
@@ -50,7 +54,7 @@ from urllib.parse import urlsplit
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from taskmodels import __version__
@@ -334,12 +338,27 @@ def _costs_for(meter_provider: metrics.MeterProvider | None, meter: metrics.Mete
 
 
 class _CallHandle:
-    __slots__ = ("context", "ended", "extra", "inputs", "open", "previous_model", "span", "streaming")
+    __slots__ = (
+        "context",
+        "ended",
+        "extra",
+        "first",
+        "inputs",
+        "open",
+        "previous_model",
+        "span",
+        "started",
+        "streaming",
+    )
 
-    def __init__(self, span: Span, context: otel_context.Context, *, streaming: bool) -> None:
+    def __init__(self, span: Span | None, context: otel_context.Context, *, streaming: bool) -> None:
+        # None while the call is folded into its first attempt (``fold_single_attempt``): the call span is opened
+        # only if that attempt fails, or if the call ends without one.
         self.span = span
-        self.context = context
+        self.context = context  # the attempts' parent: the call span's context, or the caller's while folded
         self.streaming = streaming
+        self.started = time.time_ns() if span is None else 0  # when a folded call began: its late span's start
+        self.first: _AttemptHandle | None = None  # the attempt a folded call may be traced as
         self.ended = False
         self.open: list[_AttemptHandle] = []
         self.previous_model: str | None = None
@@ -370,6 +389,9 @@ class OpenTelemetryTracer:
     ``tracer_provider`` and ``meter_provider`` default to the global ones (a no-op until
     the application installs an SDK). ``capture_content`` records prompts and answers;
     ``None`` leaves it to ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    ``fold_single_attempt`` traces a call whose first attempt answers as that attempt's span
+    alone, carrying the call's attributes (one span where there were two: the SDK's cost of
+    a call span is most of what taskmodels' telemetry costs above the conventions' own).
     """
 
     def __init__(
@@ -378,8 +400,10 @@ class OpenTelemetryTracer:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         capture_content: bool | None = None,
+        fold_single_attempt: bool = False,
     ) -> None:
         self.capture_content = capture_content_from_environment() if capture_content is None else capture_content
+        self.fold_single_attempt = fold_single_attempt
         # On the global providers, nothing records until the application installs an SDK: until then a call
         # skips telemetry after one check (FastAPI brings opentelemetry-api along, so that is the common case).
         self._on_globals = tracer_provider is None and meter_provider is None
@@ -428,6 +452,9 @@ class OpenTelemetryTracer:
         if self._on_globals and not self._sdk_seen and self._no_sdk_yet():
             return None
         plan = call.plan
+        # A hedged call's tries race from the start: folding one away would leave the others without a parent.
+        if self.fold_single_attempt and plan.policy.hedge is None:
+            return _CallHandle(None, otel_context.get_current(), streaming=streaming)
         span = self._tracer.start_span(
             f"taskmodels {plan.task}",
             kind=SpanKind.INTERNAL,
@@ -435,33 +462,79 @@ class OpenTelemetryTracer:
         )
         return _CallHandle(span, trace.set_span_in_context(span), streaming=streaming)
 
+    def _unfold(self, call: CallState, handle: _CallHandle, after: _AttemptHandle | None) -> Span:
+        """The call span of a folded call that needs one after all (its first attempt failed, or it made none),
+        started when the call started, beside the attempt ``after`` it links to; later attempts nest in it."""
+        plan = call.plan
+        span = self._tracer.start_span(
+            f"taskmodels {plan.task}",
+            context=handle.context,
+            kind=SpanKind.INTERNAL,
+            attributes={TASK: plan.task, CALL_OPERATION: plan.operation, CANDIDATES: [m.id for m in plan.models]},
+            links=None if after is None else [Link(after.span.get_span_context())],
+            start_time=handle.started,
+        )
+        handle.span, handle.first = span, None
+        handle.context = trace.set_span_in_context(span, handle.context)
+        return span
+
     def call_ended(self, call: CallState, result: CompletionResult | None, error: BaseException | None) -> None:
         handle = call.trace
         if not isinstance(handle, _CallHandle) or handle.ended:
             return
         handle.ended = True
-        for attempt in tuple(handle.open):
-            self._abandon(attempt)
         span = handle.span
-        if span.is_recording():
-            attributes: dict[str, AttributeValue] = {ATTEMPTS: call.attempts_made()}
-            if call.skipped:
-                attributes[SKIPPED] = [scrub(f"{model_id}: {reason}") for model_id, reason in call.skipped]
-            if result is not None:
-                attributes[OUTCOME] = "success"
+        folded = handle.first
+        if span is None and folded is None:  # a folded call that made no attempt: its call span after all
+            span = self._unfold(call, handle, None)
+        handle.first = None
+        for attempt in tuple(handle.open):
+            if attempt is folded and attempt.span.is_recording():  # a stream abandoned, a call cancelled
+                self._end_call(call, attempt.span, result, error, folded=True)
+            self._abandon(attempt)
+        if span is not None:
+            if span.is_recording():
+                self._end_call(call, span, result, error, folded=False)
+            span.end()
+
+    def _end_call(
+        self,
+        call: CallState,
+        span: Span,
+        result: CompletionResult | None,
+        error: BaseException | None,
+        *,
+        folded: bool,
+    ) -> None:
+        span.set_attributes(self._call_summary(call, result, error, folded=folded))
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+
+    def _call_summary(
+        self, call: CallState, result: CompletionResult | None, error: BaseException | None, *, folded: bool
+    ) -> dict[str, AttributeValue]:
+        """The call's attributes as it ends, for its span or, ``folded``, for the one attempt it is traced as (which
+        names its model and cost itself, and is given what the call span would have said at its start)."""
+        attributes: dict[str, AttributeValue] = {ATTEMPTS: call.attempts_made()}
+        if folded:
+            plan = call.plan
+            attributes[CALL_OPERATION] = plan.operation
+            attributes[CANDIDATES] = [m.id for m in plan.models]
+        if call.skipped:
+            attributes[SKIPPED] = [scrub(f"{model_id}: {reason}") for model_id, reason in call.skipped]
+        if result is not None:
+            attributes[OUTCOME] = "success"
+            if not folded:
                 attributes[MODEL_ID] = result.model_id
                 attributes[COST] = result.cost
-            elif error is not None:
-                kind = type(error).__name__
-                attributes[OUTCOME] = "error"
-                attributes[ERROR_TYPE] = kind
-                if self.capture_content:
-                    attributes[ERROR_MESSAGE] = scrub(str(error))
-                span.set_status(Status(StatusCode.ERROR, kind))
-            else:
-                attributes[OUTCOME] = "abandoned"
-            span.set_attributes(attributes)
-        span.end()
+        elif error is not None:
+            attributes[OUTCOME] = "error"
+            attributes[ERROR_TYPE] = type(error).__name__
+            if self.capture_content:
+                attributes[ERROR_MESSAGE] = scrub(str(error))
+        else:
+            attributes[OUTCOME] = "abandoned"
+        return attributes
 
     def embedding_inputs(self, call: CallState, texts: Sequence[str]) -> None:
         """An embedding call's texts, before its first attempt: recorded on its attempts when content is captured."""
@@ -498,6 +571,8 @@ class OpenTelemetryTracer:
             token = otel_context.attach(trace.set_span_in_context(span, handle.context))
         attempt = _AttemptHandle(handle, span, labels, token)
         handle.open.append(attempt)
+        if handle.span is None and handle.first is None:  # folded: the call is traced as this attempt if it answers
+            handle.first = attempt
         return attempt
 
     def attempt_running(self, attempt: Any) -> None:
@@ -524,8 +599,13 @@ class OpenTelemetryTracer:
         self._close(attempt)
         duration = time.perf_counter() - attempt.started
         span = attempt.span
+        handle = attempt.call
         if result is not None:
-            self._answered(attempt, span, duration, result)
+            # An answer ends its call: a folded call's one span says so, and the call is over for the tracer.
+            folded = attempt is handle.first
+            if folded:  # and no cycle left between the two handles, for the garbage collector to find
+                handle.ended, handle.first = True, None
+            self._answered(attempt, span, duration, result, call if folded else None)
         else:
             kind = record.error_class or "_OTHER"
             self._duration.record(duration, {**attempt.labels.base, ERROR_TYPE: kind})
@@ -541,6 +621,8 @@ class OpenTelemetryTracer:
                     attributes[ERROR_MESSAGE] = scrub(record.error_message)
                 span.set_attributes(attributes)
                 span.set_status(Status(StatusCode.ERROR, description))
+            if attempt is handle.first:  # a folded call going on, or ending in error: it has its call span
+                self._unfold(call, handle, attempt)
         span.end()
 
     def attempt_cancelled(self, call: CallState, attempt: Any, record: Attempt, cost: float) -> None:
@@ -558,7 +640,16 @@ class OpenTelemetryTracer:
             span.set_attributes({ATTEMPT_OUTCOME: "cancelled", COST: cost})
         span.end()
 
-    def _answered(self, attempt: _AttemptHandle, span: Span, duration: float, result: CompletionResult) -> None:
+    def _answered(
+        self,
+        attempt: _AttemptHandle,
+        span: Span,
+        duration: float,
+        result: CompletionResult,
+        folded: CallState | None,
+    ) -> None:
+        """An answer's measurements and span attributes; ``folded``: the call the span stands for (one set of
+        attributes for both, as each ``set_attributes`` costs the SDK a lock and a pass of its own)."""
         labels = attempt.labels
         chat = labels.base[OPERATION] == "chat"
         usage = result.usage
@@ -572,7 +663,10 @@ class OpenTelemetryTracer:
         if result.cost:
             self._costs.add(labels.cost_key, result.cost)
         if span.is_recording():
-            span.set_attributes(self._answer_attributes(result, chat=chat))
+            attributes = self._answer_attributes(result, chat=chat)
+            if folded is not None:
+                attributes.update(self._call_summary(folded, result, None, folded=True))
+            span.set_attributes(attributes)
 
     def _answer_attributes(self, result: CompletionResult, *, chat: bool) -> dict[str, AttributeValue]:
         usage = result.usage

@@ -139,6 +139,16 @@ def test_markdown_puts_runs_side_by_side() -> None:
     assert "| import httpx2 | 50 ms | 50 ms |" in text
 
 
+def test_markdown_renders_telemetry_only_runs_which_have_no_imports() -> None:
+    from benchmarks.markdown import render
+
+    target = {"metric": "OTel on - off", "baseline": "+1 µs", "taskmodels": "+1 µs", "ratio": "1.000×"}
+    run = {"targets": [{**target, "target": "≤ 1.10× theirs", "met": "yes"}], "comparison": []}
+    text = render([run, run])
+    assert "| OTel on - off |" in text
+    assert "Cold imports" not in text
+
+
 def test_any_failed_call_is_collected_for_a_non_zero_exit() -> None:
     from benchmarks.run import _errors
 

@@ -31,7 +31,7 @@ from taskmodels.settings import Settings
 from taskmodels.telemetry import CAPTURE_CONTENT_VARIABLE
 from taskmodels.testing import make_test_service
 from taskmodels.types import ImagePart, Message, ResponseFormat, TextPart
-from tests.otel_kit import Otel, attrs
+from tests.otel_kit import FOLDS, Otel, attrs, in_memory_otel
 
 KEY = "sk-conventions-test-0123456789abcdef"
 ANSWER = '{"name": "Poseidonia"}'
@@ -153,6 +153,13 @@ _ANSWERS = {
     ":generateContent": _gemini_response,
     "/api/chat": _ollama_chat,
 }
+
+
+@pytest.fixture(params=FOLDS)
+def otel(request: pytest.FixtureRequest) -> Iterator[Otel]:
+    """Every test here runs on both traces of a call: a call span over its attempts, and a call that made one
+    attempt folded into it (``fold_single_attempt``)."""
+    yield from in_memory_otel(fold=request.param)
 
 
 @pytest.fixture

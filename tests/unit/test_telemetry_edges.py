@@ -34,7 +34,7 @@ from taskmodels.testing import (
     server_error,
 )
 from taskmodels.types import CompletionRequest, CompletionResult, EmbeddingResult, StreamEvent
-from tests.otel_kit import Otel, attrs, by_name
+from tests.otel_kit import FOLDS, Otel, attrs, by_name, in_memory_otel, outcome_span
 from tests.stores import SlowSecondReservation
 
 
@@ -58,6 +58,13 @@ def context_errors() -> Iterator[list[str]]:
         yield handler.messages
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.fixture(params=FOLDS)
+def otel(request: pytest.FixtureRequest) -> Iterator[Otel]:
+    """Every test here runs on both traces of a call: a call span over its attempts, and a call that made one
+    attempt folded into it (``fold_single_attempt``)."""
+    yield from in_memory_otel(fold=request.param)
 
 
 def parent_of(span: ReadableSpan) -> int | None:
@@ -524,7 +531,7 @@ async def test_a_call_cancelled_while_its_caller_handles_an_exception_is_still_a
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-    (call_span,) = by_name(otel.finished(), "taskmodels t")
+    call_span = outcome_span(otel.finished())
     assert attrs(call_span)["taskmodels.outcome"] == "abandoned"
     assert call_span.status.status_code is StatusCode.UNSET
 
