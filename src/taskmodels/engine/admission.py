@@ -1,24 +1,24 @@
 """Admission: may this model be tried now? Its circuit breaker and the task's budget decide.
 
 Both keep their state in the ``StateStore`` (memory, or Redis shared between
-processes). The rule "a failing state store never fails a call" lives here and only
-here: every store operation goes through ``_guarded``, which answers as if the store
-had said yes (allowed, nothing reserved), logs one warning when the store is lost
-and one when it is back.
+processes). The rule "a failing state store never fails a call" is applied here, by
+``resilience.state.StoreGuard`` (the gateway's per-key limits use the same guard):
+every store operation goes through it, answering as if the store had said yes
+(allowed, nothing reserved), with one warning when the store is lost and one when
+it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 
 from taskmodels.log import library_logger
 from taskmodels.registry.schema import BudgetConfig, ModelConfig
 from taskmodels.resilience.breaker import CircuitBreaker
 from taskmodels.resilience.ratelimit import DEFAULT_HOLD, RATE_WINDOW, RateSnapshot, RateTicket, hold_until, new_ident
-from taskmodels.resilience.state import Admission, BreakerSnapshot, Reservation, SpendDecision, StateStore
+from taskmodels.resilience.state import Admission, BreakerSnapshot, Reservation, SpendDecision, StateStore, StoreGuard
 from taskmodels.types import RateLimitInfo
 
 from .call import CallState
@@ -26,7 +26,6 @@ from .pools import Route
 
 __all__ = ["Claim", "Gate", "Reservation"]  # Reservation lives in resilience/state.py; the loop takes it from here
 
-_T = TypeVar("_T")
 _log = library_logger("state")
 _ALLOWED = Admission(True, False, None)
 
@@ -69,7 +68,7 @@ class Claim:
 class Gate:
     """Breakers and budgets over one state store, absorbing its failures."""
 
-    __slots__ = ("_store_ok", "breaker", "store", "wall_clock")
+    __slots__ = ("_guard", "_guarded", "breaker", "store", "wall_clock")
 
     def __init__(
         self, store: StateStore, breaker: CircuitBreaker, *, wall_clock: Callable[[], float] = time.time
@@ -77,7 +76,8 @@ class Gate:
         self.store = store
         self.breaker = breaker
         self.wall_clock = wall_clock
-        self._store_ok = True
+        self._guard = guard = StoreGuard(store)
+        self._guarded = guard.guarded
 
     # --- one candidate of one call ------------------------------------------------------------
 
@@ -143,10 +143,10 @@ class Gate:
         try:
             decision = await work
         except Exception as exc:  # noqa: BLE001 - a failing state store never fails a call
-            self._lost("reserve_rate", exc)
+            self._guard.lost("reserve_rate", exc)
             return RateTicket(route.key, ident, tokens)
-        if not self._store_ok:
-            self._back()
+        if not self._guard.ok:
+            self._guard.back()
         if decision.accepted:
             return RateTicket(route.key, ident, tokens)
         why = "held" if decision.held else "rate limit spent"
@@ -168,10 +168,10 @@ class Gate:
                 ticket.key, ticket.ident, tokens=tokens, window=RATE_WINDOW, now=self.wall_clock()
             )
         except Exception as exc:  # noqa: BLE001 - see above
-            self._lost("settle_rate", exc)
+            self._guard.lost("settle_rate", exc)
             return
-        if not self._store_ok:
-            self._back()
+        if not self._guard.ok:
+            self._guard.back()
 
     async def hold(self, route: Route, seconds: float | None) -> None:
         """Keep traffic off ``route`` for ``seconds`` (``None``: the default hold) — a 429's Retry-After."""
@@ -215,20 +215,20 @@ class Gate:
         try:
             admission = await self.breaker.admit(model_id, probe_lease=probe_lease)
         except Exception as exc:  # noqa: BLE001 - a failing state store never fails a call, whatever it raises
-            self._lost("admit", exc)
+            self._guard.lost("admit", exc)
             return _ALLOWED
-        if not self._store_ok:
-            self._back()
+        if not self._guard.ok:
+            self._guard.back()
         return admission
 
     async def record_success(self, model_id: str) -> None:
         try:
             await self.breaker.record_success(model_id)
         except Exception as exc:  # noqa: BLE001 - see admit
-            self._lost("record_success", exc)
+            self._guard.lost("record_success", exc)
             return
-        if not self._store_ok:
-            self._back()
+        if not self._guard.ok:
+            self._guard.back()
 
     async def record_failure(self, model_id: str, *, trip: bool) -> bool:
         """Count a failure against the model; True when that left its breaker open."""
@@ -267,30 +267,3 @@ class Gate:
             return
         work = self.store.add_spend(reservation.scope, delta, window=reservation.window, now=self.wall_clock())
         await self._guarded("add_spend", work, None)
-
-    # --- the one place a store failure is absorbed -----------------------------------------
-
-    async def _guarded(self, operation: str, work: Awaitable[_T], fallback: _T) -> _T:
-        try:
-            result = await work
-        except Exception as exc:  # noqa: BLE001 - see admit
-            self._lost(operation, exc)
-            return fallback
-        if not self._store_ok:
-            self._back()
-        return result
-
-    def _lost(self, operation: str, exc: Exception) -> None:
-        # No call may fail because the state store did: the caller goes on as if it had said yes.
-        if self._store_ok:
-            self._store_ok = False
-            _log.warning(
-                "taskmodels.state.lost",
-                operation=operation,
-                error_class=type(exc).__name__,
-                store=type(self.store).__name__,
-            )
-
-    def _back(self) -> None:
-        self._store_ok = True
-        _log.warning("taskmodels.state.recovered", store=type(self.store).__name__)

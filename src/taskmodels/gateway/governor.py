@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal
 
 from taskmodels.gateway.keys import VirtualKey
 from taskmodels.log import library_logger
 from taskmodels.resilience.ratelimit import RATE_WINDOW, RateSnapshot, RateTicket, new_ident
-from taskmodels.resilience.state import Reservation, StateStore, window_start
+from taskmodels.resilience.state import Reservation, StateStore, StoreGuard, window_start
 
 __all__ = ["Bound", "Governor", "LimitExceeded", "Permit", "budget_scope", "duration", "rate_key"]
 
-_T = TypeVar("_T")
 _log = library_logger("gateway")
 
 LimitKind = Literal["budget", "requests", "tokens"]
@@ -104,7 +103,7 @@ class Governor:
     within the same minute of arrivals: an upstream counting as requests arrive would see one too many.
     """
 
-    __slots__ = ("_store_ok", "store", "wall_clock", "window")
+    __slots__ = ("_guarded", "store", "wall_clock", "window")
 
     def __init__(
         self, store: StateStore, *, wall_clock: Callable[[], float] = time.time, window: float = RATE_WINDOW
@@ -112,7 +111,13 @@ class Governor:
         self.store = store
         self.wall_clock = wall_clock
         self.window = window
-        self._store_ok = True
+        # A failing store never fails a request (the engine's rule, the same guard), with the gateway's own events.
+        self._guarded = StoreGuard(
+            store,
+            lost_event="taskmodels.gateway.limits_unenforced",
+            back_event="taskmodels.gateway.limits_enforced",
+            log=_log,
+        ).guarded
 
     async def admit(self, key: VirtualKey, bound: Bound) -> Permit:
         """Reserve ``bound`` against ``key``'s budget and log one request of ``bound.tokens`` against its rpm and
@@ -203,26 +208,6 @@ class Governor:
             reservation.scope, -reservation.amount, window=reservation.window, now=self.wall_clock()
         )
         await self._guarded("add_spend", work, None)
-
-    # --- a failing store never fails a request ---------------------------------------------------------------
-
-    async def _guarded(self, operation: str, work: Awaitable[_T], fallback: _T) -> _T:
-        try:
-            result = await work
-        except Exception as exc:  # noqa: BLE001 - a failing state store never fails a request, whatever it raises
-            if self._store_ok:
-                self._store_ok = False
-                _log.warning(
-                    "taskmodels.gateway.limits_unenforced",
-                    operation=operation,
-                    error_class=type(exc).__name__,
-                    store=type(self.store).__name__,
-                )
-            return fallback
-        if not self._store_ok:
-            self._store_ok = True
-            _log.warning("taskmodels.gateway.limits_enforced", store=type(self.store).__name__)
-        return result
 
 
 def _rate_headers(key: VirtualKey, snapshot: RateSnapshot, now: float, window: float) -> Headers:

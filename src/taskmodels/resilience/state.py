@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
+from taskmodels.log import LibraryLogger, library_logger
 from taskmodels.resilience.ratelimit import MemoryRates, RateDecision, RateSnapshot
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Reservation",
     "SpendDecision",
     "StateStore",
+    "StoreGuard",
     "next_cooldown",
     "window_start",
 ]
@@ -278,3 +280,51 @@ class MemoryStateStore(StateStore):
 
 
 _ALLOWED = Admission(True, False, None)
+
+
+_T = TypeVar("_T")
+
+
+class StoreGuard:
+    """The rule that a failing state store never fails a call, kept in one place for every user of a store (the
+    engine's admission, the gateway's per-key limits): ``guarded`` answers as if the store had said yes (its
+    ``fallback``), logs one warning when the store is lost (``lost_event``) and one when it answers again
+    (``back_event``). Hot paths that absorb inline call ``lost`` and, while ``ok`` is false, ``back``."""
+
+    __slots__ = ("_log", "back_event", "lost_event", "ok", "store")
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        lost_event: str = "taskmodels.state.lost",
+        back_event: str = "taskmodels.state.recovered",
+        log: LibraryLogger | None = None,
+    ) -> None:
+        self.store = store
+        self.lost_event = lost_event
+        self.back_event = back_event
+        self._log = log or library_logger("state")
+        self.ok = True
+
+    async def guarded(self, operation: str, work: Awaitable[_T], fallback: _T) -> _T:
+        try:
+            result = await work
+        except Exception as exc:  # noqa: BLE001 - a failing state store never fails a call, whatever it raises
+            self.lost(operation, exc)
+            return fallback
+        if not self.ok:
+            self.back()
+        return result
+
+    def lost(self, operation: str, exc: Exception) -> None:
+        # No call may fail because the state store did: the caller goes on as if it had said yes.
+        if self.ok:
+            self.ok = False
+            self._log.warning(
+                self.lost_event, operation=operation, error_class=type(exc).__name__, store=type(self.store).__name__
+            )
+
+    def back(self) -> None:
+        self.ok = True
+        self._log.warning(self.back_event, store=type(self.store).__name__)
