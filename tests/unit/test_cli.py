@@ -482,3 +482,35 @@ def test_init_example_writes_the_registry_the_reference_docs_use(
     assert "11 models, 6 tasks" not in capsys.readouterr().out  # the overlay adds a model
     assert main(["validate", "app/settings/modelRegistry.json"]) == 0
     assert "valid: 11 models, 6 tasks" in capsys.readouterr().out
+
+
+_WITHOUT_SERVE = """
+import builtins, sys
+real = builtins.__import__
+def without_serve(name, *args, **kwargs):
+    if name.split(".")[0] in ("prometheus_client", "uvicorn", "uvloop", "httptools"):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+    return real(name, *args, **kwargs)
+builtins.__import__ = without_serve
+from taskmodels.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["init"], ["keys", "add", "ops", "--file", "keys.json"]])
+def test_the_command_works_without_the_serve_extra(tmp_path: Path, args: list[str]) -> None:
+    """`pip install taskmodels` has no prometheus-client or uvicorn: every command but `serve` works without them
+    (building the parser once imported the gateway's app, and its metrics, for `keys`)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SERVE, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "ModuleNotFoundError" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
